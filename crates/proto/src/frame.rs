@@ -1,0 +1,132 @@
+//! Frames on the `/ws` WebSocket, one JSON text message each.
+//!
+//! Requests carry a `seq` chosen by the client; the server's answer to a request echoes it.
+//! Unsolicited server frames (`kicked`, `error` without `seq`) have none.
+
+use alloc::string::String;
+use serde::{Deserialize, Serialize};
+
+use crate::names::{KickReason, Platform};
+
+/// Largest frame either side accepts, in bytes. A login is well under 1 KiB.
+pub const MAX_FRAME_BYTES: usize = 16 * 1024;
+
+/// Client → server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientFrame {
+    Login(Login),
+    /// End this instance's session (`tim.logout()`); answered by `logout_ok`.
+    Logout {
+        seq: u32,
+    },
+    /// Heartbeat; answered by `pong`.
+    Ping,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Login {
+    pub seq: u32,
+    pub sdkappid: u32,
+    pub user: String,
+    pub usersig: String,
+    pub platform: Platform,
+    /// The instance id: stable across reconnects of one SDK object (one tab).
+    pub instance: String,
+}
+
+/// Server → client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerFrame {
+    LoginOk(LoginOk),
+    LogoutOk {
+        seq: u32,
+    },
+    /// A request failed (`seq` set), or the peer sent something unusable (`seq` absent).
+    Error(ErrorFrame),
+    /// This instance's session ended; the socket closes right after.
+    Kicked {
+        reason: KickReason,
+    },
+    Pong,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginOk {
+    pub seq: u32,
+    /// Opaque session ticket: a reconnect presents it instead of logging in again.
+    pub ticket: String,
+    /// How often the client must send `ping`; the server drops a socket silent for twice that.
+    pub heartbeat_ms: u32,
+    /// Unix seconds at which the UserSig expires (the session then ends with `userSigExpired`).
+    pub expire_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorFrame {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u32>,
+    pub code: u32,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn wire_shapes_are_stable() {
+        let login = ClientFrame::Login(Login {
+            seq: 1,
+            sdkappid: 1400000000,
+            user: "alice".into(),
+            usersig: "sig".into(),
+            platform: Platform::Web,
+            instance: "i1".into(),
+        });
+        assert_eq!(
+            serde_json::to_string(&login).unwrap(),
+            r#"{"login":{"seq":1,"sdkappid":1400000000,"user":"alice","usersig":"sig","platform":"Web","instance":"i1"}}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&ClientFrame::Ping).unwrap(),
+            r#""ping""#
+        );
+        let kicked = ServerFrame::Kicked {
+            reason: KickReason::RestApi,
+        };
+        assert_eq!(
+            serde_json::to_string(&kicked).unwrap(),
+            r#"{"kicked":{"reason":"REST_API_Kick"}}"#
+        );
+        let err = ServerFrame::Error(ErrorFrame {
+            seq: None,
+            code: 70402,
+            message: "x".to_string(),
+        });
+        assert_eq!(
+            serde_json::to_string(&err).unwrap(),
+            r#"{"error":{"code":70402,"message":"x"}}"#
+        );
+        for f in [login, ClientFrame::Logout { seq: 2 }, ClientFrame::Ping] {
+            let s = serde_json::to_string(&f).unwrap();
+            assert_eq!(serde_json::from_str::<ClientFrame>(&s).unwrap(), f);
+        }
+    }
+
+    #[test]
+    fn unknown_or_malformed_frames_are_errors_not_panics() {
+        for bad in [
+            "{}",
+            "\"pong\"",
+            r#"{"login":{}}"#,
+            r#"{"login":{"seq":-1}}"#,
+            "[]",
+            "null",
+        ] {
+            assert!(serde_json::from_str::<ClientFrame>(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The `timd` command line: `timd serve` and `timd usersig`. Every `serve` flag has a
+//! `TIMD_*` environment twin so containers and CI can configure it without a shell wrapper.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::builder::FalseyValueParser;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{
+    Config, ConfigError, DEFAULT_ADMIN, DEFAULT_DATA_DIR, DEFAULT_HEARTBEAT_MS, DEFAULT_LISTEN,
+    DEFAULT_LOGIN_TIMEOUT_MS, DEFAULT_PKG_DIR, DEFAULT_USERSIG_EXPIRE_SECS, DEFAULT_WWW_DIR,
+    DEMO_KEY, DEMO_SDKAPPID,
+};
+
+#[derive(Debug, Parser)]
+#[command(name = "timd", version, about = "The tim-wasm login server")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: WebSocket gateway at /ws (+ demo page and SDK package with --demo).
+    Serve(ServeArgs),
+    /// Print a UserSig for USER, generated now.
+    Usersig(UsersigArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TIMD_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// The app's SDKAppID (required outside --demo).
+    #[arg(long, env = "TIMD_SDKAPPID")]
+    pub sdkappid: Option<u32>,
+    /// The app's secret key (required outside --demo).
+    #[arg(long, env = "TIMD_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// The app admin's UserID (REST API).
+    #[arg(long, env = "TIMD_ADMIN", default_value = DEFAULT_ADMIN)]
+    pub admin: String,
+    /// Directory of the embedded store (created if absent).
+    #[arg(long, env = "TIMD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Demo mode: embedded demo app, /demo/usersig, static www/ and pkg/. Loopback only.
+    #[arg(long, env = "TIMD_DEMO", value_parser = FalseyValueParser::new())]
+    pub demo: bool,
+    /// Demo page directory, served at / in demo mode.
+    #[arg(long, env = "TIMD_WWW_DIR", default_value = DEFAULT_WWW_DIR)]
+    pub www_dir: PathBuf,
+    /// SDK package directory (wasm-pack output), served at /pkg/ in demo mode.
+    #[arg(long, env = "TIMD_PKG_DIR", default_value = DEFAULT_PKG_DIR)]
+    pub pkg_dir: PathBuf,
+    /// Ping interval announced to clients; sockets silent for twice this are dropped.
+    #[arg(long, env = "TIMD_HEARTBEAT_MS", default_value_t = DEFAULT_HEARTBEAT_MS)]
+    pub heartbeat_ms: u32,
+    /// Sockets that have not logged in within this are closed.
+    #[arg(long, env = "TIMD_LOGIN_TIMEOUT_MS", default_value_t = DEFAULT_LOGIN_TIMEOUT_MS)]
+    pub login_timeout_ms: u32,
+}
+
+impl ServeArgs {
+    /// Resolves the demo defaults and the required flags, then validates.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let (sdkappid, key) = match (self.sdkappid, self.key, self.demo) {
+            (Some(id), Some(key), _) => (id, key),
+            (id, key, true) => (
+                id.unwrap_or(DEMO_SDKAPPID),
+                key.unwrap_or_else(|| DEMO_KEY.to_owned()),
+            ),
+            (None, _, false) => return Err(ConfigError::MissingSdkAppId),
+            (Some(_), None, false) => return Err(ConfigError::MissingKey),
+        };
+        let config = Config {
+            listen: self.listen,
+            sdkappid,
+            key,
+            admin: self.admin,
+            data_dir: self.data_dir,
+            demo: self.demo,
+            www_dir: self.www_dir,
+            pkg_dir: self.pkg_dir,
+            heartbeat_ms: self.heartbeat_ms,
+            login_timeout_ms: self.login_timeout_ms,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct UsersigArgs {
+    #[arg(long, env = "TIMD_SDKAPPID")]
+    pub sdkappid: u32,
+    #[arg(long, env = "TIMD_KEY", hide_env_values = true)]
+    pub key: String,
+    /// The UserID the UserSig is for.
+    #[arg(long)]
+    pub user: String,
+    /// Validity in seconds.
+    #[arg(long, default_value_t = DEFAULT_USERSIG_EXPIRE_SECS)]
+    pub expire: u64,
+}
+
+impl UsersigArgs {
+    /// The UserSig for these arguments, issued at `now` (unix seconds).
+    pub fn generate(&self, now: u64) -> Result<String, ConfigError> {
+        if self.sdkappid == 0 {
+            return Err(ConfigError::ZeroSdkAppId);
+        }
+        if self.key.is_empty() {
+            return Err(ConfigError::EmptyKey);
+        }
+        if !tim_proto::is_valid_user_id(&self.user) {
+            return Err(ConfigError::BadUser(self.user.clone()));
+        }
+        if self.expire == 0 {
+            return Err(ConfigError::BadExpire);
+        }
+        Ok(tim_usersig::generate(
+            self.sdkappid,
+            &self.key,
+            &self.user,
+            now,
+            self.expire,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> Result<Config, String> {
+        let mut argv = vec!["timd", "serve"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        match cli.command {
+            Command::Serve(s) => s.into_config().map_err(|e| e.to_string()),
+            Command::Usersig(_) => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn serve_needs_key_and_sdkappid_outside_demo() {
+        let err = serve(&["--sdkappid", "1400000001"]).unwrap_err();
+        assert!(err.contains("--key is required"), "{err}");
+        let err = serve(&["--key", "k"]).unwrap_err();
+        assert!(err.contains("--sdkappid is required"), "{err}");
+        let c = serve(&["--sdkappid", "1400000001", "--key", "k"]).unwrap();
+        assert_eq!(
+            (c.sdkappid, c.key.as_str(), c.demo),
+            (1400000001, "k", false)
+        );
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(c.admin, "administrator");
+        assert_eq!(c.heartbeat_ms, 25_000);
+        assert_eq!(c.login_timeout_ms, 5_000);
+        let err = serve(&["--sdkappid", "0", "--key", "k"]).unwrap_err();
+        assert!(err.contains("positive"), "{err}");
+    }
+
+    #[test]
+    fn demo_defaults_to_the_embedded_app_and_refuses_public_addresses() {
+        let c = serve(&["--demo"]).unwrap();
+        assert_eq!((c.sdkappid, c.key.as_str()), (DEMO_SDKAPPID, DEMO_KEY));
+        let err = serve(&["--demo", "--listen", "0.0.0.0:9000"]).unwrap_err();
+        assert!(err.contains("refuses to listen on 0.0.0.0:9000"), "{err}");
+    }
+
+    #[test]
+    fn usersig_command_generates_a_verifiable_usersig() {
+        let cli = Cli::try_parse_from([
+            "timd",
+            "usersig",
+            "--sdkappid",
+            "1400000001",
+            "--key",
+            "k",
+            "--user",
+            "alice",
+        ])
+        .unwrap();
+        let Command::Usersig(args) = cli.command else {
+            panic!("expected usersig")
+        };
+        assert_eq!(args.expire, 15_552_000);
+        let sig = args.generate(1_700_000_000).unwrap();
+        let claims = tim_usersig::verify(&sig, "k", 1400000001, "alice", 1_700_000_001).unwrap();
+        assert_eq!((claims.time, claims.expire), (1_700_000_000, 15_552_000));
+
+        let bad = UsersigArgs {
+            user: "no spaces".into(),
+            ..args
+        };
+        assert_eq!(
+            bad.generate(0),
+            Err(ConfigError::BadUser("no spaces".into()))
+        );
+        let bad = UsersigArgs {
+            user: "a".into(),
+            sdkappid: 0,
+            ..bad
+        };
+        assert_eq!(bad.generate(0), Err(ConfigError::ZeroSdkAppId));
+    }
+}

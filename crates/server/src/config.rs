@@ -1,0 +1,226 @@
+//! The server's resolved configuration and the rules it must satisfy before `timd` starts.
+//!
+//! `cli.rs` turns flags/env into a [`Config`]; everything that can make a start unsafe or
+//! meaningless (no key, demo mode on a public address, zero timeouts) is rejected here, so the
+//! same rules hold for the binary and for tests that build a `Config` by hand.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The embedded demo app's SDKAppID. Only usable in `--demo` mode, which is loopback-only.
+pub const DEMO_SDKAPPID: u32 = 1_400_000_000;
+/// The embedded demo app's secret key. Public on purpose: demo mode hands out UserSigs to
+/// anyone who asks, so it must never guard anything real (hence loopback-only).
+pub const DEMO_KEY: &str = "timd-demo-key-NOT-SECRET-do-not-use-in-production";
+
+/// Default listen address: loopback, so a bare `timd serve` exposes nothing.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9000";
+pub const DEFAULT_ADMIN: &str = "administrator";
+pub const DEFAULT_DATA_DIR: &str = "./.data";
+pub const DEFAULT_WWW_DIR: &str = "www";
+pub const DEFAULT_PKG_DIR: &str = "pkg";
+/// 25 s, as Centrifugo pings: below common 30-60 s proxy idle timeouts.
+pub const DEFAULT_HEARTBEAT_MS: u32 = 25_000;
+pub const DEFAULT_LOGIN_TIMEOUT_MS: u32 = 5_000;
+/// 180 days, the validity Tencent's console suggests for generated UserSigs.
+pub const DEFAULT_USERSIG_EXPIRE_SECS: u64 = 15_552_000;
+
+/// Everything `timd serve` needs. Build one with [`Config::demo`] / [`Config::new`] (tests) or
+/// from the CLI; call [`Config::validate`] before serving (`serve` does).
+#[derive(Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub sdkappid: u32,
+    /// The app's secret key (HMAC key of its UserSigs). Never logged: `Debug` redacts it.
+    pub key: String,
+    /// App admin identifiers (for the REST API).
+    pub admin: String,
+    /// Where `timd.sqlite3` lives; created if absent.
+    pub data_dir: PathBuf,
+    /// Serve the demo page, the SDK package and `/demo/usersig`.
+    pub demo: bool,
+    pub www_dir: PathBuf,
+    pub pkg_dir: PathBuf,
+    /// Announced ping interval; a logged-in socket silent for twice this is dropped.
+    pub heartbeat_ms: u32,
+    /// How long a socket may stay connected without a successful login.
+    pub login_timeout_ms: u32,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("sdkappid", &self.sdkappid)
+            .field("key", &"<redacted>")
+            .field("admin", &self.admin)
+            .field("data_dir", &self.data_dir)
+            .field("demo", &self.demo)
+            .field("www_dir", &self.www_dir)
+            .field("pkg_dir", &self.pkg_dir)
+            .field("heartbeat_ms", &self.heartbeat_ms)
+            .field("login_timeout_ms", &self.login_timeout_ms)
+            .finish()
+    }
+}
+
+/// Why a configuration cannot be served.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("--sdkappid is required outside demo mode (or set TIMD_SDKAPPID)")]
+    MissingSdkAppId,
+    #[error("--key is required outside demo mode (or set TIMD_KEY)")]
+    MissingKey,
+    #[error("--sdkappid must be a positive integer")]
+    ZeroSdkAppId,
+    #[error("--key must not be empty")]
+    EmptyKey,
+    #[error(
+        "demo mode hands out UserSigs to anyone and refuses to listen on {0}: \
+         use a loopback address such as 127.0.0.1:9000"
+    )]
+    DemoNotLoopback(SocketAddr),
+    #[error("--admin {0:?} is not a valid UserID (1..32 of A-Z a-z 0-9 _ -)")]
+    BadAdmin(String),
+    #[error("--user {0:?} is not a valid UserID (1..32 of A-Z a-z 0-9 _ -)")]
+    BadUser(String),
+    #[error("--heartbeat-ms must be between 10 and 3600000")]
+    BadHeartbeat,
+    #[error("--login-timeout-ms must be between 1 and 600000")]
+    BadLoginTimeout,
+    #[error("--expire must be at least 1 second")]
+    BadExpire,
+}
+
+impl Config {
+    /// A demo-mode configuration with every default (the embedded demo app, loopback).
+    pub fn demo() -> Config {
+        Config {
+            demo: true,
+            ..Config::new(DEMO_SDKAPPID, DEMO_KEY)
+        }
+    }
+
+    /// A production-mode configuration for one app, with defaults for everything else.
+    pub fn new(sdkappid: u32, key: impl Into<String>) -> Config {
+        Config {
+            listen: DEFAULT_LISTEN
+                .parse()
+                .expect("default listen address parses"),
+            sdkappid,
+            key: key.into(),
+            admin: DEFAULT_ADMIN.into(),
+            data_dir: DEFAULT_DATA_DIR.into(),
+            demo: false,
+            www_dir: DEFAULT_WWW_DIR.into(),
+            pkg_dir: DEFAULT_PKG_DIR.into(),
+            heartbeat_ms: DEFAULT_HEARTBEAT_MS,
+            login_timeout_ms: DEFAULT_LOGIN_TIMEOUT_MS,
+        }
+    }
+
+    /// Rejects configurations that must not start. Demo mode on a non-loopback address is the
+    /// important one: its `/demo/usersig` endpoint would let anyone log in as anyone.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.sdkappid == 0 {
+            return Err(ConfigError::ZeroSdkAppId);
+        }
+        if self.key.is_empty() {
+            return Err(ConfigError::EmptyKey);
+        }
+        if self.demo && !self.listen.ip().is_loopback() {
+            return Err(ConfigError::DemoNotLoopback(self.listen));
+        }
+        if !tim_proto::is_valid_user_id(&self.admin) {
+            return Err(ConfigError::BadAdmin(self.admin.clone()));
+        }
+        if !(10..=3_600_000).contains(&self.heartbeat_ms) {
+            return Err(ConfigError::BadHeartbeat);
+        }
+        if !(1..=600_000).contains(&self.login_timeout_ms) {
+            return Err(ConfigError::BadLoginTimeout);
+        }
+        Ok(())
+    }
+
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms.into())
+    }
+
+    /// A logged-in socket silent this long is dead: two missed heartbeats.
+    pub fn idle_timeout(&self) -> Duration {
+        2 * self.heartbeat()
+    }
+
+    pub fn login_timeout(&self) -> Duration {
+        Duration::from_millis(self.login_timeout_ms.into())
+    }
+
+    /// The SQLite file of the embedded store.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join(crate::store::DATABASE_FILE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_defaults_are_valid_and_loopback_only() {
+        let mut c = Config::demo();
+        assert_eq!(c.sdkappid, DEMO_SDKAPPID);
+        assert_eq!(c.key, DEMO_KEY);
+        assert_eq!(c.validate(), Ok(()));
+        c.listen = "[::1]:9000".parse().unwrap();
+        assert_eq!(c.validate(), Ok(()));
+        c.listen = "0.0.0.0:9000".parse().unwrap();
+        assert_eq!(c.validate(), Err(ConfigError::DemoNotLoopback(c.listen)));
+        c.listen = "192.0.2.1:9000".parse().unwrap();
+        assert!(matches!(c.validate(), Err(ConfigError::DemoNotLoopback(_))));
+        // The same address is fine outside demo mode.
+        c.demo = false;
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn rejects_unusable_values() {
+        let ok = Config::new(1, "k");
+        assert_eq!(ok.validate(), Ok(()));
+        let c = Config {
+            sdkappid: 0,
+            ..ok.clone()
+        };
+        assert_eq!(c.validate(), Err(ConfigError::ZeroSdkAppId));
+        let c = Config {
+            key: String::new(),
+            ..ok.clone()
+        };
+        assert_eq!(c.validate(), Err(ConfigError::EmptyKey));
+        let c = Config {
+            admin: "a b".into(),
+            ..ok.clone()
+        };
+        assert!(matches!(c.validate(), Err(ConfigError::BadAdmin(_))));
+        let c = Config {
+            heartbeat_ms: 0,
+            ..ok.clone()
+        };
+        assert_eq!(c.validate(), Err(ConfigError::BadHeartbeat));
+        let c = Config {
+            login_timeout_ms: 0,
+            ..ok
+        };
+        assert_eq!(c.validate(), Err(ConfigError::BadLoginTimeout));
+    }
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        let c = Config::new(7, "super-secret-key");
+        let text = format!("{c:?}");
+        assert!(!text.contains("super-secret-key"), "{text}");
+        assert!(text.contains("redacted"));
+    }
+}

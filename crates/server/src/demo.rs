@@ -1,0 +1,125 @@
+//! Demo-mode routes: a UserSig vending endpoint and the static demo page + SDK package.
+//! Only mounted with `--demo`, which `Config::validate` confines to loopback addresses:
+//! `/demo/usersig` lets anyone log in as anyone.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, Request, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tim_proto::ERR_INVALID_PARAMETERS;
+use tower_http::services::ServeDir;
+
+use crate::config::{Config, DEFAULT_USERSIG_EXPIRE_SECS};
+use crate::state::AppState;
+
+/// Longest validity `/demo/usersig` hands out: 10 years.
+pub const MAX_DEMO_EXPIRE_SECS: u64 = 10 * 365 * 86_400;
+
+/// Adds the demo routes to `router`: `/demo/usersig`, `/pkg/` (the SDK package) and `/`
+/// (the demo page), the static ones with dev-friendly headers.
+pub fn routes(router: Router<AppState>, config: &Config) -> Router<AppState> {
+    let statics = Router::new()
+        .nest_service("/pkg", ServeDir::new(&config.pkg_dir))
+        .fallback_service(ServeDir::new(&config.www_dir))
+        .layer(middleware::from_fn(dev_file_headers));
+    router
+        .route("/demo/usersig", get(demo_usersig))
+        .merge(statics)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UserSigQuery {
+    user: Option<String>,
+    expire: Option<String>,
+}
+
+/// `/demo/usersig` success body, with the field names of Tencent's demo `GenerateTestUserSig`.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DemoUserSig {
+    #[serde(rename = "SDKAppID")]
+    pub sdkappid: u32,
+    #[serde(rename = "userID")]
+    pub user_id: String,
+    #[serde(rename = "userSig")]
+    pub user_sig: String,
+}
+
+/// `/demo/usersig` error body.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DemoError {
+    pub code: u32,
+    pub message: String,
+}
+
+fn bad_request(message: impl Into<String>) -> Response {
+    let body = DemoError {
+        code: ERR_INVALID_PARAMETERS,
+        message: message.into(),
+    };
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}
+
+/// `GET /demo/usersig?user=U[&expire=S]`: a UserSig for U, issued now by the demo app.
+async fn demo_usersig(
+    State(state): State<AppState>,
+    query: Result<Query<UserSigQuery>, QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return bad_request("the query string cannot be parsed");
+    };
+    let Some(user) = query.user.filter(|u| tim_proto::is_valid_user_id(u)) else {
+        return bad_request("user must be a UserID: 1 to 32 bytes of A-Z a-z 0-9 _ -");
+    };
+    let expire = match query.expire.as_deref().map(str::parse::<u64>) {
+        None => DEFAULT_USERSIG_EXPIRE_SECS,
+        Some(Ok(s)) if (1..=MAX_DEMO_EXPIRE_SECS).contains(&s) => s,
+        Some(_) => {
+            return bad_request(format!(
+                "expire must be a number of seconds between 1 and {MAX_DEMO_EXPIRE_SECS}"
+            ))
+        }
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let config = state.config();
+    let user_sig = tim_usersig::generate(config.sdkappid, &config.key, &user, now, expire);
+    let mut response = Json(DemoUserSig {
+        sdkappid: config.sdkappid,
+        user_id: user,
+        user_sig,
+    })
+    .into_response();
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Dev files change on every rebuild: never let a browser cache them, and give wasm and
+/// JS module files the MIME types browsers insist on (streaming wasm compilation requires
+/// `application/wasm`; module scripts require a JavaScript type).
+async fn dev_file_headers(request: Request, next: Next) -> Response {
+    let content_type = match request.uri().path().rsplit_once('.').map(|(_, ext)| ext) {
+        Some("wasm") => Some("application/wasm"),
+        Some("js" | "mjs") => Some("text/javascript; charset=utf-8"),
+        _ => None,
+    };
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let (Some(ct), true) = (content_type, response.status().is_success()) {
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+    }
+    response
+}

@@ -1,0 +1,458 @@
+//! The `/ws` WebSocket gateway: one task per socket owns the socket and selects over the
+//! peer's messages, the registry's commands (kicks), its deadline and server shutdown.
+//!
+//! Nothing here holds a lock across an await, and nothing the peer sends can panic the task
+//! or make it buffer without bound: frames are size-capped, replies wait at most
+//! [`SEND_TIMEOUT`], and a socket that stops reading is dropped.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::response::Response;
+use axum::Extension;
+use tim_proto::{
+    close, ClientFrame, ErrorFrame, Login, LoginOk, Platform, ServerFrame, ERR_INVALID_PARAMETERS,
+    MAX_FRAME_BYTES,
+};
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+use tracing::Instrument;
+
+use crate::login::LoginError;
+use crate::registry::{NewSession, SessionId, SocketCommand, OUTBOX_CAPACITY};
+use crate::state::AppState;
+
+/// Initial read buffer per socket. tungstenite's default (128 KiB, allocated up front)
+/// would dominate per-connection memory; a login frame is well under 1 KiB.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Outbound bytes a socket may have pending before sends fail (backpressure).
+const MAX_WRITE_BUFFER_BYTES: usize = 2 * MAX_FRAME_BYTES;
+/// A peer that does not take a frame within this is treated as gone.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// After sending a close frame, how long to wait for the peer's close before dropping the
+/// TCP connection (closing first with unread input would reset it and could eat our close).
+pub const CLOSE_DRAIN: Duration = Duration::from_secs(1);
+/// Longest peer-controlled text echoed back in an error message.
+const MAX_ECHO: usize = 120;
+
+/// Numbers sockets for the logs.
+static NEXT_SOCKET: AtomicU64 = AtomicU64::new(1);
+
+/// `GET /ws`.
+pub async fn ws_handler(
+    State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let tracker = state.sockets().token();
+    let id = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
+    let span = match peer {
+        Some(Extension(ConnectInfo(peer))) => tracing::debug_span!("socket", id, %peer),
+        None => tracing::debug_span!("socket", id),
+    };
+    ws.max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
+        .on_upgrade(move |socket| {
+            async move {
+                Connection::new(state, socket).run().await;
+                drop(tracker);
+            }
+            .instrument(span)
+        })
+}
+
+/// The current login of a socket.
+struct Session {
+    id: SessionId,
+    user: String,
+    instance: String,
+    platform: Platform,
+}
+
+/// What the loop does after handling one event.
+enum Flow {
+    Continue,
+    /// Close the socket with this code and reason.
+    Close(u16, &'static str),
+    /// The peer is gone (or unwritable): just drop the socket.
+    Gone,
+}
+
+struct Connection {
+    state: AppState,
+    socket: WebSocket,
+    outbox: mpsc::Sender<SocketCommand>,
+    commands: mpsc::Receiver<SocketCommand>,
+    session: Option<Session>,
+    /// While logged out: when the socket must have logged in.
+    login_deadline: Instant,
+    /// Last time anything arrived from the peer (liveness).
+    last_seen: Instant,
+}
+
+impl Connection {
+    fn new(state: AppState, socket: WebSocket) -> Connection {
+        let (outbox, commands) = mpsc::channel(OUTBOX_CAPACITY);
+        let now = Instant::now();
+        let login_deadline = now + state.config().login_timeout();
+        Connection {
+            state,
+            socket,
+            outbox,
+            commands,
+            session: None,
+            login_deadline,
+            last_seen: now,
+        }
+    }
+
+    /// When the socket times out if nothing else happens.
+    fn deadline(&self) -> Instant {
+        match self.session {
+            None => self.login_deadline,
+            Some(_) => self.last_seen + self.state.config().idle_timeout(),
+        }
+    }
+
+    async fn run(mut self) {
+        tracing::debug!("socket opened");
+        let shutdown = self.state.shutdown_token().clone();
+        let timer = sleep_until(self.deadline());
+        tokio::pin!(timer);
+        let end = loop {
+            let flow = tokio::select! {
+                // Biased: shutdown first, then registry commands (a kick must win over
+                // frames the peer sent after it), then the peer, then the clock.
+                biased;
+                _ = shutdown.cancelled() => Flow::Close(close::SERVICE_RESTART, "server restarting"),
+                Some(command) = self.commands.recv() => self.on_command(command).await,
+                message = self.socket.recv() => {
+                    self.last_seen = Instant::now();
+                    let had_session = self.session.is_some();
+                    let flow = self.on_message(message).await;
+                    if had_session != self.session.is_some() {
+                        timer.as_mut().reset(self.deadline());
+                    }
+                    flow
+                }
+                _ = &mut timer => {
+                    // Lazily extended: frames only move `last_seen`, the timer catches up here.
+                    let deadline = self.deadline();
+                    if Instant::now() < deadline {
+                        timer.as_mut().reset(deadline);
+                        Flow::Continue
+                    } else {
+                        self.on_timeout().await
+                    }
+                }
+            };
+            match flow {
+                Flow::Continue => {}
+                Flow::Close(code, reason) => break Some((code, reason)),
+                Flow::Gone => break None,
+            }
+        };
+        self.socket_closed();
+        if let Some((code, reason)) = end {
+            self.close(code, reason).await;
+        }
+        tracing::debug!(close = end.map(|(code, _)| code), "socket closed");
+    }
+
+    async fn on_message(&mut self, message: Option<Result<Message, axum::Error>>) -> Flow {
+        match message {
+            None => Flow::Gone,
+            Some(Err(e)) => {
+                // Oversized or malformed WebSocket framing: the stream cannot be trusted.
+                tracing::debug!(error = %e, "websocket protocol error");
+                Flow::Close(close::PROTOCOL, "protocol error")
+            }
+            Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
+            Some(Ok(Message::Binary(_))) => {
+                self.send_error(None, "binary frames are not supported: send JSON text")
+                    .await
+            }
+            // tungstenite answers pings itself; both only count as liveness.
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Flow::Continue,
+            // tungstenite queues the close reply; the next recv returns None.
+            Some(Ok(Message::Close(_))) => Flow::Continue,
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) -> Flow {
+        match serde_json::from_str::<ClientFrame>(text) {
+            Err(e) => {
+                let message = format!("invalid frame: {}", truncate(&e.to_string(), MAX_ECHO));
+                self.send_error(None, message).await
+            }
+            Ok(ClientFrame::Ping) => self.send(&ServerFrame::Pong).await,
+            Ok(ClientFrame::Logout { seq }) => self.on_logout(seq).await,
+            Ok(ClientFrame::Login(login)) => self.on_login(login).await,
+        }
+    }
+
+    async fn on_login(&mut self, login: Login) -> Flow {
+        // A login on a logged-in socket replaces its session: end the old one first.
+        if let Some(old) = self.end_session() {
+            tracing::info!(user = %old.user, instance = %old.instance, "logout (re-login on the same socket)");
+        }
+        let seq = login.seq;
+        match self.try_login(login).await {
+            Ok(ok) => self.send(&ServerFrame::LoginOk(ok)).await,
+            Err((user, e)) => {
+                let code = e.code();
+                match &e {
+                    LoginError::Store(err) => {
+                        tracing::error!(user = %user, code, error = %err, "login failed: store")
+                    }
+                    _ => tracing::info!(user = %user, code, reason = %e, "login failed"),
+                }
+                self.send_error_code(Some(seq), code, e.to_string()).await
+            }
+        }
+    }
+
+    /// Checks, registers and records a login. On failure returns the (log-safe) user
+    /// for logging with the error.
+    async fn try_login(&mut self, login: Login) -> Result<LoginOk, (String, LoginError)> {
+        let log_user = truncate(&login.user, 40).escape_debug().to_string();
+        let claims = self
+            .state
+            .login()
+            .check(&login, unix_now())
+            .map_err(|e| (log_user.clone(), e))?;
+        let new_account = self
+            .state
+            .store()
+            .register_account(&login.user)
+            .await
+            .map_err(|e| (log_user.clone(), LoginError::Store(e)))?;
+        let ticket = new_ticket().ok_or((log_user, LoginError::NoRandomness))?;
+        let config = self.state.config();
+        let expire_at = claims.time.saturating_add(claims.expire);
+        let id = self.state.registry().register(NewSession {
+            user: login.user.clone(),
+            instance: login.instance.clone(),
+            platform: login.platform,
+            ticket: ticket.clone(),
+            expire_at,
+            outbox: self.outbox.clone(),
+        });
+        tracing::info!(
+            user = %login.user,
+            instance = %login.instance,
+            platform = login.platform.as_str(),
+            new_account,
+            "login ok"
+        );
+        self.session = Some(Session {
+            id,
+            user: login.user,
+            instance: login.instance,
+            platform: login.platform,
+        });
+        Ok(LoginOk {
+            seq: login.seq,
+            ticket,
+            heartbeat_ms: config.heartbeat_ms,
+            expire_at,
+        })
+    }
+
+    async fn on_logout(&mut self, seq: u32) -> Flow {
+        match self.end_session() {
+            Some(old) => {
+                tracing::info!(user = %old.user, instance = %old.instance, "logout");
+                self.send(&ServerFrame::LogoutOk { seq }).await
+            }
+            None => {
+                self.send_error_code(Some(seq), ERR_INVALID_PARAMETERS, "not logged in")
+                    .await
+            }
+        }
+    }
+
+    /// Ends this socket's session (logout or re-login) and restarts the login deadline.
+    fn end_session(&mut self) -> Option<Session> {
+        let old = self.session.take()?;
+        self.state.registry().remove(&old.user, old.id);
+        self.login_deadline = Instant::now() + self.state.config().login_timeout();
+        Some(old)
+    }
+
+    /// The socket is going away. Today the instance leaves the registry at once; keeping it
+    /// resumable for a grace period (reconnect with the ticket) is a change to this method.
+    fn socket_closed(&mut self) {
+        if let Some(old) = self.session.take() {
+            self.state.registry().remove(&old.user, old.id);
+        }
+    }
+
+    async fn on_command(&mut self, command: SocketCommand) -> Flow {
+        let current = self.session.as_ref().map(|s| s.id);
+        match command {
+            SocketCommand::Kick { session, reason } if Some(session) == current => {
+                // The registry already removed the entry.
+                if let Some(s) = self.session.take() {
+                    tracing::info!(
+                        user = %s.user,
+                        instance = %s.instance,
+                        platform = s.platform.as_str(),
+                        reason = reason.as_str(),
+                        "kicked"
+                    );
+                }
+                match self.send(&ServerFrame::Kicked { reason }).await {
+                    Flow::Continue => Flow::Close(close::KICKED, "kicked"),
+                    other => other,
+                }
+            }
+            SocketCommand::Superseded { session } if Some(session) == current => {
+                self.session = None;
+                Flow::Close(
+                    close::LOGGED_OUT,
+                    "instance logged in on another connection",
+                )
+            }
+            // For a session this socket already ended (e.g. re-logged-in meanwhile).
+            _ => Flow::Continue,
+        }
+    }
+
+    async fn on_timeout(&mut self) -> Flow {
+        if self.session.is_some() {
+            tracing::debug!("heartbeat timeout");
+            Flow::Close(close::HEARTBEAT_TIMEOUT, "heartbeat timeout")
+        } else {
+            tracing::debug!("login timeout");
+            match self.send_error(None, "login timeout").await {
+                Flow::Continue => Flow::Close(close::LOGIN_TIMEOUT, "login timeout"),
+                other => other,
+            }
+        }
+    }
+
+    async fn send(&mut self, frame: &ServerFrame) -> Flow {
+        let text = match serde_json::to_string(frame) {
+            Ok(text) => text,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serialize a frame");
+                return Flow::Close(close::PROTOCOL, "internal error");
+            }
+        };
+        match tokio::time::timeout(SEND_TIMEOUT, self.socket.send(Message::Text(text.into()))).await
+        {
+            Ok(Ok(())) => Flow::Continue,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "send failed");
+                Flow::Gone
+            }
+            Err(_) => {
+                tracing::debug!("send timed out: peer not reading");
+                Flow::Gone
+            }
+        }
+    }
+
+    /// An `error` frame with code 70402 (invalid parameters).
+    async fn send_error(&mut self, seq: Option<u32>, message: impl Into<String>) -> Flow {
+        self.send_error_code(seq, ERR_INVALID_PARAMETERS, message)
+            .await
+    }
+
+    async fn send_error_code(
+        &mut self,
+        seq: Option<u32>,
+        code: u32,
+        message: impl Into<String>,
+    ) -> Flow {
+        let frame = ServerFrame::Error(ErrorFrame {
+            seq,
+            code,
+            message: message.into(),
+        });
+        self.send(&frame).await
+    }
+
+    /// Sends a close frame, then waits (bounded) for the peer's close.
+    async fn close(&mut self, code: u16, reason: &'static str) {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let sent =
+            tokio::time::timeout(SEND_TIMEOUT, self.socket.send(Message::Close(Some(frame)))).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            return;
+        }
+        let drain = async {
+            // Errors are expected here (e.g. the rest of an oversized frame); a few in a row
+            // mean the stream is broken.
+            let mut errors = 0;
+            while let Some(message) = self.socket.recv().await {
+                match message {
+                    Ok(Message::Close(_)) => break,
+                    Ok(_) => {}
+                    Err(_) if errors < 3 => errors += 1,
+                    Err(_) => break,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_DRAIN, drain).await;
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A session ticket: 128 random bits, lowercase hex.
+pub fn new_ticket() -> Option<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// At most `max` bytes of `s`, cut on a char boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tickets_are_128_bit_hex_and_distinct() {
+        let a = new_ticket().unwrap();
+        let b = new_ticket().unwrap();
+        assert_eq!(a.len(), 32);
+        assert!(a
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn truncate_respects_char_boundaries() {
+        assert_eq!(truncate("abc", 5), "abc");
+        assert_eq!(truncate("abcdef", 3), "abc");
+        assert_eq!(truncate("aé", 2), "a");
+    }
+}

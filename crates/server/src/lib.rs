@@ -1,0 +1,155 @@
+//! `timd`: the tim-wasm server. WebSocket login gateway at `/ws`, in-memory session
+//! registry, embedded SQLite account store, and (with `--demo`) the demo page, the SDK
+//! package and a UserSig vending endpoint.
+//!
+//! [`app`] builds the router without a socket (router-level tests call it directly);
+//! [`serve`] binds, serves and shuts down gracefully (what `timd serve` runs).
+
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod gateway;
+pub mod login;
+pub mod registry;
+pub mod state;
+pub mod store;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::Request;
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+pub use config::{Config, ConfigError};
+pub use registry::Registry;
+pub use state::AppState;
+pub use store::{Store, StoreError, StoreHandle};
+
+/// How long shutdown waits for sockets to finish their close handshakes.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// The HTTP application: `/ws`, `/healthz`, and the demo routes when `config.demo`.
+pub fn app(state: AppState) -> Router {
+    let mut router = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/ws", get(gateway::ws_handler));
+    if state.config().demo {
+        router = demo::routes(router, state.config());
+    }
+    // Spans name the path only: query strings may carry credentials (the REST API's
+    // `usersig=`), which must never reach the logs.
+    let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<Body>| {
+        tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+    });
+    router.layer(trace).with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Why `serve` could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error("server error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Validates `config`, opens the store, listens, and serves until SIGINT/SIGTERM.
+pub async fn serve(config: Config) -> Result<(), ServeError> {
+    config.validate()?;
+    if config.demo {
+        for dir in [&config.www_dir, &config.pkg_dir] {
+            if !dir.is_dir() {
+                tracing::warn!(dir = %dir.display(), "demo mode: directory not found; it will 404");
+            }
+        }
+    }
+    let addr = config.listen;
+    let state = AppState::new(config)?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let local = listener.local_addr()?;
+    tracing::info!(
+        addr = %local,
+        sdkappid = state.config().sdkappid,
+        demo = state.config().demo,
+        data_dir = %state.config().data_dir.display(),
+        "timd listening"
+    );
+    run(listener, state, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Serves `app(state)` on `listener` until `shutdown` completes; then stops accepting,
+/// closes every socket with `close::SERVICE_RESTART` and waits (at most
+/// [`SHUTDOWN_GRACE`]) for them to finish.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let signal_state = state.clone();
+    let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing sockets");
+            signal_state.shutdown();
+        })
+        .await?;
+    // Upgraded sockets are not HTTP connections any more: axum does not wait for them.
+    state.shutdown();
+    state.sockets().close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, state.sockets().wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            left = state.sockets().len(),
+            "sockets still open after the shutdown grace period"
+        );
+    }
+    Ok(())
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,76 @@
+//! What every request handler and socket task shares: configuration, the registry, the
+//! store, the login checker and the shutdown signal. One `Arc`, so clones are cheap.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::login::LoginChecker;
+use crate::registry::Registry;
+use crate::store::{StoreError, StoreHandle};
+
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    registry: Registry,
+    store: StoreHandle,
+    login: LoginChecker,
+    shutdown: CancellationToken,
+    sockets: TaskTracker,
+}
+
+impl AppState {
+    /// Opens the store under `config.data_dir` (creating it) and starts its thread.
+    /// Does not validate `config` (tests use tiny timeouts); `serve` does.
+    pub fn new(config: Config) -> Result<AppState, StoreError> {
+        let store = StoreHandle::open_in(&config.data_dir)?;
+        let login = LoginChecker::new(config.sdkappid, config.key.clone());
+        Ok(AppState {
+            inner: Arc::new(Inner {
+                config,
+                registry: Registry::new(),
+                store,
+                login,
+                shutdown: CancellationToken::new(),
+                sockets: TaskTracker::new(),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    pub fn store(&self) -> &StoreHandle {
+        &self.inner.store
+    }
+
+    pub fn login(&self) -> &LoginChecker {
+        &self.inner.login
+    }
+
+    /// Cancelled when the server shuts down: every socket closes with `SERVICE_RESTART`.
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    /// Tracks the socket tasks, so shutdown can wait for their close handshakes.
+    pub fn sockets(&self) -> &TaskTracker {
+        &self.inner.sockets
+    }
+
+    /// Starts a shutdown: sockets close with `SERVICE_RESTART`.
+    pub fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+    }
+}

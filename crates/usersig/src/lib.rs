@@ -1,0 +1,417 @@
+//! UserSig (TLSSigAPIv2): the HMAC-SHA256 login ticket that an app server issues for one UserID.
+//!
+//! Wire form: a JSON document, zlib-compressed, base64-encoded with Tencent's URL-safe
+//! substitutions (`+`→`*`, `/`→`-`, `=`→`_`). The signature covers a fixed text built from the
+//! claims, not the JSON itself, which is why official generators can differ in key order,
+//! whitespace and zlib output while all producing valid tickets.
+//!
+//! The API is pure (the caller passes the time) so it runs unchanged in the server and in
+//! wasm32-unknown-unknown browser tests, where there is no OS clock or randomness.
+//!
+//! ```
+//! let sig = tim_usersig::generate(1400000000, "secret", "alice", 1_700_000_000, 86400);
+//! let claims = tim_usersig::verify(&sig, "secret", 1400000000, "alice", 1_700_000_001).unwrap();
+//! assert_eq!(claims.identifier, "alice");
+//! let err = tim_usersig::verify(&sig, "secret", 1400000000, "bob", 1_700_000_001).unwrap_err();
+//! assert_eq!(err.code(), 70013);
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::fmt;
+
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde::Serialize;
+use serde_json::Value;
+use sha2::Sha256;
+
+/// Longest UserSig text accepted. Real ones are ~200–300 characters; the cap keeps a hostile
+/// client from making the server base64-decode and inflate megabytes.
+pub const MAX_USERSIG_LEN: usize = 8192;
+
+/// Most bytes a UserSig may inflate to. Bounds the work a zlib bomb can cause.
+pub const MAX_INFLATED_LEN: usize = 8192;
+
+/// The only document version this crate understands (TLSSigAPIv2).
+const VERSION: &str = "2.0";
+
+/// Standard alphabet, but tolerant of missing padding and non-zero trailing bits, as Node's
+/// `Buffer.from(s, 'base64')` (which Tencent's own tools use) is.
+const LENIENT_B64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// For `TLS.sig`: padding optional, but non-zero trailing bits rejected, so that every
+/// distinct signature text is a distinct MAC (no "tampered but still valid" spellings).
+const SIG_B64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// What a UserSig asserts. `time` is the issue time (unix seconds), `expire` its lifetime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSigClaims {
+    /// The UserID the ticket was issued for.
+    pub identifier: String,
+    /// The app the ticket belongs to.
+    pub sdkappid: u32,
+    /// Issue time, unix seconds.
+    pub time: u64,
+    /// Seconds the ticket stays valid after `time`.
+    pub expire: u64,
+    /// Optional opaque bytes (TRTC's PrivateMapKey), signed along with the rest.
+    pub userbuf: Option<Vec<u8>>,
+}
+
+impl UserSigClaims {
+    /// First unix second at which the ticket is no longer valid (saturating, so a huge
+    /// `expire` means "never" rather than wrapping into the past).
+    pub fn expires_at(&self) -> u64 {
+        self.time.saturating_add(self.expire)
+    }
+}
+
+/// Why a UserSig was refused. [`UserSigError::code`] gives the server error code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserSigError {
+    /// The UserSig is the empty string.
+    Empty,
+    /// Not base64 in Tencent's URL-safe variant (or the standard one).
+    NotBase64,
+    /// Decodes, but is not a zlib stream.
+    NotZlib,
+    /// Longer than [`MAX_USERSIG_LEN`] as text, or inflates beyond [`MAX_INFLATED_LEN`].
+    TooLarge,
+    /// Inflates, but is not a JSON object.
+    NotJson,
+    /// A required field is absent, or present with a value that cannot be what it should be.
+    MissingField(&'static str),
+    /// `TLS.ver` is not `"2.0"`.
+    BadVersion,
+    /// The HMAC does not match: wrong key, or the UserSig was tampered with.
+    BadSignature,
+    /// Issued for another UserID than the one logging in.
+    IdentifierMismatch,
+    /// Issued for another SDKAppID.
+    SdkAppIdMismatch,
+    /// Past `TLS.time + TLS.expire`.
+    Expired,
+}
+
+impl UserSigError {
+    /// The server-side error code (70001 expired, 70002 empty, 70003 undecodable,
+    /// 70009 bad signature, 70013 identifier mismatch, 70014 SDKAppID mismatch).
+    pub fn code(&self) -> u32 {
+        match self {
+            UserSigError::Empty => 70002,
+            UserSigError::NotBase64
+            | UserSigError::NotZlib
+            | UserSigError::TooLarge
+            | UserSigError::NotJson
+            | UserSigError::MissingField(_)
+            | UserSigError::BadVersion => 70003,
+            UserSigError::BadSignature => 70009,
+            UserSigError::IdentifierMismatch => 70013,
+            UserSigError::SdkAppIdMismatch => 70014,
+            UserSigError::Expired => 70001,
+        }
+    }
+
+    /// A human-readable reason naming exactly what is wrong, so a developer can fix their
+    /// UserSig generation from the error text alone.
+    pub fn message(&self) -> String {
+        match self {
+            UserSigError::Empty => "UserSig is empty".into(),
+            UserSigError::NotBase64 => "UserSig is not valid base64url".into(),
+            UserSigError::NotZlib => "UserSig does not inflate (zlib)".into(),
+            UserSigError::TooLarge => format!(
+                "UserSig is longer than {MAX_USERSIG_LEN} characters or inflates beyond {MAX_INFLATED_LEN} bytes"
+            ),
+            UserSigError::NotJson => "UserSig is not JSON".into(),
+            UserSigError::MissingField(name) => {
+                format!("UserSig lacks field {name} (absent or of the wrong type)")
+            }
+            UserSigError::BadVersion => "UserSig TLS.ver is not \"2.0\"".into(),
+            UserSigError::BadSignature => {
+                "signature check failed: wrong key or tampered UserSig".into()
+            }
+            UserSigError::IdentifierMismatch => {
+                "UserSig identifier does not match the UserID".into()
+            }
+            UserSigError::SdkAppIdMismatch => "UserSig SDKAppID does not match".into(),
+            UserSigError::Expired => "UserSig expired".into(),
+        }
+    }
+}
+
+impl fmt::Display for UserSigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl std::error::Error for UserSigError {}
+
+/// Whether `s` is a UserID Tencent accepts: 1 to 32 bytes of `A-Z a-z 0-9 _ -`.
+/// Shared by the server and the SDK so both reject the same IDs.
+pub fn is_valid_user_id(s: &str) -> bool {
+    (1..=32).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Generate a UserSig. Pure: the caller passes the issue time `time` (unix seconds), so this
+/// works without a clock (wasm) and is deterministic in tests.
+pub fn generate(sdkappid: u32, key: &str, identifier: &str, time: u64, expire: u64) -> String {
+    generate_inner(sdkappid, key, identifier, time, expire, None)
+}
+
+/// Generate a UserSig carrying `userbuf` (signed, stored base64 in `TLS.userbuf`).
+/// An empty `userbuf` is still emitted, as the official generators do.
+pub fn generate_with_userbuf(
+    sdkappid: u32,
+    key: &str,
+    identifier: &str,
+    time: u64,
+    expire: u64,
+    userbuf: &[u8],
+) -> String {
+    generate_inner(sdkappid, key, identifier, time, expire, Some(userbuf))
+}
+
+/// The document in the key order of Tencent's Node generator (order is irrelevant to verifiers).
+#[derive(Serialize)]
+struct SigDoc<'a> {
+    #[serde(rename = "TLS.ver")]
+    ver: &'a str,
+    #[serde(rename = "TLS.identifier")]
+    identifier: &'a str,
+    #[serde(rename = "TLS.sdkappid")]
+    sdkappid: u32,
+    #[serde(rename = "TLS.time")]
+    time: u64,
+    #[serde(rename = "TLS.expire")]
+    expire: u64,
+    #[serde(rename = "TLS.userbuf", skip_serializing_if = "Option::is_none")]
+    userbuf: Option<&'a str>,
+    #[serde(rename = "TLS.sig")]
+    sig: &'a str,
+}
+
+fn generate_inner(
+    sdkappid: u32,
+    key: &str,
+    identifier: &str,
+    time: u64,
+    expire: u64,
+    userbuf: Option<&[u8]>,
+) -> String {
+    let userbuf_b64 = userbuf.map(|b| STANDARD.encode(b));
+    let mac = mac_for(
+        key,
+        identifier,
+        sdkappid,
+        time,
+        expire,
+        userbuf_b64.as_deref(),
+    );
+    let sig = STANDARD.encode(mac.finalize().into_bytes());
+    let doc = SigDoc {
+        ver: VERSION,
+        identifier,
+        sdkappid,
+        time,
+        expire,
+        userbuf: userbuf_b64.as_deref(),
+        sig: &sig,
+    };
+    let json = serde_json::to_vec(&doc).expect("a struct of strings and integers serializes");
+    // Level 6 is zlib's default, what Node and Python use.
+    let compressed = miniz_oxide::deflate::compress_to_vec_zlib(&json, 6);
+    STANDARD
+        .encode(compressed)
+        .chars()
+        .map(|c| match c {
+            '+' => '*',
+            '/' => '-',
+            '=' => '_',
+            c => c,
+        })
+        .collect()
+}
+
+/// HMAC-SHA256 keyed with the secret key's UTF-8 bytes (not its hex decoding) over the
+/// fixed content lines; the line order is part of the format.
+fn mac_for(
+    key: &str,
+    identifier: &str,
+    sdkappid: u32,
+    time: u64,
+    expire: u64,
+    userbuf_b64: Option<&str>,
+) -> HmacSha256 {
+    let mut content = format!(
+        "TLS.identifier:{identifier}\nTLS.sdkappid:{sdkappid}\nTLS.time:{time}\nTLS.expire:{expire}\n"
+    );
+    if let Some(ub) = userbuf_b64 {
+        content.push_str("TLS.userbuf:");
+        content.push_str(ub);
+        content.push('\n');
+    }
+    let mut mac =
+        HmacSha256::new_from_slice(key.as_bytes()).expect("HMAC accepts keys of any length");
+    mac.update(content.as_bytes());
+    mac
+}
+
+/// A decoded document: the claims plus what the signature check needs verbatim.
+struct Decoded {
+    claims: UserSigClaims,
+    sig: String,
+    /// `TLS.userbuf` exactly as written: it is what was signed, even if not canonical base64.
+    userbuf_b64: Option<String>,
+}
+
+/// Decode without checking the signature: for tooling, and to read `time` for kick checks.
+/// Never trust the result for authentication; use [`verify`].
+pub fn decode(usersig: &str) -> Result<UserSigClaims, UserSigError> {
+    decode_inner(usersig).map(|d| d.claims)
+}
+
+fn decode_inner(usersig: &str) -> Result<Decoded, UserSigError> {
+    if usersig.is_empty() {
+        return Err(UserSigError::Empty);
+    }
+    if usersig.len() > MAX_USERSIG_LEN {
+        return Err(UserSigError::TooLarge);
+    }
+    // Undo Tencent's substitutions; the standard characters are accepted too, since they are
+    // unambiguous and a UserSig sometimes passes through tools that "fix" it.
+    let std_b64: Vec<u8> = usersig
+        .bytes()
+        .map(|b| match b {
+            b'*' => b'+',
+            b'-' => b'/',
+            b'_' => b'=',
+            b => b,
+        })
+        .collect();
+    let compressed = LENIENT_B64
+        .decode(&std_b64)
+        .map_err(|_| UserSigError::NotBase64)?;
+    let json =
+        miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(&compressed, MAX_INFLATED_LEN)
+            .map_err(|e| match e.status {
+                miniz_oxide::inflate::TINFLStatus::HasMoreOutput => UserSigError::TooLarge,
+                _ => UserSigError::NotZlib,
+            })?;
+    let doc: Value = serde_json::from_slice(&json).map_err(|_| UserSigError::NotJson)?;
+    let doc = doc.as_object().ok_or(UserSigError::NotJson)?;
+
+    match doc.get("TLS.ver") {
+        None | Some(Value::Null) => return Err(UserSigError::MissingField("TLS.ver")),
+        Some(Value::String(v)) if v == VERSION => {}
+        Some(_) => return Err(UserSigError::BadVersion),
+    }
+    let identifier = match doc.get("TLS.identifier") {
+        Some(Value::String(s)) => s.clone(),
+        // Lenient: a numeric UserID written as a JSON number signs as its decimal text.
+        Some(Value::Number(n)) if n.is_u64() => n.to_string(),
+        _ => return Err(UserSigError::MissingField("TLS.identifier")),
+    };
+    let sdkappid = u32::try_from(uint_field(doc, "TLS.sdkappid")?)
+        .map_err(|_| UserSigError::MissingField("TLS.sdkappid"))?;
+    let time = uint_field(doc, "TLS.time")?;
+    let expire = uint_field(doc, "TLS.expire")?;
+    let sig = match doc.get("TLS.sig") {
+        Some(Value::String(s)) => s.clone(),
+        _ => return Err(UserSigError::MissingField("TLS.sig")),
+    };
+    let (userbuf, userbuf_b64) = match doc.get("TLS.userbuf") {
+        None | Some(Value::Null) => (None, None),
+        Some(Value::String(s)) => {
+            let bytes = LENIENT_B64
+                .decode(s)
+                .map_err(|_| UserSigError::MissingField("TLS.userbuf"))?;
+            (Some(bytes), Some(s.clone()))
+        }
+        Some(_) => return Err(UserSigError::MissingField("TLS.userbuf")),
+    };
+    Ok(Decoded {
+        claims: UserSigClaims {
+            identifier,
+            sdkappid,
+            time,
+            expire,
+            userbuf,
+        },
+        sig,
+        userbuf_b64,
+    })
+}
+
+/// A non-negative integer field. All official generators write JSON numbers; a string of
+/// decimal digits is accepted too, as Tencent's server is lenient there (some third-party
+/// generators write every value as a string).
+fn uint_field(
+    doc: &serde_json::Map<String, Value>,
+    name: &'static str,
+) -> Result<u64, UserSigError> {
+    match doc.get(name) {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse().ok()
+        }
+        _ => None,
+    }
+    .ok_or(UserSigError::MissingField(name))
+}
+
+/// Full verification at `now` (unix seconds). Checks run in a fixed order — empty, decode,
+/// SDKAppID, identifier, signature, expiry — so the most specific, key-independent reason
+/// wins (a ticket for another user reports 70013 even when its key is also wrong).
+pub fn verify(
+    usersig: &str,
+    key: &str,
+    sdkappid: u32,
+    identifier: &str,
+    now: u64,
+) -> Result<UserSigClaims, UserSigError> {
+    let d = decode_inner(usersig)?;
+    let c = &d.claims;
+    if c.sdkappid != sdkappid {
+        return Err(UserSigError::SdkAppIdMismatch);
+    }
+    if c.identifier != identifier {
+        return Err(UserSigError::IdentifierMismatch);
+    }
+    // Sign with the caller's sdkappid and identifier (equal to the claims by now) and the
+    // document's own userbuf text, then compare in constant time via `verify_slice`.
+    let mac = mac_for(
+        key,
+        identifier,
+        sdkappid,
+        c.time,
+        c.expire,
+        d.userbuf_b64.as_deref(),
+    );
+    let given = SIG_B64
+        .decode(&d.sig)
+        .map_err(|_| UserSigError::BadSignature)?;
+    mac.verify_slice(&given)
+        .map_err(|_| UserSigError::BadSignature)?;
+    if now >= c.expires_at() {
+        return Err(UserSigError::Expired);
+    }
+    Ok(d.claims)
+}

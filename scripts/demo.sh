@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs the demo: installs what is missing, builds the npm package into pkg/, then starts timd in
+# demo mode (embedded SDKAppID and key, test UserSigs for any user name, loopback only) serving
+# www/ and pkg/. Open the printed URL; Ctrl-C stops it. Extra arguments go to `timd serve`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+. scripts/env.sh
+./scripts/build-pkg.sh
+cargo build -p timd --profile server --quiet
+listen=${TIMD_LISTEN:-127.0.0.1:9000}
+echo "== demo: open http://$listen/ (Ctrl-C to stop)" >&2
+exec target/server/timd serve --demo --listen "$listen" --data-dir "${TIMD_DATA_DIR:-.data/demo}" "$@"

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs everything the demo and the tests need on a fresh Debian machine of this kind.
+# Idempotent: each step is skipped when its tool is already present at the right version.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Must equal the exact wasm-bindgen version pinned in Cargo.toml (wasm-pack only uses a
+# wasm-bindgen-cli from PATH on an exact match).
+WASM_BINDGEN_VERSION=0.2.130
+export PATH="$HOME/.cargo/bin:$PATH"
+
+# --locked first for reproducibility; without it when the registry mirror lacks a locked version.
+cinstall() { cargo install --locked "$@" || cargo install "$@"; }
+step() { printf '== setup: %s\n' "$*" >&2; }
+
+rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown || {
+  step "rustup target add wasm32-unknown-unknown"; rustup target add wasm32-unknown-unknown; }
+
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
+  step "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION"
+  cinstall wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+fi
+command -v wasm-pack >/dev/null || { step "cargo install wasm-pack"; cinstall wasm-pack; }
+
+need_apt=()
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
+command -v firefox-esr >/dev/null || command -v firefox >/dev/null || need_apt+=(firefox-esr)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  step "apt-get install ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+command -v geckodriver >/dev/null || { step "cargo install geckodriver"; cinstall geckodriver; }
+
+# Node tools pinned in tools/package-lock.json: a recent wasm-opt (Debian's binaryen 108 breaks
+# release builds), terser for the JS glue, Tencent's official UserSig generator for the e2e test.
+# Reinstalled whenever the lock file changes.
+if ! cmp -s tools/package-lock.json tools/node_modules/.installed-lock.json 2>/dev/null; then
+  step "npm ci (tools/)"
+  (cd tools && npm ci --no-audit --no-fund --loglevel=error && cp package-lock.json node_modules/.installed-lock.json)
+fi
+step "done"

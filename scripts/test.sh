@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs every test: formatting and lints, native tests (session core in virtual time, UserSig,
+# server through its router and real sockets), browser tests in headless Chrome and Firefox
+# against a live timd, the npm package build with its size budget, and the end-to-end page test.
+# This is the README's test command; .ci/run runs it too.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+. scripts/env.sh
+
+step() { printf '\n== test: %s\n' "$*" >&2; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (native, all targets)"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "native tests"
+cargo test --workspace --quiet
+
+step "start timd for the browser tests"
+cargo build -p timd --quiet
+tmp=$(mktemp -d)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+export TIMD_TEST_URL="ws://127.0.0.1:$port" TIMD_TEST_KEY="tim-wasm-test-key-0123456789abcdef"
+RUST_LOG=${RUST_LOG:-warn} target/debug/timd serve --listen "127.0.0.1:$port" \
+  --sdkappid 1400012345 --key "$TIMD_TEST_KEY" --data-dir "$tmp/data" > "$tmp/timd.log" 2>&1 &
+timd_pid=$!
+trap 'kill $timd_pid 2>/dev/null || true; wait $timd_pid 2>/dev/null || true; rm -rf "$tmp"' EXIT
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+  kill -0 $timd_pid 2>/dev/null || { cat "$tmp/timd.log" >&2; exit 1; }
+  sleep 0.1
+done
+
+step "browser tests: wasm-pack test --headless --chrome --firefox"
+if ! wasm-pack test --headless --chrome --firefox; then
+  echo "--- timd log" >&2; tail -50 "$tmp/timd.log" >&2; exit 1
+fi
+
+step "npm package and its size"
+./scripts/build-pkg.sh
+./scripts/size.sh
+
+echo "== test: all passed" >&2

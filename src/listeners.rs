@@ -1,0 +1,70 @@
+//! The page's event handlers: `on(name, handler, context?)` / `off(...)`.
+
+use js_sys::Function;
+use wasm_bindgen::JsValue;
+
+#[derive(Clone)]
+pub struct Listener {
+    name: String,
+    handler: Function,
+    context: JsValue,
+}
+
+#[derive(Default)]
+pub struct Listeners {
+    list: Vec<Listener>,
+}
+
+impl Listeners {
+    /// Adds a handler; the same (name, handler, context) twice is kept once, as with
+    /// `addEventListener`.
+    pub fn add(&mut self, name: String, handler: Function, context: JsValue) {
+        let exists = self
+            .list
+            .iter()
+            .any(|l| l.name == name && l.handler == handler && l.context == context);
+        if !exists {
+            self.list.push(Listener {
+                name,
+                handler,
+                context,
+            });
+        }
+    }
+
+    /// Removes matching handlers; with `context` undefined, any context matches.
+    pub fn remove(&mut self, name: &str, handler: &Function, context: &JsValue) {
+        self.list.retain(|l| {
+            !(l.name == name
+                && l.handler == *handler
+                && (context.is_undefined() || l.context == *context))
+        });
+    }
+
+    /// The handlers for `name`, copied, so none is called while the list is borrowed.
+    pub fn for_event(&self, name: &str) -> Vec<Listener> {
+        self.list
+            .iter()
+            .filter(|l| l.name == name)
+            .cloned()
+            .collect()
+    }
+
+    pub fn clear(&mut self) {
+        self.list.clear();
+    }
+}
+
+impl Listener {
+    /// Calls the handler; a throwing handler is reported and does not stop the others.
+    pub fn call(&self, event: &JsValue) {
+        let this = if self.context.is_undefined() {
+            JsValue::NULL
+        } else {
+            self.context.clone()
+        };
+        if let Err(e) = self.handler.call1(&this, event) {
+            web_sys::console::error_2(&"TIM: an event handler threw".into(), &e);
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Frames to and from JSON text with the browser's own `JSON`, by hand.
+//!
+//! Why not serde-wasm-bindgen: its generic (de)serializers cost ~20 KB gzipped of wasm and
+//! glue, two thirds of the SDK's whole 30 KB budget, for five small frame shapes. The shapes
+//! are those of `tim_proto::frame` (serde, externally tagged); the browser test
+//! `wire_matches_serde` checks both directions against serde_json, so they cannot drift.
+
+use js_sys::{Reflect, JSON};
+use tim_proto::{ClientFrame, ErrorFrame, KickReason, LoginOk, ServerFrame};
+use wasm_bindgen::JsValue;
+
+use crate::js::object;
+
+pub fn encode(frame: &ClientFrame) -> Option<String> {
+    let value: JsValue = match frame {
+        ClientFrame::Ping => "ping".into(),
+        ClientFrame::Logout { seq } => {
+            object(&[("logout", object(&[("seq", (*seq).into())]).into())]).into()
+        }
+        ClientFrame::Login(l) => {
+            let body = object(&[
+                ("seq", l.seq.into()),
+                ("sdkappid", l.sdkappid.into()),
+                ("user", l.user.as_str().into()),
+                ("usersig", l.usersig.as_str().into()),
+                ("platform", l.platform.as_str().into()),
+                ("instance", l.instance.as_str().into()),
+            ]);
+            object(&[("login", body.into())]).into()
+        }
+    };
+    JSON::stringify(&value).ok()?.as_string()
+}
+
+pub fn decode(text: &str) -> Option<ServerFrame> {
+    let value = JSON::parse(text).ok()?;
+    if value.as_string().as_deref() == Some("pong") {
+        return Some(ServerFrame::Pong);
+    }
+    if let Some(v) = field(&value, "login_ok") {
+        return Some(ServerFrame::LoginOk(LoginOk {
+            seq: u32_of(&v, "seq")?,
+            ticket: field(&v, "ticket")?.as_string()?,
+            heartbeat_ms: u32_of(&v, "heartbeat_ms")?,
+            expire_at: uint(&v, "expire_at")?,
+        }));
+    }
+    if let Some(v) = field(&value, "logout_ok") {
+        return Some(ServerFrame::LogoutOk {
+            seq: u32_of(&v, "seq")?,
+        });
+    }
+    if let Some(v) = field(&value, "error") {
+        return Some(ServerFrame::Error(ErrorFrame {
+            seq: field(&v, "seq").and_then(|_| u32_of(&v, "seq")),
+            code: u32_of(&v, "code")?,
+            message: field(&v, "message")?.as_string()?,
+        }));
+    }
+    if let Some(v) = field(&value, "kicked") {
+        let reason = field(&v, "reason")?.as_string()?;
+        let reason = [
+            KickReason::MultipleAccount,
+            KickReason::MultipleDevice,
+            KickReason::UserSigExpired,
+            KickReason::RestApi,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == reason)?;
+        return Some(ServerFrame::Kicked { reason });
+    }
+    None
+}
+
+/// `obj[key]`, when `obj` is an object and the value is neither `undefined` nor `null`.
+fn field(obj: &JsValue, key: &str) -> Option<JsValue> {
+    if !obj.is_object() {
+        return None;
+    }
+    let v = Reflect::get(obj, &JsValue::from_str(key)).ok()?;
+    (!v.is_undefined() && !v.is_null()).then_some(v)
+}
+
+/// A non-negative integer no larger than 2^53 (JSON numbers are doubles).
+fn uint(obj: &JsValue, key: &str) -> Option<u64> {
+    let n = field(obj, key)?.as_f64()?;
+    (n >= 0.0 && n.fract() == 0.0 && n <= 9_007_199_254_740_992.0).then_some(n as u64)
+}
+
+fn u32_of(obj: &JsValue, key: &str) -> Option<u32> {
+    u32::try_from(uint(obj, key)?).ok()
+}
+
+/// The hand-written shapes against serde's (`tim_proto`), both ways, in a real browser.
+#[cfg(all(test, target_arch = "wasm32"))]
+mod tests {
+    use super::*;
+    use tim_proto::{Login, Platform};
+    use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+
+    wasm_bindgen_test_configure!(run_in_browser);
+
+    #[wasm_bindgen_test]
+    fn encode_matches_serde() {
+        let frames = [
+            ClientFrame::Ping,
+            ClientFrame::Logout { seq: 7 },
+            ClientFrame::Login(Login {
+                seq: 4_000_000_000,
+                sdkappid: 1_400_000_000,
+                user: "user_01-A".into(),
+                usersig: "eJy\"quote\"*-_".into(),
+                platform: Platform::Web,
+                instance: "0123abcd".into(),
+            }),
+        ];
+        for f in frames {
+            let ours: serde_json::Value = serde_json::from_str(&encode(&f).unwrap()).unwrap();
+            assert_eq!(ours, serde_json::to_value(&f).unwrap());
+        }
+    }
+
+    #[wasm_bindgen_test]
+    fn decode_matches_serde() {
+        let frames = [
+            ServerFrame::Pong,
+            ServerFrame::LogoutOk { seq: 3 },
+            ServerFrame::LoginOk(LoginOk {
+                seq: 1,
+                ticket: "t".into(),
+                heartbeat_ms: 25_000,
+                expire_at: 1_900_000_000,
+            }),
+            ServerFrame::Error(ErrorFrame {
+                seq: Some(2),
+                code: 70001,
+                message: "m".into(),
+            }),
+            ServerFrame::Error(ErrorFrame {
+                seq: None,
+                code: 70402,
+                message: "m".into(),
+            }),
+            ServerFrame::Kicked {
+                reason: KickReason::MultipleAccount,
+            },
+            ServerFrame::Kicked {
+                reason: KickReason::MultipleDevice,
+            },
+            ServerFrame::Kicked {
+                reason: KickReason::UserSigExpired,
+            },
+            ServerFrame::Kicked {
+                reason: KickReason::RestApi,
+            },
+        ];
+        for f in frames {
+            assert_eq!(decode(&serde_json::to_string(&f).unwrap()), Some(f));
+        }
+        for bad in [
+            "",
+            "{}",
+            "null",
+            "\"ping\"",
+            r#"{"login_ok":{"seq":-1}}"#,
+            r#"{"kicked":{"reason":"x"}}"#,
+        ] {
+            assert_eq!(decode(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,96 @@
+// A minimal W3C WebDriver client (fetch + child_process), enough to drive real Chromium and
+// Firefox windows from node:test: start the driver, open a session, navigate, run scripts,
+// open tabs. No browser download: it uses Debian's chromium/chromedriver and firefox-esr with
+// geckodriver, as installed by scripts/setup.sh.
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+
+export async function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1', () => { const { port } = srv.address(); srv.close(() => resolve(port)); });
+    srv.on('error', reject);
+  });
+}
+
+export async function waitFor(check, { timeoutMs = 10000, intervalMs = 50, what = 'condition' } = {}) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check().catch(() => undefined);
+    if (value) return value;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+const CHROME_ARGS = ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--no-first-run', '--disable-dev-shm-usage'];
+
+function capabilities(browser) {
+  if (browser === 'chrome') {
+    return { browserName: 'chrome', 'goog:chromeOptions': { binary: process.env.CHROME_BIN || '/usr/bin/chromium', args: CHROME_ARGS } };
+  }
+  return {
+    browserName: 'firefox',
+    'moz:firefoxOptions': {
+      binary: process.env.FIREFOX_BIN || '/usr/bin/firefox-esr',
+      args: ['-headless'],
+      prefs: { 'network.dns.disableIPv6': true, 'app.update.enabled': false, 'browser.shell.checkDefaultBrowser': false },
+    },
+  };
+}
+
+/** Starts chromedriver or geckodriver and opens one browser session. */
+export async function launch(browser) {
+  const port = await freePort();
+  const bin = browser === 'chrome'
+    ? (process.env.CHROMEDRIVER || '/usr/bin/chromedriver')
+    : (process.env.GECKODRIVER || `${process.env.HOME}/.cargo/bin/geckodriver`);
+  const args = browser === 'chrome' ? [`--port=${port}`] : ['--port', String(port), '--host', '127.0.0.1'];
+  const driver = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  driver.stderr.on('data', (d) => { stderr += d; });
+  const base = `http://127.0.0.1:${port}`;
+  await waitFor(async () => (await fetch(`${base}/status`)).ok, { what: `${browser} driver`, timeoutMs: 15000 });
+  const res = await fetch(`${base}/session`, {
+    method: 'POST',
+    body: JSON.stringify({ capabilities: { alwaysMatch: capabilities(browser) } }),
+  });
+  const body = await res.json();
+  if (!res.ok) { driver.kill(); throw new Error(`new session failed: ${JSON.stringify(body)} ${stderr}`); }
+  return new Session(base, body.value.sessionId, driver);
+}
+
+export class Session {
+  constructor(base, id, driver) { this.base = `${base}/session/${id}`; this.driver = driver; }
+
+  async cmd(method, path, body) {
+    const res = await fetch(`${this.base}${path}`, { method, body: body === undefined ? undefined : JSON.stringify(body) });
+    const json = await res.json();
+    if (!res.ok) throw new Error(`${method} ${path}: ${JSON.stringify(json.value)}`);
+    return json.value;
+  }
+
+  navigate(url) { return this.cmd('POST', '/url', { url }); }
+
+  /** Runs `fn` (an async function's source) in the page with `args`, returns its result. */
+  run(fn, ...args) {
+    return this.cmd('POST', '/execute/async', {
+      script: `const done = arguments[arguments.length - 1];
+        Promise.resolve((${fn})(...Array.from(arguments).slice(0, -1)))
+          .then((v) => done({ ok: v }), (e) => done({ err: { code: e && e.code, message: String(e && e.message || e) } }));`,
+      args,
+    }).then((r) => { if (r && 'err' in r) { const e = new Error(r.err.message); e.code = r.err.code; throw e; } return r && r.ok; });
+  }
+
+  /** Opens a new tab and returns its handle (switch to it with `switchTo`). */
+  async newTab() { return (await this.cmd('POST', '/window/new', { type: 'tab' })).handle; }
+  async handle() { return this.cmd('GET', '/window'); }
+  switchTo(handle) { return this.cmd('POST', '/window', { handle }); }
+
+  async quit() {
+    await this.cmd('DELETE', '').catch(() => {});
+    this.driver.kill();
+  }
+}
