@@ -43,4 +43,7 @@ step "npm package and its size"
 ./scripts/build-pkg.sh
 ./scripts/size.sh
 
+step "end to end: the seed page in real Chromium and Firefox (node --test tests/e2e)"
+node --test --test-concurrency=1 tests/e2e/
+
 echo "== test: all passed" >&2

@@ -23,6 +23,9 @@ export async function waitFor(check, { timeoutMs = 10000, intervalMs = 50, what 
   }
 }
 
+// geckodriver refuses requests without it.
+const JSON_HEADERS = { 'content-type': 'application/json; charset=utf-8' };
+
 const CHROME_ARGS = ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic',
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
   '--no-first-run', '--disable-dev-shm-usage'];
@@ -55,6 +58,7 @@ export async function launch(browser) {
   await waitFor(async () => (await fetch(`${base}/status`)).ok, { what: `${browser} driver`, timeoutMs: 15000 });
   const res = await fetch(`${base}/session`, {
     method: 'POST',
+    headers: JSON_HEADERS,
     body: JSON.stringify({ capabilities: { alwaysMatch: capabilities(browser) } }),
   });
   const body = await res.json();
@@ -66,7 +70,7 @@ export class Session {
   constructor(base, id, driver) { this.base = `${base}/session/${id}`; this.driver = driver; }
 
   async cmd(method, path, body) {
-    const res = await fetch(`${this.base}${path}`, { method, body: body === undefined ? undefined : JSON.stringify(body) });
+    const res = await fetch(`${this.base}${path}`, { method, headers: JSON_HEADERS, body: body === undefined ? undefined : JSON.stringify(body) });
     const json = await res.json();
     if (!res.ok) throw new Error(`${method} ${path}: ${JSON.stringify(json.value)}`);
     return json.value;

@@ -47,7 +47,8 @@ pub const ERR_REST_WRONG_TYPE: u32 = 60015;
 
 /// WebSocket close codes `timd` uses (4000-4999 is the application range).
 pub mod close {
-    /// The peer broke the protocol beyond recovery (e.g. binary or oversized frames).
+    /// The peer broke the protocol beyond recovery (an oversized message, broken WebSocket
+    /// framing). Merely malformed frames get an `error` frame and the socket stays open.
     pub const PROTOCOL: u16 = 4000;
     /// No login within the server's login deadline.
     pub const LOGIN_TIMEOUT: u16 = 4001;
@@ -57,6 +58,9 @@ pub mod close {
     pub const HEARTBEAT_TIMEOUT: u16 = 4003;
     /// The instance logged out; the socket has nothing left to do.
     pub const LOGGED_OUT: u16 = 4004;
+    /// The same instance logged in again on another socket; this one is stale. Not a kick:
+    /// the instance itself is online elsewhere, so this socket must not reconnect.
+    pub const SUPERSEDED: u16 = 4005;
     /// Server restarting: reconnect (with jitter) and resume. Standard code 1012.
     pub const SERVICE_RESTART: u16 = 1012;
 }

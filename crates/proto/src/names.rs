@@ -152,8 +152,12 @@ mod tests {
         assert!(!is_valid_user_id(""));
         assert!(!is_valid_user_id(&"x".repeat(33)));
         assert!(!is_valid_user_id("a b"));
-        assert!(!is_valid_user_id("é"));
-        assert!(!is_valid_user_id("a.b"));
+        for bad in ["é", "用户", "a.b", "at@host", "tab\t", "a/b", "a+b"] {
+            assert!(!is_valid_user_id(bad), "{bad:?}");
+        }
+        for ok in ["0", "_", "-", "xiaojun"] {
+            assert!(is_valid_user_id(ok), "{ok}");
+        }
     }
 
     #[test]

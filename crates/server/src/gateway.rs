@@ -316,7 +316,7 @@ impl Connection {
             SocketCommand::Superseded { session } if Some(session) == current => {
                 self.session = None;
                 Flow::Close(
-                    close::LOGGED_OUT,
+                    close::SUPERSEDED,
                     "instance logged in on another connection",
                 )
             }

@@ -327,7 +327,7 @@ async fn same_instance_on_a_new_socket_supersedes_the_old_socket() {
     login_ok(&mut old, 1, "alice", "tab-1").await;
     let mut new = server.connect().await;
     let ok = login_ok(&mut new, 1, "alice", "tab-1").await;
-    assert_eq!(recv_close(&mut old).await, close::LOGGED_OUT);
+    assert_eq!(recv_close(&mut old).await, close::SUPERSEDED);
     let online = server.state.registry().instances("alice");
     assert_eq!(online.len(), 1);
     assert_eq!(online[0].ticket, ok.ticket, "the new socket keeps the slot");

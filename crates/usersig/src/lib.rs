@@ -162,14 +162,6 @@ impl fmt::Display for UserSigError {
 
 impl std::error::Error for UserSigError {}
 
-/// Whether `s` is a UserID Tencent accepts: 1 to 32 bytes of `A-Z a-z 0-9 _ -`.
-/// Shared by the server and the SDK so both reject the same IDs.
-pub fn is_valid_user_id(s: &str) -> bool {
-    (1..=32).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
 /// Generate a UserSig. Pure: the caller passes the issue time `time` (unix seconds), so this
 /// works without a clock (wasm) and is deterministic in tests.
 pub fn generate(sdkappid: u32, key: &str, identifier: &str, time: u64, expire: u64) -> String {
