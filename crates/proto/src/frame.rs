@@ -16,6 +16,13 @@ pub const MAX_FRAME_BYTES: usize = 16 * 1024;
 #[serde(rename_all = "snake_case")]
 pub enum ClientFrame {
     Login(Login),
+    /// A reconnect: resume the session the ticket names, without logging in again.
+    /// Answered by `resume_ok`, by `kicked` if the session was kicked while away, or by an
+    /// `error` when the ticket is unusable (the client then logs in with its UserSig).
+    Resume {
+        seq: u32,
+        ticket: String,
+    },
     /// End this instance's session (`tim.logout()`); answered by `logout_ok`.
     Logout {
         seq: u32,
@@ -40,6 +47,12 @@ pub struct Login {
 #[serde(rename_all = "snake_case")]
 pub enum ServerFrame {
     LoginOk(LoginOk),
+    /// The session resumed on this socket; `expire_at` as in `login_ok`.
+    ResumeOk {
+        seq: u32,
+        heartbeat_ms: u32,
+        expire_at: u64,
+    },
     LogoutOk {
         seq: u32,
     },
@@ -109,6 +122,10 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&err).unwrap(),
             r#"{"error":{"code":70402,"message":"x"}}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&ClientFrame::Resume { seq: 3, ticket: "t".into() }).unwrap(),
+            r#"{"resume":{"seq":3,"ticket":"t"}}"#
         );
         for f in [login, ClientFrame::Logout { seq: 2 }, ClientFrame::Ping] {
             let s = serde_json::to_string(&f).unwrap();

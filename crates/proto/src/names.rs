@@ -123,6 +123,14 @@ impl Platform {
             Platform::Mac => "Mac",
         }
     }
+    /// Android, iPhone, iPad: the "mobile" class of the three-platform policy.
+    pub const fn is_mobile(self) -> bool {
+        matches!(self, Platform::Android | Platform::IPhone | Platform::IPad)
+    }
+    /// Windows, Mac: the "desktop" class of the three-platform policy.
+    pub const fn is_desktop(self) -> bool {
+        matches!(self, Platform::Windows | Platform::Mac)
+    }
     /// Case-insensitive parse, for CLI flags.
     pub fn parse(s: &str) -> Option<Platform> {
         Platform::ALL

@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use clap::builder::FalseyValueParser;
 use clap::{Args, Parser, Subcommand};
 
+use crate::policy::{LoginPolicy, LoginSettings};
 use crate::config::{
     Config, ConfigError, DEFAULT_ADMIN, DEFAULT_DATA_DIR, DEFAULT_HEARTBEAT_MS, DEFAULT_LISTEN,
-    DEFAULT_LOGIN_TIMEOUT_MS, DEFAULT_PKG_DIR, DEFAULT_USERSIG_EXPIRE_SECS, DEFAULT_WWW_DIR,
+    DEFAULT_LOGIN_TIMEOUT_MS, DEFAULT_PKG_DIR, DEFAULT_RESUME_GRACE_MS, DEFAULT_USERSIG_EXPIRE_SECS, DEFAULT_WWW_DIR,
     DEMO_KEY, DEMO_SDKAPPID,
 };
 
@@ -60,6 +61,19 @@ pub struct ServeArgs {
     /// Sockets that have not logged in within this are closed.
     #[arg(long, env = "TIMD_LOGIN_TIMEOUT_MS", default_value_t = DEFAULT_LOGIN_TIMEOUT_MS)]
     pub login_timeout_ms: u32,
+    /// Online Web instances per user (1..10); over it the earliest is kicked (multipleAccount).
+    #[arg(long, env = "TIMD_WEB_INSTANCES", default_value_t = 1)]
+    pub web_instances: u8,
+    /// Instances per user on each of Android, iPhone, iPad, Windows, Mac (1..3).
+    #[arg(long, env = "TIMD_PLATFORM_INSTANCES", default_value_t = 1)]
+    pub platform_instances: u8,
+    /// Multi-platform policy: single (one platform), dual (one mobile-or-desktop + Web),
+    /// triple (one mobile + one desktop + Web), all.
+    #[arg(long, env = "TIMD_LOGIN_POLICY", default_value = "dual")]
+    pub login_policy: LoginPolicy,
+    /// How long a disconnected instance keeps its slot, resumable with its ticket.
+    #[arg(long, env = "TIMD_RESUME_GRACE_MS", default_value_t = DEFAULT_RESUME_GRACE_MS)]
+    pub resume_grace_ms: u32,
 }
 
 impl ServeArgs {
@@ -85,6 +99,12 @@ impl ServeArgs {
             pkg_dir: self.pkg_dir,
             heartbeat_ms: self.heartbeat_ms,
             login_timeout_ms: self.login_timeout_ms,
+            login: LoginSettings {
+                web_instances: self.web_instances,
+                platform_instances: self.platform_instances,
+                policy: self.login_policy,
+            },
+            resume_grace_ms: self.resume_grace_ms,
         };
         config.validate()?;
         Ok(config)

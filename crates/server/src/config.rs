@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::policy::LoginSettings;
+
 /// The embedded demo app's SDKAppID. Only usable in `--demo` mode, which is loopback-only.
 pub const DEMO_SDKAPPID: u32 = 1_400_000_000;
 /// The embedded demo app's secret key. Public on purpose: demo mode hands out UserSigs to
@@ -24,6 +26,9 @@ pub const DEFAULT_PKG_DIR: &str = "pkg";
 /// 25 s, as Centrifugo pings: below common 30-60 s proxy idle timeouts.
 pub const DEFAULT_HEARTBEAT_MS: u32 = 25_000;
 pub const DEFAULT_LOGIN_TIMEOUT_MS: u32 = 5_000;
+/// How long a disconnected instance keeps its slot, waiting for a resume: long enough for a
+/// network switch or a quick laptop sleep, short enough that a closed tab frees its slot soon.
+pub const DEFAULT_RESUME_GRACE_MS: u32 = 60_000;
 /// 180 days, the validity Tencent's console suggests for generated UserSigs.
 pub const DEFAULT_USERSIG_EXPIRE_SECS: u64 = 15_552_000;
 
@@ -47,6 +52,10 @@ pub struct Config {
     pub heartbeat_ms: u32,
     /// How long a socket may stay connected without a successful login.
     pub login_timeout_ms: u32,
+    /// Instance limits and the multi-platform policy.
+    pub login: LoginSettings,
+    /// How long a disconnected instance stays resumable in the registry (its slot held).
+    pub resume_grace_ms: u32,
 }
 
 impl fmt::Debug for Config {
@@ -62,6 +71,8 @@ impl fmt::Debug for Config {
             .field("pkg_dir", &self.pkg_dir)
             .field("heartbeat_ms", &self.heartbeat_ms)
             .field("login_timeout_ms", &self.login_timeout_ms)
+            .field("login", &self.login)
+            .field("resume_grace_ms", &self.resume_grace_ms)
             .finish()
     }
 }
@@ -92,6 +103,10 @@ pub enum ConfigError {
     BadLoginTimeout,
     #[error("--expire must be at least 1 second")]
     BadExpire,
+    #[error("{0}")]
+    BadLoginSettings(String),
+    #[error("--resume-grace-ms must be between 0 and 86400000")]
+    BadResumeGrace,
 }
 
 impl Config {
@@ -118,6 +133,8 @@ impl Config {
             pkg_dir: DEFAULT_PKG_DIR.into(),
             heartbeat_ms: DEFAULT_HEARTBEAT_MS,
             login_timeout_ms: DEFAULT_LOGIN_TIMEOUT_MS,
+            login: LoginSettings::default(),
+            resume_grace_ms: DEFAULT_RESUME_GRACE_MS,
         }
     }
 
@@ -142,6 +159,10 @@ impl Config {
         if !(1..=600_000).contains(&self.login_timeout_ms) {
             return Err(ConfigError::BadLoginTimeout);
         }
+        self.login.validate().map_err(ConfigError::BadLoginSettings)?;
+        if self.resume_grace_ms > 86_400_000 {
+            return Err(ConfigError::BadResumeGrace);
+        }
         Ok(())
     }
 
@@ -152,6 +173,10 @@ impl Config {
     /// A logged-in socket silent this long is dead: two missed heartbeats.
     pub fn idle_timeout(&self) -> Duration {
         2 * self.heartbeat()
+    }
+
+    pub fn resume_grace(&self) -> Duration {
+        Duration::from_millis(self.resume_grace_ms.into())
     }
 
     pub fn login_timeout(&self) -> Duration {

@@ -14,15 +14,18 @@ use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use axum::Extension;
 use tim_proto::{
-    close, ClientFrame, ErrorFrame, Login, LoginOk, Platform, ServerFrame, ERR_INVALID_PARAMETERS,
-    MAX_FRAME_BYTES,
+    close, ClientFrame, ErrorFrame, KickReason, Login, LoginOk, Platform, ServerFrame,
+    ERR_INVALID_PARAMETERS, MAX_FRAME_BYTES,
 };
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 use tracing::Instrument;
 
 use crate::login::LoginError;
-use crate::registry::{NewSession, SessionId, SocketCommand, OUTBOX_CAPACITY};
+use crate::registry::{
+    InstanceInfo, NewSession, ResumeRefused, SessionId, SocketCommand, OUTBOX_CAPACITY,
+};
+use crate::ticket::{TicketClaims, TICKET_LIFETIME_SECS};
 use crate::state::AppState;
 
 /// Initial read buffer per socket. tungstenite's default (128 KiB, allocated up front)
@@ -73,6 +76,22 @@ struct Session {
     user: String,
     instance: String,
     platform: Platform,
+    /// When the UserSig expires: the session then ends with `userSigExpired`.
+    expires: Instant,
+}
+
+impl Session {
+    fn of(info: &InstanceInfo) -> Session {
+        let left = info.expire_at.saturating_sub(unix_now());
+        Session {
+            id: info.session,
+            user: info.user.clone(),
+            instance: info.instance.clone(),
+            platform: info.platform,
+            // Capped so the Instant arithmetic cannot overflow on far-future expiries.
+            expires: Instant::now() + Duration::from_secs(left.min(10 * 365 * 86_400)),
+        }
+    }
 }
 
 /// What the loop does after handling one event.
@@ -112,11 +131,11 @@ impl Connection {
         }
     }
 
-    /// When the socket times out if nothing else happens.
+    /// When the socket times out (or its UserSig expires) if nothing else happens.
     fn deadline(&self) -> Instant {
-        match self.session {
+        match &self.session {
             None => self.login_deadline,
-            Some(_) => self.last_seen + self.state.config().idle_timeout(),
+            Some(s) => (self.last_seen + self.state.config().idle_timeout()).min(s.expires),
         }
     }
 
@@ -194,6 +213,55 @@ impl Connection {
             Ok(ClientFrame::Ping) => self.send(&ServerFrame::Pong).await,
             Ok(ClientFrame::Logout { seq }) => self.on_logout(seq).await,
             Ok(ClientFrame::Login(login)) => self.on_login(login).await,
+            Ok(ClientFrame::Resume { seq, ticket }) => self.on_resume(seq, &ticket).await,
+        }
+    }
+
+    /// A reconnect presenting its ticket: reattach the session, or tell the client it was
+    /// kicked while away. Never kicks anyone.
+    async fn on_resume(&mut self, seq: u32, ticket: &str) -> Flow {
+        if let Some(old) = self.end_session() {
+            tracing::info!(user = %old.user, instance = %old.instance, "logout (resume on the same socket)");
+        }
+        let now = unix_now();
+        let claims = match self.state.tickets().verify(ticket, now) {
+            Ok(claims) => claims,
+            Err(e) => {
+                tracing::info!(reason = %e, "resume refused");
+                return self
+                    .send_error(Some(seq), format!("{e}: log in again"))
+                    .await;
+            }
+        };
+        let refused = if claims.expire_at <= now {
+            Err(ResumeRefused::Kicked(KickReason::UserSigExpired))
+        } else {
+            self.state
+                .registry()
+                .resume(&claims, self.outbox.clone(), &self.state.config().login)
+        };
+        match refused {
+            Ok(info) => {
+                tracing::info!(user = %info.user, instance = %info.instance, "resumed");
+                self.session = Some(Session::of(&info));
+                let frame = ServerFrame::ResumeOk {
+                    seq,
+                    heartbeat_ms: self.state.config().heartbeat_ms,
+                    expire_at: info.expire_at,
+                };
+                self.send(&frame).await
+            }
+            Err(ResumeRefused::Kicked(reason)) => {
+                tracing::info!(user = %claims.user, instance = %claims.instance, reason = reason.as_str(), "resume refused: kicked while away");
+                match self.send(&ServerFrame::Kicked { reason }).await {
+                    Flow::Continue => Flow::Close(close::KICKED, "kicked"),
+                    other => other,
+                }
+            }
+            Err(ResumeRefused::Replaced) => {
+                self.send_error(Some(seq), "this instance has logged in again since: log in again")
+                    .await
+            }
         }
     }
 
@@ -233,30 +301,38 @@ impl Connection {
             .register_account(&login.user)
             .await
             .map_err(|e| (log_user.clone(), LoginError::Store(e)))?;
-        let ticket = new_ticket().ok_or((log_user, LoginError::NoRandomness))?;
         let config = self.state.config();
         let expire_at = claims.time.saturating_add(claims.expire);
-        let id = self.state.registry().register(NewSession {
-            user: login.user.clone(),
-            instance: login.instance.clone(),
-            platform: login.platform,
-            ticket: ticket.clone(),
+        let (info, kicked) = self.state.registry().login(
+            NewSession {
+                user: login.user.clone(),
+                instance: login.instance.clone(),
+                platform: login.platform,
+                expire_at,
+                sig_time: claims.time,
+                outbox: self.outbox.clone(),
+            },
+            &config.login,
+        );
+        let now = unix_now();
+        let ticket = self.state.tickets().issue(&TicketClaims {
+            user: info.user.clone(),
+            instance: info.instance.clone(),
+            platform: info.platform,
+            since_ms: info.since_ms,
             expire_at,
-            outbox: self.outbox.clone(),
+            sig_time: claims.time,
+            valid_until: expire_at.min(now.saturating_add(TICKET_LIFETIME_SECS)),
         });
         tracing::info!(
             user = %login.user,
             instance = %login.instance,
             platform = login.platform.as_str(),
             new_account,
+            kicked = kicked.len(),
             "login ok"
         );
-        self.session = Some(Session {
-            id,
-            user: login.user,
-            instance: login.instance,
-            platform: login.platform,
-        });
+        self.session = Some(Session::of(&info));
         Ok(LoginOk {
             seq: login.seq,
             ticket,
@@ -286,11 +362,12 @@ impl Connection {
         Some(old)
     }
 
-    /// The socket is going away. Today the instance leaves the registry at once; keeping it
-    /// resumable for a grace period (reconnect with the ticket) is a change to this method.
+    /// The socket is going away without a logout: the instance keeps its slot for the
+    /// resume grace period, so a reconnect with its ticket resumes without kicking anyone.
     fn socket_closed(&mut self) {
         if let Some(old) = self.session.take() {
-            self.state.registry().remove(&old.user, old.id);
+            let until = std::time::Instant::now() + self.state.config().resume_grace();
+            self.state.registry().detach(&old.user, old.id, until);
         }
     }
 
@@ -326,6 +403,14 @@ impl Connection {
     }
 
     async fn on_timeout(&mut self) -> Flow {
+        if let Some(s) = self.session.as_ref().filter(|s| Instant::now() >= s.expires) {
+            // The registry sends our own outbox the kick: handled like any other kick.
+            tracing::debug!("usersig expired");
+            self.state
+                .registry()
+                .kick(&s.user, &s.instance, KickReason::UserSigExpired);
+            return Flow::Continue;
+        }
         if self.session.is_some() {
             tracing::debug!("heartbeat timeout");
             Flow::Close(close::HEARTBEAT_TIMEOUT, "heartbeat timeout")
@@ -415,13 +500,6 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// A session ticket: 128 random bits, lowercase hex.
-pub fn new_ticket() -> Option<String> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).ok()?;
-    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 /// At most `max` bytes of `s`, cut on a char boundary.
 fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
@@ -437,17 +515,6 @@ fn truncate(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tickets_are_128_bit_hex_and_distinct() {
-        let a = new_ticket().unwrap();
-        let b = new_ticket().unwrap();
-        assert_eq!(a.len(), 32);
-        assert!(a
-            .bytes()
-            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
-        assert_ne!(a, b);
-    }
 
     #[test]
     fn truncate_respects_char_boundaries() {

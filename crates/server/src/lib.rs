@@ -10,9 +10,11 @@ pub mod config;
 pub mod demo;
 pub mod gateway;
 pub mod login;
+pub mod policy;
 pub mod registry;
 pub mod state;
 pub mod store;
+pub mod ticket;
 
 use std::future::Future;
 use std::io;
@@ -103,6 +105,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let signal_state = state.clone();
+    let sweeper = tokio::spawn(sweep_registry(state.clone()));
     let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, service)
         .with_graceful_shutdown(async move {
@@ -113,6 +116,7 @@ pub async fn run(
         .await?;
     // Upgraded sockets are not HTTP connections any more: axum does not wait for them.
     state.shutdown();
+    sweeper.abort();
     state.sockets().close();
     if tokio::time::timeout(SHUTDOWN_GRACE, state.sockets().wait())
         .await
@@ -124,6 +128,23 @@ pub async fn run(
         );
     }
     Ok(())
+}
+
+/// Every couple of seconds: frees the slots of instances gone longer than the resume grace
+/// period, and expires sessions whose UserSig ran out while away.
+async fn sweep_registry(state: AppState) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now_secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let dropped = state.registry().sweep(std::time::Instant::now(), now_secs);
+        if dropped > 0 {
+            tracing::debug!(dropped, "swept away instances");
+        }
+    }
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

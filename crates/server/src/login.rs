@@ -48,9 +48,6 @@ pub enum LoginError {
     /// 70500: the account could not be registered.
     #[error("internal server error")]
     Store(StoreError),
-    /// 70500: no randomness for the session ticket.
-    #[error("internal server error")]
-    NoRandomness,
 }
 
 impl LoginError {
@@ -61,7 +58,7 @@ impl LoginError {
             LoginError::EmptyUserSig => ERR_USERSIG_EMPTY,
             LoginError::RateLimited => ERR_USERSIG_RATE_LIMITED,
             LoginError::UserSig(e) => e.code(),
-            LoginError::Store(_) | LoginError::NoRandomness => ERR_INTERNAL,
+            LoginError::Store(_) => ERR_INTERNAL,
         }
     }
 }

@@ -1,30 +1,42 @@
-//! Who is online: every logged-in instance, per user, with a channel to its socket task.
+//! Who is online: every logged-in instance, per user, with a channel to its socket task —
+//! and the login policy applied to them.
 //!
 //! All of one user's instances live in one [`UserSessions`] guarded by one (sharded) mutex,
-//! so decisions that look at a user's other instances (instance limits, "kick the earliest",
-//! the multi-platform policy) and the kicks they cause happen atomically: two concurrent
-//! logins of the same user can never both see room for themselves. The lock is a `std`
-//! mutex, held only for in-memory work and non-blocking `try_send`s, never across an await.
+//! so a login's decisions (instance limits, "kick the earliest", the multi-platform policy)
+//! and the kicks they cause are atomic: two concurrent logins of the same user can never both
+//! see room for themselves, nor kick each other. The lock is a `std` mutex, held only for
+//! in-memory work and non-blocking `try_send`s, never across an await.
+//!
+//! An instance whose socket closed stays in its slot ("away") for the resume grace period,
+//! so a reconnect resumes without kicking anyone. A kicked instance leaves a tombstone, so
+//! if it comes back with its ticket it learns it was kicked instead of taking the slot back.
 
 use std::collections::hash_map::{HashMap, RandomState};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tim_proto::{KickReason, Platform};
 use tokio::sync::mpsc;
 
+use crate::policy::LoginSettings;
+use crate::ticket::{TicketClaims, TICKET_LIFETIME_SECS};
+
 /// Shards of the user map: enough that logins of different users rarely share a lock on a
 /// small machine, few enough to cost nothing when idle.
 const SHARDS: usize = 64;
+
+/// Tombstones remembered per user (the most recent kicks). A kicked instance only needs
+/// its tombstone until its ticket expires; this bounds memory under kick storms.
+const MAX_TOMBSTONES: usize = 32;
 
 /// Capacity of a socket's command channel. The registry sends at most one command per
 /// session and a socket has at most one live session, and the socket task drains commands
 /// before reading further frames, so this never fills in practice.
 pub const OUTBOX_CAPACITY: usize = 4;
 
-/// Identifies one login (one session) of one socket. Never reused within a process, so a
+/// Identifies one attachment of a session to a socket. Never reused within a process, so a
 /// stale command for an earlier session on the same socket is recognizable and ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(pub u64);
@@ -38,8 +50,8 @@ pub enum SocketCommand {
         session: SessionId,
         reason: KickReason,
     },
-    /// The same instance logged in on another socket (e.g. a reconnect raced the old
-    /// socket's close): this socket's session is over; close it without a `kicked` frame.
+    /// The same instance is now on another socket (a reconnect raced the old socket's
+    /// close): close this one without a `kicked` frame.
     Superseded { session: SessionId },
 }
 
@@ -52,9 +64,10 @@ pub struct NewSession {
     pub user: String,
     pub instance: String,
     pub platform: Platform,
-    pub ticket: String,
     /// Unix seconds at which the UserSig expires.
     pub expire_at: u64,
+    /// The UserSig's issue time, unix seconds.
+    pub sig_time: u64,
     pub outbox: Outbox,
 }
 
@@ -65,22 +78,40 @@ pub struct InstanceInfo {
     pub user: String,
     pub instance: String,
     pub platform: Platform,
-    /// When it logged in, unix milliseconds.
+    /// When it logged in, unix milliseconds; unique per user, so it orders the instances.
     pub since_ms: u64,
-    pub ticket: String,
     pub expire_at: u64,
+    pub sig_time: u64,
+    /// False while its socket is gone and it waits for a resume.
+    pub attached: bool,
+}
+
+/// Why a resume was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeRefused {
+    /// The session was kicked while away (or would have been, had the server known).
+    Kicked(KickReason),
+    /// The instance has logged in again since: this ticket is stale.
+    Replaced,
+}
+
+enum Link {
+    Attached(Outbox),
+    /// The socket is gone; the slot is kept until then for a resume.
+    Away(Instant),
 }
 
 struct Slot {
     info: InstanceInfo,
-    outbox: Outbox,
+    link: Link,
 }
 
 impl Slot {
-    /// Tells the socket task; never blocks. A closed channel means the socket task is
-    /// already ending (and removing its entry): nothing to do.
+    /// Tells the socket task, if attached; never blocks. A closed channel means the socket
+    /// task is already ending: nothing to do.
     fn notify(&self, command: SocketCommand) {
-        match self.outbox.try_send(command) {
+        let Link::Attached(outbox) = &self.link else { return };
+        match outbox.try_send(command) {
             Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
             Err(mpsc::error::TrySendError::Full(command)) => {
                 tracing::warn!(?command, user = %self.info.user, "socket outbox full; command dropped")
@@ -89,11 +120,20 @@ impl Slot {
     }
 }
 
-/// All online instances of one user, in login order (earliest first): the order the
-/// "kick the earliest instance on this platform" rule needs.
+struct Tombstone {
+    instance: String,
+    since_ms: u64,
+    reason: KickReason,
+    /// Unix seconds after which no ticket of that session can still be valid.
+    until: u64,
+}
+
+/// All online instances of one user, in login order (earliest first), plus the tombstones
+/// of recently kicked ones.
 #[derive(Default)]
 pub struct UserSessions {
     slots: Vec<Slot>,
+    tombstones: Vec<Tombstone>,
 }
 
 impl UserSessions {
@@ -105,31 +145,62 @@ impl UserSessions {
         self.slots.is_empty()
     }
 
-    /// Instances on `platform`, earliest first.
-    pub fn on_platform(&self, platform: Platform) -> impl Iterator<Item = &InstanceInfo> {
-        self.slots
-            .iter()
-            .map(|s| &s.info)
-            .filter(move |i| i.platform == platform)
-    }
-
     pub fn iter(&self) -> impl Iterator<Item = &InstanceInfo> {
         self.slots.iter().map(|s| &s.info)
+    }
+
+    /// Instances on `platform`, earliest first.
+    pub fn on_platform(&self, platform: Platform) -> impl Iterator<Item = &InstanceInfo> {
+        self.iter().filter(move |i| i.platform == platform)
     }
 
     fn position(&self, pred: impl Fn(&InstanceInfo) -> bool) -> Option<usize> {
         self.slots.iter().position(|s| pred(&s.info))
     }
 
-    /// Removes the instance and tells its socket why; returns it.
-    pub fn kick(&mut self, instance: &str, reason: KickReason) -> Option<InstanceInfo> {
-        let i = self.position(|info| info.instance == instance)?;
+    /// Removes the slot at `i`, tells its socket and leaves a tombstone.
+    fn kick_at(&mut self, i: usize, reason: KickReason) -> InstanceInfo {
         let slot = self.slots.remove(i);
         slot.notify(SocketCommand::Kick {
             session: slot.info.session,
             reason,
         });
-        Some(slot.info)
+        if self.tombstones.len() == MAX_TOMBSTONES {
+            self.tombstones.remove(0);
+        }
+        self.tombstones.push(Tombstone {
+            instance: slot.info.instance.clone(),
+            since_ms: slot.info.since_ms,
+            reason,
+            until: unix_ms() / 1000 + TICKET_LIFETIME_SECS,
+        });
+        slot.info
+    }
+
+    /// Removes the instance and tells its socket why; returns it.
+    pub fn kick(&mut self, instance: &str, reason: KickReason) -> Option<InstanceInfo> {
+        let i = self.position(|info| info.instance == instance)?;
+        Some(self.kick_at(i, reason))
+    }
+
+    /// Applies the login settings for a newcomer on `platform`: kicks whoever must go.
+    fn evict_for(&mut self, settings: &LoginSettings, platform: Platform) -> Vec<InstanceInfo> {
+        let platforms: Vec<Platform> = self.iter().map(|i| i.platform).collect();
+        let mut evictions = settings.evictions(&platforms, platform);
+        // Remove from the back so earlier indices stay valid.
+        evictions.sort_by_key(|&(i, _)| std::cmp::Reverse(i));
+        let mut kicked: Vec<InstanceInfo> = evictions
+            .into_iter()
+            .map(|(i, reason)| self.kick_at(i, reason))
+            .collect();
+        kicked.reverse();
+        kicked
+    }
+
+    /// Inserts keeping the slots ordered by `since_ms`.
+    fn insert_ordered(&mut self, slot: Slot) {
+        let at = self.slots.partition_point(|s| s.info.since_ms <= slot.info.since_ms);
+        self.slots.insert(at, slot);
     }
 }
 
@@ -138,6 +209,7 @@ pub struct Registry {
     shards: Box<[Mutex<HashMap<String, UserSessions>>]>,
     hasher: RandomState,
     next_session: AtomicU64,
+    last_since: AtomicU64,
     online: AtomicUsize,
 }
 
@@ -147,26 +219,35 @@ impl Default for Registry {
     }
 }
 
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 impl Registry {
     pub fn new() -> Registry {
         Registry {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
             next_session: AtomicU64::new(1),
+            last_since: AtomicU64::new(0),
             online: AtomicUsize::new(0),
         }
     }
 
+    fn shard_index(&self, user: &str) -> usize {
+        (self.hasher.hash_one(user) as usize) % SHARDS
+    }
+
     fn shard(&self, user: &str) -> MutexGuard<'_, HashMap<String, UserSessions>> {
-        let i = (self.hasher.hash_one(user) as usize) % SHARDS;
-        // A panic while holding the lock leaves the map consistent (every mutation is a
-        // single Vec/HashMap operation), so a poisoned lock is safe to keep using.
-        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.shards[self.shard_index(user)])
     }
 
     /// Runs `f` on `user`'s sessions under the user's lock, creating the (empty) entry if
-    /// needed and dropping it again if `f` leaves it empty. This is where per-user policy
-    /// (limits, kick-earliest) belongs: everything `f` does is atomic for that user.
+    /// needed and dropping it again if `f` leaves nothing in it. Everything `f` does is
+    /// atomic for that user.
     pub fn with_user<R>(&self, user: &str, f: impl FnOnce(&mut UserSessions) -> R) -> R {
         let mut shard = self.shard(user);
         if !shard.contains_key(user) {
@@ -176,7 +257,7 @@ impl Registry {
         let before = sessions.len();
         let result = f(sessions);
         let after = sessions.len();
-        if after == 0 {
+        if sessions.is_empty() && sessions.tombstones.is_empty() {
             shard.remove(user);
         }
         drop(shard);
@@ -185,19 +266,12 @@ impl Registry {
     }
 
     /// Like [`Registry::with_user`] for an existing entry only (no allocation for unknown
-    /// users); `None` if the user has no session.
+    /// users); `None` if the user has no entry.
     fn with_existing<R>(&self, user: &str, f: impl FnOnce(&mut UserSessions) -> R) -> Option<R> {
-        let mut shard = self.shard(user);
-        let sessions = shard.get_mut(user)?;
-        let before = sessions.len();
-        let result = f(sessions);
-        let after = sessions.len();
-        if after == 0 {
-            shard.remove(user);
+        if !self.shard(user).contains_key(user) {
+            return None;
         }
-        drop(shard);
-        self.adjust_online(before, after);
-        Some(result)
+        Some(self.with_user(user, f))
     }
 
     fn adjust_online(&self, before: usize, after: usize) {
@@ -208,50 +282,138 @@ impl Registry {
         }
     }
 
-    /// Records a successful login and returns its session id. An entry for the same
-    /// instance on another socket is superseded (its socket is told to close); no other
-    /// instance is touched. The next issue adds the per-platform limits and the
-    /// multi-platform policy here, inside the same `with_user` closure.
-    pub fn register(&self, new: NewSession) -> SessionId {
-        let session = SessionId(self.next_session.fetch_add(1, Ordering::Relaxed));
-        let since_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let NewSession {
-            user,
-            instance,
-            platform,
-            ticket,
-            expire_at,
-            outbox,
-        } = new;
-        let slot = Slot {
-            info: InstanceInfo {
-                session,
-                user: user.clone(),
-                instance,
-                platform,
-                since_ms,
-                ticket,
-                expire_at,
-            },
-            outbox,
-        };
-        self.with_user(&user, |sessions| {
-            if let Some(i) = sessions.position(|i| i.instance == slot.info.instance) {
+    /// Login times, unix ms, strictly increasing across the registry: the login order even
+    /// within one millisecond, and a re-login of an instance never reuses its old time.
+    fn next_since(&self, now_ms: u64) -> u64 {
+        let prev = self
+            .last_since
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+                Some(now_ms.max(last + 1))
+            })
+            .expect("the closure always returns Some");
+        now_ms.max(prev + 1)
+    }
+
+    fn new_session_id(&self) -> SessionId {
+        SessionId(self.next_session.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Records a login under the login settings, atomically: the same instance on another
+    /// socket is superseded (no kick: it is the same tab or device), then whoever the
+    /// policy and limits evict is kicked, then the newcomer takes its slot. Returns the new
+    /// instance and the kicked ones.
+    pub fn login(
+        &self,
+        new: NewSession,
+        settings: &LoginSettings,
+    ) -> (InstanceInfo, Vec<InstanceInfo>) {
+        let session = self.new_session_id();
+        let now_ms = unix_ms();
+        self.with_user(&new.user.clone(), |sessions| {
+            if let Some(i) = sessions.position(|i| i.instance == new.instance) {
                 let old = sessions.slots.remove(i);
                 old.notify(SocketCommand::Superseded {
                     session: old.info.session,
                 });
             }
-            sessions.slots.push(slot);
-        });
-        session
+            let kicked = sessions.evict_for(settings, new.platform);
+            let since_ms = self.next_since(now_ms);
+            let info = InstanceInfo {
+                session,
+                user: new.user,
+                instance: new.instance,
+                platform: new.platform,
+                since_ms,
+                expire_at: new.expire_at,
+                sig_time: new.sig_time,
+                attached: true,
+            };
+            sessions.insert_ordered(Slot {
+                info: info.clone(),
+                link: Link::Attached(new.outbox),
+            });
+            (info, kicked)
+        })
     }
 
-    /// Removes one session (logout, or its socket closed). Returns it if it was still
-    /// registered (it is not once kicked or superseded).
+    /// Resumes the session a (verified) ticket names on a new socket. Never kicks anyone:
+    /// a session that was kicked while away — or that no longer fits beside the instances
+    /// online now — is refused instead.
+    pub fn resume(
+        &self,
+        claims: &TicketClaims,
+        outbox: Outbox,
+        settings: &LoginSettings,
+    ) -> Result<InstanceInfo, ResumeRefused> {
+        let session = self.new_session_id();
+        self.with_user(&claims.user, |sessions| {
+            if let Some(t) = sessions
+                .tombstones
+                .iter()
+                .find(|t| t.instance == claims.instance && t.since_ms == claims.since_ms)
+            {
+                return Err(ResumeRefused::Kicked(t.reason));
+            }
+            if let Some(i) = sessions.position(|i| i.instance == claims.instance) {
+                let slot = &mut sessions.slots[i];
+                if slot.info.since_ms != claims.since_ms {
+                    return Err(ResumeRefused::Replaced);
+                }
+                slot.notify(SocketCommand::Superseded {
+                    session: slot.info.session,
+                });
+                slot.info.session = session;
+                slot.info.attached = true;
+                slot.link = Link::Attached(outbox);
+                return Ok(slot.info.clone());
+            }
+            // Not in the registry (grace period over, or the server restarted): it comes back
+            // only if it fits without evicting anyone; otherwise the instances online now keep
+            // their slots and it learns it was (or would have been) kicked.
+            let platforms: Vec<Platform> = sessions.iter().map(|i| i.platform).collect();
+            let evictions = settings.evictions(&platforms, claims.platform);
+            if let Some(&(_, reason)) = evictions
+                .iter()
+                .find(|(_, r)| *r == KickReason::MultipleDevice)
+                .or(evictions.first())
+            {
+                return Err(ResumeRefused::Kicked(reason));
+            }
+            let info = InstanceInfo {
+                session,
+                user: claims.user.clone(),
+                instance: claims.instance.clone(),
+                platform: claims.platform,
+                since_ms: claims.since_ms,
+                expire_at: claims.expire_at,
+                sig_time: claims.sig_time,
+                attached: true,
+            };
+            sessions.insert_ordered(Slot {
+                info: info.clone(),
+                link: Link::Attached(outbox),
+            });
+            Ok(info)
+        })
+    }
+
+    /// The session's socket closed without a logout: keep the slot until `until`, for a
+    /// resume. Returns whether it was still registered.
+    pub fn detach(&self, user: &str, session: SessionId, until: Instant) -> bool {
+        self.with_existing(user, |sessions| {
+            let Some(i) = sessions.position(|i| i.session == session) else {
+                return false;
+            };
+            let slot = &mut sessions.slots[i];
+            slot.info.attached = false;
+            slot.link = Link::Away(until);
+            true
+        })
+        .unwrap_or(false)
+    }
+
+    /// Removes one session (logout). Returns it if it was still registered (it is not once
+    /// kicked or superseded).
     pub fn remove(&self, user: &str, session: SessionId) -> Option<InstanceInfo> {
         self.with_existing(user, |sessions| {
             let i = sessions.position(|i| i.session == session)?;
@@ -270,19 +432,44 @@ impl Registry {
     /// Kicks every instance of `user` (REST `kick`). Returns how many were online.
     pub fn kick_user(&self, user: &str, reason: KickReason) -> usize {
         self.with_existing(user, |sessions| {
-            let slots = std::mem::take(&mut sessions.slots);
-            for slot in &slots {
-                slot.notify(SocketCommand::Kick {
-                    session: slot.info.session,
-                    reason,
-                });
+            let n = sessions.len();
+            while !sessions.slots.is_empty() {
+                sessions.kick_at(0, reason);
             }
-            slots.len()
+            n
         })
         .unwrap_or(0)
     }
 
-    /// Snapshot of `user`'s online instances, earliest login first.
+    /// Drops away slots whose grace period is over (their tab or device is gone for good)
+    /// and sessions whose UserSig expired while away (they are kicked with
+    /// `userSigExpired`, so a late resume learns it), and tombstones no ticket can match
+    /// any more. `timd` calls this every couple of seconds.
+    pub fn sweep(&self, now: Instant, now_secs: u64) -> usize {
+        let mut dropped = 0;
+        for shard in self.shards.iter() {
+            let mut shard = lock(shard);
+            let mut removed = 0;
+            shard.retain(|_, sessions| {
+                let before = sessions.len();
+                sessions
+                    .slots
+                    .retain(|s| !matches!(s.link, Link::Away(until) if until <= now));
+                while let Some(i) = sessions.position(|i| !i.attached && i.expire_at <= now_secs) {
+                    sessions.kick_at(i, KickReason::UserSigExpired);
+                }
+                sessions.tombstones.retain(|t| t.until > now_secs);
+                removed += before - sessions.len();
+                !(sessions.is_empty() && sessions.tombstones.is_empty())
+            });
+            drop(shard);
+            self.adjust_online(removed, 0);
+            dropped += removed;
+        }
+        dropped
+    }
+
+    /// Snapshot of `user`'s instances (attached or away), earliest login first.
     pub fn instances(&self, user: &str) -> Vec<InstanceInfo> {
         self.shard(user)
             .get(user)
@@ -296,130 +483,305 @@ impl Registry {
             .is_some_and(|s| s.iter().any(|i| i.instance == instance))
     }
 
-    /// Online instances across all users.
+    /// Instances holding a slot (attached or away), across all users.
     pub fn online_count(&self) -> usize {
         self.online.load(Ordering::Relaxed)
     }
 }
 
+/// A panic while holding the lock leaves the map consistent (every mutation is a single
+/// Vec/HashMap operation), so a poisoned lock is safe to keep using.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::policy::LoginPolicy;
+
+    const WEB2: LoginSettings = LoginSettings {
+        web_instances: 2,
+        platform_instances: 1,
+        policy: LoginPolicy::Single,
+    };
+
+    fn new(user: &str, instance: &str, platform: Platform) -> (NewSession, mpsc::Receiver<SocketCommand>) {
+        let (outbox, rx) = mpsc::channel(OUTBOX_CAPACITY);
+        let s = NewSession {
+            user: user.into(),
+            instance: instance.into(),
+            platform,
+            expire_at: u64::MAX,
+            sig_time: 1,
+            outbox,
+        };
+        (s, rx)
+    }
 
     fn login(
         r: &Registry,
+        s: &LoginSettings,
         user: &str,
         instance: &str,
-    ) -> (SessionId, mpsc::Receiver<SocketCommand>) {
-        let (outbox, rx) = mpsc::channel(OUTBOX_CAPACITY);
-        let id = r.register(NewSession {
-            user: user.into(),
-            instance: instance.into(),
-            platform: Platform::Web,
-            ticket: format!("t-{instance}"),
-            expire_at: 9,
-            outbox,
-        });
-        (id, rx)
+        platform: Platform,
+    ) -> (InstanceInfo, Vec<InstanceInfo>, mpsc::Receiver<SocketCommand>) {
+        let (n, rx) = new(user, instance, platform);
+        let (info, kicked) = r.login(n, s);
+        (info, kicked, rx)
     }
 
-    #[test]
-    fn register_remove_and_counts() {
-        let r = Registry::new();
-        let (a, _ra) = login(&r, "alice", "i1");
-        let (b, _rb) = login(&r, "alice", "i2");
-        let (_c, _rc) = login(&r, "bob", "i1");
-        assert_ne!(a, b);
-        assert_eq!(r.online_count(), 3);
-        let list = r.instances("alice");
-        assert_eq!(
-            list.iter().map(|i| i.instance.as_str()).collect::<Vec<_>>(),
-            ["i1", "i2"],
-            "earliest first"
-        );
-        assert_eq!(list[0].ticket, "t-i1");
-        assert!(r.is_online("alice", "i2"));
-        assert_eq!(r.remove("alice", a).map(|i| i.instance), Some("i1".into()));
-        assert_eq!(r.remove("alice", a), None, "removing twice is a no-op");
-        assert_eq!(r.remove("nobody", a), None);
-        assert!(!r.is_online("alice", "i1"));
-        assert_eq!(r.online_count(), 2);
-        r.remove("alice", b).unwrap();
-        assert!(r.instances("alice").is_empty());
-        assert_eq!(r.online_count(), 1);
-    }
-
-    #[test]
-    fn kick_notifies_only_that_socket() {
-        let r = Registry::new();
-        let (a, mut ra) = login(&r, "alice", "i1");
-        let (_b, mut rb) = login(&r, "alice", "i2");
-        assert!(r.kick("alice", "i1", KickReason::MultipleAccount));
-        assert_eq!(
-            ra.try_recv().unwrap(),
-            SocketCommand::Kick {
-                session: a,
-                reason: KickReason::MultipleAccount
-            }
-        );
-        assert!(rb.try_recv().is_err(), "the other instance is untouched");
-        assert!(!r.is_online("alice", "i1"));
-        assert!(r.is_online("alice", "i2"));
-        assert!(
-            !r.kick("alice", "i1", KickReason::MultipleAccount),
-            "already gone"
-        );
-        assert!(!r.kick("carol", "x", KickReason::RestApi));
-        assert_eq!(r.online_count(), 1);
-    }
-
-    #[test]
-    fn kick_user_kicks_every_instance() {
-        let r = Registry::new();
-        let (a, mut ra) = login(&r, "alice", "i1");
-        let (b, mut rb) = login(&r, "alice", "i2");
-        let (_c, mut rc) = login(&r, "bob", "i1");
-        assert_eq!(r.kick_user("alice", KickReason::RestApi), 2);
-        for (rx, s) in [(&mut ra, a), (&mut rb, b)] {
-            assert_eq!(
-                rx.try_recv().unwrap(),
-                SocketCommand::Kick {
-                    session: s,
-                    reason: KickReason::RestApi
-                }
-            );
+    fn claims_of(info: &InstanceInfo) -> TicketClaims {
+        TicketClaims {
+            user: info.user.clone(),
+            instance: info.instance.clone(),
+            platform: info.platform,
+            since_ms: info.since_ms,
+            expire_at: info.expire_at,
+            sig_time: info.sig_time,
+            valid_until: u64::MAX,
         }
-        assert!(rc.try_recv().is_err());
-        assert_eq!(r.online_count(), 1);
-        assert_eq!(r.kick_user("alice", KickReason::RestApi), 0);
+    }
+
+    fn names(list: &[InstanceInfo]) -> Vec<&str> {
+        list.iter().map(|i| i.instance.as_str()).collect()
+    }
+
+    /// The seed's scenario: Online Web Instances = 2; a1, a2 in; a3 kicks a1 only.
+    #[test]
+    fn third_web_login_kicks_the_earliest_only() {
+        let r = Registry::new();
+        let (a1, _, mut r1) = login(&r, &WEB2, "alice", "a1", Platform::Web);
+        let (_, k, mut r2) = login(&r, &WEB2, "alice", "a2", Platform::Web);
+        assert!(k.is_empty());
+        let (_, k, _r3) = login(&r, &WEB2, "alice", "a3", Platform::Web);
+        assert_eq!(names(&k), ["a1"]);
+        assert_eq!(
+            r1.try_recv().unwrap(),
+            SocketCommand::Kick { session: a1.session, reason: KickReason::MultipleAccount }
+        );
+        assert!(r2.try_recv().is_err(), "a2 untouched");
+        assert_eq!(names(&r.instances("alice")), ["a2", "a3"]);
+        assert_eq!(r.online_count(), 2);
     }
 
     #[test]
-    fn same_instance_on_a_new_socket_supersedes_the_old_one() {
+    fn another_platform_under_single_kicks_with_multiple_device() {
         let r = Registry::new();
-        let (a, mut ra) = login(&r, "alice", "i1");
-        let (b, _rb) = login(&r, "alice", "i1");
+        let (web, _, mut rw) = login(&r, &WEB2, "alice", "tab", Platform::Web);
+        let (_, k, _) = login(&r, &WEB2, "alice", "phone", Platform::Android);
+        assert_eq!(names(&k), ["tab"]);
         assert_eq!(
-            ra.try_recv().unwrap(),
-            SocketCommand::Superseded { session: a }
+            rw.try_recv().unwrap(),
+            SocketCommand::Kick { session: web.session, reason: KickReason::MultipleDevice }
         );
-        let list = r.instances("alice");
-        assert_eq!(list.len(), 1);
-        assert_eq!(list[0].session, b);
-        assert_eq!(r.online_count(), 1);
-        assert_eq!(
-            r.remove("alice", a),
-            None,
-            "the old socket's close removes nothing"
-        );
+    }
+
+    #[test]
+    fn same_instance_on_a_new_socket_supersedes_without_kicking() {
+        let r = Registry::new();
+        let s = LoginSettings::default();
+        let (a, _, mut ra) = login(&r, &s, "alice", "i1", Platform::Web);
+        let (b, k, _rb) = login(&r, &s, "alice", "i1", Platform::Web);
+        assert!(k.is_empty());
+        assert_eq!(ra.try_recv().unwrap(), SocketCommand::Superseded { session: a.session });
+        assert_eq!(r.instances("alice"), vec![b.clone()]);
+        assert_eq!(r.remove("alice", a.session), None, "the old socket removes nothing");
         assert!(r.is_online("alice", "i1"));
     }
 
     #[test]
-    fn with_user_drops_empty_entries() {
+    fn logins_are_ordered_even_within_one_millisecond() {
         let r = Registry::new();
-        let n = r.with_user("ghost", |s| s.len());
-        assert_eq!(n, 0);
-        assert!(r.shard("ghost").get("ghost").is_none());
+        let s = LoginSettings { web_instances: 10, ..LoginSettings::default() };
+        let infos: Vec<_> = (0..10)
+            .map(|i| login(&r, &s, "alice", &format!("i{i}"), Platform::Web).0)
+            .collect();
+        for w in infos.windows(2) {
+            assert!(w[0].since_ms < w[1].since_ms);
+        }
+    }
+
+    #[test]
+    fn resume_reattaches_its_own_slot_and_kicks_no_one() {
+        let r = Registry::new();
+        let (a1, _, _) = login(&r, &WEB2, "alice", "a1", Platform::Web);
+        let (_, _, mut r2) = login(&r, &WEB2, "alice", "a2", Platform::Web);
+        assert!(r.detach("alice", a1.session, Instant::now() + Duration::from_secs(60)));
+        assert!(!r.instances("alice")[0].attached);
+        assert_eq!(r.online_count(), 2, "an away instance keeps its slot");
+        let (outbox, _rx) = mpsc::channel(OUTBOX_CAPACITY);
+        let back = r.resume(&claims_of(&a1), outbox, &WEB2).unwrap();
+        assert_eq!(back.since_ms, a1.since_ms);
+        assert_ne!(back.session, a1.session, "a new attachment");
+        assert!(back.attached);
+        assert_eq!(names(&r.instances("alice")), ["a1", "a2"]);
+        assert!(r2.try_recv().is_err());
+        assert_eq!(r.online_count(), 2, "counted once");
+    }
+
+    #[test]
+    fn resume_while_the_old_socket_lingers_supersedes_it() {
+        let r = Registry::new();
+        let s = LoginSettings::default();
+        let (a, _, mut ra) = login(&r, &s, "alice", "a", Platform::Web);
+        let (outbox, _rx) = mpsc::channel(OUTBOX_CAPACITY);
+        r.resume(&claims_of(&a), outbox, &s).unwrap();
+        assert_eq!(ra.try_recv().unwrap(), SocketCommand::Superseded { session: a.session });
+        assert_eq!(r.online_count(), 1);
+    }
+
+    #[test]
+    fn kicked_while_away_is_told_and_does_not_take_the_slot_back() {
+        let r = Registry::new();
+        let s = LoginSettings::default(); // one Web instance
+        let (a, _, _) = login(&r, &s, "alice", "a", Platform::Web);
+        r.detach("alice", a.session, Instant::now() + Duration::from_secs(60));
+        let (_, k, mut rb) = login(&r, &s, "alice", "b", Platform::Web);
+        assert_eq!(names(&k), ["a"], "the away instance is the earliest: it goes");
+        let (outbox, _rx) = mpsc::channel(OUTBOX_CAPACITY);
+        assert_eq!(
+            r.resume(&claims_of(&a), outbox, &s),
+            Err(ResumeRefused::Kicked(KickReason::MultipleAccount))
+        );
+        assert_eq!(names(&r.instances("alice")), ["b"]);
+        assert!(rb.try_recv().is_err(), "b untouched");
+    }
+
+    #[test]
+    fn resume_after_the_registry_forgot_fits_or_is_refused() {
+        // As after a restart: a fresh registry, the tickets still valid.
+        let s = LoginSettings::default();
+        let old = Registry::new();
+        let (a, _, _) = login(&old, &s, "alice", "a", Platform::Web);
+        let (b, _, _) = login(&old, &s, "alice", "b", Platform::Web); // kicked a
+        let r = Registry::new();
+        // b comes back first: room, resumed with its original login time.
+        let (o1, _r1) = mpsc::channel(OUTBOX_CAPACITY);
+        assert_eq!(r.resume(&claims_of(&b), o1, &s).unwrap().since_ms, b.since_ms);
+        // a (kicked before the restart, tombstone lost) would need b's slot: refused.
+        let (o2, _r2) = mpsc::channel(OUTBOX_CAPACITY);
+        assert_eq!(r.resume(&claims_of(&a), o2, &s), Err(ResumeRefused::Kicked(KickReason::MultipleAccount)));
+        assert_eq!(names(&r.instances("alice")), ["b"]);
+        // Policy conflicts are reported as multipleDevice.
+        let (mut phone, _) = new("alice", "p", Platform::Android);
+        phone.platform = Platform::Android;
+        let single = LoginSettings { policy: LoginPolicy::Single, ..s };
+        let (o3, _r3) = mpsc::channel(OUTBOX_CAPACITY);
+        let claims = TicketClaims { instance: "p".into(), platform: Platform::Android, ..claims_of(&a) };
+        assert_eq!(r.resume(&claims, o3, &single), Err(ResumeRefused::Kicked(KickReason::MultipleDevice)));
+    }
+
+    #[test]
+    fn a_stale_ticket_of_a_relogged_instance_is_replaced() {
+        let r = Registry::new();
+        let s = LoginSettings::default();
+        let (first, _, _) = login(&r, &s, "alice", "a", Platform::Web);
+        let (_second, _, _) = login(&r, &s, "alice", "a", Platform::Web);
+        let (o, _rx) = mpsc::channel(OUTBOX_CAPACITY);
+        assert_eq!(r.resume(&claims_of(&first), o, &s), Err(ResumeRefused::Replaced));
+    }
+
+    #[test]
+    fn sweep_drops_expired_away_slots_and_expires_usersigs() {
+        let r = Registry::new();
+        let s = LoginSettings { web_instances: 3, ..LoginSettings::default() };
+        let (a, _, _) = login(&r, &s, "alice", "a", Platform::Web);
+        let (b, _, _) = login(&r, &s, "alice", "b", Platform::Web);
+        let (c, _, _) = login(&r, &s, "alice", "c", Platform::Web);
+        let now = Instant::now();
+        r.detach("alice", a.session, now);
+        r.detach("alice", b.session, now + Duration::from_secs(60));
+        r.with_user("alice", |u| {
+            let i = u.position(|i| i.instance == "b").unwrap();
+            u.slots[i].info.expire_at = 100;
+        });
+        assert_eq!(r.sweep(now, 100), 2);
+        assert_eq!(names(&r.instances("alice")), ["c"]);
+        assert_eq!(r.online_count(), 1);
+        // a's grace ran out: it may come back if it fits (it does not: limit 3, but it was
+        // never kicked, so a late resume is allowed when there is room).
+        let (o, _rx) = mpsc::channel(OUTBOX_CAPACITY);
+        assert!(r.resume(&claims_of(&a), o, &s).is_ok());
+        // b's UserSig expired while away: a late resume learns it.
+        let (o, _rx) = mpsc::channel(OUTBOX_CAPACITY);
+        assert_eq!(r.resume(&claims_of(&b), o, &s), Err(ResumeRefused::Kicked(KickReason::UserSigExpired)));
+        let _ = c;
+    }
+
+    #[test]
+    fn kick_user_kicks_every_instance_and_leaves_tombstones() {
+        let r = Registry::new();
+        let s = LoginSettings { web_instances: 2, ..LoginSettings::default() };
+        let (a, _, mut ra) = login(&r, &s, "alice", "i1", Platform::Web);
+        let (b, _, mut rb) = login(&r, &s, "alice", "i2", Platform::Web);
+        let (_c, _, mut rc) = login(&r, &s, "bob", "i1", Platform::Web);
+        r.detach("alice", b.session, Instant::now() + Duration::from_secs(60));
+        assert_eq!(r.kick_user("alice", KickReason::RestApi), 2);
+        assert_eq!(
+            ra.try_recv().unwrap(),
+            SocketCommand::Kick { session: a.session, reason: KickReason::RestApi }
+        );
+        assert!(rb.try_recv().is_err(), "detached: nothing to send to");
+        assert!(rc.try_recv().is_err());
+        assert_eq!(r.online_count(), 1);
+        let (o, _rx) = mpsc::channel(OUTBOX_CAPACITY);
+        assert_eq!(r.resume(&claims_of(&b), o, &s), Err(ResumeRefused::Kicked(KickReason::RestApi)));
+        assert_eq!(r.kick_user("alice", KickReason::RestApi), 0);
+        assert!(!r.kick("carol", "x", KickReason::RestApi));
+    }
+
+    #[test]
+    fn tombstones_are_bounded_and_expire() {
+        let r = Registry::new();
+        let s = LoginSettings::default();
+        for i in 0..(MAX_TOMBSTONES + 10) {
+            login(&r, &s, "alice", &format!("i{i}"), Platform::Web);
+        }
+        assert_eq!(r.with_user("alice", |u| u.tombstones.len()), MAX_TOMBSTONES);
+        r.with_user("alice", |u| u.slots.clear());
+        r.sweep(Instant::now(), u64::MAX - 1);
+        assert!(r.shard("alice").get("alice").is_none(), "nothing left for alice");
+        assert_eq!(r.online_count(), 0);
+    }
+
+    /// Racing logins of one user never leave it over the limit nor kick both.
+    #[test]
+    fn racing_logins_never_exceed_the_limit() {
+        for limit in 1..=3u8 {
+            let r = std::sync::Arc::new(Registry::new());
+            let s = LoginSettings { web_instances: limit, ..LoginSettings::default() };
+            let threads: Vec<_> = (0..8)
+                .map(|t| {
+                    let r = r.clone();
+                    std::thread::spawn(move || {
+                        let mut kept = Vec::new();
+                        for i in 0..200 {
+                            let (info, _, rx) = login(&r, &s, "alice", &format!("t{t}-{i}"), Platform::Web);
+                            kept.push((info, rx));
+                            assert!(r.instances("alice").len() <= usize::from(limit));
+                        }
+                        kept
+                    })
+                })
+                .collect();
+            let mut kicked = 0;
+            let mut all = 0;
+            let logins: Vec<_> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+            let present: Vec<String> = r.instances("alice").into_iter().map(|i| i.instance).collect();
+            {
+                for (info, mut rx) in logins {
+                    all += 1;
+                    match rx.try_recv() {
+                        Ok(_) => kicked += 1,
+                        Err(e) => assert!(present.contains(&info.instance), "{} neither kicked nor present: {e:?}", info.instance),
+                    }
+                }
+            }
+            assert_eq!(r.instances("alice").len(), usize::from(limit));
+            assert_eq!(kicked, all - usize::from(limit), "every other login was kicked exactly once");
+        }
     }
 }

@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::login::LoginChecker;
 use crate::registry::Registry;
 use crate::store::{StoreError, StoreHandle};
+use crate::ticket::Tickets;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -21,6 +22,7 @@ struct Inner {
     registry: Registry,
     store: StoreHandle,
     login: LoginChecker,
+    tickets: Tickets,
     shutdown: CancellationToken,
     sockets: TaskTracker,
 }
@@ -33,6 +35,7 @@ impl AppState {
         let login = LoginChecker::new(config.sdkappid, config.key.clone());
         Ok(AppState {
             inner: Arc::new(Inner {
+                tickets: Tickets::new(&config.key),
                 config,
                 registry: Registry::new(),
                 store,
@@ -57,6 +60,11 @@ impl AppState {
 
     pub fn login(&self) -> &LoginChecker {
         &self.inner.login
+    }
+
+    /// Signs and checks session tickets (resume).
+    pub fn tickets(&self) -> &Tickets {
+        &self.inner.tickets
     }
 
     /// Cancelled when the server shuts down: every socket closes with `SERVICE_RESTART`.

@@ -35,6 +35,12 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::new(APP, KEY);
         config.data_dir = dir.path().join("data");
+        // Room for every instance unless a test sets the login settings it is about.
+        config.login = timd::policy::LoginSettings {
+            web_instances: 10,
+            platform_instances: 3,
+            policy: timd::policy::LoginPolicy::All,
+        };
         tweak(&mut config);
         let state = AppState::new(config).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

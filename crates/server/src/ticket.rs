@@ -1,0 +1,154 @@
+//! Session tickets: what an instance presents to resume its session on a new socket.
+//!
+//! A ticket is self-contained and signed (HMAC-SHA256 keyed from the app's secret key), so
+//! any `timd` process — this one after a restart, or another node — can verify it without
+//! shared state, and a resume after a crash still knows which login it continues (user,
+//! instance, platform, and *when* it logged in, which the "earliest is kicked" rule needs).
+//! Format: `base64url(JSON claims) "." base64url(first 16 bytes of the MAC)`.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use tim_proto::Platform;
+
+/// Longest a ticket is accepted after it was issued, whatever the UserSig's validity: bounds
+/// how long a kicked instance's tombstone must be remembered (see `registry`).
+pub const TICKET_LIFETIME_SECS: u64 = 24 * 3600;
+
+/// Longest ticket text accepted (a real one is ~250 bytes).
+const MAX_TICKET_LEN: usize = 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketClaims {
+    #[serde(rename = "u")]
+    pub user: String,
+    #[serde(rename = "i")]
+    pub instance: String,
+    #[serde(rename = "p")]
+    pub platform: Platform,
+    /// When this session logged in, unix ms: its place in the "earliest first" order.
+    #[serde(rename = "s")]
+    pub since_ms: u64,
+    /// The UserSig's expiry, unix seconds.
+    #[serde(rename = "e")]
+    pub expire_at: u64,
+    /// The UserSig's issue time, unix seconds (a REST kick refuses sessions issued before it).
+    #[serde(rename = "t")]
+    pub sig_time: u64,
+    /// The ticket itself is good until then, unix seconds.
+    #[serde(rename = "v")]
+    pub valid_until: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TicketError {
+    #[error("session ticket is malformed")]
+    Malformed,
+    #[error("session ticket signature check failed")]
+    BadSignature,
+    #[error("session ticket has expired")]
+    Expired,
+}
+
+/// Signs and checks tickets for one app.
+#[derive(Clone)]
+pub struct Tickets {
+    mac: Hmac<Sha256>,
+}
+
+impl Tickets {
+    pub fn new(app_key: &str) -> Tickets {
+        let mut key = b"timd-ticket-v1\0".to_vec();
+        key.extend_from_slice(app_key.as_bytes());
+        Tickets {
+            mac: Hmac::new_from_slice(&key).expect("HMAC takes any key length"),
+        }
+    }
+
+    pub fn issue(&self, claims: &TicketClaims) -> String {
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("claims serialize"));
+        let tag = self.tag(payload.as_bytes());
+        format!("{payload}.{}", URL_SAFE_NO_PAD.encode(tag))
+    }
+
+    /// Verifies signature and lifetime at `now` (unix seconds).
+    pub fn verify(&self, ticket: &str, now: u64) -> Result<TicketClaims, TicketError> {
+        if ticket.len() > MAX_TICKET_LEN {
+            return Err(TicketError::Malformed);
+        }
+        let (payload, tag) = ticket.split_once('.').ok_or(TicketError::Malformed)?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| TicketError::Malformed)?;
+        if tag.len() != 16 {
+            return Err(TicketError::BadSignature);
+        }
+        let mut mac = self.mac.clone();
+        mac.update(payload.as_bytes());
+        // Constant-time comparison of the 16-byte truncated tag.
+        mac.verify_truncated_left(&tag)
+            .map_err(|_| TicketError::BadSignature)?;
+        let json = URL_SAFE_NO_PAD.decode(payload).map_err(|_| TicketError::Malformed)?;
+        let claims: TicketClaims = serde_json::from_slice(&json).map_err(|_| TicketError::Malformed)?;
+        if now >= claims.valid_until {
+            return Err(TicketError::Expired);
+        }
+        Ok(claims)
+    }
+
+    fn tag(&self, payload: &[u8]) -> [u8; 16] {
+        let mut mac = self.mac.clone();
+        mac.update(payload);
+        let full = mac.finalize().into_bytes();
+        let mut tag = [0u8; 16];
+        tag.copy_from_slice(&full[..16]);
+        tag
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims() -> TicketClaims {
+        TicketClaims {
+            user: "alice".into(),
+            instance: "0123456789abcdef".into(),
+            platform: Platform::Web,
+            since_ms: 1_700_000_000_123,
+            expire_at: 1_700_086_400,
+            sig_time: 1_700_000_000,
+            valid_until: 1_700_050_000,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_lifetime() {
+        let t = Tickets::new("key");
+        let ticket = t.issue(&claims());
+        assert!(ticket.len() < 300, "{}", ticket.len());
+        assert_eq!(t.verify(&ticket, 1_700_000_001), Ok(claims()));
+        assert_eq!(t.verify(&ticket, 1_700_050_000), Err(TicketError::Expired));
+    }
+
+    #[test]
+    fn forged_or_foreign_tickets_are_refused() {
+        let t = Tickets::new("key");
+        let ticket = t.issue(&claims());
+        assert_eq!(Tickets::new("other").verify(&ticket, 0), Err(TicketError::BadSignature));
+        let mut forged = claims();
+        forged.since_ms = 0; // claim an earlier login to win the "earliest" rule
+        let forged_payload = t.issue(&forged);
+        let spliced = format!(
+            "{}.{}",
+            forged_payload.split_once('.').unwrap().0,
+            ticket.split_once('.').unwrap().1
+        );
+        assert_eq!(t.verify(&spliced, 0), Err(TicketError::BadSignature));
+        let short_tag = format!("{}.{}", ticket.split_once('.').unwrap().0, "AAAA");
+        assert_eq!(t.verify(&short_tag, 0), Err(TicketError::BadSignature));
+        for bad in ["", "no-dot", "a.b.c", "!!.!!", &"x".repeat(2000)] {
+            assert!(t.verify(bad, 0).is_err(), "{bad}");
+        }
+    }
+}
