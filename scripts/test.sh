@@ -22,21 +22,30 @@ cargo test --workspace --quiet
 step "start timd for the browser tests"
 cargo build -p timd --quiet
 tmp=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export TIMD_TEST_URL="ws://127.0.0.1:$port" TIMD_TEST_KEY="tim-wasm-test-key-0123456789abcdef"
-RUST_LOG=${RUST_LOG:-warn} target/debug/timd serve --listen "127.0.0.1:$port" \
-  --sdkappid 1400012345 --key "$TIMD_TEST_KEY" --data-dir "$tmp/data" > "$tmp/timd.log" 2>&1 &
-timd_pid=$!
-trap 'kill $timd_pid 2>/dev/null || true; wait $timd_pid 2>/dev/null || true; rm -rf "$tmp"' EXIT
-for _ in $(seq 1 100); do
-  curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-  kill -0 $timd_pid 2>/dev/null || { cat "$tmp/timd.log" >&2; exit 1; }
-  sleep 0.1
-done
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port); port_multi=$(free_port)
+export TIMD_TEST_URL="ws://127.0.0.1:$port" TIMD_TEST_URL_MULTI="ws://127.0.0.1:$port_multi"
+export TIMD_TEST_KEY="tim-wasm-test-key-0123456789abcdef"
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"' EXIT
+# Default login settings (one Web instance, dual policy) and the seed's "Online Web Instances = 2".
+start_timd() {
+  local name=$1 port=$2; shift 2
+  RUST_LOG=${RUST_LOG:-warn} target/debug/timd serve --listen "127.0.0.1:$port" \
+    --sdkappid 1400012345 --key "$TIMD_TEST_KEY" --data-dir "$tmp/$name" "$@" > "$tmp/$name.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 100); do
+    curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  cat "$tmp/$name.log" >&2; return 1
+}
+start_timd default "$port"
+start_timd multi "$port_multi" --web-instances 2 --login-policy single
 
 step "browser tests: wasm-pack test --headless --chrome --firefox"
 if ! wasm-pack test --headless --chrome --firefox; then
-  echo "--- timd log" >&2; tail -50 "$tmp/timd.log" >&2; exit 1
+  for f in "$tmp"/*.log; do echo "--- $f" >&2; tail -30 "$f" >&2; done; exit 1
 fi
 
 step "npm package and its size"

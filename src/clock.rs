@@ -1,4 +1,4 @@
-//! Monotonic milliseconds for the session core, and random instance ids.
+//! Monotonic milliseconds for the session core, and a seed for its jitter.
 
 use wasm_bindgen::JsCast;
 
@@ -13,24 +13,9 @@ pub fn now_ms() -> u64 {
     }
 }
 
-/// A fresh 128-bit random id in hex, from `crypto.getRandomValues` (falls back to
-/// `Math.random` where no Web Crypto exists).
-pub fn random_id() -> String {
-    let mut bytes = [0u8; 16];
-    let crypto = js_sys::Reflect::get(&js_sys::global(), &"crypto".into())
-        .ok()
-        .and_then(|c| c.dyn_into::<web_sys::Crypto>().ok());
-    let filled = crypto.is_some_and(|c| c.get_random_values_with_u8_array(&mut bytes).is_ok());
-    if !filled {
-        for b in bytes.iter_mut() {
-            *b = (js_sys::Math::random() * 256.0) as u8;
-        }
-    }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(32);
-    for b in bytes {
-        out.push(HEX[(b >> 4) as usize] as char);
-        out.push(HEX[(b & 15) as usize] as char);
-    }
-    out
+/// 64 random bits for the reconnect jitter (not security sensitive: `Math.random` will do).
+pub fn random_seed() -> u64 {
+    let hi = (js_sys::Math::random() * 4_294_967_296.0) as u64;
+    let lo = (js_sys::Math::random() * 4_294_967_296.0) as u64;
+    (hi << 32) | lo
 }

@@ -8,19 +8,40 @@
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
-use futures_channel::oneshot;
 use gloo_timers::callback::Timeout;
+use js_sys::{Function, Promise};
 use tim_session::{Event, Io, OpId, OpOk, SdkError, Session};
-use wasm_bindgen::JsValue;
+use wasm_bindgen::prelude::*;
 
 use crate::clock::now_ms;
+use crate::instance;
 use crate::js;
 use crate::listeners::Listeners;
 use crate::log;
+use crate::page_events::{PageEvent, PageEvents};
 use crate::socket::Socket;
 use crate::wire;
 
 pub type OpResult = Result<OpOk, SdkError>;
+
+#[wasm_bindgen]
+extern "C" {
+    /// A Promise seen as a plain thenable, for `then` with plain functions.
+    type Thenable;
+    #[wasm_bindgen(method, js_name = then)]
+    fn then_fns(this: &Thenable, on_fulfilled: &Function, on_rejected: &Function) -> Promise;
+}
+
+/// `promise.then(on_fulfilled, on_rejected)`. With the same `once_into_js` function for
+/// both, exactly one call happens and the closure frees itself.
+fn then(promise: &Promise, on_fulfilled: &Function, on_rejected: &Function) -> Promise {
+    promise
+        .unchecked_ref::<Thenable>()
+        .then_fns(on_fulfilled, on_rejected)
+}
+
+/// A Promise's `resolve` and `reject`.
+type Settle = (Function, Function);
 
 pub struct Driver {
     pub session: RefCell<Session>,
@@ -30,14 +51,21 @@ pub struct Driver {
     /// The armed wake-up and its deadline (re-armed only when the deadline changes).
     timer: RefCell<Option<(u64, Timeout)>>,
     pub listeners: RefCell<Listeners>,
-    /// Promises waiting for their op's outcome.
-    pending: RefCell<Vec<(OpId, oneshot::Sender<OpResult>)>>,
+    /// Promises waiting for their op's outcome. Plain JS Promises rather than futures:
+    /// `wasm-bindgen-futures` and a channel cost ~6 KB of wasm for no gain here.
+    pending: RefCell<Vec<(OpId, Settle)>>,
     pumping: Cell<bool>,
+    /// Resolves to `{ id, release }` once this instance's id is claimed (see `instance`).
+    pub claim: Promise,
+    /// Releases the claim's Web Lock; set once claimed, called on `release`.
+    unlock: RefCell<Option<Function>>,
+    claimed: Cell<bool>,
+    page: RefCell<Option<PageEvents>>,
 }
 
 impl Driver {
-    pub fn new(session: Session, url: String) -> Rc<Driver> {
-        Rc::new(Driver {
+    pub fn new(session: Session, url: String, claim: Promise) -> Rc<Driver> {
+        let driver = Rc::new(Driver {
             session: RefCell::new(session),
             url,
             socket: RefCell::new(None),
@@ -45,19 +73,78 @@ impl Driver {
             listeners: RefCell::new(Listeners::default()),
             pending: RefCell::new(Vec::new()),
             pumping: Cell::new(false),
+            claim: claim.clone(),
+            unlock: RefCell::new(None),
+            claimed: Cell::new(false),
+            page: RefCell::new(None),
+        });
+        let weak = Rc::downgrade(&driver);
+        *driver.page.borrow_mut() = Some(PageEvents::attach(move |event| {
+            with(&weak, |d, now| {
+                let mut session = d.session.borrow_mut();
+                match event {
+                    PageEvent::Offline => session.handle_offline(now),
+                    PageEvent::Online | PageEvent::Visible => session.handle_wake(now),
+                }
+            })
+        }));
+        let weak = Rc::downgrade(&driver);
+        let apply: Function = Closure::once_into_js(move |claimed: JsValue| {
+            if let Some(d) = weak.upgrade() {
+                d.apply_claim(&claimed);
+            } else if let (_, Some(unlock)) = instance::parts(&claimed) {
+                let _ = unlock.call0(&JsValue::NULL);
+            }
         })
+        .unchecked_into();
+        let _ = then(&claim, &apply, &apply);
+        driver
     }
 
-    /// Runs a session command and returns the receiver its outcome will arrive on.
-    pub fn command(
-        self: &Rc<Self>,
-        f: impl FnOnce(&mut Session, u64) -> OpId,
-    ) -> oneshot::Receiver<OpResult> {
+    /// Takes the claimed instance id (once); after `destroy`, just lets the lock go.
+    pub fn apply_claim(&self, claimed: &JsValue) {
+        if self.claimed.replace(true) {
+            return;
+        }
+        let (id, unlock) = instance::parts(claimed);
+        if self.session.borrow().is_destroyed() {
+            if let Some(unlock) = unlock {
+                let _ = unlock.call0(&JsValue::NULL);
+            }
+            return;
+        }
+        if let Some(id) = id {
+            self.session.borrow_mut().set_instance(id);
+        }
+        *self.unlock.borrow_mut() = unlock;
+    }
+
+    /// Runs a session command; the Promise settles with its outcome.
+    pub fn command(self: &Rc<Self>, f: impl FnOnce(&mut Session, u64) -> OpId) -> Promise {
+        let mut settle = None;
+        let promise = Promise::new(&mut |resolve, reject| settle = Some((resolve, reject)));
         let op = f(&mut self.session.borrow_mut(), now_ms());
-        let (tx, rx) = oneshot::channel();
-        self.pending.borrow_mut().push((op, tx));
+        if let Some(settle) = settle {
+            self.pending.borrow_mut().push((op, settle));
+        }
         pump(self);
-        rx
+        promise
+    }
+
+    /// Like [`Driver::command`], once this instance's id is claimed (usually at once: the
+    /// claim is made when the instance is created).
+    pub fn command_when_claimed(
+        self: &Rc<Self>,
+        f: impl FnOnce(&mut Session, u64) -> OpId + 'static,
+    ) -> Promise {
+        let driver = self.clone();
+        // One function for both outcomes: a failed claim still logs in (the id stays as is).
+        let run: Function = Closure::once_into_js(move |claimed: JsValue| {
+            driver.apply_claim(&claimed);
+            driver.command(f)
+        })
+        .unchecked_into();
+        then(&self.claim, &run, &run)
     }
 
     /// Drops everything that can still call into JS or hold the page: socket, timer,
@@ -65,7 +152,12 @@ impl Driver {
     pub fn release(&self) {
         drop(self.socket.borrow_mut().take());
         drop(self.timer.borrow_mut().take());
+        drop(self.page.borrow_mut().take());
         self.listeners.borrow_mut().clear();
+        let unlock = self.unlock.borrow_mut().take();
+        if let Some(unlock) = unlock {
+            let _ = unlock.call0(&JsValue::NULL);
+        }
     }
 }
 
@@ -104,13 +196,13 @@ fn execute(driver: &Rc<Driver>, io: Io) {
                 &driver.url,
                 move || with(&a, |d, now| d.session.borrow_mut().handle_open(now)),
                 move |text| with(&b, |d, now| on_text(d, now, &text)),
-                move |_code| with(&c, |d, now| d.session.borrow_mut().handle_close(now)),
+                move |code| with(&c, |d, now| d.session.borrow_mut().handle_close(now, code)),
             );
             match socket {
                 Ok(s) => *driver.socket.borrow_mut() = Some(s),
                 Err(_) => {
                     log::log(log::ERROR, "cannot open a WebSocket to the server URL");
-                    driver.session.borrow_mut().handle_close(now_ms());
+                    driver.session.borrow_mut().handle_close(now_ms(), 1006);
                 }
             }
         }
@@ -141,13 +233,32 @@ fn on_text(driver: &Rc<Driver>, now: u64, text: &str) {
 }
 
 fn settle(driver: &Rc<Driver>, op: OpId, result: OpResult) {
-    let tx = {
+    let settle = {
         let mut pending = driver.pending.borrow_mut();
         let i = pending.iter().position(|(o, _)| *o == op);
         i.map(|i| pending.swap_remove(i).1)
     };
-    if let Some(tx) = tx {
-        let _ = tx.send(result);
+    if let Some((resolve, reject)) = settle {
+        let _ = match result {
+            Ok(ok) => resolve.call1(&JsValue::NULL, &js::response(&ok)),
+            Err(e) => reject.call1(&JsValue::NULL, &js::error(&e)),
+        };
+    }
+}
+
+impl Drop for Driver {
+    /// Invariant 9: no Promise is left hanging, even if the page frees the object mid-call.
+    fn drop(&mut self) {
+        let error = js::error(&SdkError::new(
+            tim_proto::SDK_UNCAUGHT_ERROR,
+            "the SDK instance went away before the call completed",
+        ));
+        for (_, (_, reject)) in self.pending.get_mut().drain(..) {
+            let _ = reject.call1(&JsValue::NULL, &error);
+        }
+        if let Some(unlock) = self.unlock.get_mut().take() {
+            let _ = unlock.call0(&JsValue::NULL);
+        }
     }
 }
 
@@ -180,17 +291,5 @@ fn arm_timer(driver: &Rc<Driver>) {
             });
             *timer = Some((d, timeout));
         }
-    }
-}
-
-/// Turns an op's outcome into what its Promise resolves or rejects with.
-pub fn to_js(result: Result<OpResult, oneshot::Canceled>) -> Result<JsValue, JsValue> {
-    match result {
-        Ok(Ok(ok)) => Ok(js::response(&ok)),
-        Ok(Err(e)) => Err(js::error(&e)),
-        Err(oneshot::Canceled) => Err(js::error(&SdkError::new(
-            tim_proto::SDK_UNCAUGHT_ERROR,
-            "the SDK instance went away before the call completed",
-        ))),
     }
 }

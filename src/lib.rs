@@ -3,13 +3,15 @@
 //! the core's events into `tim-js-sdk`-shaped events and Promise results.
 //!
 //! Module map: `tim` (the exported `TIM` class), `driver` (pumps the core), `socket` (RAII
-//! WebSocket), `listeners` (`on`/`off`), `js` (building JS values), `wire` (frames as JSON), `clock`, `log`.
+//! WebSocket), `instance` (this tab's id), `page_events` (online / offline / visible), `listeners` (`on`/`off`), `js` (building JS values), `wire` (frames as JSON), `clock`, `log`.
 
 mod clock;
 mod driver;
+mod instance;
 mod js;
 mod listeners;
 mod log;
+mod page_events;
 mod socket;
 mod tim;
 mod wire;

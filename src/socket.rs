@@ -13,8 +13,9 @@ pub struct Socket {
 }
 
 impl Socket {
-    /// Opens `url`; `on_message` gets each text frame, `on_close` the close code. An error
-    /// event is always followed by a close event, so it needs no handler of its own.
+    /// Opens `url`; `on_message` gets each text frame, `on_close` the close code (1006 when
+    /// the connection failed or dropped). An error event is always followed by a close
+    /// event, so it needs no handler of its own.
     pub fn open(
         url: &str,
         on_open: impl FnMut() + 'static,

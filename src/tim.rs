@@ -6,11 +6,10 @@ use js_sys::{Function, Promise, Reflect};
 use tim_proto::{Platform, EVENTS, TYPES};
 use tim_session::{Config, Session};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::future_to_promise;
 
-use crate::clock::random_id;
-use crate::driver::{to_js, Driver};
-use crate::{js, log};
+use crate::clock::random_seed;
+use crate::driver::Driver;
+use crate::{instance, js, log};
 
 /// One SDK instance (one tab's login). Create with `TIM.create({ SDKAppID, serverURL })`.
 #[wasm_bindgen]
@@ -31,9 +30,14 @@ impl TIM {
         let base = get(&options, "serverURL")
             .as_string()
             .unwrap_or_else(page_origin);
-        let session = Session::new(Config::new(sdkappid, Platform::Web, random_id()));
+        let mut config = Config::new(sdkappid, Platform::Web, String::new());
+        config.seed = random_seed();
         TIM {
-            driver: Driver::new(session, ws_url(&base)),
+            driver: Driver::new(
+                Session::new(config),
+                ws_url(&base),
+                instance::claim(sdkappid),
+            ),
         }
     }
 
@@ -42,24 +46,24 @@ impl TIM {
     pub fn login(&self, options: JsValue) -> Promise {
         let user = get(&options, "userID").as_string().unwrap_or_default();
         let usersig = get(&options, "userSig").as_string().unwrap_or_default();
-        let rx = self.driver.command(|s, now| s.login(now, &user, &usersig));
-        future_to_promise(async move { to_js(rx.await) })
+        // The login goes out under this tab's claimed instance id.
+        self.driver
+            .command_when_claimed(move |s, now| s.login(now, &user, &usersig))
     }
 
     /// Ends this instance's session only; other tabs and devices of the user stay online.
     pub fn logout(&self) -> Promise {
-        let rx = self.driver.command(|s, now| s.logout(now));
-        future_to_promise(async move { to_js(rx.await) })
+        self.driver.command(|s, now| s.logout(now))
     }
 
     /// Logout, close the connection and release every listener and timer. Every later call
     /// rejects with `INVALID_OPERATION` (2905).
     pub fn destroy(&self) -> Promise {
-        let rx = self.driver.command(|s, now| s.destroy(now));
+        let promise = self.driver.command(|s, now| s.destroy(now));
         if self.driver.session.borrow().is_destroyed() {
             self.driver.release();
         }
-        future_to_promise(async move { to_js(rx.await) })
+        promise
     }
 
     /// `on(eventName, handler, context?)`. Ignored after `destroy`.

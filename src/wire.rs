@@ -17,6 +17,10 @@ pub fn encode(frame: &ClientFrame) -> Option<String> {
         ClientFrame::Logout { seq } => {
             object(&[("logout", object(&[("seq", (*seq).into())]).into())]).into()
         }
+        ClientFrame::Resume { seq, ticket } => {
+            let body = object(&[("seq", (*seq).into()), ("ticket", ticket.as_str().into())]);
+            object(&[("resume", body.into())]).into()
+        }
         ClientFrame::Login(l) => {
             let body = object(&[
                 ("seq", l.seq.into()),
@@ -44,6 +48,13 @@ pub fn decode(text: &str) -> Option<ServerFrame> {
             heartbeat_ms: u32_of(&v, "heartbeat_ms")?,
             expire_at: uint(&v, "expire_at")?,
         }));
+    }
+    if let Some(v) = field(&value, "resume_ok") {
+        return Some(ServerFrame::ResumeOk {
+            seq: u32_of(&v, "seq")?,
+            heartbeat_ms: u32_of(&v, "heartbeat_ms")?,
+            expire_at: uint(&v, "expire_at")?,
+        });
     }
     if let Some(v) = field(&value, "logout_ok") {
         return Some(ServerFrame::LogoutOk {
@@ -105,6 +116,10 @@ mod tests {
         let frames = [
             ClientFrame::Ping,
             ClientFrame::Logout { seq: 7 },
+            ClientFrame::Resume {
+                seq: 8,
+                ticket: "abc.def".into(),
+            },
             ClientFrame::Login(Login {
                 seq: 4_000_000_000,
                 sdkappid: 1_400_000_000,
@@ -125,6 +140,11 @@ mod tests {
         let frames = [
             ServerFrame::Pong,
             ServerFrame::LogoutOk { seq: 3 },
+            ServerFrame::ResumeOk {
+                seq: 4,
+                heartbeat_ms: 25_000,
+                expire_at: 1_900_000_000,
+            },
             ServerFrame::LoginOk(LoginOk {
                 seq: 1,
                 ticket: "t".into(),

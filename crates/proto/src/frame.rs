@@ -124,7 +124,11 @@ mod tests {
             r#"{"error":{"code":70402,"message":"x"}}"#
         );
         assert_eq!(
-            serde_json::to_string(&ClientFrame::Resume { seq: 3, ticket: "t".into() }).unwrap(),
+            serde_json::to_string(&ClientFrame::Resume {
+                seq: 3,
+                ticket: "t".into()
+            })
+            .unwrap(),
             r#"{"resume":{"seq":3,"ticket":"t"}}"#
         );
         for f in [login, ClientFrame::Logout { seq: 2 }, ClientFrame::Ping] {

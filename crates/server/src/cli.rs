@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use clap::builder::FalseyValueParser;
 use clap::{Args, Parser, Subcommand};
 
-use crate::policy::{LoginPolicy, LoginSettings};
 use crate::config::{
     Config, ConfigError, DEFAULT_ADMIN, DEFAULT_DATA_DIR, DEFAULT_HEARTBEAT_MS, DEFAULT_LISTEN,
-    DEFAULT_LOGIN_TIMEOUT_MS, DEFAULT_PKG_DIR, DEFAULT_RESUME_GRACE_MS, DEFAULT_USERSIG_EXPIRE_SECS, DEFAULT_WWW_DIR,
-    DEMO_KEY, DEMO_SDKAPPID,
+    DEFAULT_LOGIN_TIMEOUT_MS, DEFAULT_PKG_DIR, DEFAULT_REST_RATE_LIMIT, DEFAULT_RESUME_GRACE_MS,
+    DEFAULT_USERSIG_EXPIRE_SECS, DEFAULT_WWW_DIR, DEMO_KEY, DEMO_SDKAPPID,
 };
+use crate::policy::{LoginPolicy, LoginSettings};
 
 #[derive(Debug, Parser)]
 #[command(name = "timd", version, about = "The tim-wasm login server")]
@@ -74,6 +74,9 @@ pub struct ServeArgs {
     /// How long a disconnected instance keeps its slot, resumable with its ticket.
     #[arg(long, env = "TIMD_RESUME_GRACE_MS", default_value_t = DEFAULT_RESUME_GRACE_MS)]
     pub resume_grace_ms: u32,
+    /// REST API calls per second for the app, all APIs together (0 = unlimited).
+    #[arg(long, env = "TIMD_REST_RATE_LIMIT", default_value_t = DEFAULT_REST_RATE_LIMIT)]
+    pub rest_rate_limit: u32,
 }
 
 impl ServeArgs {
@@ -105,6 +108,7 @@ impl ServeArgs {
                 policy: self.login_policy,
             },
             resume_grace_ms: self.resume_grace_ms,
+            rest_rate_limit: self.rest_rate_limit,
         };
         config.validate()?;
         Ok(config)

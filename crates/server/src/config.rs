@@ -29,6 +29,8 @@ pub const DEFAULT_LOGIN_TIMEOUT_MS: u32 = 5_000;
 /// How long a disconnected instance keeps its slot, waiting for a resume: long enough for a
 /// network switch or a quick laptop sleep, short enough that a closed tab frees its slot soon.
 pub const DEFAULT_RESUME_GRACE_MS: u32 = 60_000;
+/// REST calls per second per app: Tencent's documented limit for `kick`.
+pub const DEFAULT_REST_RATE_LIMIT: u32 = 200;
 /// 180 days, the validity Tencent's console suggests for generated UserSigs.
 pub const DEFAULT_USERSIG_EXPIRE_SECS: u64 = 15_552_000;
 
@@ -56,6 +58,8 @@ pub struct Config {
     pub login: LoginSettings,
     /// How long a disconnected instance stays resumable in the registry (its slot held).
     pub resume_grace_ms: u32,
+    /// REST calls per second for the app (all APIs together); 0 = unlimited.
+    pub rest_rate_limit: u32,
 }
 
 impl fmt::Debug for Config {
@@ -73,6 +77,7 @@ impl fmt::Debug for Config {
             .field("login_timeout_ms", &self.login_timeout_ms)
             .field("login", &self.login)
             .field("resume_grace_ms", &self.resume_grace_ms)
+            .field("rest_rate_limit", &self.rest_rate_limit)
             .finish()
     }
 }
@@ -135,6 +140,7 @@ impl Config {
             login_timeout_ms: DEFAULT_LOGIN_TIMEOUT_MS,
             login: LoginSettings::default(),
             resume_grace_ms: DEFAULT_RESUME_GRACE_MS,
+            rest_rate_limit: DEFAULT_REST_RATE_LIMIT,
         }
     }
 
@@ -159,7 +165,9 @@ impl Config {
         if !(1..=600_000).contains(&self.login_timeout_ms) {
             return Err(ConfigError::BadLoginTimeout);
         }
-        self.login.validate().map_err(ConfigError::BadLoginSettings)?;
+        self.login
+            .validate()
+            .map_err(ConfigError::BadLoginSettings)?;
         if self.resume_grace_ms > 86_400_000 {
             return Err(ConfigError::BadResumeGrace);
         }

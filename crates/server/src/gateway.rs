@@ -25,8 +25,8 @@ use crate::login::LoginError;
 use crate::registry::{
     InstanceInfo, NewSession, ResumeRefused, SessionId, SocketCommand, OUTBOX_CAPACITY,
 };
-use crate::ticket::{TicketClaims, TICKET_LIFETIME_SECS};
 use crate::state::AppState;
+use crate::ticket::{TicketClaims, TICKET_LIFETIME_SECS};
 
 /// Initial read buffer per socket. tungstenite's default (128 KiB, allocated up front)
 /// would dominate per-connection memory; a login frame is well under 1 KiB.
@@ -259,8 +259,11 @@ impl Connection {
                 }
             }
             Err(ResumeRefused::Replaced) => {
-                self.send_error(Some(seq), "this instance has logged in again since: log in again")
-                    .await
+                self.send_error(
+                    Some(seq),
+                    "this instance has logged in again since: log in again",
+                )
+                .await
             }
         }
     }
@@ -403,7 +406,11 @@ impl Connection {
     }
 
     async fn on_timeout(&mut self) -> Flow {
-        if let Some(s) = self.session.as_ref().filter(|s| Instant::now() >= s.expires) {
+        if let Some(s) = self
+            .session
+            .as_ref()
+            .filter(|s| Instant::now() >= s.expires)
+        {
             // The registry sends our own outbox the kick: handled like any other kick.
             tracing::debug!("usersig expired");
             self.state

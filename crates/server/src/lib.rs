@@ -1,6 +1,6 @@
 //! `timd`: the tim-wasm server. WebSocket login gateway at `/ws`, in-memory session
-//! registry, embedded SQLite account store, and (with `--demo`) the demo page, the SDK
-//! package and a UserSig vending endpoint.
+//! registry, embedded SQLite account store, the admin REST API (`/v4/...`, `docs/rest.md`),
+//! and (with `--demo`) the demo page, the SDK package and a UserSig vending endpoint.
 //!
 //! [`app`] builds the router without a socket (router-level tests call it directly);
 //! [`serve`] binds, serves and shuts down gracefully (what `timd serve` runs).
@@ -9,9 +9,11 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod gateway;
+pub mod kicks;
 pub mod login;
 pub mod policy;
 pub mod registry;
+pub mod rest;
 pub mod state;
 pub mod store;
 pub mod ticket;
@@ -36,11 +38,13 @@ pub use store::{Store, StoreError, StoreHandle};
 /// How long shutdown waits for sockets to finish their close handshakes.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
-/// The HTTP application: `/ws`, `/healthz`, and the demo routes when `config.demo`.
+/// The HTTP application: `/ws`, `/healthz`, the admin REST API under `/v4`, and the demo
+/// routes when `config.demo`.
 pub fn app(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/healthz", get(healthz))
         .route("/ws", get(gateway::ws_handler));
+    router = rest::routes(router, state.config());
     if state.config().demo {
         router = demo::routes(router, state.config());
     }

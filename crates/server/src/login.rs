@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use tim_proto::{
     Login, ERR_INTERNAL, ERR_INVALID_PARAMETERS, ERR_SDKAPPID_NOT_FOUND, ERR_USERSIG_EMPTY,
-    ERR_USERSIG_RATE_LIMITED,
+    ERR_USERSIG_EXPIRED, ERR_USERSIG_RATE_LIMITED,
 };
 use tim_usersig::{UserSigClaims, UserSigError};
 use tokio::time::Instant;
 
+use crate::kicks::Kicks;
 use crate::store::StoreError;
 
 /// Failed UserSig checks a user may have within [`FAILURE_WINDOW`] before further logins
@@ -45,6 +46,10 @@ pub enum LoginError {
     /// The UserSig's own code: 70001 / 70003 / 70009 / 70013 / 70014.
     #[error("{0}")]
     UserSig(UserSigError),
+    /// 70001, as Tencent answers: the UserSig was issued at or before a REST kick (or
+    /// deletion) of the user. A newly generated one works.
+    #[error("UserSig revoked: issued at or before a kick of this user; generate a new one")]
+    Revoked,
     /// 70500: the account could not be registered.
     #[error("internal server error")]
     Store(StoreError),
@@ -58,6 +63,7 @@ impl LoginError {
             LoginError::EmptyUserSig => ERR_USERSIG_EMPTY,
             LoginError::RateLimited => ERR_USERSIG_RATE_LIMITED,
             LoginError::UserSig(e) => e.code(),
+            LoginError::Revoked => ERR_USERSIG_EXPIRED,
             LoginError::Store(_) => ERR_INTERNAL,
         }
     }
@@ -68,6 +74,7 @@ pub struct LoginChecker {
     sdkappid: u32,
     key: String,
     failures: FailureLimiter,
+    kicks: Kicks,
 }
 
 impl LoginChecker {
@@ -76,11 +83,18 @@ impl LoginChecker {
             sdkappid,
             key: key.into(),
             failures: FailureLimiter::new(MAX_FAILURES, FAILURE_WINDOW, MAX_TRACKED_USERS),
+            kicks: Kicks::default(),
         }
     }
 
+    /// Refuses UserSigs issued at or before the users' REST kicks in `kicks` (70001).
+    pub fn with_kicks(self, kicks: Kicks) -> LoginChecker {
+        LoginChecker { kicks, ..self }
+    }
+
     /// Validates `login` at `now_unix` (seconds). Order: SDKAppID, UserID, instance id,
-    /// empty UserSig, the failure limit, then the UserSig itself (whose failures count).
+    /// empty UserSig, the failure limit, then the UserSig itself (whose failures count),
+    /// then its issue time against the user's last REST kick.
     pub fn check(&self, login: &Login, now_unix: u64) -> Result<UserSigClaims, LoginError> {
         if login.sdkappid != self.sdkappid {
             return Err(LoginError::SdkAppIdNotFound(login.sdkappid));
@@ -108,6 +122,13 @@ impl LoginChecker {
         .map_err(|e| {
             self.failures.record(&login.user, now);
             LoginError::UserSig(e)
+        })
+        .and_then(|claims| {
+            if self.kicks.revokes(&login.user, claims.time) {
+                Err(LoginError::Revoked)
+            } else {
+                Ok(claims)
+            }
         })
     }
 }

@@ -199,7 +199,12 @@ mod tests {
 
     #[test]
     fn over_the_limit_the_earliest_on_that_platform_goes() {
-        for policy in [LoginPolicy::Single, LoginPolicy::Dual, LoginPolicy::Triple, LoginPolicy::All] {
+        for policy in [
+            LoginPolicy::Single,
+            LoginPolicy::Dual,
+            LoginPolicy::Triple,
+            LoginPolicy::All,
+        ] {
             for (platform, max) in [(Web, 10), (Android, 3), (Mac, 3)] {
                 for limit in 1..=max {
                     let s = if platform == Web {
@@ -210,7 +215,11 @@ mod tests {
                     // Below the limit nobody goes; at it, exactly the earliest goes.
                     for n in 0..usize::from(limit) {
                         let existing = vec![platform; n];
-                        assert_eq!(s.evictions(&existing, platform), vec![], "{policy} {platform:?} {limit} {n}");
+                        assert_eq!(
+                            s.evictions(&existing, platform),
+                            vec![],
+                            "{policy} {platform:?} {limit} {n}"
+                        );
                     }
                     let existing = vec![platform; usize::from(limit)];
                     assert_eq!(
@@ -242,7 +251,10 @@ mod tests {
     fn other_platforms_are_untouched_by_a_limit() {
         let s = settings(1, 1, LoginPolicy::All);
         let existing = [Android, Web, Mac, IPhone];
-        assert_eq!(s.evictions(&existing, Web), vec![(1, KickReason::MultipleAccount)]);
+        assert_eq!(
+            s.evictions(&existing, Web),
+            vec![(1, KickReason::MultipleAccount)]
+        );
     }
 
     #[test]
@@ -269,8 +281,18 @@ mod tests {
     fn settings_are_validated() {
         assert!(LoginSettings::default().validate().is_ok());
         assert_eq!(LoginSettings::default().policy, LoginPolicy::Dual);
-        for (web, other, ok) in [(0, 1, false), (11, 1, false), (10, 3, true), (1, 0, false), (1, 4, false)] {
-            assert_eq!(settings(web, other, LoginPolicy::All).validate().is_ok(), ok, "{web} {other}");
+        for (web, other, ok) in [
+            (0, 1, false),
+            (11, 1, false),
+            (10, 3, true),
+            (1, 0, false),
+            (1, 4, false),
+        ] {
+            assert_eq!(
+                settings(web, other, LoginPolicy::All).validate().is_ok(),
+                ok,
+                "{web} {other}"
+            );
         }
         assert_eq!("TRIPLE".parse::<LoginPolicy>(), Ok(LoginPolicy::Triple));
         assert!("both".parse::<LoginPolicy>().is_err());

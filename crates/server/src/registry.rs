@@ -110,7 +110,9 @@ impl Slot {
     /// Tells the socket task, if attached; never blocks. A closed channel means the socket
     /// task is already ending: nothing to do.
     fn notify(&self, command: SocketCommand) {
-        let Link::Attached(outbox) = &self.link else { return };
+        let Link::Attached(outbox) = &self.link else {
+            return;
+        };
         match outbox.try_send(command) {
             Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
             Err(mpsc::error::TrySendError::Full(command)) => {
@@ -199,7 +201,9 @@ impl UserSessions {
 
     /// Inserts keeping the slots ordered by `since_ms`.
     fn insert_ordered(&mut self, slot: Slot) {
-        let at = self.slots.partition_point(|s| s.info.since_ms <= slot.info.since_ms);
+        let at = self
+            .slots
+            .partition_point(|s| s.info.since_ms <= slot.info.since_ms);
         self.slots.insert(at, slot);
     }
 }
@@ -508,7 +512,11 @@ mod tests {
         policy: LoginPolicy::Single,
     };
 
-    fn new(user: &str, instance: &str, platform: Platform) -> (NewSession, mpsc::Receiver<SocketCommand>) {
+    fn new(
+        user: &str,
+        instance: &str,
+        platform: Platform,
+    ) -> (NewSession, mpsc::Receiver<SocketCommand>) {
         let (outbox, rx) = mpsc::channel(OUTBOX_CAPACITY);
         let s = NewSession {
             user: user.into(),
@@ -527,7 +535,11 @@ mod tests {
         user: &str,
         instance: &str,
         platform: Platform,
-    ) -> (InstanceInfo, Vec<InstanceInfo>, mpsc::Receiver<SocketCommand>) {
+    ) -> (
+        InstanceInfo,
+        Vec<InstanceInfo>,
+        mpsc::Receiver<SocketCommand>,
+    ) {
         let (n, rx) = new(user, instance, platform);
         let (info, kicked) = r.login(n, s);
         (info, kicked, rx)
@@ -560,7 +572,10 @@ mod tests {
         assert_eq!(names(&k), ["a1"]);
         assert_eq!(
             r1.try_recv().unwrap(),
-            SocketCommand::Kick { session: a1.session, reason: KickReason::MultipleAccount }
+            SocketCommand::Kick {
+                session: a1.session,
+                reason: KickReason::MultipleAccount
+            }
         );
         assert!(r2.try_recv().is_err(), "a2 untouched");
         assert_eq!(names(&r.instances("alice")), ["a2", "a3"]);
@@ -575,7 +590,10 @@ mod tests {
         assert_eq!(names(&k), ["tab"]);
         assert_eq!(
             rw.try_recv().unwrap(),
-            SocketCommand::Kick { session: web.session, reason: KickReason::MultipleDevice }
+            SocketCommand::Kick {
+                session: web.session,
+                reason: KickReason::MultipleDevice
+            }
         );
     }
 
@@ -586,16 +604,26 @@ mod tests {
         let (a, _, mut ra) = login(&r, &s, "alice", "i1", Platform::Web);
         let (b, k, _rb) = login(&r, &s, "alice", "i1", Platform::Web);
         assert!(k.is_empty());
-        assert_eq!(ra.try_recv().unwrap(), SocketCommand::Superseded { session: a.session });
+        assert_eq!(
+            ra.try_recv().unwrap(),
+            SocketCommand::Superseded { session: a.session }
+        );
         assert_eq!(r.instances("alice"), vec![b.clone()]);
-        assert_eq!(r.remove("alice", a.session), None, "the old socket removes nothing");
+        assert_eq!(
+            r.remove("alice", a.session),
+            None,
+            "the old socket removes nothing"
+        );
         assert!(r.is_online("alice", "i1"));
     }
 
     #[test]
     fn logins_are_ordered_even_within_one_millisecond() {
         let r = Registry::new();
-        let s = LoginSettings { web_instances: 10, ..LoginSettings::default() };
+        let s = LoginSettings {
+            web_instances: 10,
+            ..LoginSettings::default()
+        };
         let infos: Vec<_> = (0..10)
             .map(|i| login(&r, &s, "alice", &format!("i{i}"), Platform::Web).0)
             .collect();
@@ -609,7 +637,11 @@ mod tests {
         let r = Registry::new();
         let (a1, _, _) = login(&r, &WEB2, "alice", "a1", Platform::Web);
         let (_, _, mut r2) = login(&r, &WEB2, "alice", "a2", Platform::Web);
-        assert!(r.detach("alice", a1.session, Instant::now() + Duration::from_secs(60)));
+        assert!(r.detach(
+            "alice",
+            a1.session,
+            Instant::now() + Duration::from_secs(60)
+        ));
         assert!(!r.instances("alice")[0].attached);
         assert_eq!(r.online_count(), 2, "an away instance keeps its slot");
         let (outbox, _rx) = mpsc::channel(OUTBOX_CAPACITY);
@@ -629,7 +661,10 @@ mod tests {
         let (a, _, mut ra) = login(&r, &s, "alice", "a", Platform::Web);
         let (outbox, _rx) = mpsc::channel(OUTBOX_CAPACITY);
         r.resume(&claims_of(&a), outbox, &s).unwrap();
-        assert_eq!(ra.try_recv().unwrap(), SocketCommand::Superseded { session: a.session });
+        assert_eq!(
+            ra.try_recv().unwrap(),
+            SocketCommand::Superseded { session: a.session }
+        );
         assert_eq!(r.online_count(), 1);
     }
 
@@ -640,7 +675,11 @@ mod tests {
         let (a, _, _) = login(&r, &s, "alice", "a", Platform::Web);
         r.detach("alice", a.session, Instant::now() + Duration::from_secs(60));
         let (_, k, mut rb) = login(&r, &s, "alice", "b", Platform::Web);
-        assert_eq!(names(&k), ["a"], "the away instance is the earliest: it goes");
+        assert_eq!(
+            names(&k),
+            ["a"],
+            "the away instance is the earliest: it goes"
+        );
         let (outbox, _rx) = mpsc::channel(OUTBOX_CAPACITY);
         assert_eq!(
             r.resume(&claims_of(&a), outbox, &s),
@@ -660,18 +699,34 @@ mod tests {
         let r = Registry::new();
         // b comes back first: room, resumed with its original login time.
         let (o1, _r1) = mpsc::channel(OUTBOX_CAPACITY);
-        assert_eq!(r.resume(&claims_of(&b), o1, &s).unwrap().since_ms, b.since_ms);
+        assert_eq!(
+            r.resume(&claims_of(&b), o1, &s).unwrap().since_ms,
+            b.since_ms
+        );
         // a (kicked before the restart, tombstone lost) would need b's slot: refused.
         let (o2, _r2) = mpsc::channel(OUTBOX_CAPACITY);
-        assert_eq!(r.resume(&claims_of(&a), o2, &s), Err(ResumeRefused::Kicked(KickReason::MultipleAccount)));
+        assert_eq!(
+            r.resume(&claims_of(&a), o2, &s),
+            Err(ResumeRefused::Kicked(KickReason::MultipleAccount))
+        );
         assert_eq!(names(&r.instances("alice")), ["b"]);
         // Policy conflicts are reported as multipleDevice.
         let (mut phone, _) = new("alice", "p", Platform::Android);
         phone.platform = Platform::Android;
-        let single = LoginSettings { policy: LoginPolicy::Single, ..s };
+        let single = LoginSettings {
+            policy: LoginPolicy::Single,
+            ..s
+        };
         let (o3, _r3) = mpsc::channel(OUTBOX_CAPACITY);
-        let claims = TicketClaims { instance: "p".into(), platform: Platform::Android, ..claims_of(&a) };
-        assert_eq!(r.resume(&claims, o3, &single), Err(ResumeRefused::Kicked(KickReason::MultipleDevice)));
+        let claims = TicketClaims {
+            instance: "p".into(),
+            platform: Platform::Android,
+            ..claims_of(&a)
+        };
+        assert_eq!(
+            r.resume(&claims, o3, &single),
+            Err(ResumeRefused::Kicked(KickReason::MultipleDevice))
+        );
     }
 
     #[test]
@@ -681,13 +736,19 @@ mod tests {
         let (first, _, _) = login(&r, &s, "alice", "a", Platform::Web);
         let (_second, _, _) = login(&r, &s, "alice", "a", Platform::Web);
         let (o, _rx) = mpsc::channel(OUTBOX_CAPACITY);
-        assert_eq!(r.resume(&claims_of(&first), o, &s), Err(ResumeRefused::Replaced));
+        assert_eq!(
+            r.resume(&claims_of(&first), o, &s),
+            Err(ResumeRefused::Replaced)
+        );
     }
 
     #[test]
     fn sweep_drops_expired_away_slots_and_expires_usersigs() {
         let r = Registry::new();
-        let s = LoginSettings { web_instances: 3, ..LoginSettings::default() };
+        let s = LoginSettings {
+            web_instances: 3,
+            ..LoginSettings::default()
+        };
         let (a, _, _) = login(&r, &s, "alice", "a", Platform::Web);
         let (b, _, _) = login(&r, &s, "alice", "b", Platform::Web);
         let (c, _, _) = login(&r, &s, "alice", "c", Platform::Web);
@@ -707,14 +768,20 @@ mod tests {
         assert!(r.resume(&claims_of(&a), o, &s).is_ok());
         // b's UserSig expired while away: a late resume learns it.
         let (o, _rx) = mpsc::channel(OUTBOX_CAPACITY);
-        assert_eq!(r.resume(&claims_of(&b), o, &s), Err(ResumeRefused::Kicked(KickReason::UserSigExpired)));
+        assert_eq!(
+            r.resume(&claims_of(&b), o, &s),
+            Err(ResumeRefused::Kicked(KickReason::UserSigExpired))
+        );
         let _ = c;
     }
 
     #[test]
     fn kick_user_kicks_every_instance_and_leaves_tombstones() {
         let r = Registry::new();
-        let s = LoginSettings { web_instances: 2, ..LoginSettings::default() };
+        let s = LoginSettings {
+            web_instances: 2,
+            ..LoginSettings::default()
+        };
         let (a, _, mut ra) = login(&r, &s, "alice", "i1", Platform::Web);
         let (b, _, mut rb) = login(&r, &s, "alice", "i2", Platform::Web);
         let (_c, _, mut rc) = login(&r, &s, "bob", "i1", Platform::Web);
@@ -722,13 +789,19 @@ mod tests {
         assert_eq!(r.kick_user("alice", KickReason::RestApi), 2);
         assert_eq!(
             ra.try_recv().unwrap(),
-            SocketCommand::Kick { session: a.session, reason: KickReason::RestApi }
+            SocketCommand::Kick {
+                session: a.session,
+                reason: KickReason::RestApi
+            }
         );
         assert!(rb.try_recv().is_err(), "detached: nothing to send to");
         assert!(rc.try_recv().is_err());
         assert_eq!(r.online_count(), 1);
         let (o, _rx) = mpsc::channel(OUTBOX_CAPACITY);
-        assert_eq!(r.resume(&claims_of(&b), o, &s), Err(ResumeRefused::Kicked(KickReason::RestApi)));
+        assert_eq!(
+            r.resume(&claims_of(&b), o, &s),
+            Err(ResumeRefused::Kicked(KickReason::RestApi))
+        );
         assert_eq!(r.kick_user("alice", KickReason::RestApi), 0);
         assert!(!r.kick("carol", "x", KickReason::RestApi));
     }
@@ -743,7 +816,10 @@ mod tests {
         assert_eq!(r.with_user("alice", |u| u.tombstones.len()), MAX_TOMBSTONES);
         r.with_user("alice", |u| u.slots.clear());
         r.sweep(Instant::now(), u64::MAX - 1);
-        assert!(r.shard("alice").get("alice").is_none(), "nothing left for alice");
+        assert!(
+            r.shard("alice").get("alice").is_none(),
+            "nothing left for alice"
+        );
         assert_eq!(r.online_count(), 0);
     }
 
@@ -752,14 +828,18 @@ mod tests {
     fn racing_logins_never_exceed_the_limit() {
         for limit in 1..=3u8 {
             let r = std::sync::Arc::new(Registry::new());
-            let s = LoginSettings { web_instances: limit, ..LoginSettings::default() };
+            let s = LoginSettings {
+                web_instances: limit,
+                ..LoginSettings::default()
+            };
             let threads: Vec<_> = (0..8)
                 .map(|t| {
                     let r = r.clone();
                     std::thread::spawn(move || {
                         let mut kept = Vec::new();
                         for i in 0..200 {
-                            let (info, _, rx) = login(&r, &s, "alice", &format!("t{t}-{i}"), Platform::Web);
+                            let (info, _, rx) =
+                                login(&r, &s, "alice", &format!("t{t}-{i}"), Platform::Web);
                             kept.push((info, rx));
                             assert!(r.instances("alice").len() <= usize::from(limit));
                         }
@@ -769,19 +849,34 @@ mod tests {
                 .collect();
             let mut kicked = 0;
             let mut all = 0;
-            let logins: Vec<_> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
-            let present: Vec<String> = r.instances("alice").into_iter().map(|i| i.instance).collect();
+            let logins: Vec<_> = threads
+                .into_iter()
+                .flat_map(|t| t.join().unwrap())
+                .collect();
+            let present: Vec<String> = r
+                .instances("alice")
+                .into_iter()
+                .map(|i| i.instance)
+                .collect();
             {
                 for (info, mut rx) in logins {
                     all += 1;
                     match rx.try_recv() {
                         Ok(_) => kicked += 1,
-                        Err(e) => assert!(present.contains(&info.instance), "{} neither kicked nor present: {e:?}", info.instance),
+                        Err(e) => assert!(
+                            present.contains(&info.instance),
+                            "{} neither kicked nor present: {e:?}",
+                            info.instance
+                        ),
                     }
                 }
             }
             assert_eq!(r.instances("alice").len(), usize::from(limit));
-            assert_eq!(kicked, all - usize::from(limit), "every other login was kicked exactly once");
+            assert_eq!(
+                kicked,
+                all - usize::from(limit),
+                "every other login was kicked exactly once"
+            );
         }
     }
 }

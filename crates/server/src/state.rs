@@ -7,9 +7,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::kicks::Kicks;
 use crate::login::LoginChecker;
 use crate::registry::Registry;
-use crate::store::{StoreError, StoreHandle};
+use crate::store::{Store, StoreError, StoreHandle};
 use crate::ticket::Tickets;
 
 #[derive(Clone)]
@@ -23,6 +24,7 @@ struct Inner {
     store: StoreHandle,
     login: LoginChecker,
     tickets: Tickets,
+    kicks: Kicks,
     shutdown: CancellationToken,
     sockets: TaskTracker,
 }
@@ -31,11 +33,16 @@ impl AppState {
     /// Opens the store under `config.data_dir` (creating it) and starts its thread.
     /// Does not validate `config` (tests use tiny timeouts); `serve` does.
     pub fn new(config: Config) -> Result<AppState, StoreError> {
-        let store = StoreHandle::open_in(&config.data_dir)?;
-        let login = LoginChecker::new(config.sdkappid, config.key.clone());
+        // Kick times are loaded before the first login can be checked.
+        let store = Store::open_in(&config.data_dir)?;
+        let kicks = Kicks::from_entries(store.kicks()?);
+        let store = StoreHandle::start(store)?;
+        let login =
+            LoginChecker::new(config.sdkappid, config.key.clone()).with_kicks(kicks.clone());
         Ok(AppState {
             inner: Arc::new(Inner {
                 tickets: Tickets::new(&config.key),
+                kicks,
                 config,
                 registry: Registry::new(),
                 store,
@@ -65,6 +72,17 @@ impl AppState {
     /// Signs and checks session tickets (resume).
     pub fn tickets(&self) -> &Tickets {
         &self.inner.tickets
+    }
+
+    /// The REST kick times (durable ones only).
+    pub fn kicks(&self) -> &Kicks {
+        &self.inner.kicks
+    }
+
+    /// `user`'s last REST kick or deletion (unix seconds): UserSigs issued at or before it
+    /// are refused (70001). Cheap and sync: one hash lookup.
+    pub fn kicked_at(&self, user: &str) -> Option<u64> {
+        self.inner.kicks.kicked_at(user)
     }
 
     /// Cancelled when the server shuts down: every socket closes with `SERVICE_RESTART`.

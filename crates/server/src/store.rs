@@ -143,6 +143,99 @@ impl Store {
     }
 }
 
+/// The REST API's accounts and kick times (`rest/`, `kicks.rs`).
+impl Store {
+    /// Which of `users` have an account, in order.
+    pub fn accounts_exist(&self, users: &[String]) -> Result<Vec<bool>, StoreError> {
+        users.iter().map(|u| self.account_exists(u)).collect()
+    }
+
+    /// Registers every one of `users` (REST import); returns how many were new.
+    pub fn import_accounts(&self, users: &[String]) -> Result<usize, StoreError> {
+        let mut new = 0;
+        for user in users {
+            new += usize::from(self.register_account(user)?);
+        }
+        Ok(new)
+    }
+
+    /// Registers `user` at login unless its UserSig, issued at `sig_time`, is revoked by a
+    /// kick or deletion. `None` when revoked (nothing written), else whether the account is
+    /// new. Run in the store's job order, this closes the race where a login checked just
+    /// before a deletion re-creates the deleted account.
+    pub fn register_unless_revoked(
+        &self,
+        user: &str,
+        sig_time: u64,
+    ) -> Result<Option<bool>, StoreError> {
+        if self.kicked_at(user)?.is_some_and(|k| sig_time <= k) {
+            return Ok(None);
+        }
+        self.register_account(user).map(Some)
+    }
+
+    /// Records a kick of `user` at `at` (unix seconds) if the account exists; returns
+    /// whether it does. A kick time never moves backwards.
+    pub fn kick_account(&self, user: &str, at: u64) -> Result<bool, StoreError> {
+        if !self.account_exists(user)? {
+            return Ok(false);
+        }
+        self.record_kick(user, at)?;
+        Ok(true)
+    }
+
+    /// Deletes each of `users` that exists and records a kick at `at` for it, so that its
+    /// earlier UserSigs cannot log in (and re-create it). Returns which were deleted.
+    pub fn delete_accounts(&self, users: &[String], at: u64) -> Result<Vec<bool>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("DELETE FROM accounts WHERE user_id = ?1")?;
+        let mut deleted = Vec::with_capacity(users.len());
+        for user in users {
+            let gone = stmt.execute([user])? == 1;
+            if gone {
+                self.record_kick(user, at)?;
+            }
+            deleted.push(gone);
+        }
+        Ok(deleted)
+    }
+
+    fn record_kick(&self, user: &str, at: u64) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO kicks (user_id, kicked_at) VALUES (?1, ?2)
+             ON CONFLICT (user_id) DO UPDATE SET kicked_at = max(kicked_at, excluded.kicked_at)",
+        )?;
+        stmt.execute(rusqlite::params![user, clamp_i64(at)])?;
+        Ok(())
+    }
+
+    /// `user`'s last kick (unix seconds), if any.
+    pub fn kicked_at(&self, user: &str) -> Result<Option<u64>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT kicked_at FROM kicks WHERE user_id = ?1")?;
+        Ok(stmt
+            .query_row([user], |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(|t| t.max(0) as u64))
+    }
+
+    /// Every kick time, to fill the in-memory cache at start.
+    pub fn kicks(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT user_id, kicked_at FROM kicks")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        rows.map(|row| Ok(row.map(|(user, at)| (user, at.max(0) as u64))?))
+            .collect()
+    }
+}
+
+fn clamp_i64(t: u64) -> i64 {
+    i64::try_from(t).unwrap_or(i64::MAX)
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -169,7 +262,11 @@ pub struct StoreHandle {
 impl StoreHandle {
     /// Opens the store in `data_dir` and starts its thread.
     pub fn open_in(data_dir: &Path) -> Result<StoreHandle, StoreError> {
-        let store = Store::open_in(data_dir)?;
+        StoreHandle::start(Store::open_in(data_dir)?)
+    }
+
+    /// Starts the store thread for an open `store` (read what you need from it first).
+    pub fn start(store: Store) -> Result<StoreHandle, StoreError> {
         let (jobs, rx) = mpsc::channel(QUEUE_DEPTH);
         std::thread::Builder::new()
             .name("timd-store".into())
@@ -207,6 +304,17 @@ impl StoreHandle {
     pub async fn register_account(&self, user: &str) -> Result<bool, StoreError> {
         let user = user.to_owned();
         self.call(move |s| s.register_account(&user)).await
+    }
+
+    /// See [`Store::register_unless_revoked`].
+    pub async fn register_unless_revoked(
+        &self,
+        user: &str,
+        sig_time: u64,
+    ) -> Result<Option<bool>, StoreError> {
+        let user = user.to_owned();
+        self.call(move |s| s.register_unless_revoked(&user, sig_time))
+            .await
     }
 
     /// See [`Store::account_exists`].
@@ -305,6 +413,36 @@ mod tests {
             .query_row("SELECT count(*) FROM kicks", [], |r| r.get(0))
             .unwrap();
         assert_eq!(kicks, 0);
+    }
+
+    #[test]
+    fn kicks_and_deletions_are_durable_and_only_move_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open_in(dir.path()).unwrap();
+            let users = ["a".to_owned(), "b".to_owned(), "c".to_owned()];
+            assert_eq!(s.import_accounts(&users[..2]).unwrap(), 2);
+            assert_eq!(s.import_accounts(&users).unwrap(), 1, "only c is new");
+            assert!(!s.kick_account("ghost", 10).unwrap(), "no account, no kick");
+            assert_eq!(s.kicked_at("ghost").unwrap(), None);
+            assert!(s.kick_account("a", 100).unwrap());
+            assert!(s.kick_account("a", 90).unwrap());
+            assert_eq!(s.kicked_at("a").unwrap(), Some(100), "never backwards");
+            let gone = s
+                .delete_accounts(&["b".into(), "ghost".into(), "b".into()], 50)
+                .unwrap();
+            assert_eq!(gone, [true, false, false]);
+            assert_eq!(s.accounts_exist(&users).unwrap(), [true, false, true]);
+            // Old UserSigs cannot re-create a deleted account; a new one can.
+            assert_eq!(s.register_unless_revoked("b", 50).unwrap(), None);
+            assert!(!s.account_exists("b").unwrap());
+            assert_eq!(s.register_unless_revoked("b", 51).unwrap(), Some(true));
+            assert_eq!(s.register_unless_revoked("c", 1).unwrap(), Some(false));
+        }
+        let s = Store::open_in(dir.path()).unwrap();
+        let mut kicks = s.kicks().unwrap();
+        kicks.sort();
+        assert_eq!(kicks, [("a".to_owned(), 100), ("b".to_owned(), 50)]);
     }
 
     #[test]

@@ -79,7 +79,9 @@ impl Tickets {
             return Err(TicketError::Malformed);
         }
         let (payload, tag) = ticket.split_once('.').ok_or(TicketError::Malformed)?;
-        let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| TicketError::Malformed)?;
+        let tag = URL_SAFE_NO_PAD
+            .decode(tag)
+            .map_err(|_| TicketError::Malformed)?;
         if tag.len() != 16 {
             return Err(TicketError::BadSignature);
         }
@@ -88,8 +90,11 @@ impl Tickets {
         // Constant-time comparison of the 16-byte truncated tag.
         mac.verify_truncated_left(&tag)
             .map_err(|_| TicketError::BadSignature)?;
-        let json = URL_SAFE_NO_PAD.decode(payload).map_err(|_| TicketError::Malformed)?;
-        let claims: TicketClaims = serde_json::from_slice(&json).map_err(|_| TicketError::Malformed)?;
+        let json = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| TicketError::Malformed)?;
+        let claims: TicketClaims =
+            serde_json::from_slice(&json).map_err(|_| TicketError::Malformed)?;
         if now >= claims.valid_until {
             return Err(TicketError::Expired);
         }
@@ -135,7 +140,10 @@ mod tests {
     fn forged_or_foreign_tickets_are_refused() {
         let t = Tickets::new("key");
         let ticket = t.issue(&claims());
-        assert_eq!(Tickets::new("other").verify(&ticket, 0), Err(TicketError::BadSignature));
+        assert_eq!(
+            Tickets::new("other").verify(&ticket, 0),
+            Err(TicketError::BadSignature)
+        );
         let mut forged = claims();
         forged.since_ms = 0; // claim an earlier login to win the "earliest" rule
         let forged_payload = t.issue(&forged);

@@ -28,7 +28,10 @@ async fn login_ok_carries_ticket_heartbeat_and_expiry() {
     assert_eq!(ok.heartbeat_ms, 12_345);
     assert_eq!(ok.expire_at, time + 3600);
     let claims = server.state.tickets().verify(&ok.ticket, time).unwrap();
-    assert_eq!((claims.user.as_str(), claims.instance.as_str()), ("alice", "tab-1"));
+    assert_eq!(
+        (claims.user.as_str(), claims.instance.as_str()),
+        ("alice", "tab-1")
+    );
     assert_eq!((claims.expire_at, claims.sig_time), (time + 3600, time));
 
     let online = server.state.registry().instances("alice");
@@ -177,7 +180,12 @@ async fn oversized_frame_closes_with_protocol() {
     send_text(&mut ws, &big).await;
     assert_eq!(recv_close(&mut ws).await, close::PROTOCOL);
     eventually("instance away (resumable)", || {
-        server.state.registry().instances("alice").iter().all(|i| !i.attached)
+        server
+            .state
+            .registry()
+            .instances("alice")
+            .iter()
+            .all(|i| !i.attached)
     })
     .await;
 }
@@ -228,7 +236,12 @@ async fn heartbeat_timeout_closes_4003_and_pings_keep_alive() {
     let waited = silent.elapsed();
     assert!(waited >= Duration::from_millis(250), "{waited:?}");
     eventually("instance away (resumable)", || {
-        server.state.registry().instances("alice").iter().all(|i| !i.attached)
+        server
+            .state
+            .registry()
+            .instances("alice")
+            .iter()
+            .all(|i| !i.attached)
     })
     .await;
 }
@@ -336,7 +349,10 @@ async fn same_instance_on_a_new_socket_supersedes_the_old_socket() {
     let online = server.state.registry().instances("alice");
     assert_eq!(online.len(), 1);
     let claims = server.state.tickets().verify(&ok.ticket, now()).unwrap();
-    assert_eq!(online[0].since_ms, claims.since_ms, "the new socket keeps the slot");
+    assert_eq!(
+        online[0].since_ms, claims.since_ms,
+        "the new socket keeps the slot"
+    );
     assert!(online[0].attached);
 }
 
@@ -349,13 +365,21 @@ async fn socket_close_keeps_the_slot_for_the_grace_period_only() {
     ws.close(None).await.unwrap();
     drop(ws);
     eventually("instance away", || {
-        server.state.registry().instances("alice").first().is_some_and(|i| !i.attached)
+        server
+            .state
+            .registry()
+            .instances("alice")
+            .first()
+            .is_some_and(|i| !i.attached)
     })
     .await;
     // The sweeper frees it once the (zero) grace period is over.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while server.state.registry().is_online("alice", "i") {
-        assert!(tokio::time::Instant::now() < deadline, "slot freed after the grace period");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "slot freed after the grace period"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(server.state.registry().online_count(), 0);
@@ -401,7 +425,12 @@ async fn shutdown_closes_sockets_with_service_restart() {
         stopping.elapsed()
     );
     // Still resumable with its ticket (on this process or the next): only detached.
-    assert!(server.state.registry().instances("alice").iter().all(|i| !i.attached));
+    assert!(server
+        .state
+        .registry()
+        .instances("alice")
+        .iter()
+        .all(|i| !i.attached));
     assert!(
         tokio_tungstenite::connect_async(format!("ws://{}/ws", server.addr))
             .await

@@ -10,6 +10,7 @@
 //! Every command returns an [`OpId`]; its outcome always arrives later as [`Event::Done`], so a
 //! driver can settle every Promise from one place.
 
+mod backoff;
 mod session;
 
 pub use session::*;

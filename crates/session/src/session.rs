@@ -1,10 +1,13 @@
 use std::collections::VecDeque;
 
 use tim_proto::{
-    is_valid_user_id, ClientFrame, ErrorFrame, KickReason, Login, NetState, Platform, ServerFrame,
-    SDK_INVALID_OPERATION, SDK_LOGGED_OUT, SDK_NETWORK_ERROR, SDK_NETWORK_TIMEOUT,
-    SDK_NO_IDENTIFIER, SDK_NO_SDKAPPID, SDK_NO_USERSIG, SDK_REPEAT_LOGIN, SDK_USER_NOT_LOGGED_IN,
+    close, is_valid_user_id, ClientFrame, ErrorFrame, KickReason, Login, NetState, Platform,
+    ServerFrame, ERR_USERSIG_EXPIRED, SDK_INVALID_OPERATION, SDK_LOGGED_OUT, SDK_NETWORK_ERROR,
+    SDK_NETWORK_TIMEOUT, SDK_NO_IDENTIFIER, SDK_NO_SDKAPPID, SDK_NO_USERSIG, SDK_REPEAT_LOGIN,
+    SDK_USER_NOT_LOGGED_IN,
 };
+
+use crate::backoff::Backoff;
 
 /// Milliseconds on the driver's monotonic clock; only differences matter.
 pub type Millis = u64;
@@ -12,17 +15,27 @@ pub type Millis = u64;
 /// Identifies one command, so its outcome ([`Event::Done`]) can settle the right Promise.
 pub type OpId = u32;
 
+/// After a wake-up (tab visible again, network back) a connection that looks up gets this
+/// long to answer a ping before it counts as dead.
+pub const WAKE_PROBE_MS: Millis = 5_000;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub sdkappid: u32,
     pub platform: Platform,
     /// This instance's id (one tab, one device); stable across reconnects.
     pub instance: String,
-    /// A login with no answer within this long rejects with `NETWORK_TIMEOUT`.
+    /// A login (or a resume) with no answer within this long fails: the login rejects with
+    /// `NETWORK_TIMEOUT`, a resume retries on a new connection.
     pub login_timeout_ms: Millis,
     /// A logout waits this long for the server's acknowledgement, then completes anyway:
     /// closing the socket ends the session on the server too.
     pub logout_timeout_ms: Millis,
+    /// Reconnect delays: full jitter between the minimum and an exponentially growing cap.
+    pub reconnect_min_ms: Millis,
+    pub reconnect_max_ms: Millis,
+    /// Seeds the reconnect jitter (the driver passes real randomness; tests a constant).
+    pub seed: u64,
 }
 
 impl Config {
@@ -33,6 +46,9 @@ impl Config {
             instance,
             login_timeout_ms: 10_000,
             logout_timeout_ms: 3_000,
+            reconnect_min_ms: 500,
+            reconnect_max_ms: 20_000,
+            seed: 0x5EED,
         }
     }
 }
@@ -107,10 +123,12 @@ enum State {
     /// The login frame is out; waiting for `login_ok` or `error`.
     LoggingIn {
         user: String,
+        usersig: String,
         op: OpId,
         seq: u32,
     },
-    Ready(Online),
+    /// Logged in (`SDK_READY` was emitted); the connection may be up or coming back.
+    Online(Online, Link),
     /// `logout` sent; waiting for `logout_ok`.
     LoggingOut {
         op: OpId,
@@ -124,9 +142,36 @@ enum State {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Online {
     user: String,
+    /// Kept to log in again when the server no longer knows the ticket.
+    usersig: String,
     ticket: String,
     heartbeat_ms: Millis,
     expire_at: u64,
+}
+
+/// The connection of an online session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Up,
+    /// Lost; the next attempt is due at `retry_at` (`None`: when the network is back).
+    Waiting {
+        attempt: u32,
+        retry_at: Option<Millis>,
+    },
+    /// A new socket is opening.
+    Opening {
+        attempt: u32,
+    },
+    /// `resume` sent with the ticket.
+    Resuming {
+        attempt: u32,
+        seq: u32,
+    },
+    /// The ticket was refused; `login` sent with the kept UserSig.
+    Relogging {
+        attempt: u32,
+        seq: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,29 +187,39 @@ pub struct Session {
     socket: Socket,
     next_seq: u32,
     next_op: OpId,
+    backoff: Backoff,
     io: VecDeque<Io>,
     events: VecDeque<Event>,
-    /// When the pending login or logout gives up.
+    /// When the pending login, logout or resume gives up.
     op_deadline: Option<Millis>,
-    /// When the next heartbeat is due (while online).
+    /// When the next heartbeat is due (while the link is up).
     ping_at: Option<Millis>,
-    /// When silence from the server means the connection is dead (while online).
+    /// When silence from the server means the connection is dead (while the link is up).
     dead_at: Option<Millis>,
+    /// The last `NET_STATE_CHANGE` emitted, so each change is reported once.
+    net: Option<NetState>,
 }
 
 impl Session {
     pub fn new(config: Config) -> Session {
+        let backoff = Backoff::new(
+            config.reconnect_min_ms,
+            config.reconnect_max_ms,
+            config.seed,
+        );
         Session {
             config,
             state: State::Idle,
             socket: Socket::Closed,
             next_seq: 1,
             next_op: 1,
+            backoff,
             io: VecDeque::new(),
             events: VecDeque::new(),
             op_deadline: None,
             ping_at: None,
             dead_at: None,
+            net: None,
         }
     }
 
@@ -172,16 +227,28 @@ impl Session {
         &self.config
     }
 
+    /// The instance id may change before the first login (a duplicated tab takes a new one).
+    pub fn set_instance(&mut self, instance: String) {
+        self.config.instance = instance;
+    }
+
     /// The logged-in UserID, or `""` (as `getLoginUser()` answers).
     pub fn login_user(&self) -> &str {
         match &self.state {
-            State::Ready(online) => &online.user,
+            State::Online(online, _) => &online.user,
             _ => "",
         }
     }
 
+    /// Logged in: `SDK_READY` was emitted and no `SDK_NOT_READY` / `KICKED_OUT` since. Stays
+    /// true while a lost connection comes back.
     pub fn is_ready(&self) -> bool {
-        matches!(self.state, State::Ready(_))
+        matches!(self.state, State::Online(..))
+    }
+
+    /// Logged in with the connection up.
+    pub fn is_connected(&self) -> bool {
+        matches!(self.state, State::Online(_, Link::Up))
     }
 
     pub fn is_destroyed(&self) -> bool {
@@ -199,7 +266,7 @@ impl Session {
     /// Unix seconds at which the current UserSig expires, while online.
     pub fn expire_at(&self) -> Option<u64> {
         match &self.state {
-            State::Ready(online) => Some(online.expire_at),
+            State::Online(online, _) => Some(online.expire_at),
             _ => None,
         }
     }
@@ -207,7 +274,7 @@ impl Session {
     /// The session ticket handed out at login, while online.
     pub fn ticket(&self) -> Option<&str> {
         match &self.state {
-            State::Ready(online) => Some(&online.ticket),
+            State::Online(online, _) => Some(&online.ticket),
             _ => None,
         }
     }
@@ -222,7 +289,11 @@ impl Session {
 
     /// The earliest time [`Session::handle_timeout`] must be called, if any.
     pub fn poll_timeout(&self) -> Option<Millis> {
-        [self.op_deadline, self.ping_at, self.dead_at]
+        let retry = match self.state {
+            State::Online(_, Link::Waiting { retry_at, .. }) => retry_at,
+            _ => None,
+        };
+        [self.op_deadline, self.ping_at, self.dead_at, retry]
             .into_iter()
             .flatten()
             .min()
@@ -250,17 +321,24 @@ impl Session {
                     )),
                 );
             }
-            State::Ready(online) if online.user == user => {
-                self.state = State::Ready(online);
+            State::Online(mut online, link) if online.user == user => {
+                // The newest UserSig is the one to log in again with, should that be needed.
+                online.usersig = usersig.to_owned();
+                self.state = State::Online(online, link);
                 self.done(op, Ok(OpOk::Login { repeat: true }));
             }
-            State::Ready(_) => {
+            State::Online(_, link) => {
                 // Account switch: the old user's session on this instance ends first.
                 self.stop_heartbeat();
-                let seq = self.new_seq();
-                self.io.push_back(Io::Send(ClientFrame::Logout { seq }));
                 self.events.push_back(Event::NotReady);
-                self.send_login(now, user, usersig, op);
+                if link == Link::Up {
+                    let seq = self.new_seq();
+                    self.io.push_back(Io::Send(ClientFrame::Logout { seq }));
+                    self.send_login(now, user, usersig, op);
+                } else {
+                    self.close_socket();
+                    self.connect_for_login(now, user, usersig, op);
+                }
             }
             State::LoggingOut { op: logout_op, .. } => {
                 // The logout frame is already out; the login follows it on the same socket.
@@ -268,21 +346,7 @@ impl Session {
                 self.events.push_back(Event::NotReady);
                 self.send_login(now, user, usersig, op);
             }
-            State::Idle | State::Kicked(_) => {
-                self.op_deadline = Some(now + self.config.login_timeout_ms);
-                self.state = State::Connecting {
-                    user: user.to_owned(),
-                    usersig: usersig.to_owned(),
-                    op,
-                };
-                if self.socket == Socket::Open {
-                    self.handle_open(now);
-                } else if self.socket == Socket::Closed {
-                    self.socket = Socket::Opening;
-                    self.io.push_back(Io::Connect);
-                    self.events.push_back(Event::NetState(NetState::Connecting));
-                }
-            }
+            State::Idle | State::Kicked(_) => self.connect_for_login(now, user, usersig, op),
         }
         op
     }
@@ -295,12 +359,19 @@ impl Session {
                 self.state = State::Destroyed;
                 self.done(op, Err(destroyed()));
             }
-            State::Ready(_) => {
+            State::Online(_, Link::Up) => {
                 self.stop_heartbeat();
                 let seq = self.new_seq();
                 self.io.push_back(Io::Send(ClientFrame::Logout { seq }));
                 self.op_deadline = Some(now + self.config.logout_timeout_ms);
                 self.state = State::LoggingOut { op, seq };
+            }
+            State::Online(_, _) => {
+                // No connection to say it on: the server frees the slot after its grace period.
+                self.close_socket();
+                self.op_deadline = None;
+                self.events.push_back(Event::NotReady);
+                self.done(op, Ok(OpOk::Logout));
             }
             State::Connecting { op: login_op, .. } | State::LoggingIn { op: login_op, .. } => {
                 // Abandon the login: closing the socket ends it on the server as well.
@@ -340,9 +411,11 @@ impl Session {
                 self.done(op, Err(destroyed()));
                 return op;
             }
-            State::Ready(_) => {
-                let seq = self.new_seq();
-                self.io.push_back(Io::Send(ClientFrame::Logout { seq }));
+            State::Online(_, link) => {
+                if link == Link::Up {
+                    let seq = self.new_seq();
+                    self.io.push_back(Io::Send(ClientFrame::Logout { seq }));
+                }
                 self.events.push_back(Event::NotReady);
             }
             State::Connecting { op: login_op, .. } | State::LoggingIn { op: login_op, .. } => {
@@ -363,52 +436,74 @@ impl Session {
 
     /// The socket the driver opened for [`Io::Connect`] is open.
     pub fn handle_open(&mut self, now: Millis) {
-        if self.socket == Socket::Opening {
-            self.socket = Socket::Open;
-            self.events.push_back(Event::NetState(NetState::Connected));
+        if self.socket != Socket::Opening {
+            return;
         }
-        if let State::Connecting { .. } = self.state {
-            let State::Connecting { user, usersig, op } =
-                std::mem::replace(&mut self.state, State::Idle)
-            else {
-                unreachable!()
-            };
-            self.send_login(now, &user, &usersig, op);
+        self.socket = Socket::Open;
+        match std::mem::replace(&mut self.state, State::Idle) {
+            State::Connecting { user, usersig, op } => {
+                self.net_state(NetState::Connected);
+                self.send_login(now, &user, &usersig, op);
+            }
+            State::Online(online, Link::Opening { attempt }) => {
+                let seq = self.new_seq();
+                self.io.push_back(Io::Send(ClientFrame::Resume {
+                    seq,
+                    ticket: online.ticket.clone(),
+                }));
+                self.op_deadline = Some(now + self.config.login_timeout_ms);
+                self.state = State::Online(online, Link::Resuming { attempt, seq });
+            }
+            s => self.state = s,
         }
     }
 
     /// A frame arrived on the open socket.
     pub fn handle_frame(&mut self, now: Millis, frame: ServerFrame) {
-        if let State::Ready(online) = &self.state {
+        if let State::Online(online, Link::Up) = &self.state {
             // Any frame proves the connection alive.
             self.dead_at = Some(now + 2 * online.heartbeat_ms);
         }
         match frame {
-            ServerFrame::LoginOk(ok) => {
-                let State::LoggingIn { seq, .. } = self.state else {
-                    return;
-                };
-                if seq != ok.seq {
-                    return;
-                }
-                let State::LoggingIn { user, op, .. } =
-                    std::mem::replace(&mut self.state, State::Idle)
-                else {
-                    unreachable!()
-                };
-                let heartbeat_ms = Millis::from(ok.heartbeat_ms.max(1_000));
-                self.op_deadline = None;
-                self.ping_at = Some(now + heartbeat_ms);
-                self.dead_at = Some(now + 2 * heartbeat_ms);
-                self.state = State::Ready(Online {
+            ServerFrame::LoginOk(ok) => match std::mem::replace(&mut self.state, State::Idle) {
+                State::LoggingIn {
                     user,
-                    ticket: ok.ticket,
-                    heartbeat_ms,
-                    expire_at: ok.expire_at,
-                });
-                self.done(op, Ok(OpOk::Login { repeat: false }));
-                self.events.push_back(Event::Ready);
-            }
+                    usersig,
+                    op,
+                    seq,
+                } if seq == ok.seq => {
+                    let online = Online {
+                        user,
+                        usersig,
+                        ticket: ok.ticket,
+                        heartbeat_ms: Millis::from(ok.heartbeat_ms.max(1_000)),
+                        expire_at: ok.expire_at,
+                    };
+                    self.link_up(now, online);
+                    self.done(op, Ok(OpOk::Login { repeat: false }));
+                    self.events.push_back(Event::Ready);
+                }
+                State::Online(mut online, Link::Relogging { seq, .. }) if seq == ok.seq => {
+                    // Back under a new ticket; for the page it is the same session.
+                    online.ticket = ok.ticket;
+                    online.heartbeat_ms = Millis::from(ok.heartbeat_ms.max(1_000));
+                    online.expire_at = ok.expire_at;
+                    self.link_up(now, online);
+                }
+                s => self.state = s,
+            },
+            ServerFrame::ResumeOk {
+                seq,
+                heartbeat_ms,
+                expire_at,
+            } => match std::mem::replace(&mut self.state, State::Idle) {
+                State::Online(mut online, Link::Resuming { seq: s, .. }) if s == seq => {
+                    online.heartbeat_ms = Millis::from(heartbeat_ms.max(1_000));
+                    online.expire_at = expire_at;
+                    self.link_up(now, online);
+                }
+                s => self.state = s,
+            },
             ServerFrame::LogoutOk { seq } => {
                 if matches!(self.state, State::LoggingOut { seq: s, .. } if s == seq) {
                     self.finish_logout();
@@ -418,17 +513,7 @@ impl Session {
                 seq: Some(seq),
                 code,
                 message,
-            }) => match self.state {
-                State::LoggingIn { seq: s, op, .. } if s == seq => {
-                    self.state = State::Idle;
-                    self.op_deadline = None;
-                    self.close_socket();
-                    self.done(op, Err(SdkError { code, message }));
-                }
-                // The server did not know the session any more: it is over all the same.
-                State::LoggingOut { seq: s, .. } if s == seq => self.finish_logout(),
-                _ => {}
-            },
+            }) => self.request_failed(now, seq, SdkError { code, message }),
             ServerFrame::Error(ErrorFrame {
                 seq: None,
                 code,
@@ -441,39 +526,52 @@ impl Session {
         }
     }
 
-    /// The socket closed (or failed to open) without the session asking for it.
-    pub fn handle_close(&mut self, _now: Millis) {
+    /// The socket closed (or failed to open) without the session asking for it; `code` is
+    /// the WebSocket close code (1006 when there was none).
+    pub fn handle_close(&mut self, now: Millis, code: u16) {
         if self.socket == Socket::Closed {
             return;
         }
         self.socket = Socket::Closed;
-        self.connection_lost();
+        if code == close::SUPERSEDED && matches!(self.state, State::Online(..)) {
+            // This instance id logged in on another connection: another live tab shares it.
+            // Step aside for good rather than take it back (no kick loop).
+            self.kick(KickReason::MultipleAccount);
+            return;
+        }
+        self.connection_lost(now);
     }
 
-    fn connection_lost(&mut self) {
-        self.stop_heartbeat();
-        match std::mem::replace(&mut self.state, State::Idle) {
-            State::Connecting { op, .. } | State::LoggingIn { op, .. } => {
-                self.op_deadline = None;
-                self.events
-                    .push_back(Event::NetState(NetState::Disconnected));
-                self.done(
-                    op,
-                    Err(SdkError::new(SDK_NETWORK_ERROR, "cannot reach the server")),
-                );
+    /// The browser reports the network gone (`offline`): stop retrying until it is back.
+    pub fn handle_offline(&mut self, now: Millis) {
+        if let State::Online(_, link) = self.state {
+            self.net_state(NetState::Disconnected);
+            if link == Link::Up || self.socket != Socket::Closed {
+                self.close_socket();
+                self.connection_lost(now);
             }
-            State::Ready(_) => {
-                self.events
-                    .push_back(Event::NetState(NetState::Disconnected));
-                self.events.push_back(Event::NotReady);
+            if let State::Online(_, Link::Waiting { retry_at, .. }) = &mut self.state {
+                *retry_at = None;
             }
-            State::LoggingOut { op, .. } => {
-                // The server ends the session when the socket closes.
-                self.op_deadline = None;
-                self.events.push_back(Event::NotReady);
-                self.done(op, Ok(OpOk::Logout));
+        }
+    }
+
+    /// A moment to check the connection at once: the network is back (`online`), the tab
+    /// became visible, the machine woke up. Waiting reconnects start now; a connection
+    /// that looks up must answer a ping within [`WAKE_PROBE_MS`].
+    pub fn handle_wake(&mut self, now: Millis) {
+        match &mut self.state {
+            State::Online(_, Link::Waiting { retry_at, .. }) => {
+                *retry_at = Some(now);
+                self.net_state(NetState::Connecting);
+                self.handle_timeout(now);
             }
-            s => self.state = s,
+            State::Online(_, Link::Up) => {
+                self.io.push_back(Io::Send(ClientFrame::Ping));
+                let probe = now + WAKE_PROBE_MS;
+                self.dead_at = Some(self.dead_at.map_or(probe, |d| d.min(probe)));
+            }
+            _ => {}
         }
     }
 
@@ -496,16 +594,31 @@ impl Session {
                     self.state = s;
                     self.finish_logout();
                 }
+                s @ State::Online(..) => {
+                    // A resume (or re-login) got no answer: try again on a new connection.
+                    self.state = s;
+                    self.close_socket();
+                    self.connection_lost(now);
+                }
                 s => self.state = s,
             }
         }
         if self.dead_at.is_some_and(|t| now >= t) {
             // The server has been silent for two heartbeats: the connection is dead.
             self.close_socket();
-            self.connection_lost();
-            return;
+            self.connection_lost(now);
         }
-        if let (Some(t), State::Ready(online)) = (self.ping_at, &self.state) {
+        if let State::Online(_, Link::Waiting { attempt, retry_at }) = self.state {
+            if retry_at.is_some_and(|t| now >= t) {
+                self.socket = Socket::Opening;
+                self.io.push_back(Io::Connect);
+                self.state = match std::mem::replace(&mut self.state, State::Idle) {
+                    State::Online(online, _) => State::Online(online, Link::Opening { attempt }),
+                    s => s,
+                };
+            }
+        }
+        if let (Some(t), State::Online(online, Link::Up)) = (self.ping_at, &self.state) {
             if now >= t {
                 self.ping_at = Some(now + online.heartbeat_ms);
                 self.io.push_back(Io::Send(ClientFrame::Ping));
@@ -532,7 +645,46 @@ impl Session {
         Ok(())
     }
 
+    /// Starts a login from no connection (or reuses an open one).
+    fn connect_for_login(&mut self, now: Millis, user: &str, usersig: &str, op: OpId) {
+        self.op_deadline = Some(now + self.config.login_timeout_ms);
+        self.state = State::Connecting {
+            user: user.to_owned(),
+            usersig: usersig.to_owned(),
+            op,
+        };
+        match self.socket {
+            Socket::Open => self.handle_open_again(now),
+            Socket::Closed => {
+                self.socket = Socket::Opening;
+                self.io.push_back(Io::Connect);
+                self.net_state(NetState::Connecting);
+            }
+            Socket::Opening => {}
+        }
+    }
+
+    /// `Connecting` on a socket that is already open: send the login right away.
+    fn handle_open_again(&mut self, now: Millis) {
+        if let State::Connecting { user, usersig, op } =
+            std::mem::replace(&mut self.state, State::Idle)
+        {
+            self.send_login(now, &user, &usersig, op);
+        }
+    }
+
     fn send_login(&mut self, now: Millis, user: &str, usersig: &str, op: OpId) {
+        let seq = self.send_login_frame(user, usersig);
+        self.op_deadline = Some(now + self.config.login_timeout_ms);
+        self.state = State::LoggingIn {
+            user: user.to_owned(),
+            usersig: usersig.to_owned(),
+            op,
+            seq,
+        };
+    }
+
+    fn send_login_frame(&mut self, user: &str, usersig: &str) -> u32 {
         let seq = self.new_seq();
         self.io.push_back(Io::Send(ClientFrame::Login(Login {
             seq,
@@ -542,12 +694,90 @@ impl Session {
             platform: self.config.platform,
             instance: self.config.instance.clone(),
         })));
-        self.op_deadline = Some(now + self.config.login_timeout_ms);
-        self.state = State::LoggingIn {
-            user: user.to_owned(),
-            op,
-            seq,
-        };
+        seq
+    }
+
+    /// The connection of an online session is (again) up.
+    fn link_up(&mut self, now: Millis, online: Online) {
+        self.op_deadline = None;
+        self.ping_at = Some(now + online.heartbeat_ms);
+        self.dead_at = Some(now + 2 * online.heartbeat_ms);
+        self.state = State::Online(online, Link::Up);
+        self.net_state(NetState::Connected);
+    }
+
+    /// The server answered request `seq` with an error.
+    fn request_failed(&mut self, now: Millis, seq: u32, error: SdkError) {
+        match std::mem::replace(&mut self.state, State::Idle) {
+            State::LoggingIn { seq: s, op, .. } if s == seq => {
+                self.op_deadline = None;
+                self.close_socket();
+                self.done(op, Err(error));
+            }
+            // The server did not know the session any more: it is over all the same.
+            State::LoggingOut { op, seq: pending } => {
+                self.state = State::LoggingOut { op, seq: pending };
+                if pending == seq {
+                    self.finish_logout();
+                }
+            }
+            State::Online(online, Link::Resuming { attempt, seq: s }) if s == seq => {
+                // The ticket is unusable (e.g. it expired): log in again with the UserSig.
+                let seq = self.send_login_frame(&online.user, &online.usersig);
+                self.op_deadline = Some(now + self.config.login_timeout_ms);
+                self.state = State::Online(online, Link::Relogging { attempt, seq });
+            }
+            State::Online(online, link @ Link::Relogging { seq: s, .. }) if s == seq => {
+                // The UserSig no longer logs in: the session is over.
+                if error.code == ERR_USERSIG_EXPIRED {
+                    self.state = State::Online(online, link);
+                    self.kick(KickReason::UserSigExpired);
+                } else {
+                    self.op_deadline = None;
+                    self.stop_heartbeat();
+                    self.close_socket();
+                    self.events.push_back(Event::Error(error));
+                    self.events.push_back(Event::NotReady);
+                }
+            }
+            s => self.state = s,
+        }
+    }
+
+    fn connection_lost(&mut self, now: Millis) {
+        self.stop_heartbeat();
+        self.socket = Socket::Closed;
+        match std::mem::replace(&mut self.state, State::Idle) {
+            State::Connecting { op, .. } | State::LoggingIn { op, .. } => {
+                self.op_deadline = None;
+                self.net_state(NetState::Disconnected);
+                self.done(
+                    op,
+                    Err(SdkError::new(SDK_NETWORK_ERROR, "cannot reach the server")),
+                );
+            }
+            State::Online(online, link) => {
+                self.op_deadline = None;
+                let attempt = match link {
+                    Link::Up => 0,
+                    Link::Waiting { attempt, .. }
+                    | Link::Opening { attempt }
+                    | Link::Resuming { attempt, .. }
+                    | Link::Relogging { attempt, .. } => attempt.saturating_add(1),
+                };
+                let retry_at = Some(now + self.backoff.delay(attempt));
+                self.state = State::Online(online, Link::Waiting { attempt, retry_at });
+                if self.net != Some(NetState::Disconnected) {
+                    self.net_state(NetState::Connecting);
+                }
+            }
+            State::LoggingOut { op, seq } => {
+                // The server ends the session when the socket closes.
+                self.state = State::LoggingOut { op, seq };
+                self.finish_logout();
+            }
+            s => self.state = s,
+        }
     }
 
     fn finish_logout(&mut self) {
@@ -562,7 +792,7 @@ impl Session {
 
     fn kick(&mut self, reason: KickReason) {
         match std::mem::replace(&mut self.state, State::Kicked(reason)) {
-            State::Ready(_) => {}
+            State::Online(..) => {}
             State::LoggingOut { op, .. } => self.done(op, Ok(OpOk::Logout)),
             State::Connecting { op, .. } | State::LoggingIn { op, .. } => {
                 self.done(op, Err(SdkError::new(reason.sdk_code(), reason.as_str())))
@@ -577,6 +807,13 @@ impl Session {
         self.stop_heartbeat();
         self.close_socket();
         self.events.push_back(Event::Kicked(reason));
+    }
+
+    fn net_state(&mut self, state: NetState) {
+        if self.net != Some(state) {
+            self.net = Some(state);
+            self.events.push_back(Event::NetState(state));
+        }
     }
 
     fn close_socket(&mut self) {

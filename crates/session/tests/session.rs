@@ -224,7 +224,7 @@ fn unreachable_server_rejects_with_network_error() {
     let mut s = session();
     let op = s.login(0, "alice", "sig");
     drain_events(&mut s);
-    s.handle_close(3);
+    s.handle_close(3, 1006);
     let events = drain_events(&mut s);
     assert_eq!(events[0], Event::NetState(NetState::Disconnected));
     assert_eq!(err_code(&events, op), SDK_NETWORK_ERROR);
@@ -298,10 +298,12 @@ fn heartbeat_pings_and_silence_means_a_dead_connection() {
     assert_eq!(s.poll_timeout(), Some(25_010 + 50_000));
     s.handle_timeout(25_010 + 50_000);
     assert_eq!(drain_io(&mut s), vec![Io::Close]);
+    // Not the end of the session: it reconnects by itself.
     assert_eq!(
         drain_events(&mut s),
-        vec![Event::NetState(NetState::Disconnected), Event::NotReady]
+        vec![Event::NetState(NetState::Connecting)]
     );
+    assert!(s.is_ready());
 }
 
 #[test]
@@ -320,7 +322,7 @@ fn kicked_session_stays_out_and_never_reconnects_by_itself() {
         assert_eq!(s.kicked(), Some(reason));
         assert!(!s.is_ready());
         assert_eq!(s.poll_timeout(), None, "no timer may bring it back");
-        s.handle_close(6);
+        s.handle_close(6, 4002);
         s.handle_timeout(1_000_000);
         assert_eq!(drain_io(&mut s), vec![]);
         assert_eq!(drain_events(&mut s), vec![]);
@@ -405,7 +407,7 @@ fn every_op_settles_exactly_once_under_random_schedules() {
                         reason: KickReason::MultipleAccount,
                     },
                 ),
-                8 => s.handle_close(now),
+                8 => s.handle_close(now, 1006),
                 _ => {
                     if let Some(t) = s.poll_timeout() {
                         now = now.max(t);

@@ -1,0 +1,187 @@
+//! `timd client`: log in as any platform and print every event, one line each, until
+//! Ctrl-C (then log out) or a kick.
+//!
+//! ```text
+//! timd client --url ws://127.0.0.1:9000 --sdkappid 1400000000 --platform Android \
+//!     --user alice --usersig "$SIG"          # or --key "$SECRET" to sign it here
+//! login ok
+//! event sdkStateReady
+//! event netStateChange connecting
+//! event netStateChange connected
+//! event kickedOut multipleDevice
+//! ```
+//!
+//! Exit codes: 0 logged out after Ctrl-C, 1 login failed or the session ended otherwise,
+//! 2 bad usage, 3 kicked out.
+
+use std::future::Future;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::Args;
+use tim_proto::Platform;
+use tim_session::{Config, Event};
+
+use crate::{describe, random_instance_id, Client, Endpoint};
+
+/// Exit code when the session was kicked out.
+pub const EXIT_KICKED: u8 = 3;
+
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// timd's base URL; the socket goes to <URL>/ws.
+    #[arg(long, env = "TIMD_URL", default_value = "ws://127.0.0.1:9000")]
+    pub url: String,
+    /// The app's SDKAppID.
+    #[arg(long, env = "TIMD_SDKAPPID")]
+    pub sdkappid: u32,
+    /// Platform to log in as: Web, Android, iPhone, iPad, Windows or Mac.
+    #[arg(long, default_value = "Web", value_parser = parse_platform)]
+    pub platform: Platform,
+    /// The UserID to log in as.
+    #[arg(long)]
+    pub user: String,
+    /// The UserSig to log in with.
+    #[arg(long, env = "TIMD_USERSIG", hide_env_values = true, conflicts_with = "key", required_unless_present = "key")]
+    pub usersig: Option<String>,
+    /// Instead of --usersig: the app's secret key, to sign a UserSig here.
+    #[arg(long, env = "TIMD_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// Validity of a UserSig signed with --key, in seconds.
+    #[arg(long, default_value_t = 86_400)]
+    pub expire: u64,
+    /// This instance's id (default: a random one).
+    #[arg(long)]
+    pub instance: Option<String>,
+}
+
+fn parse_platform(s: &str) -> Result<Platform, String> {
+    Platform::parse(s)
+        .ok_or_else(|| format!("unknown platform {s:?}: Web, Android, iPhone, iPad, Windows or Mac"))
+}
+
+impl ClientArgs {
+    /// The UserSig to use: given, or signed with `--key` at `now` (unix seconds).
+    pub fn usersig(&self, now: u64) -> Result<String, String> {
+        match (&self.usersig, &self.key) {
+            (Some(sig), _) => Ok(sig.clone()),
+            (None, Some(key)) if !key.is_empty() => Ok(tim_usersig::generate(
+                self.sdkappid,
+                key,
+                &self.user,
+                now,
+                self.expire,
+            )),
+            _ => Err("--usersig or a non-empty --key is required".into()),
+        }
+    }
+}
+
+/// Runs the CLI on a fresh runtime; Ctrl-C logs out and exits.
+pub fn main(args: ClientArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("timd client: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(run(args, ctrl_c(), &mut std::io::stdout()));
+    ExitCode::from(code)
+}
+
+async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Logs in, prints each event until `stop` completes (then logs out) or the session ends.
+/// Returns the exit code.
+pub async fn run(args: ClientArgs, stop: impl Future<Output = ()>, out: &mut dyn Write) -> u8 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let usersig = match args.usersig(now) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(out, "error {e}");
+            return 2;
+        }
+    };
+    if let Err(e) = Endpoint::parse(&args.url) {
+        let _ = writeln!(out, "error {e}");
+        return 2;
+    }
+    let instance = args.instance.clone().unwrap_or_else(random_instance_id);
+    let config = Config::new(args.sdkappid, args.platform, instance.clone());
+    let mut client = Client::new(&args.url, config);
+    let _ = writeln!(
+        out,
+        "client {} {} instance {instance} -> {}",
+        args.platform.as_str(),
+        args.user,
+        args.url
+    );
+    tokio::pin!(stop);
+    // Events that arrive while the login is under way are printed as they come.
+    let login = client.handle().clone();
+    let login = login.login(&args.user, &usersig);
+    tokio::pin!(login);
+    loop {
+        tokio::select! {
+            result = &mut login => {
+                match result {
+                    Ok(ok) => {
+                        let repeat = matches!(ok, tim_session::OpOk::Login { repeat: true });
+                        let _ = writeln!(out, "login ok{}", if repeat { " (repeat)" } else { "" });
+                        break;
+                    }
+                    Err(e) => {
+                        while let Some(event) = client.try_next_event() {
+                            let _ = writeln!(out, "{}", describe(&event));
+                        }
+                        let _ = writeln!(out, "login failed {} {}", e.code, e.message);
+                        return 1;
+                    }
+                }
+            }
+            Some(event) = client.next_event() => {
+                let _ = writeln!(out, "{}", describe(&event));
+            }
+        }
+        let _ = out.flush();
+    }
+    let _ = out.flush();
+    let code = loop {
+        tokio::select! {
+            () = &mut stop => {
+                let code = match client.logout().await {
+                    Ok(_) => { let _ = writeln!(out, "logout ok"); 0 }
+                    Err(e) => { let _ = writeln!(out, "logout failed {} {}", e.code, e.message); 1 }
+                };
+                while let Some(event) = client.try_next_event() {
+                    let _ = writeln!(out, "{}", describe(&event));
+                }
+                break code;
+            }
+            event = client.next_event() => {
+                let Some(event) = event else { break 1 };
+                let _ = writeln!(out, "{}", describe(&event));
+                match event {
+                    Event::Kicked(_) => break EXIT_KICKED,
+                    Event::NotReady => break 1,
+                    _ => {}
+                }
+            }
+        }
+        let _ = out.flush();
+    };
+    let _ = out.flush();
+    let _ = client.destroy().await;
+    code
+}

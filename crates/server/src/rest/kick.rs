@@ -1,0 +1,93 @@
+//! `im_open_login_svc/kick` (seed 002), and the rule that makes a kick revoke UserSigs.
+//!
+//! UserSig times are whole seconds, so "issued before the kick" needs a rule for the kick's
+//! own second `K`: the kick refuses every UserSig with `TLS.time <= K`, and answers only
+//! once the wall clock has passed `K`. Every UserSig generated after the caller hears back
+//! therefore has `TLS.time >= K + 1` and works; one generated during the kick's own second
+//! is refused (it could have been issued before the kick).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tim_proto::KickReason;
+
+use super::body::{self, Object};
+use super::{detached, unix_now, Fields, RestError};
+use crate::state::AppState;
+
+/// Longest a kick waits for the clock to leave its second. One second normally; more only
+/// if the wall clock steps backwards meanwhile, when waiting longer would not help.
+pub const MAX_SETTLE: Duration = Duration::from_secs(2);
+
+/// Kicks every online instance of `UserID` (`KICKED_OUT` `REST_API_Kick`) and revokes its
+/// UserSigs issued up to now. 70107 if the account does not exist.
+pub async fn kick(state: &AppState, body: &Object) -> Result<Fields, RestError> {
+    let user = body::user_id(body, "")?;
+    let at = unix_now();
+    let online = {
+        let state = state.clone();
+        let user = user.clone();
+        detached(async move {
+            let u = user.clone();
+            let exists = state.store().call(move |s| s.kick_account(&u, at)).await?;
+            if !exists {
+                return Err(RestError::AccountNotFound(user));
+            }
+            Ok(revoke_and_kick(&state, &user, at))
+        })
+        .await?
+    };
+    tracing::info!(user = %user, kicked_at = at, online, "REST kick");
+    settle(at).await;
+    Ok(Fields::new())
+}
+
+/// After a durable kick (or delete) of `user` at `at`: later logins with older UserSigs
+/// are refused, then every online instance is kicked. Returns how many were online.
+/// The cache is updated first, so a login racing the kick either sees the new kick time
+/// or is registered in time to be kicked.
+pub fn revoke_and_kick(state: &AppState, user: &str, at: u64) -> usize {
+    state.kicks().record(user, at);
+    state.registry().kick_user(user, KickReason::RestApi)
+}
+
+/// Returns once the wall clock has passed second `at` (see the module doc), waiting at
+/// most [`MAX_SETTLE`].
+pub async fn settle(at: u64) {
+    let give_up = tokio::time::Instant::now() + MAX_SETTLE;
+    let next_second = Duration::from_secs(at.saturating_add(1));
+    loop {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        if now >= next_second {
+            return;
+        }
+        let wake = tokio::time::Instant::now() + (next_second - now);
+        if wake > give_up {
+            tracing::warn!(
+                at,
+                "wall clock moved backwards during a kick; answering anyway"
+            );
+            return;
+        }
+        tokio::time::sleep_until(wake).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn settle_returns_in_the_next_second() {
+        let at = unix_now();
+        let started = std::time::Instant::now();
+        settle(at).await;
+        assert!(unix_now() > at);
+        assert!(started.elapsed() <= Duration::from_millis(1100));
+        // A past second: no wait at all.
+        let started = std::time::Instant::now();
+        settle(at - 5).await;
+        assert!(started.elapsed() < Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,211 @@
+//! The admin REST API, compatible with Tencent's (`docs/rest.md`):
+//! `POST /v4/im_open_login_svc/{kick,account_import,multiaccount_import,account_delete,
+//! account_check}` and `POST /v4/openim/query_online_status`.
+//!
+//! Every answer is HTTP 200 with `ActionStatus` / `ErrorCode` / `ErrorInfo`, so clients
+//! written for Tencent only change the host. A call is checked in full — path, URL and
+//! admin UserSig ([`auth`]), rate ([`limit`]), body ([`body`]) — before it has any effect,
+//! and its effect runs in a task of its own, so a caller hanging up cannot leave a kick
+//! durable but not applied.
+
+pub mod accounts;
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod kick;
+pub mod limit;
+pub mod online;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+pub use error::RestError;
+use limit::RateLimiter;
+
+use crate::config::Config;
+use crate::state::AppState;
+
+/// Items per batch call (`multiaccount_import`, `account_delete`, `account_check`).
+pub const MAX_BATCH: usize = 100;
+/// Accounts per `query_online_status` call.
+pub const MAX_QUERY_ACCOUNTS: usize = 500;
+/// How long a call waits for its store work before answering 70169 (the work goes on).
+pub const STORE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The APIs served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    Kick,
+    AccountImport,
+    MultiAccountImport,
+    AccountDelete,
+    AccountCheck,
+    QueryOnlineStatus,
+}
+
+impl Api {
+    pub const ALL: [Api; 6] = [
+        Api::Kick,
+        Api::AccountImport,
+        Api::MultiAccountImport,
+        Api::AccountDelete,
+        Api::AccountCheck,
+        Api::QueryOnlineStatus,
+    ];
+
+    pub const fn path(self) -> &'static str {
+        match self {
+            Api::Kick => "/v4/im_open_login_svc/kick",
+            Api::AccountImport => "/v4/im_open_login_svc/account_import",
+            Api::MultiAccountImport => "/v4/im_open_login_svc/multiaccount_import",
+            Api::AccountDelete => "/v4/im_open_login_svc/account_delete",
+            Api::AccountCheck => "/v4/im_open_login_svc/account_check",
+            Api::QueryOnlineStatus => "/v4/openim/query_online_status",
+        }
+    }
+
+    pub fn from_path(path: &str) -> Option<Api> {
+        Api::ALL.into_iter().find(|api| api.path() == path)
+    }
+}
+
+/// Mounts the REST API on `router`: the six APIs, and 60009 for anything else under `/v4`.
+pub fn routes(router: Router<AppState>, config: &Config) -> Router<AppState> {
+    let limiter = Arc::new(RateLimiter::new(config.rest_rate_limit));
+    let handler = move |State(state): State<AppState>, request: Request| {
+        let limiter = Arc::clone(&limiter);
+        async move { handle(state, &limiter, request).await }
+    };
+    router
+        .route("/v4", any(handler.clone()))
+        .route("/v4/", any(handler.clone()))
+        .route("/v4/{*rest}", any(handler))
+}
+
+/// The fields an API answers beyond the three common ones.
+pub type Fields = Map<String, Value>;
+
+/// `value`'s fields (a struct serializing to an object).
+pub fn fields(value: impl Serialize) -> Fields {
+    match serde_json::to_value(value) {
+        Ok(Value::Object(map)) => map,
+        other => unreachable!("answers serialize to objects, got {other:?}"),
+    }
+}
+
+async fn handle(state: AppState, limiter: &RateLimiter, request: Request) -> Response {
+    let path = request.uri().path().to_owned();
+    let result = call(&state, limiter, request).await;
+    let mut answer = Fields::new();
+    match result {
+        Ok(fields) => {
+            answer.insert("ActionStatus".into(), "OK".into());
+            answer.insert("ErrorCode".into(), 0.into());
+            answer.insert("ErrorInfo".into(), "".into());
+            answer.extend(fields);
+        }
+        Err(e) => {
+            let code = e.code();
+            match &e {
+                RestError::Store(err) => {
+                    tracing::error!(path, code, error = %err, "REST call failed: store")
+                }
+                RestError::Timeout | RestError::Internal => {
+                    tracing::warn!(path, code, "REST call failed: {e}")
+                }
+                _ => tracing::info!(path, code, "REST call refused: {e}"),
+            }
+            answer.insert("ActionStatus".into(), "FAIL".into());
+            answer.insert("ErrorCode".into(), code.into());
+            answer.insert("ErrorInfo".into(), e.to_string().into());
+        }
+    }
+    Json(answer).into_response()
+}
+
+/// Checks and runs one call, in the documented order: nothing that fails a check has an
+/// effect, and a call over the rate limit reads no body.
+async fn call(
+    state: &AppState,
+    limiter: &RateLimiter,
+    request: Request,
+) -> Result<Fields, RestError> {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path();
+    let api = Api::from_path(path).ok_or_else(|| RestError::NoSuchApi(auth::echo(path)))?;
+    if parts.method != Method::POST {
+        return Err(RestError::NoSuchApi(format!(
+            "{} {}: the REST API takes POST",
+            auth::echo(parts.method.as_str()),
+            path
+        )));
+    }
+    let query = auth::parse_query(parts.uri.query().unwrap_or(""))?;
+    auth::authenticate(&query, state.config(), state.kicks(), unix_now())?;
+    if !limiter.try_acquire(Instant::now()) {
+        return Err(RestError::RateLimited(limiter.per_second()));
+    }
+    let body = body::read_object(body).await?;
+    match api {
+        Api::Kick => kick::kick(state, &body).await,
+        Api::AccountImport => accounts::import(state, &body).await,
+        Api::MultiAccountImport => accounts::multi_import(state, &body).await,
+        Api::AccountDelete => accounts::delete(state, &body).await,
+        Api::AccountCheck => accounts::check(state, &body).await,
+        Api::QueryOnlineStatus => online::query(state, &body).await,
+    }
+}
+
+/// Runs a call's effect (store work, then what must follow it) in its own task, so it
+/// completes even if the caller hangs up; waits for it at most [`STORE_TIMEOUT`].
+pub async fn detached<T: Send + 'static>(
+    effect: impl Future<Output = Result<T, RestError>> + Send + 'static,
+) -> Result<T, RestError> {
+    match tokio::time::timeout(STORE_TIMEOUT, tokio::spawn(effect)).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) => {
+            tracing::error!(error = %join, "REST effect task failed");
+            Err(RestError::Internal)
+        }
+        Err(_) => Err(RestError::Timeout),
+    }
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_map_to_apis() {
+        for api in Api::ALL {
+            assert_eq!(Api::from_path(api.path()), Some(api));
+        }
+        for path in [
+            "/v4",
+            "/v4/im_open_login_svc/kick/",
+            "/v4/im_open_login_svc/KICK",
+            "/v4/openim/sendmsg",
+            "/v4/im_open_login_svc",
+        ] {
+            assert_eq!(Api::from_path(path), None, "{path}");
+        }
+    }
+}

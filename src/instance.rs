@@ -1,0 +1,88 @@
+//! This tab's instance id: stable across reconnects and reloads of the tab, never shared by
+//! two live tabs.
+//!
+//! The id lives in `sessionStorage` (per tab, survives a reload), under a key numbered by
+//! creation order, so the n-th `TIM.create` of a page gets the same id after a reload. A
+//! duplicated tab copies `sessionStorage`, so it would inherit the ids of a tab that is still
+//! alive: each id is held under a Web Lock for the life of its instance, and a tab that
+//! cannot get the lock within a moment (a reload's old document releases its locks as it
+//! unloads; a live original never does) takes a fresh id. Without Web Locks (insecure
+//! origins) the stored id is used as is; the server then supersedes the older socket, which
+//! steps aside (`multipleAccount`) rather than fight. The server decides either way.
+
+use std::cell::Cell;
+
+use js_sys::{Function, Promise, Reflect};
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen(inline_js = r#"
+function freshId() {
+  const b = new Uint8Array(16);
+  try { crypto.getRandomValues(b); } catch (_) { for (let i = 0; i < 16; i++) b[i] = Math.random() * 256; }
+  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+}
+function store(key, id) { try { sessionStorage.setItem(key, id); } catch (_) {} }
+// Resolves to a release function once `name` is held, or to null if it was not available
+// within `waitMs` (0: only if free right now).
+function hold(name, waitMs) {
+  return new Promise((resolve) => {
+    let release;
+    const held = new Promise((r) => { release = r; });
+    const ctl = waitMs ? new AbortController() : null;
+    const timer = ctl && setTimeout(() => ctl.abort(), waitMs);
+    navigator.locks.request(name, ctl ? { signal: ctl.signal } : { ifAvailable: true }, (lock) => {
+      clearTimeout(timer);
+      resolve(lock ? release : null);
+      return lock ? held : undefined;
+    }).catch(() => { clearTimeout(timer); resolve(null); });
+  });
+}
+export async function claimInstance(key) {
+  let id = null;
+  try { id = sessionStorage.getItem(key); } catch (_) {}
+  if (!id) { id = freshId(); store(key, id); }
+  if (!(globalThis.navigator && navigator.locks)) return { id, release() {} };
+  let release = await hold('tim-wasm/' + id, 300);
+  while (!release) {
+    id = freshId();
+    store(key, id);
+    release = await hold('tim-wasm/' + id, 0);
+  }
+  return { id, release };
+}
+"#)]
+extern "C" {
+    #[wasm_bindgen(js_name = claimInstance)]
+    fn claim_instance(key: &str) -> Promise;
+}
+
+thread_local! {
+    /// How many `TIM` objects this page created: numbers the storage keys.
+    static CREATED: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Starts claiming the id of the next instance of this page for `sdkappid`; the Promise
+/// resolves to `{ id, release }`.
+pub fn claim(sdkappid: u32) -> Promise {
+    let n = CREATED.with(|c| {
+        let n = c.get();
+        c.set(n + 1);
+        n
+    });
+    let mut key = String::from("tim-wasm/instance/");
+    key.push_str(&sdkappid.to_string());
+    key.push('/');
+    key.push_str(&n.to_string());
+    claim_instance(&key)
+}
+
+/// The `(id, release)` of a resolved claim.
+pub fn parts(claimed: &JsValue) -> (Option<String>, Option<Function>) {
+    let id = Reflect::get(claimed, &"id".into())
+        .ok()
+        .and_then(|v| v.as_string());
+    let release = Reflect::get(claimed, &"release".into())
+        .ok()
+        .and_then(|v| v.dyn_into::<Function>().ok());
+    (id, release)
+}
