@@ -61,10 +61,17 @@ pub struct Driver {
     unlock: RefCell<Option<Function>>,
     claimed: Cell<bool>,
     page: RefCell<Option<PageEvents>>,
+    /// The page's `getUserSig`, if it gave one.
+    get_usersig: Option<Function>,
 }
 
 impl Driver {
-    pub fn new(session: Session, url: String, claim: Promise) -> Rc<Driver> {
+    pub fn new(
+        session: Session,
+        url: String,
+        claim: Promise,
+        get_usersig: Option<Function>,
+    ) -> Rc<Driver> {
         let driver = Rc::new(Driver {
             session: RefCell::new(session),
             url,
@@ -77,6 +84,7 @@ impl Driver {
             unlock: RefCell::new(None),
             claimed: Cell::new(false),
             page: RefCell::new(None),
+            get_usersig,
         });
         let weak = Rc::downgrade(&driver);
         *driver.page.borrow_mut() = Some(PageEvents::attach(move |event| {
@@ -175,6 +183,7 @@ pub fn pump(driver: &Rc<Driver>) {
         let event = driver.session.borrow_mut().poll_event();
         match event {
             Some(Event::Done { op, result }) => settle(driver, op, result),
+            Some(Event::RenewUserSig) => renew(driver),
             Some(event) => dispatch(driver, &event),
             None => break,
         }
@@ -230,6 +239,36 @@ fn on_text(driver: &Rc<Driver>, now: u64, text: &str) {
         Some(frame) => driver.session.borrow_mut().handle_frame(now, frame),
         None => log::log(log::WARN, "ignored a frame the SDK does not understand"),
     }
+}
+
+#[wasm_bindgen(inline_js = "export function askUserSig(f, done) {
+  let p;
+  try { p = f(); } catch (e) { p = Promise.reject(e); }
+  Promise.resolve(p).then((v) => done(typeof v === 'string' ? v : undefined), () => done(undefined));
+}")]
+extern "C" {
+    /// Calls `getUserSig()` and hands `done` the UserSig, or `undefined` when it threw,
+    /// rejected or returned something else than a string.
+    #[wasm_bindgen(js_name = askUserSig)]
+    fn ask_usersig(get_usersig: &Function, done: &JsValue);
+}
+
+/// Asks the page's `getUserSig` for a fresh UserSig: `renew` with it, or `renew_failed`.
+fn renew(driver: &Rc<Driver>) {
+    let Some(get_usersig) = &driver.get_usersig else {
+        return;
+    };
+    let weak = Rc::downgrade(driver);
+    let done = Closure::once_into_js(move |usersig: Option<String>| {
+        with(&weak, |d, now| {
+            let mut session = d.session.borrow_mut();
+            match usersig {
+                Some(usersig) => session.renew(now, &usersig),
+                None => session.renew_failed(now),
+            }
+        })
+    });
+    ask_usersig(get_usersig, &done);
 }
 
 fn settle(driver: &Rc<Driver>, op: OpId, result: OpResult) {

@@ -76,7 +76,7 @@ pub fn event(e: &Event) -> Option<(&'static str, JsValue)> {
             ])
             .into(),
         ),
-        Event::Done { .. } => return None,
+        Event::Done { .. } | Event::RenewUserSig => return None,
     };
     Some((
         name,

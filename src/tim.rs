@@ -19,9 +19,11 @@ pub struct TIM {
 
 #[wasm_bindgen]
 impl TIM {
-    /// `TIM.create({ SDKAppID, serverURL? })`. A missing or invalid `SDKAppID` is reported
-    /// by `login` (code 2000), as `tim-js-sdk` does. `serverURL` is timd's base URL
-    /// (`ws://`, `wss://`, `http://` or `https://`); it defaults to the page's own origin.
+    /// `TIM.create({ SDKAppID, serverURL?, getUserSig? })`. A missing or invalid `SDKAppID`
+    /// is reported by `login` (code 2000), as `tim-js-sdk` does. `serverURL` is timd's base
+    /// URL (`ws://`, `wss://`, `http://` or `https://`); it defaults to the page's own
+    /// origin. `getUserSig()`, returning a UserSig or a Promise of one, lets the SDK renew
+    /// the session ahead of the UserSig's expiry.
     pub fn create(options: JsValue) -> TIM {
         let sdkappid = get(&options, "SDKAppID")
             .as_f64()
@@ -30,14 +32,13 @@ impl TIM {
         let base = get(&options, "serverURL")
             .as_string()
             .unwrap_or_else(page_origin);
+        let get_usersig = get(&options, "getUserSig").dyn_into::<Function>().ok();
         let mut config = Config::new(sdkappid, Platform::Web, String::new());
         config.seed = random_seed();
+        config.renew = get_usersig.is_some();
+        let claim = instance::claim(sdkappid);
         TIM {
-            driver: Driver::new(
-                Session::new(config),
-                ws_url(&base),
-                instance::claim(sdkappid),
-            ),
+            driver: Driver::new(Session::new(config), ws_url(&base), claim, get_usersig),
         }
     }
 

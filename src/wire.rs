@@ -17,6 +17,10 @@ pub fn encode(frame: &ClientFrame) -> Option<String> {
         ClientFrame::Logout { seq } => {
             object(&[("logout", object(&[("seq", (*seq).into())]).into())]).into()
         }
+        ClientFrame::Renew { seq, usersig } => {
+            let body = object(&[("seq", (*seq).into()), ("usersig", usersig.as_str().into())]);
+            object(&[("renew", body.into())]).into()
+        }
         ClientFrame::Resume { seq, ticket } => {
             let body = object(&[("seq", (*seq).into()), ("ticket", ticket.as_str().into())]);
             object(&[("resume", body.into())]).into()
@@ -47,6 +51,7 @@ pub fn decode(text: &str) -> Option<ServerFrame> {
             ticket: field(&v, "ticket")?.as_string()?,
             heartbeat_ms: u32_of(&v, "heartbeat_ms")?,
             expire_at: uint(&v, "expire_at")?,
+            expires_in: uint(&v, "expires_in")?,
         }));
     }
     if let Some(v) = field(&value, "resume_ok") {
@@ -54,6 +59,15 @@ pub fn decode(text: &str) -> Option<ServerFrame> {
             seq: u32_of(&v, "seq")?,
             heartbeat_ms: u32_of(&v, "heartbeat_ms")?,
             expire_at: uint(&v, "expire_at")?,
+            expires_in: uint(&v, "expires_in")?,
+        });
+    }
+    if let Some(v) = field(&value, "renew_ok") {
+        return Some(ServerFrame::RenewOk {
+            seq: u32_of(&v, "seq")?,
+            ticket: field(&v, "ticket")?.as_string()?,
+            expire_at: uint(&v, "expire_at")?,
+            expires_in: uint(&v, "expires_in")?,
         });
     }
     if let Some(v) = field(&value, "logout_ok") {
@@ -120,6 +134,10 @@ mod tests {
                 seq: 8,
                 ticket: "abc.def".into(),
             },
+            ClientFrame::Renew {
+                seq: 9,
+                usersig: "eJy*-_".into(),
+            },
             ClientFrame::Login(Login {
                 seq: 4_000_000_000,
                 sdkappid: 1_400_000_000,
@@ -144,12 +162,20 @@ mod tests {
                 seq: 4,
                 heartbeat_ms: 25_000,
                 expire_at: 1_900_000_000,
+                expires_in: 3_600,
+            },
+            ServerFrame::RenewOk {
+                seq: 5,
+                ticket: "t2".into(),
+                expire_at: 1_900_000_001,
+                expires_in: 3_601,
             },
             ServerFrame::LoginOk(LoginOk {
                 seq: 1,
                 ticket: "t".into(),
                 heartbeat_ms: 25_000,
                 expire_at: 1_900_000_000,
+                expires_in: 3_600,
             }),
             ServerFrame::Error(ErrorFrame {
                 seq: Some(2),

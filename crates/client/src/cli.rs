@@ -4,10 +4,11 @@
 //! ```text
 //! timd client --url ws://127.0.0.1:9000 --sdkappid 1400000000 --platform Android \
 //!     --user alice --usersig "$SIG"          # or --key "$SECRET" to sign it here
-//! login ok
-//! event sdkStateReady
+//! client Android alice instance 5f0c… -> ws://127.0.0.1:9000
 //! event netStateChange connecting
 //! event netStateChange connected
+//! event sdkStateReady
+//! login ok
 //! event kickedOut multipleDevice
 //! ```
 //!
@@ -23,7 +24,9 @@ use clap::Args;
 use tim_proto::Platform;
 use tim_session::{Config, Event};
 
-use crate::{describe, random_instance_id, Client, Endpoint};
+use std::sync::Arc;
+
+use crate::{describe, random_instance_id, Client, Endpoint, Options, RenewFn};
 
 /// Exit code when the session was kicked out.
 pub const EXIT_KICKED: u8 = 3;
@@ -43,7 +46,13 @@ pub struct ClientArgs {
     #[arg(long)]
     pub user: String,
     /// The UserSig to log in with.
-    #[arg(long, env = "TIMD_USERSIG", hide_env_values = true, conflicts_with = "key", required_unless_present = "key")]
+    #[arg(
+        long,
+        env = "TIMD_USERSIG",
+        hide_env_values = true,
+        conflicts_with = "key",
+        required_unless_present = "key"
+    )]
     pub usersig: Option<String>,
     /// Instead of --usersig: the app's secret key, to sign a UserSig here.
     #[arg(long, env = "TIMD_KEY", hide_env_values = true)]
@@ -57,8 +66,9 @@ pub struct ClientArgs {
 }
 
 fn parse_platform(s: &str) -> Result<Platform, String> {
-    Platform::parse(s)
-        .ok_or_else(|| format!("unknown platform {s:?}: Web, Android, iPhone, iPad, Windows or Mac"))
+    Platform::parse(s).ok_or_else(|| {
+        format!("unknown platform {s:?}: Web, Android, iPhone, iPad, Windows or Mac")
+    })
 }
 
 impl ClientArgs {
@@ -94,6 +104,12 @@ pub fn main(args: ClientArgs) -> ExitCode {
     ExitCode::from(code)
 }
 
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 async fn ctrl_c() {
     if tokio::signal::ctrl_c().await.is_err() {
         std::future::pending::<()>().await;
@@ -103,10 +119,7 @@ async fn ctrl_c() {
 /// Logs in, prints each event until `stop` completes (then logs out) or the session ends.
 /// Returns the exit code.
 pub async fn run(args: ClientArgs, stop: impl Future<Output = ()>, out: &mut dyn Write) -> u8 {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let usersig = match args.usersig(now) {
+    let usersig = match args.usersig(unix_now()) {
         Ok(s) => s,
         Err(e) => {
             let _ = writeln!(out, "error {e}");
@@ -119,7 +132,20 @@ pub async fn run(args: ClientArgs, stop: impl Future<Output = ()>, out: &mut dyn
     }
     let instance = args.instance.clone().unwrap_or_else(random_instance_id);
     let config = Config::new(args.sdkappid, args.platform, instance.clone());
-    let mut client = Client::new(&args.url, config);
+    // With the key at hand, renew the UserSig ahead of expiry instead of being kicked.
+    let renew: Option<RenewFn> = args.key.clone().filter(|k| !k.is_empty()).map(|key| {
+        let (sdkappid, user, expire) = (args.sdkappid, args.user.clone(), args.expire);
+        let f: RenewFn = Arc::new(move || {
+            let sig = tim_usersig::generate(sdkappid, &key, &user, unix_now(), expire);
+            Box::pin(std::future::ready(Some(sig)))
+        });
+        f
+    });
+    let options = Options {
+        renew,
+        ..Options::default()
+    };
+    let mut client = Client::with_options(&args.url, config, options);
     let _ = writeln!(
         out,
         "client {} {} instance {instance} -> {}",
@@ -134,6 +160,11 @@ pub async fn run(args: ClientArgs, stop: impl Future<Output = ()>, out: &mut dyn
     tokio::pin!(login);
     loop {
         tokio::select! {
+            // Queued events first, so lines keep the order the session produced them in.
+            biased;
+            Some(event) = client.next_event() => {
+                let _ = writeln!(out, "{}", describe(&event));
+            }
             result = &mut login => {
                 match result {
                     Ok(ok) => {
@@ -149,9 +180,6 @@ pub async fn run(args: ClientArgs, stop: impl Future<Output = ()>, out: &mut dyn
                         return 1;
                     }
                 }
-            }
-            Some(event) = client.next_event() => {
-                let _ = writeln!(out, "{}", describe(&event));
             }
         }
         let _ = out.flush();

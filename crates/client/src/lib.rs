@@ -76,7 +76,9 @@ impl Endpoint {
         } else if let Some(r) = url.strip_prefix("http://") {
             r
         } else if url.starts_with("wss://") || url.starts_with("https://") {
-            return Err(format!("{url}: TLS is not supported by the native client; use ws://"));
+            return Err(format!(
+                "{url}: TLS is not supported by the native client; use ws://"
+            ));
         } else {
             return Err(format!("{url}: expected ws://host:port"));
         };
@@ -84,7 +86,9 @@ impl Endpoint {
         if authority.is_empty() {
             return Err(format!("{url}: no host"));
         }
-        let authority = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        let authority = if authority
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
         {
             authority.to_owned()
         } else {
@@ -98,9 +102,16 @@ impl Endpoint {
     }
 }
 
+/// Supplies a fresh UserSig ahead of expiry (`getUserSig` of `TIM.create`); `None` when it
+/// cannot (the session retries, then ends with `userSigExpired` at expiry).
+pub type RenewFn =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Option<String>> + Send>> + Send + Sync>;
+
 /// Knobs beyond the session [`Config`].
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Options {
+    /// Renew the UserSig without dropping the session (sets `config.renew`).
+    pub renew: Option<RenewFn>,
     /// Seeds the reconnect jitter; `None` (the default) takes real randomness.
     pub seed: Option<u64>,
     /// Local address to connect from (load runs spread sockets over 127.0.0.x).
@@ -178,12 +189,14 @@ impl Client {
 
     pub fn with_options(url: &str, mut config: Config, options: Options) -> Client {
         config.seed = options.seed.unwrap_or_else(random_u64);
+        config.renew = options.renew.is_some();
         let shared = Arc::new(Shared {
             base: Instant::now(),
             login_sent: AtomicU64::new(0),
         });
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (renewed_tx, renewed_rx) = mpsc::unbounded_channel();
         let handle = Handle {
             commands,
             shared: shared.clone(),
@@ -204,8 +217,10 @@ impl Client {
             close_code: None,
             pending: Vec::new(),
             events: events_tx,
+            renew: options.renew,
+            renewed: renewed_tx,
         };
-        tokio::spawn(driver.run(commands_rx));
+        tokio::spawn(driver.run(commands_rx, renewed_rx));
         Client {
             handle,
             events: Events { rx: events_rx },
@@ -376,6 +391,7 @@ pub fn describe(event: &Event) -> String {
         Event::Kicked(reason) => format!("event {EVENT_KICKED_OUT} {}", reason.as_str()),
         Event::NetState(state) => format!("event {EVENT_NET_STATE_CHANGE} {}", state.as_str()),
         Event::Error(e) => format!("event {EVENT_ERROR} {} {}", e.code, e.message),
+        Event::RenewUserSig => "renew".to_string(),
         Event::Done { op, result } => format!("done {op} {result:?}"),
     }
 }
@@ -409,6 +425,9 @@ struct Driver {
     close_code: Option<u16>,
     pending: Vec<(OpId, oneshot::Sender<OpResult>)>,
     events: mpsc::UnboundedSender<(Instant, Event)>,
+    renew: Option<RenewFn>,
+    /// Where renewals report their fresh UserSig (or none).
+    renewed: mpsc::UnboundedSender<Option<String>>,
 }
 
 /// What woke the driver.
@@ -416,6 +435,7 @@ enum Wake {
     Command(Option<Command>),
     Connected(Result<Ws, String>),
     Message(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
+    Renewed(Option<String>),
     Timer,
 }
 
@@ -424,7 +444,11 @@ impl Driver {
         self.shared.base.elapsed().as_millis() as u64
     }
 
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut renewed: mpsc::UnboundedReceiver<Option<String>>,
+    ) {
         loop {
             self.pump().await;
             let deadline = self
@@ -435,6 +459,7 @@ impl Driver {
                 c = commands.recv() => Wake::Command(c),
                 r = connect_done(&mut self.connecting) => Wake::Connected(r),
                 m = next_message(&mut self.socket) => Wake::Message(m),
+                Some(r) = renewed.recv() => Wake::Renewed(r),
                 () = sleep_until(deadline) => Wake::Timer,
             };
             let now = self.now();
@@ -459,6 +484,8 @@ impl Driver {
                     }
                 }
                 Wake::Message(message) => self.on_message(now, message),
+                Wake::Renewed(Some(usersig)) => self.session.renew(now, &usersig),
+                Wake::Renewed(None) => self.session.renew_failed(now),
                 Wake::Timer => self.session.handle_timeout(now),
             }
         }
@@ -543,6 +570,18 @@ impl Driver {
                 continue;
             }
             match self.session.poll_event() {
+                Some(Event::RenewUserSig) => match &self.renew {
+                    Some(renew) => {
+                        let (fresh, tx) = (renew(), self.renewed.clone());
+                        tokio::spawn(async move {
+                            let _ = tx.send(fresh.await);
+                        });
+                    }
+                    None => {
+                        let now = self.now();
+                        self.session.renew_failed(now);
+                    }
+                },
                 Some(Event::Done { op, result }) => {
                     if let Some(i) = self.pending.iter().position(|(o, _)| *o == op) {
                         let _ = self.pending.swap_remove(i).1.send(result);
@@ -680,8 +719,14 @@ mod tests {
         let e = Endpoint::parse("ws://127.0.0.1:9000").unwrap();
         assert_eq!(e.url, "ws://127.0.0.1:9000/ws");
         assert_eq!(e.authority, "127.0.0.1:9000");
-        assert_eq!(Endpoint::parse("http://h:1/base/").unwrap().url, "ws://h:1/base/ws");
-        assert_eq!(Endpoint::parse("ws://localhost").unwrap().authority, "localhost:80");
+        assert_eq!(
+            Endpoint::parse("http://h:1/base/").unwrap().url,
+            "ws://h:1/base/ws"
+        );
+        assert_eq!(
+            Endpoint::parse("ws://localhost").unwrap().authority,
+            "localhost:80"
+        );
         assert!(Endpoint::parse("wss://h:1").is_err());
         assert!(Endpoint::parse("h:1").is_err());
         assert!(Endpoint::parse("ws://").is_err());
@@ -718,7 +763,10 @@ mod tests {
         let client = Client::new(&format!("ws://127.0.0.1:{port}"), config);
         let err = client.login("alice", "sig").await.unwrap_err();
         assert_eq!(err.code, tim_proto::SDK_NETWORK_ERROR);
-        assert_eq!(client.logout().await.unwrap_err().code, tim_proto::SDK_USER_NOT_LOGGED_IN);
+        assert_eq!(
+            client.logout().await.unwrap_err().code,
+            tim_proto::SDK_USER_NOT_LOGGED_IN
+        );
         assert_eq!(client.destroy().await, Ok(OpOk::Destroy));
         assert_eq!(
             client.login("alice", "sig").await.unwrap_err().code,

@@ -15,7 +15,10 @@ use timd::policy::LoginPolicy;
 async fn login_logout_destroy_and_their_events() {
     let server = Server::start(settings(LoginPolicy::All, 1, 1)).await;
     let mut c = server.client(Platform::Android, "dev-1");
-    assert_eq!(c.login("alice", &sig("alice")).await, Ok(OpOk::Login { repeat: false }));
+    assert_eq!(
+        c.login("alice", &sig("alice")).await,
+        Ok(OpOk::Login { repeat: false })
+    );
     assert_eq!(
         drain(&mut c),
         [
@@ -24,18 +27,31 @@ async fn login_logout_destroy_and_their_events() {
             Event::Ready
         ]
     );
-    assert_eq!(server.slots("alice"), [("dev-1".to_string(), Platform::Android, true)]);
+    assert_eq!(
+        server.slots("alice"),
+        [("dev-1".to_string(), Platform::Android, true)]
+    );
     let status = c.status().await.unwrap();
     assert!(status.ready && status.connected && status.user == "alice");
 
-    assert_eq!(c.login("alice", &sig("alice")).await, Ok(OpOk::Login { repeat: true }));
+    assert_eq!(
+        c.login("alice", &sig("alice")).await,
+        Ok(OpOk::Login { repeat: true })
+    );
     assert_eq!(c.logout().await, Ok(OpOk::Logout));
     assert_eq!(drain(&mut c), [Event::NotReady]);
-    eventually("logout frees the slot", || server.instances("alice").is_empty()).await;
+    eventually("logout frees the slot", || {
+        server.instances("alice").is_empty()
+    })
+    .await;
     assert_eq!(c.logout().await.unwrap_err().code, SDK_USER_NOT_LOGGED_IN);
 
     assert_eq!(c.destroy().await, Ok(OpOk::Destroy));
-    for r in [c.login("alice", &sig("alice")).await, c.logout().await, c.destroy().await] {
+    for r in [
+        c.login("alice", &sig("alice")).await,
+        c.logout().await,
+        c.destroy().await,
+    ] {
         assert_eq!(r.unwrap_err().code, SDK_INVALID_OPERATION);
     }
 }
@@ -59,10 +75,19 @@ async fn server_refusals_reject_with_the_server_code() {
     let server = Server::start(settings(LoginPolicy::All, 1, 1)).await;
     let c = server.client(Platform::Web, "w");
     let wrong_key = tim_usersig::generate(APP, "other-key", "alice", now(), 3600);
-    assert_eq!(c.login("alice", &wrong_key).await.unwrap_err().code, ERR_USERSIG_SIGNATURE);
+    assert_eq!(
+        c.login("alice", &wrong_key).await.unwrap_err().code,
+        ERR_USERSIG_SIGNATURE
+    );
     let expired = tim_usersig::generate(APP, KEY, "alice", now() - 7200, 3600);
-    assert_eq!(c.login("alice", &expired).await.unwrap_err().code, ERR_USERSIG_EXPIRED);
-    assert_eq!(c.login("a b", "x").await.unwrap_err().code, SDK_NO_IDENTIFIER);
+    assert_eq!(
+        c.login("alice", &expired).await.unwrap_err().code,
+        ERR_USERSIG_EXPIRED
+    );
+    assert_eq!(
+        c.login("a b", "x").await.unwrap_err().code,
+        SDK_NO_IDENTIFIER
+    );
     // And the instance still works afterwards.
     assert!(c.login("alice", &sig("alice")).await.is_ok());
 }
@@ -83,7 +108,10 @@ async fn a_login_nobody_answers_settles_with_a_network_code() {
     let c = Client::new(&format!("ws://{addr}"), config);
     let started = std::time::Instant::now();
     let code = c.login("alice", "sig").await.unwrap_err().code;
-    assert!([SDK_NETWORK_ERROR, SDK_NETWORK_TIMEOUT].contains(&code), "{code}");
+    assert!(
+        [SDK_NETWORK_ERROR, SDK_NETWORK_TIMEOUT].contains(&code),
+        "{code}"
+    );
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 
@@ -94,10 +122,19 @@ async fn a_dropped_connection_resumes_its_own_slot_with_only_net_state_events() 
     let before = server.state.registry().instances("alice");
     c.drop_connection();
     let seen = reconnected(&mut c, Duration::from_secs(5)).await;
-    assert_eq!(seen, [Event::NetState(NetState::Connecting), Event::NetState(NetState::Connected)]);
+    assert_eq!(
+        seen,
+        [
+            Event::NetState(NetState::Connecting),
+            Event::NetState(NetState::Connected)
+        ]
+    );
     let after = server.state.registry().instances("alice");
     assert_eq!(after.len(), 1);
-    assert_eq!(after[0].since_ms, before[0].since_ms, "the same slot, resumed");
+    assert_eq!(
+        after[0].since_ms, before[0].since_ms,
+        "the same slot, resumed"
+    );
     assert!(after[0].attached);
     assert_eq!(server.state.registry().online_count(), 1);
 }
@@ -111,9 +148,16 @@ async fn dropping_the_client_logs_out() {
     drop(handle);
     drop(events);
     tokio::time::sleep(QUIET).await;
-    assert_eq!(server.instances("alice"), ["tab"], "a handle is left: still online");
+    assert_eq!(
+        server.instances("alice"),
+        ["tab"],
+        "a handle is left: still online"
+    );
     drop(clone);
-    eventually("the last handle logs out", || server.instances("alice").is_empty()).await;
+    eventually("the last handle logs out", || {
+        server.instances("alice").is_empty()
+    })
+    .await;
 }
 
 fn args(server: &Server, platform: &str, user: &str, instance: &str) -> ClientArgs {
@@ -126,8 +170,19 @@ fn args(server: &Server, platform: &str, user: &str, instance: &str) -> ClientAr
     let url = server.url();
     let app = APP.to_string();
     Cli::parse_from([
-        "client", "--url", &url, "--sdkappid", &app, "--platform", platform, "--user", user,
-        "--key", KEY, "--instance", instance,
+        "client",
+        "--url",
+        &url,
+        "--sdkappid",
+        &app,
+        "--platform",
+        platform,
+        "--user",
+        user,
+        "--key",
+        KEY,
+        "--instance",
+        instance,
     ])
     .args
 }
@@ -136,7 +191,11 @@ fn args(server: &Server, platform: &str, user: &str, instance: &str) -> ClientAr
 async fn cli_prints_events_until_kicked() {
     let server = Server::start(settings(LoginPolicy::Single, 1, 1)).await;
     let mut out = Vec::new();
-    let cli = cli::run(args(&server, "android", "bob", "phone"), std::future::pending(), &mut out);
+    let cli = cli::run(
+        args(&server, "android", "bob", "phone"),
+        std::future::pending(),
+        &mut out,
+    );
     let other = async {
         eventually("the CLI logged in", || server.instances("bob") == ["phone"]).await;
         server.online("bob", Platform::Web, "tab").await
@@ -145,14 +204,17 @@ async fn cli_prints_events_until_kicked() {
     let out = String::from_utf8(out).unwrap();
     assert_eq!(code, cli::EXIT_KICKED, "{out}");
     let lines: Vec<&str> = out.lines().collect();
-    assert!(lines[0].starts_with("client Android bob instance phone -> ws://"), "{out}");
+    assert!(
+        lines[0].starts_with("client Android bob instance phone -> ws://"),
+        "{out}"
+    );
     assert_eq!(
         lines[1..],
         [
             "event netStateChange connecting",
             "event netStateChange connected",
-            "login ok",
             "event sdkStateReady",
+            "login ok",
             "event kickedOut multipleDevice",
         ],
         "{out}"
@@ -164,15 +226,27 @@ async fn cli_logs_out_on_stop() {
     let server = Server::start(settings(LoginPolicy::All, 1, 1)).await;
     let mut out = Vec::new();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let cli = cli::run(args(&server, "Mac", "carol", "mac-1"), async { let _ = stopped.await; }, &mut out);
+    let cli = cli::run(
+        args(&server, "Mac", "carol", "mac-1"),
+        async {
+            let _ = stopped.await;
+        },
+        &mut out,
+    );
     let driver = async {
-        eventually("the CLI logged in", || server.instances("carol") == ["mac-1"]).await;
+        eventually("the CLI logged in", || {
+            server.instances("carol") == ["mac-1"]
+        })
+        .await;
         stop.send(()).unwrap();
     };
     let (code, ()) = tokio::join!(cli, driver);
     let out = String::from_utf8(out).unwrap();
     assert_eq!(code, 0, "{out}");
-    assert!(out.ends_with("logout ok\nevent sdkStateNotReady\n"), "{out}");
+    assert!(
+        out.ends_with("logout ok\nevent sdkStateNotReady\n"),
+        "{out}"
+    );
     assert!(server.instances("carol").is_empty());
 }
 

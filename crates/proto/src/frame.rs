@@ -23,6 +23,12 @@ pub enum ClientFrame {
         seq: u32,
         ticket: String,
     },
+    /// A fresh UserSig for the logged-in user, ahead of the current one's expiry;
+    /// answered by `renew_ok` (with a new ticket) or an `error`.
+    Renew {
+        seq: u32,
+        usersig: String,
+    },
     /// End this instance's session (`tim.logout()`); answered by `logout_ok`.
     Logout {
         seq: u32,
@@ -47,11 +53,19 @@ pub struct Login {
 #[serde(rename_all = "snake_case")]
 pub enum ServerFrame {
     LoginOk(LoginOk),
-    /// The session resumed on this socket; `expire_at` as in `login_ok`.
+    /// The session resumed on this socket; `expire_at` / `expires_in` as in `login_ok`.
     ResumeOk {
         seq: u32,
         heartbeat_ms: u32,
         expire_at: u64,
+        expires_in: u64,
+    },
+    /// The session now runs on the renewed UserSig, under a new ticket.
+    RenewOk {
+        seq: u32,
+        ticket: String,
+        expire_at: u64,
+        expires_in: u64,
     },
     LogoutOk {
         seq: u32,
@@ -74,6 +88,9 @@ pub struct LoginOk {
     pub heartbeat_ms: u32,
     /// Unix seconds at which the UserSig expires (the session then ends with `userSigExpired`).
     pub expire_at: u64,
+    /// The same, as seconds from now on the server's clock: clients schedule renewals with
+    /// it, so their own wall clock may be wrong.
+    pub expires_in: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +147,14 @@ mod tests {
             })
             .unwrap(),
             r#"{"resume":{"seq":3,"ticket":"t"}}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&ClientFrame::Renew {
+                seq: 4,
+                usersig: "s".into()
+            })
+            .unwrap(),
+            r#"{"renew":{"seq":4,"usersig":"s"}}"#
         );
         for f in [login, ClientFrame::Logout { seq: 2 }, ClientFrame::Ping] {
             let s = serde_json::to_string(&f).unwrap();

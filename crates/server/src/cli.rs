@@ -27,6 +27,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print a UserSig for USER, generated now.
     Usersig(UsersigArgs),
+    /// Log in as a native client (any platform) and print each event it receives, until
+    /// Ctrl-C (then log out) or a kick.
+    Client(tim_client::cli::ClientArgs),
 }
 
 #[derive(Debug, Args)]
@@ -164,7 +167,7 @@ mod tests {
         let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
         match cli.command {
             Command::Serve(s) => s.into_config().map_err(|e| e.to_string()),
-            Command::Usersig(_) => unreachable!(),
+            _ => unreachable!(),
         }
     }
 

@@ -214,6 +214,7 @@ impl Connection {
             Ok(ClientFrame::Logout { seq }) => self.on_logout(seq).await,
             Ok(ClientFrame::Login(login)) => self.on_login(login).await,
             Ok(ClientFrame::Resume { seq, ticket }) => self.on_resume(seq, &ticket).await,
+            Ok(ClientFrame::Renew { seq, usersig }) => self.on_renew(seq, usersig).await,
         }
     }
 
@@ -233,7 +234,10 @@ impl Connection {
                     .await;
             }
         };
-        let refused = if claims.expire_at <= now {
+        let refused = if self.state.kicks().revokes(&claims.user, claims.sig_time) {
+            // A REST kick after this session's UserSig was issued.
+            Err(ResumeRefused::Kicked(KickReason::RestApi))
+        } else if claims.expire_at <= now {
             Err(ResumeRefused::Kicked(KickReason::UserSigExpired))
         } else {
             self.state
@@ -248,6 +252,7 @@ impl Connection {
                     seq,
                     heartbeat_ms: self.state.config().heartbeat_ms,
                     expire_at: info.expire_at,
+                    expires_in: info.expire_at.saturating_sub(now),
                 };
                 self.send(&frame).await
             }
@@ -318,15 +323,7 @@ impl Connection {
             &config.login,
         );
         let now = unix_now();
-        let ticket = self.state.tickets().issue(&TicketClaims {
-            user: info.user.clone(),
-            instance: info.instance.clone(),
-            platform: info.platform,
-            since_ms: info.since_ms,
-            expire_at,
-            sig_time: claims.time,
-            valid_until: expire_at.min(now.saturating_add(TICKET_LIFETIME_SECS)),
-        });
+        let ticket = self.ticket_for(&info, now);
         tracing::info!(
             user = %login.user,
             instance = %login.instance,
@@ -341,7 +338,65 @@ impl Connection {
             ticket,
             heartbeat_ms: config.heartbeat_ms,
             expire_at,
+            expires_in: expire_at.saturating_sub(now),
         })
+    }
+
+    /// The ticket a client presents to resume `info`'s session.
+    fn ticket_for(&self, info: &InstanceInfo, now: u64) -> String {
+        self.state.tickets().issue(&TicketClaims {
+            user: info.user.clone(),
+            instance: info.instance.clone(),
+            platform: info.platform,
+            since_ms: info.since_ms,
+            expire_at: info.expire_at,
+            sig_time: info.sig_time,
+            valid_until: info.expire_at.min(now.saturating_add(TICKET_LIFETIME_SECS)),
+        })
+    }
+
+    /// A fresh UserSig for this socket's session: checked like a login's (same user), then
+    /// the session runs until its expiry, under a new ticket.
+    async fn on_renew(&mut self, seq: u32, usersig: String) -> Flow {
+        let Some(session) = &self.session else {
+            return self.send_error(Some(seq), "not logged in").await;
+        };
+        let login = Login {
+            seq,
+            sdkappid: self.state.config().sdkappid,
+            user: session.user.clone(),
+            usersig,
+            platform: session.platform,
+            instance: session.instance.clone(),
+        };
+        let now = unix_now();
+        let claims = match self.state.login().check(&login, now) {
+            Ok(claims) => claims,
+            Err(e) => {
+                tracing::info!(user = %login.user, code = e.code(), reason = %e, "renewal refused");
+                return self
+                    .send_error_code(Some(seq), e.code(), e.to_string())
+                    .await;
+            }
+        };
+        let expire_at = claims.time.saturating_add(claims.expire);
+        let renewed = self
+            .state
+            .registry()
+            .renew(&login.user, session.id, expire_at, claims.time);
+        let Some(info) = renewed else {
+            // Kicked meanwhile: the kick command is on its way to this socket.
+            return Flow::Continue;
+        };
+        tracing::info!(user = %info.user, instance = %info.instance, "usersig renewed");
+        self.session = Some(Session::of(&info));
+        let frame = ServerFrame::RenewOk {
+            seq,
+            ticket: self.ticket_for(&info, now),
+            expire_at,
+            expires_in: expire_at.saturating_sub(now),
+        };
+        self.send(&frame).await
     }
 
     async fn on_logout(&mut self, seq: u32) -> Flow {

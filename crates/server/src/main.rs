@@ -11,6 +11,7 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Client(args) => tim_client::cli::main(args),
         Command::Usersig(args) => {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)

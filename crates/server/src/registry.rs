@@ -416,6 +416,24 @@ impl Registry {
         .unwrap_or(false)
     }
 
+    /// The session runs on a renewed UserSig. Returns it, if it is still registered.
+    pub fn renew(
+        &self,
+        user: &str,
+        session: SessionId,
+        expire_at: u64,
+        sig_time: u64,
+    ) -> Option<InstanceInfo> {
+        self.with_existing(user, |sessions| {
+            let i = sessions.position(|i| i.session == session)?;
+            let info = &mut sessions.slots[i].info;
+            info.expire_at = expire_at;
+            info.sig_time = sig_time;
+            Some(info.clone())
+        })
+        .flatten()
+    }
+
     /// Removes one session (logout). Returns it if it was still registered (it is not once
     /// kicked or superseded).
     pub fn remove(&self, user: &str, session: SessionId) -> Option<InstanceInfo> {

@@ -19,6 +19,21 @@ pub type OpId = u32;
 /// long to answer a ping before it counts as dead.
 pub const WAKE_PROBE_MS: Millis = 5_000;
 
+/// A renewal starts this long before expiry at most (at most half the UserSig's remaining
+/// lifetime ahead, for short-lived ones).
+pub const RENEW_AHEAD_MS: Millis = 5 * 60_000;
+
+/// After a failed renewal (the page's `getUserSig` rejected, returned garbage, or the server
+/// refused the UserSig), the next try comes this much later; the server ends the session at
+/// expiry if none succeeds.
+pub const RENEW_RETRY_MS: Millis = 5_000;
+
+/// When to renew a UserSig that expires `expires_in` seconds from now.
+pub fn renew_delay(expires_in: u64) -> Millis {
+    let ttl = expires_in.saturating_mul(1_000);
+    ttl - (ttl / 2).min(RENEW_AHEAD_MS)
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub sdkappid: u32,
@@ -36,6 +51,9 @@ pub struct Config {
     pub reconnect_max_ms: Millis,
     /// Seeds the reconnect jitter (the driver passes real randomness; tests a constant).
     pub seed: u64,
+    /// The page can supply fresh UserSigs (`getUserSig`): ask for one ahead of expiry
+    /// ([`Event::RenewUserSig`]) and renew the session without dropping it.
+    pub renew: bool,
 }
 
 impl Config {
@@ -49,6 +67,7 @@ impl Config {
             reconnect_min_ms: 500,
             reconnect_max_ms: 20_000,
             seed: 0x5EED,
+            renew: false,
         }
     }
 }
@@ -102,6 +121,9 @@ pub enum Event {
     NetState(NetState),
     /// `ERROR`: something went wrong outside any call.
     Error(SdkError),
+    /// Time to renew: call the page's `getUserSig`, then [`Session::renew`] with its
+    /// result (or [`Session::renew_failed`]). For the driver; not a page event.
+    RenewUserSig,
     /// A command finished; settle its Promise.
     Done {
         op: OpId,
@@ -198,6 +220,11 @@ pub struct Session {
     dead_at: Option<Millis>,
     /// The last `NET_STATE_CHANGE` emitted, so each change is reported once.
     net: Option<NetState>,
+    /// Renewal: when to ask for a fresh UserSig, the `renew` frame in flight, and whether
+    /// a fresh UserSig waits for the connection to come back.
+    renew_at: Option<Millis>,
+    renew_seq: Option<u32>,
+    renew_unsent: bool,
 }
 
 impl Session {
@@ -220,6 +247,9 @@ impl Session {
             ping_at: None,
             dead_at: None,
             net: None,
+            renew_at: None,
+            renew_seq: None,
+            renew_unsent: false,
         }
     }
 
@@ -293,7 +323,10 @@ impl Session {
             State::Online(_, Link::Waiting { retry_at, .. }) => retry_at,
             _ => None,
         };
-        [self.op_deadline, self.ping_at, self.dead_at, retry]
+        let renew = self
+            .renew_at
+            .filter(|_| matches!(self.state, State::Online(..)));
+        [self.op_deadline, self.ping_at, self.dead_at, retry, renew]
             .into_iter()
             .flatten()
             .min()
@@ -434,6 +467,52 @@ impl Session {
         op
     }
 
+    /// The page's `getUserSig` gave a fresh UserSig: renew the session with it (now, or as
+    /// soon as the connection is back).
+    pub fn renew(&mut self, now: Millis, usersig: &str) {
+        let State::Online(online, link) = &mut self.state else {
+            return;
+        };
+        if usersig.is_empty() {
+            return self.renew_failed(now);
+        }
+        online.usersig = usersig.to_owned();
+        if *link == Link::Up {
+            self.send_renew();
+        } else {
+            self.renew_unsent = true;
+        }
+    }
+
+    /// The page's `getUserSig` failed or gave no UserSig: try again later.
+    pub fn renew_failed(&mut self, now: Millis) {
+        if matches!(self.state, State::Online(..)) {
+            self.renew_seq = None;
+            self.renew_at = Some(now + RENEW_RETRY_MS);
+        }
+    }
+
+    fn send_renew(&mut self) {
+        let State::Online(online, _) = &self.state else {
+            return;
+        };
+        let usersig = online.usersig.clone();
+        let seq = self.new_seq();
+        self.io
+            .push_back(Io::Send(ClientFrame::Renew { seq, usersig }));
+        self.renew_seq = Some(seq);
+        self.renew_unsent = false;
+    }
+
+    /// Schedules the next renewal for a UserSig expiring `expires_in` seconds from now.
+    /// Every session going online calls it, so nothing of an earlier session's renewal
+    /// survives into the next (and renewal state is inert while not online).
+    fn schedule_renewal(&mut self, now: Millis, expires_in: u64) {
+        self.renew_seq = None;
+        self.renew_unsent = false;
+        self.renew_at = self.config.renew.then(|| now + renew_delay(expires_in));
+    }
+
     /// The socket the driver opened for [`Io::Connect`] is open.
     pub fn handle_open(&mut self, now: Millis) {
         if self.socket != Socket::Opening {
@@ -480,6 +559,7 @@ impl Session {
                         expire_at: ok.expire_at,
                     };
                     self.link_up(now, online);
+                    self.schedule_renewal(now, ok.expires_in);
                     self.done(op, Ok(OpOk::Login { repeat: false }));
                     self.events.push_back(Event::Ready);
                 }
@@ -489,6 +569,7 @@ impl Session {
                     online.heartbeat_ms = Millis::from(ok.heartbeat_ms.max(1_000));
                     online.expire_at = ok.expire_at;
                     self.link_up(now, online);
+                    self.schedule_renewal(now, ok.expires_in);
                 }
                 s => self.state = s,
             },
@@ -496,14 +577,34 @@ impl Session {
                 seq,
                 heartbeat_ms,
                 expire_at,
+                expires_in,
             } => match std::mem::replace(&mut self.state, State::Idle) {
                 State::Online(mut online, Link::Resuming { seq: s, .. }) if s == seq => {
                     online.heartbeat_ms = Millis::from(heartbeat_ms.max(1_000));
                     online.expire_at = expire_at;
                     self.link_up(now, online);
+                    if self.renew_unsent {
+                        self.send_renew();
+                    } else if self.renew_seq.is_none() && self.renew_at.is_none() {
+                        self.schedule_renewal(now, expires_in);
+                    }
                 }
                 s => self.state = s,
             },
+            ServerFrame::RenewOk {
+                seq,
+                ticket,
+                expire_at,
+                expires_in,
+            } => {
+                if let State::Online(online, _) = &mut self.state {
+                    if self.renew_seq == Some(seq) {
+                        online.ticket = ticket;
+                        online.expire_at = expire_at;
+                        self.schedule_renewal(now, expires_in);
+                    }
+                }
+            }
             ServerFrame::LogoutOk { seq } => {
                 if matches!(self.state, State::LoggingOut { seq: s, .. } if s == seq) {
                     self.finish_logout();
@@ -618,6 +719,10 @@ impl Session {
                 };
             }
         }
+        if self.renew_at.is_some_and(|t| now >= t) && matches!(self.state, State::Online(..)) {
+            self.renew_at = None;
+            self.events.push_back(Event::RenewUserSig);
+        }
         if let (Some(t), State::Online(online, Link::Up)) = (self.ping_at, &self.state) {
             if now >= t {
                 self.ping_at = Some(now + online.heartbeat_ms);
@@ -708,6 +813,9 @@ impl Session {
 
     /// The server answered request `seq` with an error.
     fn request_failed(&mut self, now: Millis, seq: u32, error: SdkError) {
+        if self.renew_seq == Some(seq) {
+            return self.renew_failed(now);
+        }
         match std::mem::replace(&mut self.state, State::Idle) {
             State::LoggingIn { seq: s, op, .. } if s == seq => {
                 self.op_deadline = None;

@@ -31,6 +31,7 @@ fn online() -> Session {
             ticket: "T1".into(),
             heartbeat_ms: 25_000,
             expire_at: 2_000_000_000,
+            expires_in: 3_600,
         }),
     );
     drain_events(&mut s);
@@ -81,6 +82,7 @@ fn lost_connection_resumes_with_the_ticket_and_the_page_sees_only_net_state() {
             seq,
             heartbeat_ms: 30_000,
             expire_at: 2_000_000_001,
+            expires_in: 3_600,
         },
     );
     assert_eq!(
@@ -171,6 +173,7 @@ fn refused_ticket_falls_back_to_a_login_with_the_kept_usersig() {
             ticket: "T2".into(),
             heartbeat_ms: 25_000,
             expire_at: 9,
+            expires_in: 9,
         }),
     );
     assert_eq!(

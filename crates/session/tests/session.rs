@@ -32,6 +32,7 @@ fn login_ok(seq: u32) -> ServerFrame {
         ticket: "t1".into(),
         heartbeat_ms: 25_000,
         expire_at: 2_000_000_000,
+        expires_in: 3_600,
     })
 }
 

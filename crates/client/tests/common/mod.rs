@@ -20,6 +20,7 @@ pub const QUIET: Duration = Duration::from_millis(300);
 
 pub struct Server {
     pub addr: SocketAddr,
+    config: timd::Config,
     pub state: AppState,
     pub dir: TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -36,14 +37,44 @@ impl Server {
         let mut config = timd::Config::new(APP, KEY);
         config.data_dir = dir.path().join("data");
         tweak(&mut config);
-        let state = AppState::new(config).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let (state, stop, task) = Server::serve(listener, config.clone());
+        Server {
+            addr,
+            config,
+            state,
+            dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    fn serve(
+        listener: tokio::net::TcpListener,
+        config: timd::Config,
+    ) -> (
+        AppState,
+        oneshot::Sender<()>,
+        JoinHandle<std::io::Result<()>>,
+    ) {
+        let state = AppState::new(config).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(timd::run(listener, state.clone(), async move {
             let _ = stopped.await;
         }));
-        Server { addr, state, dir, stop: Some(stop), task: Some(task) }
+        (state, stop, task)
+    }
+
+    /// Stops gracefully (sockets closed with 1012) and starts again on the same address
+    /// and data directory, with an empty registry.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        let (state, stop, task) = Server::serve(listener, self.config.clone());
+        self.state = state;
+        self.stop = Some(stop);
+        self.task = Some(task);
     }
 
     pub fn url(&self) -> String {
@@ -57,7 +88,9 @@ impl Server {
     /// A client logged in as `user`; its queued events (net state, ready) are drained.
     pub async fn online(&self, user: &str, platform: Platform, instance: &str) -> Client {
         let mut c = self.client(platform, instance);
-        c.login(user, &sig(user)).await.unwrap_or_else(|e| panic!("{instance}: {e:?}"));
+        c.login(user, &sig(user))
+            .await
+            .unwrap_or_else(|e| panic!("{instance}: {e:?}"));
         drain(&mut c);
         c
     }
@@ -87,11 +120,18 @@ impl Server {
 }
 
 pub fn settings(policy: LoginPolicy, web: u8, other: u8) -> LoginSettings {
-    LoginSettings { web_instances: web, platform_instances: other, policy }
+    LoginSettings {
+        web_instances: web,
+        platform_instances: other,
+        policy,
+    }
 }
 
 pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// A UserSig for `user` from the test app, valid for an hour.
@@ -135,7 +175,10 @@ pub async fn reconnected(c: &mut Client, within: Duration) -> Vec<Event> {
                     return seen;
                 }
             }
-            _ => panic!("{}: not reconnected within {within:?}; saw {seen:?}", c.instance()),
+            _ => panic!(
+                "{}: not reconnected within {within:?}; saw {seen:?}",
+                c.instance()
+            ),
         }
     }
 }
@@ -144,7 +187,10 @@ pub async fn reconnected(c: &mut Client, within: Duration) -> Vec<Event> {
 pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

@@ -104,7 +104,8 @@ pub fn fields(value: impl Serialize) -> Fields {
 }
 
 async fn handle(state: AppState, limiter: &RateLimiter, request: Request) -> Response {
-    let path = request.uri().path().to_owned();
+    // Caller-chosen: bounded and escaped before it reaches the logs.
+    let path = auth::echo(request.uri().path());
     let result = call(&state, limiter, request).await;
     let mut answer = Fields::new();
     match result {
@@ -118,12 +119,12 @@ async fn handle(state: AppState, limiter: &RateLimiter, request: Request) -> Res
             let code = e.code();
             match &e {
                 RestError::Store(err) => {
-                    tracing::error!(path, code, error = %err, "REST call failed: store")
+                    tracing::error!(path = %path, code, error = %err, "REST call failed: store")
                 }
                 RestError::Timeout | RestError::Internal => {
-                    tracing::warn!(path, code, "REST call failed: {e}")
+                    tracing::warn!(path = %path, code, "REST call failed: {e}")
                 }
-                _ => tracing::info!(path, code, "REST call refused: {e}"),
+                _ => tracing::info!(path = %path, code, "REST call refused: {e}"),
             }
             answer.insert("ActionStatus".into(), "FAIL".into());
             answer.insert("ErrorCode".into(), code.into());

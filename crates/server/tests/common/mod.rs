@@ -32,7 +32,11 @@ pub struct Server {
 impl Server {
     /// Starts a server for app `APP`/`KEY` with `tweak` applied to the config.
     pub async fn start(tweak: impl FnOnce(&mut Config)) -> Server {
-        let dir = tempfile::tempdir().unwrap();
+        Server::start_in(tempfile::tempdir().unwrap(), tweak).await
+    }
+
+    /// Like [`Server::start`] on an existing data directory (a restart).
+    pub async fn start_in(dir: TempDir, tweak: impl FnOnce(&mut Config)) -> Server {
         let mut config = Config::new(APP, KEY);
         config.data_dir = dir.path().join("data");
         // Room for every instance unless a test sets the login settings it is about.
