@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 
-wasm-pack build --release --target web --out-dir pkg --out-name tim_wasm --no-pack . >&2
+wasm-pack build --release --target web --out-dir pkg --out-name tim_wasm --no-pack . -- --no-default-features >&2
 wasm-opt -Oz --strip-debug --strip-producers \
   --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
   --enable-mutable-globals --enable-reference-types --enable-multivalue \

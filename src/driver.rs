@@ -5,10 +5,11 @@
 //! may call back into the SDK), and only the outermost [`pump`] drains the queues, so events
 //! reach handlers in the order the core produced them.
 
-use std::cell::{Cell, RefCell};
-use std::rc::{Rc, Weak};
+use alloc::rc::{Rc, Weak};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
 
-use gloo_timers::callback::Timeout;
 use js_sys::{Function, Promise};
 use tim_session::{Event, Io, OpId, OpOk, SdkError, Session};
 use wasm_bindgen::prelude::*;
@@ -20,6 +21,7 @@ use crate::listeners::Listeners;
 use crate::log;
 use crate::page_events::{PageEvent, PageEvents};
 use crate::socket::Socket;
+use crate::timer::Timeout;
 use crate::wire;
 
 pub type OpResult = Result<OpOk, SdkError>;

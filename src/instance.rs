@@ -10,7 +10,8 @@
 //! origins) the stored id is used as is; the server then supersedes the older socket, which
 //! steps aside (`multipleAccount`) rather than fight. The server decides either way.
 
-use std::cell::Cell;
+use alloc::string::String;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::prelude::*;
@@ -56,24 +57,35 @@ extern "C" {
     fn claim_instance(key: &str) -> Promise;
 }
 
-thread_local! {
-    /// How many `TIM` objects this page created: numbers the storage keys.
-    static CREATED: Cell<u32> = const { Cell::new(0) };
-}
+/// How many `TIM` objects this page created: numbers the storage keys. (An atomic only
+/// to be a plain `static`; a page's wasm runs on one thread.)
+static CREATED: AtomicU32 = AtomicU32::new(0);
 
 /// Starts claiming the id of the next instance of this page for `sdkappid`; the Promise
 /// resolves to `{ id, release }`.
 pub fn claim(sdkappid: u32) -> Promise {
-    let n = CREATED.with(|c| {
-        let n = c.get();
-        c.set(n + 1);
-        n
-    });
+    let n = CREATED.fetch_add(1, Ordering::Relaxed);
     let mut key = String::from("tim-wasm/instance/");
-    key.push_str(&sdkappid.to_string());
+    push_decimal(&mut key, sdkappid);
     key.push('/');
-    key.push_str(&n.to_string());
+    push_decimal(&mut key, n);
     claim_instance(&key)
+}
+
+/// Appends `n` in decimal; `to_string` would pull the formatting machinery into the wasm.
+fn push_decimal(out: &mut String, n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[i..].iter().map(|&d| char::from(d)));
 }
 
 /// The `(id, release)` of a resolved claim.
@@ -85,4 +97,16 @@ pub fn parts(claimed: &JsValue) -> (Option<String>, Option<Function>) {
         .ok()
         .and_then(|v| v.dyn_into::<Function>().ok());
     (id, release)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn decimal() {
+        for n in [0, 7, 10, 1_400_000_000, u32::MAX] {
+            let mut s = alloc::string::String::new();
+            super::push_decimal(&mut s, n);
+            assert_eq!(s, alloc::format!("{n}"));
+        }
+    }
 }

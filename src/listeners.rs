@@ -1,5 +1,7 @@
 //! The page's event handlers: `on(name, handler, context?)` / `off(...)`.
 
+use alloc::string::String;
+use alloc::vec::Vec;
 use js_sys::Function;
 use wasm_bindgen::JsValue;
 

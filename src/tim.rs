@@ -1,6 +1,8 @@
 //! `TIM`: the class pages use, shaped like `tim-js-sdk`'s login surface.
 
-use std::rc::Rc;
+use alloc::borrow::ToOwned;
+use alloc::rc::Rc;
+use alloc::string::String;
 
 use js_sys::{Function, Promise, Reflect};
 use tim_proto::{Platform, EVENTS, TYPES};
@@ -27,7 +29,7 @@ impl TIM {
     pub fn create(options: JsValue) -> TIM {
         let sdkappid = get(&options, "SDKAppID")
             .as_f64()
-            .filter(|n| n.fract() == 0.0 && *n >= 1.0 && *n <= f64::from(u32::MAX))
+            .filter(|&n| n >= 1.0 && n <= f64::from(u32::MAX) && f64::from(n as u32) == n)
             .map_or(0, |n| n as u32);
         let base = get(&options, "serverURL")
             .as_string()

@@ -5,6 +5,7 @@
 //! are those of `tim_proto::frame` (serde, externally tagged); the browser test
 //! `wire_matches_serde` checks both directions against serde_json, so they cannot drift.
 
+use alloc::string::String;
 use js_sys::{Reflect, JSON};
 use tim_proto::{ClientFrame, ErrorFrame, KickReason, LoginOk, ServerFrame};
 use wasm_bindgen::JsValue;
@@ -109,7 +110,8 @@ fn field(obj: &JsValue, key: &str) -> Option<JsValue> {
 /// A non-negative integer no larger than 2^53 (JSON numbers are doubles).
 fn uint(obj: &JsValue, key: &str) -> Option<u64> {
     let n = field(obj, key)?.as_f64()?;
-    (n >= 0.0 && n.fract() == 0.0 && n <= 9_007_199_254_740_992.0).then_some(n as u64)
+    // Whole numbers only: the round trip through u64 is exact exactly for those.
+    (n >= 0.0 && n <= 9_007_199_254_740_992.0 && (n as u64) as f64 == n).then_some(n as u64)
 }
 
 fn u32_of(obj: &JsValue, key: &str) -> Option<u32> {

@@ -493,12 +493,20 @@ async fn a_server_restart_resumes_everyone() {
     // Groups of three instances of one user that fit together: Web, Web, one device.
     for i in 0..10 {
         let user = format!("user{}", i / 3);
-        let platform = if i % 3 < 2 { Web } else { PLATFORMS[1 + (i / 3) % 5] };
+        let platform = if i % 3 < 2 {
+            Web
+        } else {
+            PLATFORMS[1 + (i / 3) % 5]
+        };
         clients.push(server.online(&user, platform, &format!("c{i}")).await);
     }
     tokio::time::sleep(QUIET).await;
     for c in &mut clients {
-        assert!(drain(c).is_empty(), "{}: the setup kicks nobody", c.instance());
+        assert!(
+            drain(c).is_empty(),
+            "{}: the setup kicks nobody",
+            c.instance()
+        );
     }
     server.restart().await;
     for c in &mut clients {

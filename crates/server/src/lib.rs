@@ -111,6 +111,11 @@ pub async fn run(
     let signal_state = state.clone();
     let sweeper = tokio::spawn(sweep_registry(state.clone()));
     let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    // No Nagle: a `kicked` frame must not wait for the ACK of the frame before it (the
+    // peer's delayed ACK would add up to 40 ms to kick delivery).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, service)
         .with_graceful_shutdown(async move {
             shutdown.await;

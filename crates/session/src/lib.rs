@@ -10,6 +10,9 @@
 //! Every command returns an [`OpId`]; its outcome always arrives later as [`Event::Done`], so a
 //! driver can settle every Promise from one place.
 
+#![no_std]
+extern crate alloc;
+
 mod backoff;
 mod session;
 

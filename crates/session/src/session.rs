@@ -1,4 +1,7 @@
-use std::collections::VecDeque;
+use alloc::borrow::ToOwned;
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use core::mem;
 
 use tim_proto::{
     close, is_valid_user_id, ClientFrame, ErrorFrame, KickReason, Login, NetState, Platform,
@@ -339,7 +342,7 @@ impl Session {
             self.done(op, Err(e));
             return op;
         }
-        match std::mem::replace(&mut self.state, State::Idle) {
+        match mem::replace(&mut self.state, State::Idle) {
             State::Destroyed => {
                 self.state = State::Destroyed;
                 self.done(op, Err(destroyed()));
@@ -387,7 +390,7 @@ impl Session {
     /// `tim.logout()`: ends this instance's session only.
     pub fn logout(&mut self, now: Millis) -> OpId {
         let op = self.new_op();
-        match std::mem::replace(&mut self.state, State::Idle) {
+        match mem::replace(&mut self.state, State::Idle) {
             State::Destroyed => {
                 self.state = State::Destroyed;
                 self.done(op, Err(destroyed()));
@@ -439,7 +442,7 @@ impl Session {
     /// fails with `INVALID_OPERATION`.
     pub fn destroy(&mut self, _now: Millis) -> OpId {
         let op = self.new_op();
-        match std::mem::replace(&mut self.state, State::Destroyed) {
+        match mem::replace(&mut self.state, State::Destroyed) {
             State::Destroyed => {
                 self.done(op, Err(destroyed()));
                 return op;
@@ -519,7 +522,7 @@ impl Session {
             return;
         }
         self.socket = Socket::Open;
-        match std::mem::replace(&mut self.state, State::Idle) {
+        match mem::replace(&mut self.state, State::Idle) {
             State::Connecting { user, usersig, op } => {
                 self.net_state(NetState::Connected);
                 self.send_login(now, &user, &usersig, op);
@@ -544,7 +547,7 @@ impl Session {
             self.dead_at = Some(now + 2 * online.heartbeat_ms);
         }
         match frame {
-            ServerFrame::LoginOk(ok) => match std::mem::replace(&mut self.state, State::Idle) {
+            ServerFrame::LoginOk(ok) => match mem::replace(&mut self.state, State::Idle) {
                 State::LoggingIn {
                     user,
                     usersig,
@@ -578,7 +581,7 @@ impl Session {
                 heartbeat_ms,
                 expire_at,
                 expires_in,
-            } => match std::mem::replace(&mut self.state, State::Idle) {
+            } => match mem::replace(&mut self.state, State::Idle) {
                 State::Online(mut online, Link::Resuming { seq: s, .. }) if s == seq => {
                     online.heartbeat_ms = Millis::from(heartbeat_ms.max(1_000));
                     online.expire_at = expire_at;
@@ -680,7 +683,7 @@ impl Session {
     pub fn handle_timeout(&mut self, now: Millis) {
         if self.op_deadline.is_some_and(|t| now >= t) {
             self.op_deadline = None;
-            match std::mem::replace(&mut self.state, State::Idle) {
+            match mem::replace(&mut self.state, State::Idle) {
                 State::Connecting { op, .. } | State::LoggingIn { op, .. } => {
                     self.close_socket();
                     self.done(
@@ -713,7 +716,7 @@ impl Session {
             if retry_at.is_some_and(|t| now >= t) {
                 self.socket = Socket::Opening;
                 self.io.push_back(Io::Connect);
-                self.state = match std::mem::replace(&mut self.state, State::Idle) {
+                self.state = match mem::replace(&mut self.state, State::Idle) {
                     State::Online(online, _) => State::Online(online, Link::Opening { attempt }),
                     s => s,
                 };
@@ -771,8 +774,7 @@ impl Session {
 
     /// `Connecting` on a socket that is already open: send the login right away.
     fn handle_open_again(&mut self, now: Millis) {
-        if let State::Connecting { user, usersig, op } =
-            std::mem::replace(&mut self.state, State::Idle)
+        if let State::Connecting { user, usersig, op } = mem::replace(&mut self.state, State::Idle)
         {
             self.send_login(now, &user, &usersig, op);
         }
@@ -816,7 +818,7 @@ impl Session {
         if self.renew_seq == Some(seq) {
             return self.renew_failed(now);
         }
-        match std::mem::replace(&mut self.state, State::Idle) {
+        match mem::replace(&mut self.state, State::Idle) {
             State::LoggingIn { seq: s, op, .. } if s == seq => {
                 self.op_deadline = None;
                 self.close_socket();
@@ -855,7 +857,7 @@ impl Session {
     fn connection_lost(&mut self, now: Millis) {
         self.stop_heartbeat();
         self.socket = Socket::Closed;
-        match std::mem::replace(&mut self.state, State::Idle) {
+        match mem::replace(&mut self.state, State::Idle) {
             State::Connecting { op, .. } | State::LoggingIn { op, .. } => {
                 self.op_deadline = None;
                 self.net_state(NetState::Disconnected);
@@ -889,7 +891,7 @@ impl Session {
     }
 
     fn finish_logout(&mut self) {
-        let State::LoggingOut { op, .. } = std::mem::replace(&mut self.state, State::Idle) else {
+        let State::LoggingOut { op, .. } = mem::replace(&mut self.state, State::Idle) else {
             return;
         };
         self.op_deadline = None;
@@ -899,7 +901,7 @@ impl Session {
     }
 
     fn kick(&mut self, reason: KickReason) {
-        match std::mem::replace(&mut self.state, State::Kicked(reason)) {
+        match mem::replace(&mut self.state, State::Kicked(reason)) {
             State::Online(..) => {}
             State::LoggingOut { op, .. } => self.done(op, Ok(OpOk::Logout)),
             State::Connecting { op, .. } | State::LoggingIn { op, .. } => {

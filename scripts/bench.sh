@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Benchmarks with native clients against the real timd binary (release build, profile
+# `server`), on loopback. Prints figures; they are not pass/fail tests, but the script exits
+# non-zero if a run saw something wrong (a missing kick, a spurious kick, a lost session).
+#
+#   scripts/bench.sh                 # both: kick, then restart
+#   scripts/bench.sh kick [ARGS]     # kick delivery latency (tim-bench kick --help)
+#   scripts/bench.sh restart [ARGS]  # 10,000 sessions through a SIGTERM and a kill -9 restart
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -f scripts/env.sh ] && . scripts/env.sh
+cargo build --profile server -p timd -p tim-bench --quiet
+bench=target/server/tim-bench
+# Each side of 10,000 loopback sockets needs as many descriptors (tim-bench raises its soft
+# limit to the hard one too; timd inherits it).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+what=${1:-all}
+[ $# -gt 0 ] && shift
+case "$what" in
+  kick) exec "$bench" kick "$@" ;;
+  restart) exec "$bench" restart "$@" ;;
+  all)
+    "$bench" kick --kicks 1000
+    "$bench" kick --kicks 1000 --pairs 8
+    "$bench" restart --sessions 10000
+    ;;
+  *) echo "usage: $0 [kick|restart|all] [ARGS]" >&2; exit 2 ;;
+esac
