@@ -47,7 +47,7 @@ pub use tim_session::{Config, Event, OpOk, SdkError};
 pub type OpResult = Result<OpOk, SdkError>;
 
 type Ws = WebSocketStream<TcpStream>;
-type Connecting = Pin<Box<dyn Future<Output = Result<Ws, String>> + Send>>;
+type Connecting = Pin<Box<dyn Future<Output = Result<Box<Ws>, String>> + Send>>;
 
 /// How long a graceful close (ours) waits for the server's close before dropping the TCP
 /// connection.
@@ -433,7 +433,7 @@ struct Driver {
 /// What woke the driver.
 enum Wake {
     Command(Option<Command>),
-    Connected(Result<Ws, String>),
+    Connected(Result<Box<Ws>, String>),
     Message(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
     Renewed(Option<String>),
     Timer,
@@ -476,7 +476,7 @@ impl Driver {
                     self.connecting = None;
                     match result {
                         Ok(ws) => {
-                            self.socket = Some(ws);
+                            self.socket = Some(*ws);
                             self.close_code = None;
                             self.session.handle_open(now);
                         }
@@ -543,10 +543,9 @@ impl Driver {
     ) {
         match message {
             Some(Ok(Message::Text(text))) => {
-                match serde_json::from_str::<ServerFrame>(text.as_str()) {
-                    Ok(frame) => self.session.handle_frame(now, frame),
-                    // A newer server may send frames this client does not know: ignore them.
-                    Err(_) => {}
+                // A newer server may send frames this client does not know: ignore them.
+                if let Ok(frame) = serde_json::from_str::<ServerFrame>(text.as_str()) {
+                    self.session.handle_frame(now, frame);
                 }
             }
             Some(Ok(Message::Close(frame))) => {
@@ -649,7 +648,7 @@ async fn connect(
     endpoint: Result<Endpoint, String>,
     bind: Option<IpAddr>,
     limit: Duration,
-) -> Result<Ws, String> {
+) -> Result<Box<Ws>, String> {
     let endpoint = endpoint?;
     let attempt = async {
         let addr: SocketAddr = tokio::net::lookup_host(&endpoint.authority)
@@ -680,14 +679,14 @@ async fn connect(
         )
         .await
         .map_err(|e| e.to_string())?;
-        Ok(ws)
+        Ok(Box::new(ws))
     };
     tokio::time::timeout(limit, attempt)
         .await
         .unwrap_or_else(|_| Err("connect timed out".into()))
 }
 
-async fn connect_done(connecting: &mut Option<Connecting>) -> Result<Ws, String> {
+async fn connect_done(connecting: &mut Option<Connecting>) -> Result<Box<Ws>, String> {
     match connecting {
         Some(f) => f.await,
         None => std::future::pending().await,

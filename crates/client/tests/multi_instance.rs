@@ -633,3 +633,40 @@ async fn two_clients_logging_in_repeatedly_end_with_exactly_one_online() {
     let bound = 2 * (run.as_millis() / period.as_millis()) as u32;
     assert!(kicks <= bound, "{kicks} kicks > {bound}");
 }
+
+/// Kick delivery is not held back by Nagle's algorithm: with it, the `kicked` frame waits
+/// for the ACK of the previous frame, which the client delays by up to 40 ms (a mean of
+/// ~20 ms over many kicks). `tim-bench kick` measures the real figure.
+#[tokio::test]
+async fn kicks_arrive_without_a_delayed_ack_wait() {
+    let server = Server::start(settings(LoginPolicy::Dual, 1, 1)).await;
+    let usersig = sig("alice");
+    let mut a = server.client(Web, "a");
+    let mut b = server.client(Web, "b");
+    a.login("alice", &usersig).await.unwrap();
+    let mut total = Duration::ZERO;
+    let rounds = 30;
+    for round in 0..rounds {
+        let (new, old) = if round % 2 == 0 {
+            (&mut b, &mut a)
+        } else {
+            (&mut a, &mut b)
+        };
+        new.login("alice", &usersig).await.unwrap();
+        let sent = new.last_login_sent().unwrap();
+        let at = loop {
+            match tokio::time::timeout(WAIT, old.next_event_at()).await {
+                Ok(Some((at, Event::Kicked(_)))) => break at,
+                Ok(Some(_)) => continue,
+                other => panic!("round {round}: no kick: {other:?}"),
+            }
+        };
+        total += at.saturating_duration_since(sent);
+        drain(new);
+    }
+    let mean = total / rounds;
+    assert!(
+        mean < Duration::from_millis(10),
+        "mean kick delivery {mean:?}"
+    );
+}

@@ -234,15 +234,18 @@ impl Connection {
                     .await;
             }
         };
-        let refused = if self.state.kicks().revokes(&claims.user, claims.sig_time) {
-            // A REST kick after this session's UserSig was issued.
-            Err(ResumeRefused::Kicked(KickReason::RestApi))
-        } else if claims.expire_at <= now {
+        let kicks = self.state.kicks();
+        let refused = if claims.expire_at <= now {
             Err(ResumeRefused::Kicked(KickReason::UserSigExpired))
         } else {
-            self.state
-                .registry()
-                .resume(&claims, self.outbox.clone(), &self.state.config().login)
+            // A REST kick after this session's UserSig was issued refuses it (checked under
+            // the user's lock, so a concurrent kick cannot slip between).
+            self.state.registry().resume_unless(
+                &claims,
+                self.outbox.clone(),
+                &self.state.config().login,
+                || kicks.revokes(&claims.user, claims.sig_time),
+            )
         };
         match refused {
             Ok(info) => {
@@ -303,25 +306,34 @@ impl Connection {
             .login()
             .check(&login, unix_now())
             .map_err(|e| (log_user.clone(), e))?;
+        // In the store's job order: a delete or kick committed before this cannot be undone
+        // by a login checked just before it.
         let new_account = self
             .state
             .store()
-            .register_account(&login.user)
+            .register_unless_revoked(&login.user, claims.time)
             .await
-            .map_err(|e| (log_user.clone(), LoginError::Store(e)))?;
+            .map_err(|e| (log_user.clone(), LoginError::Store(e)))?
+            .ok_or((log_user.clone(), LoginError::Revoked))?;
         let config = self.state.config();
         let expire_at = claims.time.saturating_add(claims.expire);
-        let (info, kicked) = self.state.registry().login(
-            NewSession {
-                user: login.user.clone(),
-                instance: login.instance.clone(),
-                platform: login.platform,
-                expire_at,
-                sig_time: claims.time,
-                outbox: self.outbox.clone(),
-            },
-            &config.login,
-        );
+        let kicks = self.state.kicks();
+        let (info, kicked) = self
+            .state
+            .registry()
+            .login_unless(
+                NewSession {
+                    user: login.user.clone(),
+                    instance: login.instance.clone(),
+                    platform: login.platform,
+                    expire_at,
+                    sig_time: claims.time,
+                    outbox: self.outbox.clone(),
+                },
+                &config.login,
+                || kicks.revokes(&login.user, claims.time),
+            )
+            .ok_or((log_user, LoginError::Revoked))?;
         let now = unix_now();
         let ticket = self.ticket_for(&info, now);
         tracing::info!(

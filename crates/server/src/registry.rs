@@ -311,9 +311,26 @@ impl Registry {
         new: NewSession,
         settings: &LoginSettings,
     ) -> (InstanceInfo, Vec<InstanceInfo>) {
+        self.login_unless(new, settings, || false)
+            .expect("never revoked")
+    }
+
+    /// [`Registry::login`], unless `revoked()` — asked under the user's lock, before anyone
+    /// is evicted — says the UserSig was revoked meanwhile (a REST kick or delete landing
+    /// between the login's checks and now). A kick updates the revocations before it takes
+    /// this lock, so either the login sees it here, or the kick finds the new session.
+    pub fn login_unless(
+        &self,
+        new: NewSession,
+        settings: &LoginSettings,
+        revoked: impl FnOnce() -> bool,
+    ) -> Option<(InstanceInfo, Vec<InstanceInfo>)> {
         let session = self.new_session_id();
         let now_ms = unix_ms();
         self.with_user(&new.user.clone(), |sessions| {
+            if revoked() {
+                return None;
+            }
             if let Some(i) = sessions.position(|i| i.instance == new.instance) {
                 let old = sessions.slots.remove(i);
                 old.notify(SocketCommand::Superseded {
@@ -336,7 +353,7 @@ impl Registry {
                 info: info.clone(),
                 link: Link::Attached(new.outbox),
             });
-            (info, kicked)
+            Some((info, kicked))
         })
     }
 
@@ -349,8 +366,23 @@ impl Registry {
         outbox: Outbox,
         settings: &LoginSettings,
     ) -> Result<InstanceInfo, ResumeRefused> {
+        self.resume_unless(claims, outbox, settings, || false)
+    }
+
+    /// [`Registry::resume`], refused as a REST kick if `revoked()` (asked under the user's
+    /// lock, as in [`Registry::login_unless`]).
+    pub fn resume_unless(
+        &self,
+        claims: &TicketClaims,
+        outbox: Outbox,
+        settings: &LoginSettings,
+        revoked: impl FnOnce() -> bool,
+    ) -> Result<InstanceInfo, ResumeRefused> {
         let session = self.new_session_id();
         self.with_user(&claims.user, |sessions| {
+            if revoked() {
+                return Err(ResumeRefused::Kicked(KickReason::RestApi));
+            }
             if let Some(t) = sessions
                 .tombstones
                 .iter()

@@ -215,3 +215,27 @@ async fn a_bad_renewal_is_refused_with_its_code_and_expiry_then_ends_the_session
     );
     assert_eq!(recv_close(&mut ws).await, close::KICKED);
 }
+
+#[tokio::test]
+async fn a_rest_kick_while_away_is_learned_on_resume() {
+    let server = Server::start(|_| {}).await;
+    let mut ws = server.connect().await;
+    let t = now();
+    let usersig = tim_usersig::generate(APP, KEY, "alice", t - 10, 3600);
+    send(&mut ws, &login(1, "alice", &usersig, "tab")).await;
+    let ServerFrame::LoginOk(ok) = recv(&mut ws).await else { panic!("login_ok") };
+    drop(ws);
+    eventually("away", || {
+        server.state.registry().instances("alice").iter().any(|i| !i.attached)
+    })
+    .await;
+    // What the REST kick does first: revoke every UserSig issued up to now.
+    server.state.kicks().record("alice", t - 5);
+    let mut ws = server.connect().await;
+    send(&mut ws, &resume(2, &ok.ticket)).await;
+    assert_eq!(
+        recv(&mut ws).await,
+        ServerFrame::Kicked { reason: KickReason::RestApi }
+    );
+    assert_eq!(recv_close(&mut ws).await, close::KICKED);
+}
