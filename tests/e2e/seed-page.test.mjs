@@ -5,45 +5,20 @@
 // Needs pkg/ built (scripts/build-pkg.sh) and target/debug/timd (scripts/test.sh does both).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
-import { launch, freePort, waitFor } from './webdriver.mjs';
+import { launch, waitFor } from './webdriver.mjs';
+import { startTimd, official, uniqueUser, SDKAPPID, TLSSigAPIv2 } from './timd.mjs';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const require = createRequire(path.join(root, 'tools/package.json'));
-const TLSSigAPIv2 = require('tls-sig-api-v2');
-
-const SDKAPPID = 1400054321;
-const KEY = 'e2e-secret-key-made-for-this-test-run';
-const official = new TLSSigAPIv2.Api(SDKAPPID, KEY);
 const wrongKey = new TLSSigAPIv2.Api(SDKAPPID, 'not-the-key');
 
 let timd;
 let origin;
-let dataDir;
 
 before(async () => {
-  const port = await freePort();
-  dataDir = mkdtempSync(path.join(tmpdir(), 'tim-e2e-'));
-  origin = `http://127.0.0.1:${port}`;
-  timd = spawn(path.join(root, 'target/debug/timd'), ['serve', '--demo', '--listen', `127.0.0.1:${port}`,
-    '--sdkappid', String(SDKAPPID), '--key', KEY, '--data-dir', dataDir,
-    '--www-dir', path.join(root, 'tests/e2e/pages'), '--pkg-dir', path.join(root, 'pkg')],
-  { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, RUST_LOG: 'warn' } });
-  await waitFor(async () => (await fetch(`${origin}/healthz`)).ok, { what: 'timd' });
+  timd = await startTimd();
+  origin = timd.origin;
 });
 
-after(() => {
-  timd?.kill();
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-});
-
-let n = 0;
-const uniqueUser = (tag) => `${tag}_${process.pid}_${++n}`;
+after(() => timd?.stop());
 
 for (const browser of ['chrome', 'firefox']) {
   test(`seed page in ${browser}: login, repeat login, errors, logout, destroy`, { timeout: 120000 }, async () => {

@@ -124,6 +124,7 @@ fn raise_fd_limit() {
     }
 }
 
+#[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every target
 fn fd_limit() -> u64 {
     // SAFETY: as above.
     unsafe {

@@ -132,17 +132,20 @@ async fn policy_table_every_platform_pair() {
 }
 
 /// Several platforms online at once: only the conflicting ones go.
+/// (policy, Web limit, online in login order, newcomer, who is kicked and why).
+type Case = (
+    LoginPolicy,
+    u8,
+    &'static [Platform],
+    Platform,
+    &'static [(usize, KickReason)],
+);
+
 #[tokio::test]
 async fn policy_with_several_instances_online() {
     use KickReason::{MultipleAccount as Acct, MultipleDevice as Dev};
     // (policy, Web limit, online in login order, newcomer, who is kicked and why)
-    let cases: [(
-        LoginPolicy,
-        u8,
-        &[Platform],
-        Platform,
-        &[(usize, KickReason)],
-    ); 6] = [
+    let cases: [Case; 6] = [
         (
             LoginPolicy::Triple,
             1,

@@ -1,0 +1,154 @@
+// Multi-instance behaviour in REAL browser tabs (Chromium and Firefox through WebDriver): the
+// seed's scenario with Online Web Instances = 2, logout and reload leaving the sibling alone,
+// two tabs fighting over one slot, and the kick delivery latency between tabs.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { launch, waitFor } from './webdriver.mjs';
+import { startTimd, official, uniqueUser, SDKAPPID } from './timd.mjs';
+
+let two; // --web-instances 2 --login-policy single
+let one; // the defaults: one Web instance
+
+before(async () => {
+  [two, one] = await Promise.all([
+    startTimd(['--web-instances', '2', '--login-policy', 'single']),
+    startTimd([]),
+  ]);
+});
+
+after(async () => {
+  await Promise.all([two?.stop(), one?.stop()]);
+});
+
+const tabUrl = (server, user, sig) => {
+  const q = new URLSearchParams({ sdkappid: String(SDKAPPID) });
+  if (user) { q.set('user', user); q.set('sig', sig); }
+  return `${server.origin}/tab.html?${q}`;
+};
+
+/** Opens `url` in a new tab (or the current one for the first) and waits for its login. */
+async function openTab(b, url, { first = false } = {}) {
+  const handle = first ? await b.handle() : await b.newTab();
+  await b.switchTo(handle);
+  await b.navigate(url);
+  await waitFor(() => b.run(() => window.pageReady === true), { what: 'tab page' });
+  const res = await b.run(() => window.autoLogin);
+  assert.equal(res && res.actionStatus, 'OK', `login in the tab: ${JSON.stringify(res)}`);
+  return handle;
+}
+
+async function inTab(b, handle, fn, ...args) {
+  await b.switchTo(handle);
+  return b.run(fn, ...args);
+}
+
+const kickTypes = (b, h) => inTab(b, h, () => kicks().map((e) => e.detail));
+
+for (const browser of ['chrome', 'firefox']) {
+  test(`${browser}: the seed scenario in three tabs (Online Web Instances = 2)`, { timeout: 120000 }, async () => {
+    const b = await launch(browser);
+    try {
+      const user = uniqueUser('tabs');
+      const url = tabUrl(two, user, official.genSig(user, 600));
+      const a1 = await openTab(b, url, { first: true });
+      const a2 = await openTab(b, url);
+      const a3 = await openTab(b, url);
+      await b.switchTo(a1);
+      await waitFor(() => b.run(() => kicks().length > 0), { what: 'a1 kicked' });
+      assert.deepEqual(await kickTypes(b, a1), ['multipleAccount']);
+      assert.equal(await inTab(b, a1, () => tim.isReady()), false);
+      for (const h of [a2, a3]) {
+        assert.equal(await inTab(b, h, () => tim.isReady()), true);
+        assert.deepEqual(await kickTypes(b, h), []);
+      }
+      // Three tabs, three distinct instance ids.
+      const ids = new Set();
+      for (const h of [a1, a2, a3]) (await inTab(b, h, () => instanceIds())).forEach((id) => ids.add(id));
+      assert.equal(ids.size, 3);
+    } finally {
+      await b.quit();
+    }
+  });
+
+  test(`${browser}: logout and reload of one tab leave its sibling alone`, { timeout: 120000 }, async () => {
+    const b = await launch(browser);
+    try {
+      const user = uniqueUser('reload');
+      const url = tabUrl(two, user, official.genSig(user, 600));
+      const a1 = await openTab(b, url, { first: true });
+      const a2 = await openTab(b, url);
+      await inTab(b, a1, () => tim.logout());
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(await inTab(b, a2, () => tim.isReady()), true);
+      assert.deepEqual(await inTab(b, a2, () => events.map((e) => e.name)), ['netStateChange', 'netStateChange', 'sdkStateReady']);
+      await inTab(b, a1, (u, s) => doLogin(u, s), user, official.genSig(user, 600));
+
+      // Reload a2: same instance id, logs in again, a1 untouched.
+      const before = await inTab(b, a2, () => instanceIds());
+      await b.navigate(url);
+      await waitFor(() => b.run(() => window.pageReady === true), { what: 'reloaded tab' });
+      assert.equal((await b.run(() => window.autoLogin)).actionStatus, 'OK');
+      assert.deepEqual(await b.run(() => instanceIds()), before, 'a reload keeps the instance id');
+      await new Promise((r) => setTimeout(r, 500));
+      assert.deepEqual(await kickTypes(b, a1), [], 'the sibling was not kicked');
+      assert.equal(await inTab(b, a1, () => tim.isReady()), true);
+    } finally {
+      await b.quit();
+    }
+  });
+
+  test(`${browser}: two tabs fighting over one slot for 10 s end with exactly one online`, { timeout: 120000 }, async (t) => {
+    const b = await launch(browser);
+    try {
+      const user = uniqueUser('fight');
+      const sig = official.genSig(user, 600);
+      const url = tabUrl(one, user, sig);
+      const x = await openTab(b, url, { first: true });
+      const y = await openTab(b, url);
+      const until = Date.now() + 10_000;
+      for (const h of [x, y]) await inTab(b, h, (u, s, end) => fight(u, s, end), user, sig, until);
+      // Start the fight: x logs in again, kicking y, which logs in again, ...
+      await inTab(b, x, (u, s) => doLogin(u, s), user, sig);
+      await new Promise((r) => setTimeout(r, until - Date.now() + 3_000));
+      const ready = [await inTab(b, x, () => tim.isReady()), await inTab(b, y, () => tim.isReady())];
+      const kicks = (await kickTypes(b, x)).length + (await kickTypes(b, y)).length;
+      const logins = (await inTab(b, x, () => fightLogins)) + (await inTab(b, y, () => fightLogins));
+      t.diagnostic(`${browser}: ${kicks} kicks and ${logins} re-logins in 10 s; online at the end: ${ready}`);
+      assert.equal(ready.filter(Boolean).length, 1, `exactly one online: ${ready}`);
+      // Every kick was caused by one login of the other tab: no kick without a login (the two
+      // logins outside the fight: y's page load, and x's opening move).
+      assert.ok(kicks <= logins + 2, `${kicks} kicks for ${logins} logins`);
+      assert.ok(kicks >= 2, 'they did fight');
+    } finally {
+      await b.quit();
+    }
+  });
+
+  test(`${browser}: kick delivery between tabs, 120 kicks`, { timeout: 180000 }, async (t) => {
+    const b = await launch(browser);
+    try {
+      const user = uniqueUser('latency');
+      const sig = official.genSig(user, 600);
+      const url = tabUrl(one, user, sig);
+      const tabs = [await openTab(b, url, { first: true }), await openTab(b, url)];
+      await waitFor(async () => (await kickTypes(b, tabs[0])).length === 1, { what: 'first kick' });
+      const latencies = [];
+      for (let i = 0; i < 120; i++) {
+        const kicker = tabs[i % 2];
+        const victim = tabs[(i + 1) % 2];
+        const seen = (await kickTypes(b, victim)).length;
+        const { at } = await inTab(b, kicker, (u, s) => doLogin(u, s), user, sig);
+        await b.switchTo(victim);
+        await waitFor(() => b.run((n) => kicks().length > n, seen), { what: `kick ${i}` });
+        const kickedAt = await b.run((n) => kicks()[n].at, seen);
+        latencies.push(kickedAt - at);
+      }
+      latencies.sort((p, q) => p - q);
+      const pct = (p) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))];
+      t.diagnostic(`${browser}: kick delivery over ${latencies.length} kicks: p50 ${pct(0.5).toFixed(2)} ms, p99 ${pct(0.99).toFixed(2)} ms, max ${latencies.at(-1).toFixed(2)} ms (from the login call in one tab to KICKED_OUT in the other)`);
+      assert.equal(latencies.length, 120);
+    } finally {
+      await b.quit();
+    }
+  });
+}
