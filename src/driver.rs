@@ -19,7 +19,7 @@ use crate::instance;
 use crate::js;
 use crate::listeners::Listeners;
 use crate::log;
-use crate::page_events::{PageEvent, PageEvents};
+use crate::page_events::{self, PageEvent, PageEvents};
 use crate::socket::Socket;
 use crate::timer::Timeout;
 use crate::wire;
@@ -94,10 +94,14 @@ impl Driver {
                 let mut session = d.session.borrow_mut();
                 match event {
                     PageEvent::Offline => session.handle_offline(now),
-                    PageEvent::Online | PageEvent::Visible => session.handle_wake(now),
+                    PageEvent::Online => session.handle_online(now),
+                    PageEvent::Visible => session.handle_wake(now),
                 }
             })
         }));
+        if page_events::offline_now() {
+            driver.session.borrow_mut().handle_offline(now_ms());
+        }
         let weak = Rc::downgrade(&driver);
         let apply: Function = Closure::once_into_js(move |claimed: JsValue| {
             if let Some(d) = weak.upgrade() {

@@ -17,6 +17,13 @@ pub enum PageEvent {
     Visible,
 }
 
+/// `navigator.onLine === false` (where there is a navigator).
+pub fn offline_now() -> bool {
+    let navigator =
+        Reflect::get(&js_sys::global(), &"navigator".into()).unwrap_or(JsValue::UNDEFINED);
+    navigator.is_object() && Reflect::get(&navigator, &"onLine".into()).ok() == Some(JsValue::FALSE)
+}
+
 struct Listener {
     target: EventTarget,
     name: &'static str,

@@ -17,25 +17,58 @@ export const KEY = 'e2e-secret-key-made-for-this-test-run';
 /** Tencent's official Node generator, for this app. */
 export const official = new TLSSigAPIv2.Api(SDKAPPID, KEY);
 
-/** Starts timd with `args` added; returns { origin, stop() }. */
+function exited(child) {
+  return new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', r)));
+}
+
+/** Starts timd with `args` added; returns { origin, port, restart(), stop() }. */
 export async function startTimd(args = []) {
   const port = await freePort();
   const dataDir = mkdtempSync(path.join(tmpdir(), 'tim-e2e-'));
   const origin = `http://127.0.0.1:${port}`;
-  const child = spawn(path.join(root, 'target/debug/timd'), ['serve', '--demo', '--listen', `127.0.0.1:${port}`,
-    '--sdkappid', String(SDKAPPID), '--key', KEY, '--data-dir', dataDir,
-    '--www-dir', path.join(root, 'tests/e2e/pages'), '--pkg-dir', path.join(root, 'pkg'), ...args],
-  { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' } });
-  await waitFor(async () => (await fetch(`${origin}/healthz`)).ok, { what: 'timd' });
+  const spawnTimd = async () => {
+    const child = spawn(path.join(root, 'target/debug/timd'), ['serve', '--demo', '--listen', `127.0.0.1:${port}`,
+      '--sdkappid', String(SDKAPPID), '--key', KEY, '--data-dir', dataDir,
+      '--www-dir', path.join(root, 'tests/e2e/pages'), '--pkg-dir', path.join(root, 'pkg'), ...args],
+    { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' } });
+    await waitFor(async () => (await fetch(`${origin}/healthz`)).ok, { what: 'timd' });
+    return child;
+  };
+  let child = await spawnTimd();
   return {
     origin,
     port,
-    child,
+    /** Stops timd (SIGTERM, or SIGKILL for a crash) and starts it again on the same port
+     * and data; resolves once the new one answers. */
+    async restart({ crash = false } = {}) {
+      child.kill(crash ? 'SIGKILL' : 'SIGTERM');
+      await exited(child);
+      child = await spawnTimd();
+    },
     async stop() {
       child.kill('SIGTERM');
-      await new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', r)));
+      await exited(child);
       rmSync(dataDir, { recursive: true, force: true });
     },
+  };
+}
+
+/** Starts the Rust test proxy (tests/proxy) in front of `upstreamPort`. */
+export async function startProxy(upstreamPort) {
+  const [port, control] = [await freePort(), await freePort()];
+  const child = spawn(path.join(root, 'target/debug/tim-testproxy'), ['--listen', `127.0.0.1:${port}`,
+    '--upstream', `127.0.0.1:${upstreamPort}`, '--control', `127.0.0.1:${control}`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise((resolve, reject) => {
+    child.stdout.once('data', resolve);
+    child.once('exit', () => reject(new Error('proxy exited')));
+  });
+  const mode = async (m) => { if (!(await fetch(`http://127.0.0.1:${control}/${m}`, { method: 'POST' })).ok) throw new Error(m); };
+  return {
+    url: `ws://127.0.0.1:${port}`,
+    pass: () => mode('pass'),
+    cut: () => mode('cut'),
+    blackhole: () => mode('blackhole'),
+    stop: () => child.kill(),
   };
 }
 

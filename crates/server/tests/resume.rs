@@ -223,10 +223,17 @@ async fn a_rest_kick_while_away_is_learned_on_resume() {
     let t = now();
     let usersig = tim_usersig::generate(APP, KEY, "alice", t - 10, 3600);
     send(&mut ws, &login(1, "alice", &usersig, "tab")).await;
-    let ServerFrame::LoginOk(ok) = recv(&mut ws).await else { panic!("login_ok") };
+    let ServerFrame::LoginOk(ok) = recv(&mut ws).await else {
+        panic!("login_ok")
+    };
     drop(ws);
     eventually("away", || {
-        server.state.registry().instances("alice").iter().any(|i| !i.attached)
+        server
+            .state
+            .registry()
+            .instances("alice")
+            .iter()
+            .any(|i| !i.attached)
     })
     .await;
     // What the REST kick does first: revoke every UserSig issued up to now.
@@ -235,7 +242,9 @@ async fn a_rest_kick_while_away_is_learned_on_resume() {
     send(&mut ws, &resume(2, &ok.ticket)).await;
     assert_eq!(
         recv(&mut ws).await,
-        ServerFrame::Kicked { reason: KickReason::RestApi }
+        ServerFrame::Kicked {
+            reason: KickReason::RestApi
+        }
     );
     assert_eq!(recv_close(&mut ws).await, close::KICKED);
 }

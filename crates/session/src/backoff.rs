@@ -44,6 +44,7 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec::Vec;
 
     #[test]
     fn delays_stay_within_bounds_and_grow_to_the_cap() {

@@ -6,8 +6,8 @@ use core::mem;
 use tim_proto::{
     close, is_valid_user_id, ClientFrame, ErrorFrame, KickReason, Login, NetState, Platform,
     ServerFrame, ERR_USERSIG_EXPIRED, SDK_INVALID_OPERATION, SDK_LOGGED_OUT, SDK_NETWORK_ERROR,
-    SDK_NETWORK_TIMEOUT, SDK_NO_IDENTIFIER, SDK_NO_SDKAPPID, SDK_NO_USERSIG, SDK_REPEAT_LOGIN,
-    SDK_USER_NOT_LOGGED_IN,
+    SDK_NETWORK_TIMEOUT, SDK_NO_IDENTIFIER, SDK_NO_NETWORK, SDK_NO_SDKAPPID, SDK_NO_USERSIG,
+    SDK_REPEAT_LOGIN, SDK_USER_NOT_LOGGED_IN,
 };
 
 use crate::backoff::Backoff;
@@ -228,6 +228,8 @@ pub struct Session {
     renew_at: Option<Millis>,
     renew_seq: Option<u32>,
     renew_unsent: bool,
+    /// The browser said it is offline (and has not said online since).
+    offline: bool,
 }
 
 impl Session {
@@ -253,6 +255,7 @@ impl Session {
             renew_at: None,
             renew_seq: None,
             renew_unsent: false,
+            offline: false,
         }
     }
 
@@ -381,6 +384,19 @@ impl Session {
                 self.done(logout_op, Ok(OpOk::Logout));
                 self.events.push_back(Event::NotReady);
                 self.send_login(now, user, usersig, op);
+            }
+            s @ (State::Idle | State::Kicked(_))
+                if self.offline && self.socket == Socket::Closed =>
+            {
+                // Documented: no waiting for the network; the page retries on `online`.
+                self.state = s;
+                self.done(
+                    op,
+                    Err(SdkError::new(
+                        SDK_NO_NETWORK,
+                        "no network: the browser is offline",
+                    )),
+                );
             }
             State::Idle | State::Kicked(_) => self.connect_for_login(now, user, usersig, op),
         }
@@ -646,8 +662,10 @@ impl Session {
         self.connection_lost(now);
     }
 
-    /// The browser reports the network gone (`offline`): stop retrying until it is back.
+    /// The browser reports the network gone (`offline`, or `navigator.onLine` false at
+    /// start): stop retrying until it is back; a login meanwhile fails with `NO_NETWORK`.
     pub fn handle_offline(&mut self, now: Millis) {
+        self.offline = true;
         if let State::Online(_, link) = self.state {
             self.net_state(NetState::Disconnected);
             if link == Link::Up || self.socket != Socket::Closed {
@@ -660,10 +678,19 @@ impl Session {
         }
     }
 
-    /// A moment to check the connection at once: the network is back (`online`), the tab
-    /// became visible, the machine woke up. Waiting reconnects start now; a connection
-    /// that looks up must answer a ping within [`WAKE_PROBE_MS`].
+    /// The browser reports the network back (`online`): reconnect at once.
+    pub fn handle_online(&mut self, now: Millis) {
+        self.offline = false;
+        self.handle_wake(now);
+    }
+
+    /// A moment to check the connection at once: the tab became visible, the machine woke
+    /// up. Waiting reconnects start now; a connection that looks up must answer a ping
+    /// within [`WAKE_PROBE_MS`]. Nothing while the browser says it is offline.
     pub fn handle_wake(&mut self, now: Millis) {
+        if self.offline {
+            return;
+        }
         match &mut self.state {
             State::Online(_, Link::Waiting { retry_at, .. }) => {
                 *retry_at = Some(now);
@@ -716,6 +743,8 @@ impl Session {
             if retry_at.is_some_and(|t| now >= t) {
                 self.socket = Socket::Opening;
                 self.io.push_back(Io::Connect);
+                // A connection that never opens (a black-holed handshake) is given up too.
+                self.op_deadline = Some(now + self.config.login_timeout_ms);
                 self.state = match mem::replace(&mut self.state, State::Idle) {
                     State::Online(online, _) => State::Online(online, Link::Opening { attempt }),
                     s => s,

@@ -310,7 +310,9 @@ fn offline_waits_for_the_network_and_online_retries_at_once() {
     );
     assert_eq!(s.poll_timeout(), None, "no retries while offline");
     assert!(s.is_ready());
-    s.handle_wake(60_000);
+    s.handle_wake(30_000); // the tab became visible: still offline, nothing to try
+    assert_eq!(drain_io(&mut s), vec![]);
+    s.handle_online(60_000);
     assert_eq!(drain_io(&mut s), vec![Io::Connect], "at once");
     assert_eq!(
         drain_events(&mut s),
@@ -432,4 +434,37 @@ fn same_user_login_while_reconnecting_is_a_repeat_login() {
         "{io:?}"
     );
     let _ = op;
+}
+
+#[test]
+fn login_while_offline_fails_with_no_network_and_works_once_online() {
+    let mut s = Session::new(Config::new(APP, Platform::Web, "tab".into()));
+    s.handle_offline(0);
+    let op = s.login(1, "alice", "sig");
+    assert_eq!(drain_io(&mut s), vec![], "no attempt");
+    assert_eq!(
+        drain_events(&mut s),
+        vec![Event::Done {
+            op,
+            result: Err(SdkError::new(
+                SDK_NO_NETWORK,
+                "no network: the browser is offline"
+            ))
+        }]
+    );
+    s.handle_online(2);
+    s.login(3, "alice", "sig");
+    assert_eq!(drain_io(&mut s), vec![Io::Connect]);
+}
+
+#[test]
+fn a_reconnect_that_never_opens_is_given_up_and_retried() {
+    let mut s = online();
+    s.handle_close(0, 1006);
+    let at = next_attempt(&mut s);
+    // No open, no close: the handshake is black-holed.
+    assert_eq!(s.poll_timeout(), Some(at + 10_000));
+    s.handle_timeout(at + 10_000);
+    assert_eq!(drain_io(&mut s), vec![Io::Close]);
+    next_attempt(&mut s);
 }
