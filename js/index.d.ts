@@ -5,6 +5,11 @@ export interface TIMOptions {
   SDKAppID: number;
   /** timd's base URL (`ws://`, `wss://`, `http://`, `https://`). Default: the page's origin. */
   serverURL?: string;
+  /**
+   * Returns a fresh UserSig (or a Promise of one) for the logged-in user: the SDK calls it ahead
+   * of the current UserSig's expiry and renews the session without dropping it.
+   */
+  getUserSig?: () => string | Promise<string>;
 }
 
 export interface LoginOptions {

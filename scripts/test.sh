@@ -20,7 +20,7 @@ step "native tests"
 cargo test --workspace --quiet
 
 step "start timd for the browser tests"
-cargo build -p timd --quiet
+cargo build -p timd -p tim-testproxy --quiet
 tmp=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port); port_multi=$(free_port)
