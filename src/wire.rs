@@ -111,7 +111,7 @@ fn field(obj: &JsValue, key: &str) -> Option<JsValue> {
 fn uint(obj: &JsValue, key: &str) -> Option<u64> {
     let n = field(obj, key)?.as_f64()?;
     // Whole numbers only: the round trip through u64 is exact exactly for those.
-    (n >= 0.0 && n <= 9_007_199_254_740_992.0 && (n as u64) as f64 == n).then_some(n as u64)
+    ((0.0..=9_007_199_254_740_992.0).contains(&n) && (n as u64) as f64 == n).then_some(n as u64)
 }
 
 fn u32_of(obj: &JsValue, key: &str) -> Option<u32> {
