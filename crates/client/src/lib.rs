@@ -146,8 +146,9 @@ enum Command {
     Status(oneshot::Sender<Status>),
     /// Drop the TCP connection as a network failure would (no close frame).
     DropConnection,
-    /// The network is gone: drop the connection, stop retrying until [`Command::Wake`].
+    /// The network is gone: drop the connection, stop retrying until [`Command::Online`].
     Offline,
+    Online,
     Wake,
 }
 
@@ -305,12 +306,18 @@ impl Handle {
     }
 
     /// The network is gone (the browser's `offline`): the connection is dropped and no
-    /// reconnect is tried until [`Handle::wake`].
+    /// reconnect is tried until [`Handle::online`].
     pub fn offline(&self) {
         let _ = self.commands.send(Command::Offline);
     }
 
-    /// The network is back / the machine woke up: reconnect now, or probe the connection.
+    /// The network is back (the browser's `online`): reconnect now.
+    pub fn online(&self) {
+        let _ = self.commands.send(Command::Online);
+    }
+
+    /// The machine woke up / the tab became visible: reconnect now, or probe the
+    /// connection (nothing while offline).
     pub fn wake(&self) {
         let _ = self.commands.send(Command::Wake);
     }
@@ -532,6 +539,7 @@ impl Driver {
                 }
                 self.session.handle_offline(now);
             }
+            Command::Online => self.session.handle_online(now),
             Command::Wake => self.session.handle_wake(now),
         }
     }

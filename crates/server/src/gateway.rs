@@ -259,20 +259,25 @@ impl Connection {
                 };
                 self.send(&frame).await
             }
-            Err(ResumeRefused::Kicked(reason)) => {
-                tracing::info!(user = %claims.user, instance = %claims.instance, reason = reason.as_str(), "resume refused: kicked while away");
-                match self.send(&ServerFrame::Kicked { reason }).await {
-                    Flow::Continue => Flow::Close(close::KICKED, "kicked"),
-                    other => other,
-                }
+            Err(refused) => {
+                // Replaced: the same instance id logged in anew while this session was away.
+                // The newer login holds the slot; the stale one steps aside as a kicked one
+                // does (an error would make the client log in again and take the slot back).
+                let reason = match refused {
+                    ResumeRefused::Kicked(reason) => reason,
+                    ResumeRefused::Replaced => KickReason::MultipleAccount,
+                };
+                tracing::info!(user = %claims.user, instance = %claims.instance, reason = reason.as_str(), ?refused, "resume refused");
+                self.send_kicked(reason).await
             }
-            Err(ResumeRefused::Replaced) => {
-                self.send_error(
-                    Some(seq),
-                    "this instance has logged in again since: log in again",
-                )
-                .await
-            }
+        }
+    }
+
+    /// Sends `kicked{reason}`, then closes with `close::KICKED`.
+    async fn send_kicked(&mut self, reason: KickReason) -> Flow {
+        match self.send(&ServerFrame::Kicked { reason }).await {
+            Flow::Continue => Flow::Close(close::KICKED, "kicked"),
+            other => other,
         }
     }
 
@@ -455,10 +460,7 @@ impl Connection {
                         "kicked"
                     );
                 }
-                match self.send(&ServerFrame::Kicked { reason }).await {
-                    Flow::Continue => Flow::Close(close::KICKED, "kicked"),
-                    other => other,
-                }
+                self.send_kicked(reason).await
             }
             SocketCommand::Superseded { session } if Some(session) == current => {
                 self.session = None;
