@@ -6,6 +6,7 @@
 #   scripts/bench.sh                 # both: kick, then restart
 #   scripts/bench.sh kick [ARGS]     # kick delivery latency (tim-bench kick --help)
 #   scripts/bench.sh restart [ARGS]  # 10,000 sessions through a SIGTERM and a kill -9 restart
+#   scripts/bench.sh browser         # kick delivery between two real tabs (Chromium, Firefox)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f scripts/env.sh ] && . scripts/env.sh
@@ -15,15 +16,24 @@ bench=target/server/tim-bench
 # limit to the hard one too; timd inherits it).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
+# The e2e tab test's kick delivery part, against the release timd, printing its figures.
+browser() {
+  ./scripts/build-pkg.sh
+  TIMD_BIN=target/server/timd node --test --test-name-pattern "kick delivery" tests/e2e/tabs.test.mjs \
+    | grep -E "^# (chrome|firefox): kick delivery|^# (pass|fail)"
+}
+
 what=${1:-all}
 [ $# -gt 0 ] && shift
 case "$what" in
   kick) exec "$bench" kick "$@" ;;
   restart) exec "$bench" restart "$@" ;;
+  browser) browser ;;
   all)
     "$bench" kick --kicks 1000
     "$bench" kick --kicks 1000 --pairs 8
     "$bench" restart --sessions 10000
+    browser
     ;;
-  *) echo "usage: $0 [kick|restart|all] [ARGS]" >&2; exit 2 ;;
+  *) echo "usage: $0 [kick|restart|browser|all] [ARGS]" >&2; exit 2 ;;
 esac

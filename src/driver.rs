@@ -57,11 +57,8 @@ pub struct Driver {
     /// `wasm-bindgen-futures` and a channel cost ~6 KB of wasm for no gain here.
     pending: RefCell<Vec<(OpId, Settle)>>,
     pumping: Cell<bool>,
-    /// Resolves to `{ id, release }` once this instance's id is claimed (see `instance`).
-    pub claim: Promise,
     /// Releases the claim's Web Lock; set once claimed, called on `release`.
     unlock: RefCell<Option<Function>>,
-    claimed: Cell<bool>,
     page: RefCell<Option<PageEvents>>,
     /// The page's `getUserSig`, if it gave one.
     get_usersig: Option<Function>,
@@ -82,9 +79,7 @@ impl Driver {
             listeners: RefCell::new(Listeners::default()),
             pending: RefCell::new(Vec::new()),
             pumping: Cell::new(false),
-            claim: claim.clone(),
             unlock: RefCell::new(None),
-            claimed: Cell::new(false),
             page: RefCell::new(None),
             get_usersig,
         });
@@ -115,11 +110,9 @@ impl Driver {
         driver
     }
 
-    /// Takes the claimed instance id (once); after `destroy`, just lets the lock go.
-    pub fn apply_claim(&self, claimed: &JsValue) {
-        if self.claimed.replace(true) {
-            return;
-        }
+    /// Takes the claimed instance id: a login waiting for it goes out. After `destroy`,
+    /// just lets the lock go.
+    fn apply_claim(self: &Rc<Self>, claimed: &JsValue) {
         let (id, unlock) = instance::parts(claimed);
         if self.session.borrow().is_destroyed() {
             if let Some(unlock) = unlock {
@@ -127,10 +120,10 @@ impl Driver {
             }
             return;
         }
-        if let Some(id) = id {
-            self.session.borrow_mut().set_instance(id);
-        }
         *self.unlock.borrow_mut() = unlock;
+        let id = id.unwrap_or_else(instance::fallback_id);
+        self.session.borrow_mut().set_instance(now_ms(), id);
+        pump(self);
     }
 
     /// Runs a session command; the Promise settles with its outcome.
@@ -143,22 +136,6 @@ impl Driver {
         }
         pump(self);
         promise
-    }
-
-    /// Like [`Driver::command`], once this instance's id is claimed (usually at once: the
-    /// claim is made when the instance is created).
-    pub fn command_when_claimed(
-        self: &Rc<Self>,
-        f: impl FnOnce(&mut Session, u64) -> OpId + 'static,
-    ) -> Promise {
-        let driver = self.clone();
-        // One function for both outcomes: a failed claim still logs in (the id stays as is).
-        let run: Function = Closure::once_into_js(move |claimed: JsValue| {
-            driver.apply_claim(&claimed);
-            driver.command(f)
-        })
-        .unchecked_into();
-        then(&self.claim, &run, &run)
     }
 
     /// Drops everything that can still call into JS or hold the page: socket, timer,

@@ -39,6 +39,14 @@ function hold(name, waitMs) {
   });
 }
 export async function claimInstance(key) {
+  try {
+    return await claim(key);
+  } catch (_) {
+    // Web Locks refused (e.g. a sandboxed frame): a fresh id, unshared by construction.
+    return { id: freshId(), release() {} };
+  }
+}
+async function claim(key) {
   let id = null;
   try { id = sessionStorage.getItem(key); } catch (_) {}
   if (!id) { id = freshId(); store(key, id); }
@@ -70,6 +78,15 @@ pub fn claim(sdkappid: u32) -> Promise {
     key.push('/');
     push_decimal(&mut key, n);
     claim_instance(&key)
+}
+
+/// An id when the claim gave none (it always does, short of a broken page): random, so
+/// never shared.
+pub fn fallback_id() -> String {
+    let mut id = String::from("r");
+    push_decimal(&mut id, (crate::clock::random_seed() >> 32) as u32);
+    push_decimal(&mut id, crate::clock::random_seed() as u32);
+    id
 }
 
 /// Appends `n` in decimal; `to_string` would pull the formatting machinery into the wasm.

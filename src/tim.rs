@@ -49,9 +49,9 @@ impl TIM {
     pub fn login(&self, options: JsValue) -> Promise {
         let user = get(&options, "userID").as_string().unwrap_or_default();
         let usersig = get(&options, "userSig").as_string().unwrap_or_default();
-        // The login goes out under this tab's claimed instance id.
-        self.driver
-            .command_when_claimed(move |s, now| s.login(now, &user, &usersig))
+        // The socket opens now; the login frame waits for this tab's instance id if it is
+        // still being claimed (see `instance`).
+        self.driver.command(|s, now| s.login(now, &user, &usersig))
     }
 
     /// Ends this instance's session only; other tabs and devices of the user stay online.

@@ -1,4 +1,4 @@
-// Starts a real timd (target/debug/timd) for an e2e test, serving the e2e pages and pkg/,
+// Starts a real timd (target/debug/timd, or $TIMD_BIN) for an e2e test, serving the e2e pages and pkg/,
 // with an app key known to the test so Tencent's official generator can make its UserSigs.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -27,7 +27,7 @@ export async function startTimd(args = []) {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'tim-e2e-'));
   const origin = `http://127.0.0.1:${port}`;
   const spawnTimd = async () => {
-    const child = spawn(path.join(root, 'target/debug/timd'), ['serve', '--demo', '--listen', `127.0.0.1:${port}`,
+    const child = spawn(process.env.TIMD_BIN || path.join(root, 'target/debug/timd'), ['serve', '--demo', '--listen', `127.0.0.1:${port}`,
       '--sdkappid', String(SDKAPPID), '--key', KEY, '--data-dir', dataDir,
       '--www-dir', path.join(root, 'tests/e2e/pages'), '--pkg-dir', path.join(root, 'pkg'), ...args],
     { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' } });

@@ -264,8 +264,13 @@ impl Session {
     }
 
     /// The instance id may change before the first login (a duplicated tab takes a new one).
-    pub fn set_instance(&mut self, instance: String) {
+    /// A login started before the id was known waits (connected) for it; the socket
+    /// opens meanwhile, so claiming the id costs no time.
+    pub fn set_instance(&mut self, now: Millis, instance: String) {
         self.config.instance = instance;
+        if self.socket == Socket::Open {
+            self.handle_open_again(now);
+        }
     }
 
     /// The logged-in UserID, or `""` (as `getLoginUser()` answers).
@@ -539,9 +544,10 @@ impl Session {
         }
         self.socket = Socket::Open;
         match mem::replace(&mut self.state, State::Idle) {
-            State::Connecting { user, usersig, op } => {
+            s @ State::Connecting { .. } => {
                 self.net_state(NetState::Connected);
-                self.send_login(now, &user, &usersig, op);
+                self.state = s;
+                self.handle_open_again(now);
             }
             State::Online(online, Link::Opening { attempt }) => {
                 let seq = self.new_seq();
@@ -801,8 +807,12 @@ impl Session {
         }
     }
 
-    /// `Connecting` on a socket that is already open: send the login right away.
+    /// `Connecting` on a socket that is already open: send the login right away, once the
+    /// instance id is known (see [`Session::set_instance`]).
     fn handle_open_again(&mut self, now: Millis) {
+        if self.config.instance.is_empty() || !matches!(self.state, State::Connecting { .. }) {
+            return;
+        }
         if let State::Connecting { user, usersig, op } = mem::replace(&mut self.state, State::Idle)
         {
             self.send_login(now, &user, &usersig, op);

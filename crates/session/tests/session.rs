@@ -448,3 +448,25 @@ fn every_op_settles_exactly_once_under_random_schedules() {
         assert_eq!(s.poll_timeout(), None, "a destroyed session keeps no timer");
     }
 }
+
+/// The SDK claims its instance id while the socket opens: the login waits for the id, then
+/// goes out at once; setting it later changes nothing for an online session.
+#[test]
+fn login_waits_for_the_instance_id_while_the_socket_opens() {
+    let mut s = Session::new(Config::new(APP, Platform::Web, String::new()));
+    let op = s.login(0, "alice", "sig");
+    assert_eq!(drain_io(&mut s), vec![Io::Connect]);
+    s.handle_open(1);
+    assert_eq!(drain_io(&mut s), vec![], "no login without an instance id");
+    s.set_instance(2, "claimed".into());
+    let io = drain_io(&mut s);
+    assert!(
+        matches!(&io[..], [Io::Send(ClientFrame::Login(l))] if l.instance == "claimed"),
+        "{io:?}"
+    );
+    s.handle_frame(3, login_ok(login_seq(&io)));
+    assert!(drain_events(&mut s).contains(&done(op, Ok(OpOk::Login { repeat: false }))));
+    s.set_instance(4, "claimed".into());
+    assert!(s.is_ready());
+    assert_eq!(drain_io(&mut s), vec![]);
+}
