@@ -3,8 +3,10 @@
 // two tabs fighting over one slot, and the kick delivery latency between tabs.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
 import { launch, waitFor } from './webdriver.mjs';
-import { startTimd, official, uniqueUser, SDKAPPID } from './timd.mjs';
+import { startTimd, official, uniqueUser, root, SDKAPPID } from './timd.mjs';
 
 let two; // --web-instances 2 --login-policy single
 let one; // the defaults: one Web instance
@@ -20,9 +22,10 @@ after(async () => {
   await Promise.all([two?.stop(), one?.stop()]);
 });
 
-const tabUrl = (server, user, sig) => {
+const tabUrl = (server, user, sig, storage) => {
   const q = new URLSearchParams({ sdkappid: String(SDKAPPID) });
   if (user) { q.set('user', user); q.set('sig', sig); }
+  if (storage) q.set('storage', JSON.stringify(storage));
   return `${server.origin}/tab.html?${q}`;
 };
 
@@ -93,6 +96,53 @@ for (const browser of ['chrome', 'firefox']) {
       assert.deepEqual(await kickTypes(b, a1), [], 'the sibling was not kicked');
       assert.equal(await inTab(b, a1, () => tim.isReady()), true);
     } finally {
+      await b.quit();
+    }
+  });
+
+  test(`${browser}: a duplicated tab (same sessionStorage) takes its own instance id`, { timeout: 120000 }, async () => {
+    const b = await launch(browser);
+    try {
+      const user = uniqueUser('dup');
+      const sig = official.genSig(user, 600);
+      const a = await openTab(b, tabUrl(two, user, sig), { first: true });
+      const storage = await inTab(b, a, () => instanceStorage());
+      assert.equal(Object.keys(storage).length, 1);
+      // The duplicate starts with the original's sessionStorage, as the browser copies it.
+      const d = await openTab(b, tabUrl(two, user, sig, storage));
+      const [idA] = Object.values(storage);
+      const idD = await inTab(b, d, () => instanceIds());
+      assert.equal(idD.length, 1);
+      assert.notEqual(idD[0], idA, 'the duplicate took a new id');
+      await new Promise((r) => setTimeout(r, 500));
+      // Two instances (limit 2): both online, neither replaced the other.
+      for (const h of [a, d]) {
+        assert.equal(await inTab(b, h, () => tim.isReady()), true);
+        assert.deepEqual(await kickTypes(b, h), []);
+      }
+    } finally {
+      await b.quit();
+    }
+  });
+
+  test(`${browser}: a native Android login kicks the web tab under the single policy`, { timeout: 60000 }, async () => {
+    const b = await launch(browser);
+    let android;
+    try {
+      const user = uniqueUser('android');
+      const web = await openTab(b, tabUrl(two, user, official.genSig(user, 600)), { first: true });
+      android = spawn(process.env.TIMD_BIN || path.join(root, 'target/debug/timd'), ['client',
+        '--url', two.origin.replace('http', 'ws'), '--sdkappid', String(SDKAPPID), '--platform', 'Android',
+        '--user', user, '--usersig', official.genSig(user, 600)], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      android.stdout.on('data', (d) => { out += d; });
+      await waitFor(async () => out.includes('sdkStateReady'), { what: 'the Android client online' });
+      await b.switchTo(web);
+      await waitFor(() => b.run(() => kicks().length > 0), { what: 'web tab kicked' });
+      assert.deepEqual(await kickTypes(b, web), ['multipleDevice']);
+      assert.ok(!out.includes('kickedOut'), out);
+    } finally {
+      android?.kill('SIGINT');
       await b.quit();
     }
   });
