@@ -6,55 +6,17 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use js_sys::{Function, Promise, Reflect};
+use js_sys::{Function, Promise};
 use tim_wasm::TIM;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
+mod common;
+
+use common::*;
+
 wasm_bindgen_test_configure!(run_in_browser);
-
-const URL: &str = match option_env!("TIMD_TEST_URL") {
-    Some(u) => u,
-    None => "ws://127.0.0.1:19000",
-};
-const KEY: &str = match option_env!("TIMD_TEST_KEY") {
-    Some(k) => k,
-    None => "tim-wasm-test-key-0123456789abcdef",
-};
-const APP: u32 = 1_400_012_345;
-
-#[wasm_bindgen(inline_js = "
-export function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
-export function nowSecs() { return Math.floor(Date.now() / 1000); }
-")]
-extern "C" {
-    fn sleep(ms: u32) -> Promise;
-    #[wasm_bindgen(js_name = nowSecs)]
-    fn now_secs() -> f64;
-}
-
-fn obj(fields: &[(&str, JsValue)]) -> JsValue {
-    let o = js_sys::Object::new();
-    for (k, v) in fields {
-        Reflect::set(&o, &(*k).into(), v).unwrap();
-    }
-    o.into()
-}
-
-fn user(tag: &str) -> String {
-    format!("{tag}_{}", (js_sys::Math::random() * 1e9) as u64)
-}
-
-/// A UserSig for `user` with `left` seconds of validity left.
-fn sig_with(user: &str, left: u64) -> String {
-    let now = now_secs() as u64;
-    tim_usersig::generate(APP, KEY, user, now + left - 3600, 3600)
-}
-
-async fn pause(ms: u32) {
-    JsFuture::from(sleep(ms)).await.unwrap();
-}
 
 struct Page {
     tim: TIM,
@@ -71,8 +33,8 @@ fn page(get_usersig: Option<&Function>) -> Page {
     let kicked = Rc::new(RefCell::new(Vec::new()));
     let sink = kicked.clone();
     let on_kick = Closure::new(move |e: JsValue| {
-        let t = Reflect::get(&Reflect::get(&e, &"data".into()).unwrap(), &"type".into()).unwrap();
-        sink.borrow_mut().push(t.as_string().unwrap());
+        sink.borrow_mut()
+            .push(get(&e, "data.type").as_string().unwrap());
     });
     tim.on(
         "kickedOut",

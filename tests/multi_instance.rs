@@ -7,27 +7,17 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use js_sys::{Function, Promise, Reflect};
+use js_sys::Function;
 use tim_wasm::TIM;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
-wasm_bindgen_test_configure!(run_in_browser);
+mod common;
 
-const URL: &str = match option_env!("TIMD_TEST_URL") {
-    Some(u) => u,
-    None => "ws://127.0.0.1:19000",
-};
-const URL_MULTI: &str = match option_env!("TIMD_TEST_URL_MULTI") {
-    Some(u) => u,
-    None => "ws://127.0.0.1:19001",
-};
-const KEY: &str = match option_env!("TIMD_TEST_KEY") {
-    Some(k) => k,
-    None => "tim-wasm-test-key-0123456789abcdef",
-};
-const APP: u32 = 1_400_012_345;
+use common::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
 
 #[wasm_bindgen(inline_js = r#"
 export function watchSockets() {
@@ -40,8 +30,6 @@ export function watchSockets() {
 export function socketCount() { return __timSockets.length; }
 // Drops the connection under the SDK, as a network loss would (the SDK did not ask for it).
 export function dropSocket(i) { __timSockets[i].close(4999, 'test drops the connection'); }
-export function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
-export function nowSecs() { return Math.floor(Date.now() / 1000); }
 "#)]
 extern "C" {
     #[wasm_bindgen(js_name = watchSockets)]
@@ -50,35 +38,6 @@ extern "C" {
     fn socket_count() -> u32;
     #[wasm_bindgen(js_name = dropSocket)]
     fn drop_socket(i: u32);
-    fn sleep(ms: u32) -> Promise;
-    #[wasm_bindgen(js_name = nowSecs)]
-    fn now_secs() -> f64;
-}
-
-fn obj(fields: &[(&str, JsValue)]) -> JsValue {
-    let o = js_sys::Object::new();
-    for (k, v) in fields {
-        Reflect::set(&o, &(*k).into(), v).unwrap();
-    }
-    o.into()
-}
-
-fn get(v: &JsValue, path: &str) -> JsValue {
-    path.split('.').fold(v.clone(), |v, k| {
-        Reflect::get(&v, &k.into()).unwrap_or(JsValue::UNDEFINED)
-    })
-}
-
-fn user(tag: &str) -> String {
-    format!("{tag}_{}", (js_sys::Math::random() * 1e9) as u64)
-}
-
-fn sig(user: &str) -> String {
-    tim_usersig::generate(APP, KEY, user, now_secs() as u64, 3600)
-}
-
-async fn pause(ms: u32) {
-    JsFuture::from(sleep(ms)).await.unwrap();
 }
 
 /// One instance with its event log (`name` or `name:type/state`).

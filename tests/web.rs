@@ -9,23 +9,17 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use base64::Engine;
-use js_sys::{Function, Promise, Reflect};
+use js_sys::Function;
 use tim_wasm::{tim_constants, TIM};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
-wasm_bindgen_test_configure!(run_in_browser);
+mod common;
 
-const URL: &str = match option_env!("TIMD_TEST_URL") {
-    Some(u) => u,
-    None => "ws://127.0.0.1:19000",
-};
-const KEY: &str = match option_env!("TIMD_TEST_KEY") {
-    Some(k) => k,
-    None => "tim-wasm-test-key-0123456789abcdef",
-};
-const APP: u32 = 1_400_012_345;
+use common::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
 
 // A probe around the page's WebSocket and timers, to see what the SDK leaves alive.
 #[wasm_bindgen(inline_js = r#"
@@ -44,7 +38,6 @@ export function installProbe() {
     return id;
   };
   globalThis.clearTimeout = (id) => { probe.timers.delete(id); ct(id); };
-  probe.sleep = (ms) => new Promise((r) => st(r, ms));
   globalThis.__timProbe = probe;
 }
 export function probeReset() { __timProbe.sockets.length = 0; __timProbe.timers.clear(); }
@@ -54,8 +47,6 @@ export function socketsWithHandlers() {
   return __timProbe.sockets.filter((s) => s.onopen || s.onmessage || s.onclose || s.onerror).length;
 }
 export function pendingTimers() { return __timProbe.timers.size; }
-export function sleep(ms) { return __timProbe.sleep(ms); }
-export function nowSecs() { return Math.floor(Date.now() / 1000); }
 "#)]
 extern "C" {
     #[wasm_bindgen(js_name = installProbe)]
@@ -70,23 +61,6 @@ extern "C" {
     fn sockets_with_handlers() -> u32;
     #[wasm_bindgen(js_name = pendingTimers)]
     fn pending_timers() -> u32;
-    fn sleep(ms: u32) -> Promise;
-    #[wasm_bindgen(js_name = nowSecs)]
-    fn now_secs() -> f64;
-}
-
-fn obj(fields: &[(&str, JsValue)]) -> JsValue {
-    let o = js_sys::Object::new();
-    for (k, v) in fields {
-        Reflect::set(&o, &(*k).into(), v).unwrap();
-    }
-    o.into()
-}
-
-fn get(v: &JsValue, path: &str) -> JsValue {
-    path.split('.').fold(v.clone(), |v, k| {
-        Reflect::get(&v, &k.into()).unwrap_or(JsValue::UNDEFINED)
-    })
 }
 
 fn create() -> TIM {
@@ -98,20 +72,6 @@ fn create_with(app: u32) -> TIM {
     TIM::create(obj(&[("SDKAppID", app.into()), ("serverURL", URL.into())]))
 }
 
-fn now() -> u64 {
-    now_secs() as u64
-}
-
-fn sig(user: &str) -> String {
-    tim_usersig::generate(APP, KEY, user, now(), 3600)
-}
-
-/// A user name unique to this test run, so tests never share server-side state.
-fn user(tag: &str) -> String {
-    let n = (js_sys::Math::random() * 1e9) as u64;
-    format!("{tag}_{n}")
-}
-
 async fn login(tim: &TIM, user: &str, usersig: &str) -> Result<JsValue, JsValue> {
     JsFuture::from(tim.login(obj(&[("userID", user.into()), ("userSig", usersig.into())]))).await
 }
@@ -120,10 +80,6 @@ fn code(err: &JsValue) -> u32 {
     get(err, "code")
         .as_f64()
         .expect("the error carries a numeric code") as u32
-}
-
-async fn pause(ms: u32) {
-    JsFuture::from(sleep(ms)).await.unwrap();
 }
 
 /// Records every event the SDK emits, with its `name` and `data`.
