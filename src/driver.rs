@@ -139,8 +139,8 @@ impl Driver {
     }
 
     /// Drops everything that can still call into JS or hold the page: socket, timer,
-    /// handlers. Called after `destroy`.
-    pub fn release(&self) {
+    /// handlers, the instance id's lock. Done by [`pump`] once destroyed.
+    fn release(&self) {
         drop(self.socket.borrow_mut().take());
         drop(self.timer.borrow_mut().take());
         drop(self.page.borrow_mut().take());
@@ -171,7 +171,13 @@ pub fn pump(driver: &Rc<Driver>) {
             None => break,
         }
     }
-    arm_timer(driver);
+    if driver.session.borrow().is_destroyed() {
+        // Only here, after the queues ran dry: a `destroy()` called from an event handler
+        // still sends its logout and tells the other handlers `SDK_NOT_READY` first.
+        driver.release();
+    } else {
+        arm_timer(driver);
+    }
     driver.pumping.set(false);
 }
 

@@ -62,11 +62,7 @@ impl TIM {
     /// Logout, close the connection and release every listener and timer. Every later call
     /// rejects with `INVALID_OPERATION` (2905).
     pub fn destroy(&self) -> Promise {
-        let promise = self.driver.command(|s, now| s.destroy(now));
-        if self.driver.session.borrow().is_destroyed() {
-            self.driver.release();
-        }
-        promise
+        self.driver.command(|s, now| s.destroy(now))
     }
 
     /// `on(eventName, handler, context?)`. Ignored after `destroy`.

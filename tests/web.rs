@@ -484,3 +484,37 @@ async fn unreachable_server_rejects_with_network_error() {
     JsFuture::from(tim.destroy()).await.unwrap();
     JsFuture::from(bad.destroy()).await.unwrap();
 }
+
+/// `destroy()` from inside an event handler (the SDK is mid-dispatch) still logs out first
+/// and still tells the other handlers `SDK_NOT_READY`.
+#[wasm_bindgen_test]
+async fn destroy_from_an_event_handler_still_logs_out() {
+    install_probe();
+    probe_reset();
+    let tim = Rc::new(create());
+    let rec = Recorder::on(&tim);
+    let me = tim.clone();
+    let destroy_on_ready = Closure::<dyn FnMut(JsValue)>::new(move |_| {
+        let _ = me.destroy();
+    });
+    tim.on(
+        "sdkStateReady",
+        destroy_on_ready
+            .as_ref()
+            .unchecked_ref::<Function>()
+            .clone(),
+        JsValue::UNDEFINED,
+    );
+    let u = user("selfdestruct");
+    login(&tim, &u, &sig(&u)).await.unwrap();
+    pause(50).await;
+    assert!(
+        rec.names().ends_with(&["sdkStateNotReady".to_string()]),
+        "{:?}",
+        rec.names()
+    );
+    assert_eq!(sockets_open(), 0);
+    assert_eq!(sockets_with_handlers(), 0);
+    assert_eq!(pending_timers(), 0);
+    assert_eq!(code(&login(&tim, &u, &sig(&u)).await.unwrap_err()), 2905);
+}

@@ -153,10 +153,12 @@ impl Connection {
                 Some(command) = self.commands.recv() => self.on_command(command).await,
                 message = self.socket.recv() => {
                     self.last_seen = Instant::now();
-                    let had_session = self.session.is_some();
                     let flow = self.on_message(message).await;
-                    if had_session != self.session.is_some() {
-                        timer.as_mut().reset(self.deadline());
+                    // A login, logout or renewal may move the deadline earlier; later ones
+                    // are caught up lazily when the timer fires.
+                    let deadline = self.deadline();
+                    if deadline < timer.deadline() || self.session.is_none() {
+                        timer.as_mut().reset(deadline);
                     }
                     flow
                 }
@@ -225,7 +227,7 @@ impl Connection {
             tracing::info!(user = %old.user, instance = %old.instance, "logout (resume on the same socket)");
         }
         let now = unix_now();
-        let claims = match self.state.tickets().verify(ticket, now) {
+        let claims = match self.state.tickets().open(ticket) {
             Ok(claims) => claims,
             Err(e) => {
                 tracing::info!(reason = %e, "resume refused");
@@ -321,7 +323,7 @@ impl Connection {
             .map_err(|e| (log_user.clone(), LoginError::Store(e)))?
             .ok_or((log_user.clone(), LoginError::Revoked))?;
         let config = self.state.config();
-        let expire_at = claims.time.saturating_add(claims.expire);
+        let expire_at = expiry(&claims);
         let kicks = self.state.kicks();
         let (info, kicked) = self
             .state
@@ -396,7 +398,7 @@ impl Connection {
                     .await;
             }
         };
-        let expire_at = claims.time.saturating_add(claims.expire);
+        let expire_at = expiry(&claims);
         let renewed = self
             .state
             .registry()
@@ -480,11 +482,12 @@ impl Connection {
             .as_ref()
             .filter(|s| Instant::now() >= s.expires)
         {
-            // The registry sends our own outbox the kick: handled like any other kick.
+            // The registry sends our own outbox the kick: handled like any other kick. By
+            // session, not instance id: the same instance may be on a newer socket by now.
             tracing::debug!("usersig expired");
             self.state
                 .registry()
-                .kick(&s.user, &s.instance, KickReason::UserSigExpired);
+                .kick_session(&s.user, s.id, KickReason::UserSigExpired);
             return Flow::Continue;
         }
         if self.session.is_some() {
@@ -567,6 +570,12 @@ impl Connection {
         };
         let _ = tokio::time::timeout(CLOSE_DRAIN, drain).await;
     }
+}
+
+/// When a UserSig expires, unix seconds, capped at 2^53 - 1 so that clients parsing JSON
+/// numbers as doubles (browsers) read it exactly ("never expires" UserSigs exist).
+fn expiry(claims: &tim_usersig::UserSigClaims) -> u64 {
+    claims.time.saturating_add(claims.expire).min((1 << 53) - 1)
 }
 
 fn unix_now() -> u64 {

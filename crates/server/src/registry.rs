@@ -483,6 +483,21 @@ impl Registry {
             .unwrap_or(false)
     }
 
+    /// Kicks one session (one attachment): unlike [`Registry::kick`], never a newer login
+    /// of the same instance. Returns whether it was still registered.
+    pub fn kick_session(&self, user: &str, session: SessionId, reason: KickReason) -> bool {
+        self.with_existing(user, |sessions| {
+            match sessions.position(|i| i.session == session) {
+                Some(i) => {
+                    sessions.kick_at(i, reason);
+                    true
+                }
+                None => false,
+            }
+        })
+        .unwrap_or(false)
+    }
+
     /// Kicks every instance of `user` (REST `kick`). Returns how many were online.
     pub fn kick_user(&self, user: &str, reason: KickReason) -> usize {
         self.with_existing(user, |sessions| {

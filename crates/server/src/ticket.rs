@@ -75,6 +75,18 @@ impl Tickets {
 
     /// Verifies signature and lifetime at `now` (unix seconds).
     pub fn verify(&self, ticket: &str, now: u64) -> Result<TicketClaims, TicketError> {
+        let claims = self.open(ticket)?;
+        if now >= claims.valid_until {
+            return Err(TicketError::Expired);
+        }
+        Ok(claims)
+    }
+
+    /// Verifies the signature only. A resume uses this: it never evicts anyone (the
+    /// session fits beside the instances online now, or learns it was kicked), so even a
+    /// ticket past its lifetime cannot take a slot from anyone; refusing it instead would
+    /// make the client log in again with its UserSig, which can.
+    pub fn open(&self, ticket: &str) -> Result<TicketClaims, TicketError> {
         if ticket.len() > MAX_TICKET_LEN {
             return Err(TicketError::Malformed);
         }
@@ -93,12 +105,7 @@ impl Tickets {
         let json = URL_SAFE_NO_PAD
             .decode(payload)
             .map_err(|_| TicketError::Malformed)?;
-        let claims: TicketClaims =
-            serde_json::from_slice(&json).map_err(|_| TicketError::Malformed)?;
-        if now >= claims.valid_until {
-            return Err(TicketError::Expired);
-        }
-        Ok(claims)
+        serde_json::from_slice(&json).map_err(|_| TicketError::Malformed)
     }
 
     fn tag(&self, payload: &[u8]) -> [u8; 16] {

@@ -248,3 +248,44 @@ async fn a_rest_kick_while_away_is_learned_on_resume() {
     );
     assert_eq!(recv_close(&mut ws).await, close::KICKED);
 }
+
+/// A ticket past its lifetime (a tab asleep for a day) still cannot take the slot back:
+/// the answer is the kick, not an error the client would answer with a fresh login.
+#[tokio::test]
+async fn an_old_ticket_of_a_kicked_instance_still_gets_its_kick() {
+    let server = Server::start(|c| c.login.web_instances = 1).await;
+    let mut a = server.connect().await;
+    login_ok(&mut a, 1, "alice", "tab-a").await;
+    let a_info = server.state.registry().instances("alice")[0].clone();
+    drop(a);
+    eventually("a away", || {
+        server
+            .state
+            .registry()
+            .instances("alice")
+            .iter()
+            .any(|i| !i.attached)
+    })
+    .await;
+    let mut b = server.connect().await;
+    login_ok(&mut b, 1, "alice", "tab-b").await;
+    let old = server.state.tickets().issue(&timd::ticket::TicketClaims {
+        user: "alice".into(),
+        instance: "tab-a".into(),
+        platform: tim_proto::Platform::Web,
+        since_ms: a_info.since_ms,
+        expire_at: a_info.expire_at,
+        sig_time: a_info.sig_time,
+        valid_until: now() - 1,
+    });
+    let mut a2 = server.connect().await;
+    send(&mut a2, &resume(1, &old)).await;
+    assert_eq!(
+        recv(&mut a2).await,
+        ServerFrame::Kicked {
+            reason: KickReason::MultipleAccount
+        }
+    );
+    send(&mut b, &ClientFrame::Ping).await;
+    assert_eq!(recv(&mut b).await, ServerFrame::Pong, "b untouched");
+}

@@ -534,7 +534,10 @@ impl Session {
     fn schedule_renewal(&mut self, now: Millis, expires_in: u64) {
         self.renew_seq = None;
         self.renew_unsent = false;
-        self.renew_at = self.config.renew.then(|| now + renew_delay(expires_in));
+        self.renew_at = self
+            .config
+            .renew
+            .then(|| now.saturating_add(renew_delay(expires_in)));
     }
 
     /// The socket the driver opened for [`Io::Connect`] is open.
@@ -907,6 +910,11 @@ impl Session {
             }
             State::Online(online, link) => {
                 self.op_deadline = None;
+                // A renewal in flight may never have arrived: send it again once back (the
+                // fresh UserSig is the kept one).
+                if self.renew_seq.take().is_some() {
+                    self.renew_unsent = true;
+                }
                 let attempt = match link {
                     Link::Up => 0,
                     Link::Waiting { attempt, .. }

@@ -152,3 +152,42 @@ fn a_renewal_during_a_reconnect_is_sent_once_back() {
     );
     renew_seq(&drain_io(&mut s), "sig-2");
 }
+
+#[test]
+fn a_renewal_lost_with_the_connection_is_sent_again_once_back() {
+    let mut s = online(true, 10);
+    s.handle_timeout(5_000);
+    drain_events(&mut s);
+    s.renew(5_001, "sig-2");
+    renew_seq(&drain_io(&mut s), "sig-2");
+    s.handle_close(5_002, 1006); // before renew_ok
+    drain_events(&mut s);
+    let at = s.poll_timeout().unwrap();
+    s.handle_timeout(at);
+    s.handle_open(at);
+    let Io::Send(ClientFrame::Resume { seq, .. }) = drain_io(&mut s).remove(1) else {
+        panic!()
+    };
+    s.handle_frame(
+        at,
+        ServerFrame::ResumeOk {
+            seq,
+            heartbeat_ms: 2_000_000_000,
+            expire_at: 1_004,
+            expires_in: 3,
+        },
+    );
+    renew_seq(&drain_io(&mut s), "sig-2");
+}
+
+#[test]
+fn a_never_expiring_usersig_schedules_no_runaway_renewal() {
+    let mut s = online(true, u64::MAX / 1_000);
+    assert!(
+        s.poll_timeout().unwrap() > 1_000_000_000,
+        "{:?}",
+        s.poll_timeout()
+    );
+    s.handle_timeout(1);
+    assert_eq!(drain_events(&mut s), vec![]);
+}
