@@ -225,6 +225,15 @@ impl Timd {
         }
     }
 
+    /// The child's resident memory (VmRSS), bytes, on Linux.
+    fn rss(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
     /// Sends `signal` and waits for the process to exit; returns when it had.
     async fn stop(&mut self, signal: libc::c_int) -> Instant {
         let mut child = self.child.take().expect("timd running");
@@ -409,6 +418,8 @@ async fn restart(args: RestartArgs) -> bool {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut timd = Timd::new(&args.common, dir.path(), &["--web-instances", "1"]);
     timd.start().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rss_idle = timd.rss();
     let url = timd.url();
     println!(
         "restart: timd {} ({}), {n} sessions (one Web user each), fd limit {}",
@@ -458,6 +469,15 @@ async fn restart(args: RestartArgs) -> bool {
         setup.as_secs_f64(),
         n as f64 / setup.as_secs_f64()
     );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    if let (Some(idle), Some(full)) = (rss_idle, timd.rss()) {
+        println!(
+            "  timd resident memory: {:.1} MiB idle, {:.1} MiB with {n} sessions: {:.1} KiB per session",
+            idle as f64 / 1048576.0,
+            full as f64 / 1048576.0,
+            full.saturating_sub(idle) as f64 / 1024.0 / n as f64
+        );
+    }
 
     // One monitor per session.
     let mut handles = Vec::with_capacity(n);

@@ -29,8 +29,10 @@ use crate::state::AppState;
 use crate::ticket::{TicketClaims, TICKET_LIFETIME_SECS};
 
 /// Initial read buffer per socket. tungstenite's default (128 KiB, allocated up front)
-/// would dominate per-connection memory; a login frame is well under 1 KiB.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// would dominate per-connection memory; a login frame is well under 1 KiB, and bigger
+/// frames (up to `MAX_FRAME_BYTES`) are read in several chunks. 4 KiB measured 9.7 KiB per
+/// idle session, 1 KiB 6.7 KiB (`scripts/bench.sh restart`).
+const READ_BUFFER_BYTES: usize = 1024;
 /// Outbound bytes a socket may have pending before sends fail (backpressure).
 const MAX_WRITE_BUFFER_BYTES: usize = 2 * MAX_FRAME_BYTES;
 /// A peer that does not take a frame within this is treated as gone.
