@@ -9,6 +9,20 @@ use std::time::Duration;
 use common::*;
 use tim_proto::{close, ClientFrame, KickReason, ServerFrame};
 
+/// The network drops under `ws` (no logout): waits until alice's instance is away.
+async fn go_away(server: &Server, ws: Ws) {
+    drop(ws);
+    eventually("away", || {
+        server
+            .state
+            .registry()
+            .instances("alice")
+            .iter()
+            .any(|i| !i.attached)
+    })
+    .await;
+}
+
 fn resume(seq: u32, ticket: &str) -> ClientFrame {
     ClientFrame::Resume {
         seq,
@@ -23,16 +37,7 @@ async fn a_reconnect_resumes_its_own_slot_and_counts_once() {
     let ok = login_ok(&mut a, 1, "alice", "tab-a").await;
     let mut b = server.connect().await;
     login_ok(&mut b, 1, "alice", "tab-b").await;
-    drop(a); // the network drops: no logout
-    eventually("a away", || {
-        server
-            .state
-            .registry()
-            .instances("alice")
-            .iter()
-            .any(|i| !i.attached)
-    })
-    .await;
+    go_away(&server, a).await;
     let mut a2 = server.connect().await;
     send(&mut a2, &resume(2, &ok.ticket)).await;
     match recv(&mut a2).await {
@@ -64,16 +69,7 @@ async fn kicked_while_away_gets_the_kick_on_resume_and_the_newer_keeps_the_slot(
     let server = Server::start(|c| c.login.web_instances = 1).await;
     let mut a = server.connect().await;
     let ok = login_ok(&mut a, 1, "alice", "tab-a").await;
-    drop(a);
-    eventually("a away", || {
-        server
-            .state
-            .registry()
-            .instances("alice")
-            .iter()
-            .any(|i| !i.attached)
-    })
-    .await;
+    go_away(&server, a).await;
     let mut b = server.connect().await;
     login_ok(&mut b, 1, "alice", "tab-b").await;
     let mut a2 = server.connect().await;
@@ -226,16 +222,7 @@ async fn a_rest_kick_while_away_is_learned_on_resume() {
     let ServerFrame::LoginOk(ok) = recv(&mut ws).await else {
         panic!("login_ok")
     };
-    drop(ws);
-    eventually("away", || {
-        server
-            .state
-            .registry()
-            .instances("alice")
-            .iter()
-            .any(|i| !i.attached)
-    })
-    .await;
+    go_away(&server, ws).await;
     // What the REST kick does first: revoke every UserSig issued up to now.
     server.state.kicks().record("alice", t - 5);
     let mut ws = server.connect().await;
@@ -257,16 +244,7 @@ async fn an_old_ticket_of_a_kicked_instance_still_gets_its_kick() {
     let mut a = server.connect().await;
     login_ok(&mut a, 1, "alice", "tab-a").await;
     let a_info = server.state.registry().instances("alice")[0].clone();
-    drop(a);
-    eventually("a away", || {
-        server
-            .state
-            .registry()
-            .instances("alice")
-            .iter()
-            .any(|i| !i.attached)
-    })
-    .await;
+    go_away(&server, a).await;
     let mut b = server.connect().await;
     login_ok(&mut b, 1, "alice", "tab-b").await;
     let old = server.state.tickets().issue(&timd::ticket::TicketClaims {

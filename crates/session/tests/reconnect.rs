@@ -46,6 +46,27 @@ fn next_attempt(s: &mut Session) -> Millis {
     at
 }
 
+/// Online, then the connection drops and the resume's ticket is refused: the session sends
+/// a login with its kept UserSig. Returns the session, the time, and that login.
+fn falling_back_to_login() -> (Session, Millis, Login) {
+    let mut s = online();
+    s.handle_close(1_000, 1006);
+    let at = next_attempt(&mut s);
+    s.handle_open(at);
+    let seq = resume_seq(&drain_io(&mut s));
+    let refused = ErrorFrame {
+        seq: Some(seq),
+        code: 70402,
+        message: String::new(),
+    };
+    s.handle_frame(at, ServerFrame::Error(refused));
+    let Io::Send(ClientFrame::Login(l)) = drain_io(&mut s).remove(0) else {
+        panic!("expected the fallback login")
+    };
+    drain_events(&mut s);
+    (s, at, l)
+}
+
 fn resume_seq(io: &[Io]) -> u32 {
     match io {
         [Io::Send(ClientFrame::Resume { seq, ticket })] => {
@@ -186,23 +207,7 @@ fn refused_ticket_falls_back_to_a_login_with_the_kept_usersig() {
 
 #[test]
 fn an_expired_usersig_on_the_fallback_login_ends_with_usersig_expired() {
-    let mut s = online();
-    s.handle_close(1_000, 1006);
-    let at = next_attempt(&mut s);
-    s.handle_open(at);
-    let seq = resume_seq(&drain_io(&mut s));
-    s.handle_frame(
-        at,
-        ServerFrame::Error(ErrorFrame {
-            seq: Some(seq),
-            code: 70402,
-            message: String::new(),
-        }),
-    );
-    let Io::Send(ClientFrame::Login(l)) = drain_io(&mut s).remove(0) else {
-        panic!()
-    };
-    drain_events(&mut s);
+    let (mut s, at, l) = falling_back_to_login();
     s.handle_frame(
         at,
         ServerFrame::Error(ErrorFrame {
@@ -221,23 +226,7 @@ fn an_expired_usersig_on_the_fallback_login_ends_with_usersig_expired() {
 
 #[test]
 fn another_fallback_login_failure_ends_the_session_with_an_error() {
-    let mut s = online();
-    s.handle_close(1_000, 1006);
-    let at = next_attempt(&mut s);
-    s.handle_open(at);
-    let seq = resume_seq(&drain_io(&mut s));
-    s.handle_frame(
-        at,
-        ServerFrame::Error(ErrorFrame {
-            seq: Some(seq),
-            code: 70402,
-            message: String::new(),
-        }),
-    );
-    let Io::Send(ClientFrame::Login(l)) = drain_io(&mut s).remove(0) else {
-        panic!()
-    };
-    drain_events(&mut s);
+    let (mut s, at, l) = falling_back_to_login();
     s.handle_frame(
         at,
         ServerFrame::Error(ErrorFrame {
