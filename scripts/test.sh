@@ -37,7 +37,8 @@ start_timd() {
     --sdkappid 1400012345 --key "$TIMD_TEST_KEY" --data-dir "$tmp/$name" "$@" > "$tmp/$name.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 100); do
-    curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return 0
+    python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" \
+      "http://127.0.0.1:$port/healthz" 2>/dev/null && return 0
     sleep 0.1
   done
   cat "$tmp/$name.log" >&2; return 1
