@@ -6,7 +6,7 @@
 #   scripts/bench.sh                 # both: kick, then restart
 #   scripts/bench.sh kick [ARGS]     # kick delivery latency (tim-bench kick --help)
 #   scripts/bench.sh restart [ARGS]  # 10,000 sessions through a SIGTERM and a kill -9 restart
-#   scripts/bench.sh browser         # kick delivery between two real tabs (Chromium, Firefox)
+#   scripts/bench.sh browser         # kick delivery between two real tabs, login latency (Chromium, Firefox)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f scripts/env.sh ] && . scripts/env.sh
@@ -21,6 +21,8 @@ browser() {
   ./scripts/build-pkg.sh
   TIMD_BIN=target/server/timd node --test --test-name-pattern "kick delivery" tests/e2e/tabs.test.mjs \
     | grep -E "^# (chrome|firefox): kick delivery|^# (pass|fail)"
+  TIMD_BIN=target/server/timd node --test tests/e2e/bench/login-latency.mjs \
+    | grep -E "^# (chrome|firefox): login|^# (pass|fail)"
 }
 
 what=${1:-all}

@@ -294,7 +294,7 @@ fn dispatch(driver: &Rc<Driver>, event: &Event) {
     let Some((name, value)) = js::event(event) else {
         return;
     };
-    log::log(log::INFO, name);
+    log::log(log::DEBUG, name);
     let handlers = driver.listeners.borrow().for_event(name);
     for handler in handlers {
         handler.call(&value);
