@@ -26,7 +26,7 @@ use crate::registry::{
     InstanceInfo, NewSession, ResumeRefused, SessionId, SocketCommand, OUTBOX_CAPACITY,
 };
 use crate::state::AppState;
-use crate::ticket::{TicketClaims, TICKET_LIFETIME_SECS};
+use crate::ticket::TICKET_LIFETIME_SECS;
 
 /// Initial read buffer per socket. tungstenite's default (128 KiB, allocated up front)
 /// would dominate per-connection memory; a login frame is well under 1 KiB, and bigger
@@ -365,15 +365,8 @@ impl Connection {
 
     /// The ticket a client presents to resume `info`'s session.
     fn ticket_for(&self, info: &InstanceInfo, now: u64) -> String {
-        self.state.tickets().issue(&TicketClaims {
-            user: info.user.clone(),
-            instance: info.instance.clone(),
-            platform: info.platform,
-            since_ms: info.since_ms,
-            expire_at: info.expire_at,
-            sig_time: info.sig_time,
-            valid_until: info.expire_at.min(now.saturating_add(TICKET_LIFETIME_SECS)),
-        })
+        let valid_until = info.expire_at.min(now.saturating_add(TICKET_LIFETIME_SECS));
+        self.state.tickets().issue(&info.ticket_claims(valid_until))
     }
 
     /// A fresh UserSig for this socket's session: checked like a login's (same user), then

@@ -86,6 +86,21 @@ pub struct InstanceInfo {
     pub attached: bool,
 }
 
+impl InstanceInfo {
+    /// What a ticket for this session says, good until `valid_until` (unix seconds).
+    pub fn ticket_claims(&self, valid_until: u64) -> TicketClaims {
+        TicketClaims {
+            user: self.user.clone(),
+            instance: self.instance.clone(),
+            platform: self.platform,
+            since_ms: self.since_ms,
+            expire_at: self.expire_at,
+            sig_time: self.sig_time,
+            valid_until,
+        }
+    }
+}
+
 /// Why a resume was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResumeRefused {
@@ -611,15 +626,7 @@ mod tests {
     }
 
     fn claims_of(info: &InstanceInfo) -> TicketClaims {
-        TicketClaims {
-            user: info.user.clone(),
-            instance: info.instance.clone(),
-            platform: info.platform,
-            since_ms: info.since_ms,
-            expire_at: info.expire_at,
-            sig_time: info.sig_time,
-            valid_until: u64::MAX,
-        }
+        info.ticket_claims(u64::MAX)
     }
 
     fn names(list: &[InstanceInfo]) -> Vec<&str> {
