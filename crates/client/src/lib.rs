@@ -398,6 +398,7 @@ pub fn describe(event: &Event) -> String {
         Event::Kicked(reason) => format!("event {EVENT_KICKED_OUT} {}", reason.as_str()),
         Event::NetState(state) => format!("event {EVENT_NET_STATE_CHANGE} {}", state.as_str()),
         Event::Error(e) => format!("event {EVENT_ERROR} {} {}", e.code, e.message),
+        Event::Destroyed => format!("event {EVENT_SDK_DESTROY}"),
         Event::RenewUserSig => "renew".to_string(),
         Event::Done { op, result } => format!("done {op} {result:?}"),
     }

@@ -10,12 +10,15 @@ pub const EVENTS: &[(&str, &str)] = &[
     ("KICKED_OUT", EVENT_KICKED_OUT),
     ("NET_STATE_CHANGE", EVENT_NET_STATE_CHANGE),
     ("ERROR", EVENT_ERROR),
+    ("SDK_DESTROY", EVENT_SDK_DESTROY),
 ];
 pub const EVENT_SDK_READY: &str = "sdkStateReady";
 pub const EVENT_SDK_NOT_READY: &str = "sdkStateNotReady";
 pub const EVENT_KICKED_OUT: &str = "kickedOut";
 pub const EVENT_NET_STATE_CHANGE: &str = "netStateChange";
 pub const EVENT_ERROR: &str = "error";
+/// Emitted once `destroy()` has finished, with `{ SDKAppID }` (as `tim-js-sdk` 2.27.6 does).
+pub const EVENT_SDK_DESTROY: &str = "sdkDestroy";
 
 /// Why an instance was kicked out. Serialized with `TIM.TYPES` string values, so the same
 /// text travels on the wire and reaches `event.data.type`.

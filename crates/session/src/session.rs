@@ -31,6 +31,11 @@ pub const RENEW_AHEAD_MS: Millis = 5 * 60_000;
 /// expiry if none succeeds.
 pub const RENEW_RETRY_MS: Millis = 5_000;
 
+/// `getLoginStatus()` values (V2TIM's `V2TIM_STATUS_LOGINED` / `_LOGINING` / `_LOGOUT`).
+pub const LOGIN_STATUS_LOGGED_IN: u8 = 1;
+pub const LOGIN_STATUS_LOGGING_IN: u8 = 2;
+pub const LOGIN_STATUS_LOGGED_OUT: u8 = 3;
+
 /// When to renew a UserSig that expires `expires_in` seconds from now.
 pub fn renew_delay(expires_in: u64) -> Millis {
     let ttl = expires_in.saturating_mul(1_000);
@@ -124,6 +129,8 @@ pub enum Event {
     NetState(NetState),
     /// `ERROR`: something went wrong outside any call.
     Error(SdkError),
+    /// `SDK_DESTROY`: `destroy()` has finished (after its `SDK_NOT_READY`, if any).
+    Destroyed,
     /// Time to renew: call the page's `getUserSig`, then [`Session::renew`] with its
     /// result (or [`Session::renew_failed`]). For the driver; not a page event.
     RenewUserSig,
@@ -292,6 +299,17 @@ impl Session {
         matches!(self.state, State::Online(_, Link::Up))
     }
 
+    /// `getLoginStatus()`: [`LOGIN_STATUS_LOGGED_IN`] while online (a lost connection
+    /// coming back included) or logging out, [`LOGIN_STATUS_LOGGING_IN`] while a login is
+    /// under way, else [`LOGIN_STATUS_LOGGED_OUT`].
+    pub fn login_status(&self) -> u8 {
+        match self.state {
+            State::Online(..) | State::LoggingOut { .. } => LOGIN_STATUS_LOGGED_IN,
+            State::Connecting { .. } | State::LoggingIn { .. } => LOGIN_STATUS_LOGGING_IN,
+            State::Idle | State::Kicked(_) | State::Destroyed => LOGIN_STATUS_LOGGED_OUT,
+        }
+    }
+
     pub fn is_destroyed(&self) -> bool {
         self.state == State::Destroyed
     }
@@ -346,7 +364,13 @@ impl Session {
     /// `tim.login({ userID, userSig })`.
     pub fn login(&mut self, now: Millis, user: &str, usersig: &str) -> OpId {
         let op = self.new_op();
-        if let Err(e) = self.check_login(user, usersig) {
+        // After `destroy` every call is an invalid operation, whatever its arguments.
+        let checked = if self.is_destroyed() {
+            Err(destroyed())
+        } else {
+            self.check_login(user, usersig)
+        };
+        if let Err(e) = checked {
             self.done(op, Err(e));
             return op;
         }
@@ -487,6 +511,7 @@ impl Session {
         self.close_socket();
         self.op_deadline = None;
         self.stop_heartbeat();
+        self.events.push_back(Event::Destroyed);
         self.done(op, Ok(OpOk::Destroy));
         op
     }
@@ -947,23 +972,32 @@ impl Session {
         self.done(op, Ok(OpOk::Logout));
     }
 
+    /// Kicked: `KICKED_OUT`, then `SDK_NOT_READY` if the page had seen `SDK_READY` (the
+    /// order of `tim-js-sdk` 2.27.6).
     fn kick(&mut self, reason: KickReason) {
-        match mem::replace(&mut self.state, State::Kicked(reason)) {
-            State::Online(..) => {}
-            State::LoggingOut { op, .. } => self.done(op, Ok(OpOk::Logout)),
+        let was_ready = match mem::replace(&mut self.state, State::Kicked(reason)) {
+            State::Online(..) => true,
+            State::LoggingOut { op, .. } => {
+                self.done(op, Ok(OpOk::Logout));
+                true
+            }
             State::Connecting { op, .. } | State::LoggingIn { op, .. } => {
-                self.done(op, Err(SdkError::new(reason.sdk_code(), reason.as_str())))
+                self.done(op, Err(SdkError::new(reason.sdk_code(), reason.as_str())));
+                false
             }
             s @ (State::Idle | State::Kicked(_) | State::Destroyed) => {
                 // Nothing of ours was online; keep what we had.
                 self.state = s;
                 return;
             }
-        }
+        };
         self.op_deadline = None;
         self.stop_heartbeat();
         self.close_socket();
         self.events.push_back(Event::Kicked(reason));
+        if was_ready {
+            self.events.push_back(Event::NotReady);
+        }
     }
 
     fn net_state(&mut self, state: NetState) {

@@ -151,7 +151,7 @@ fn kicked_while_away_learns_it_on_resume_and_stays_out() {
     );
     assert_eq!(
         drain_events(&mut s),
-        vec![Event::Kicked(KickReason::MultipleAccount)]
+        vec![Event::Kicked(KickReason::MultipleAccount), Event::NotReady]
     );
     assert_eq!(drain_io(&mut s), vec![Io::Close]);
     assert_eq!(s.poll_timeout(), None, "no retry after a kick");
@@ -218,7 +218,7 @@ fn an_expired_usersig_on_the_fallback_login_ends_with_usersig_expired() {
     );
     assert_eq!(
         drain_events(&mut s),
-        vec![Event::Kicked(KickReason::UserSigExpired)]
+        vec![Event::Kicked(KickReason::UserSigExpired), Event::NotReady]
     );
     assert_eq!(drain_io(&mut s), vec![Io::Close]);
     assert_eq!(s.poll_timeout(), None);
@@ -356,6 +356,7 @@ fn destroy_mid_reconnect_cancels_it_cleanly() {
             drain_events(&mut s),
             vec![
                 Event::NotReady,
+                Event::Destroyed,
                 Event::Done {
                     op,
                     result: Ok(OpOk::Destroy)
@@ -395,7 +396,7 @@ fn superseded_by_another_tab_with_the_same_id_steps_aside() {
     s.handle_close(0, close::SUPERSEDED);
     assert_eq!(
         drain_events(&mut s),
-        vec![Event::Kicked(KickReason::MultipleAccount)]
+        vec![Event::Kicked(KickReason::MultipleAccount), Event::NotReady]
     );
     assert_eq!(s.poll_timeout(), None);
 }

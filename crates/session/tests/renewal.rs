@@ -120,7 +120,7 @@ fn failures_are_retried() {
     );
     assert_eq!(
         drain_events(&mut s),
-        vec![Event::Kicked(KickReason::UserSigExpired)]
+        vec![Event::Kicked(KickReason::UserSigExpired), Event::NotReady]
     );
     assert_eq!(s.poll_timeout(), None, "no renewal after the end");
 }

@@ -318,7 +318,10 @@ fn kicked_session_stays_out_and_never_reconnects_by_itself() {
         let mut s = session();
         logged_in(&mut s, 0, "alice");
         s.handle_frame(5, ServerFrame::Kicked { reason });
-        assert_eq!(drain_events(&mut s), vec![Event::Kicked(reason)]);
+        assert_eq!(
+            drain_events(&mut s),
+            vec![Event::Kicked(reason), Event::NotReady]
+        );
         assert_eq!(drain_io(&mut s), vec![Io::Close]);
         assert_eq!(s.kicked(), Some(reason));
         assert!(!s.is_ready());
@@ -345,7 +348,11 @@ fn destroy_ends_everything_and_later_calls_fail() {
     );
     assert_eq!(
         drain_events(&mut s),
-        vec![Event::NotReady, done(op, Ok(OpOk::Destroy))]
+        vec![
+            Event::NotReady,
+            Event::Destroyed,
+            done(op, Ok(OpOk::Destroy))
+        ]
     );
     assert_eq!(s.poll_timeout(), None);
     let login = s.login(2, "alice", "sig");
@@ -356,6 +363,40 @@ fn destroy_ends_everything_and_later_calls_fail() {
         assert_eq!(err_code(&events, op), SDK_INVALID_OPERATION);
     }
     assert_eq!(drain_io(&mut s), vec![]);
+    // Bad arguments after destroy: still an invalid operation, not an argument error.
+    let bad = [
+        s.login(3, "", "sig"),
+        s.login(3, "alice", ""),
+        s.login(3, "no way!", ""),
+    ];
+    let events = drain_events(&mut s);
+    for op in bad {
+        assert_eq!(err_code(&events, op), SDK_INVALID_OPERATION);
+    }
+    assert_eq!(s.login_status(), LOGIN_STATUS_LOGGED_OUT);
+}
+
+#[test]
+fn login_status_follows_the_session() {
+    let mut s = session();
+    assert_eq!(s.login_status(), LOGIN_STATUS_LOGGED_OUT);
+    s.login(0, "alice", "sig");
+    assert_eq!(s.login_status(), LOGIN_STATUS_LOGGING_IN);
+    s.handle_open(1);
+    assert_eq!(s.login_status(), LOGIN_STATUS_LOGGING_IN);
+    let mut s = session();
+    logged_in(&mut s, 0, "alice");
+    assert_eq!(s.login_status(), LOGIN_STATUS_LOGGED_IN);
+    // A lost connection coming back is still logged in.
+    s.handle_close(1, 1006);
+    assert_eq!(s.login_status(), LOGIN_STATUS_LOGGED_IN);
+    s.handle_frame(
+        2,
+        ServerFrame::Kicked {
+            reason: KickReason::RestApi,
+        },
+    );
+    assert_eq!(s.login_status(), LOGIN_STATUS_LOGGED_OUT);
 }
 
 #[test]
