@@ -55,6 +55,9 @@ step "npm package and its size"
 ./scripts/build-pkg.sh
 ./scripts/size.sh
 
+step "the packed tarball as web projects install it: package check; plain page, Vite, webpack, esbuild in Chromium and Firefox; tsc (scripts/consumers.sh)"
+./scripts/consumers.sh --no-build
+
 step "end to end: the seed page in real Chromium and Firefox (node --test tests/e2e)"
 node --test --test-concurrency=1 tests/e2e/
 
