@@ -7,9 +7,16 @@
 #   scripts/bench.sh kick [ARGS]     # kick delivery latency (tim-bench kick --help)
 #   scripts/bench.sh restart [ARGS]  # 10,000 sessions through a SIGTERM and a kill -9 restart
 #   scripts/bench.sh browser         # kick delivery between two real tabs, login latency (Chromium, Firefox)
+#   scripts/bench.sh coldstart [--runs N]  # page cold start, tim-wasm vs tim-js-sdk 2.27.6 (Chromium, 100 ms, 10 Mbit/s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f scripts/env.sh ] && . scripts/env.sh
+# Cold start needs no timd: it runs before the release build.
+if [ "${1:-}" = coldstart ]; then
+  shift
+  ./scripts/build-pkg.sh
+  exec node tests/e2e/bench/cold-start.mjs "$@"
+fi
 cargo build --profile server -p timd -p tim-bench --quiet
 bench=target/server/tim-bench
 # Each side of 10,000 loopback sockets needs as many descriptors (tim-bench raises its soft
@@ -37,5 +44,5 @@ case "$what" in
     "$bench" restart --sessions 10000
     browser
     ;;
-  *) echo "usage: $0 [kick|restart|browser|all] [ARGS]" >&2; exit 2 ;;
+  *) echo "usage: $0 [kick|restart|browser|coldstart|all] [ARGS]" >&2; exit 2 ;;
 esac
