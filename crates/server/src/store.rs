@@ -5,7 +5,9 @@
 //! them in batches (one `fsync` for many first logins under `synchronous=FULL`), answering
 //! each caller only after its batch is durable.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -243,20 +245,38 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// What a job did, before its batch commits: whether to keep its changes, and how to tell
-/// the caller once the commit's outcome is known.
-struct Ran {
-    ok: bool,
-    finish: Box<dyn FnOnce(Result<(), StoreError>) + Send>,
+/// One queued piece of work: `run` executes it inside its savepoint and says whether it
+/// succeeded; `finish` answers the caller once the outcome is known — the job's own result
+/// if its transaction committed, or the error that undid it (including "never ran").
+struct Job {
+    run: Box<dyn FnOnce(&Store) -> bool + Send>,
+    finish: Finish,
 }
 
-type Job = Box<dyn FnOnce(&Store) -> Ran + Send>;
+type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// Where a batch's transaction control can be made to fail, for the fault tests (a disk that
+/// fills up or errs exactly there). Armed with [`StoreHandle::inject_faults`]; each applies
+/// to the next batch only.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultPoint {
+    Begin,
+    /// The savepoint of the batch's job number `n` (0-based).
+    Savepoint(usize),
+    /// The `RELEASE` / `ROLLBACK TO` that ends job `n`'s savepoint.
+    EndSavepoint(usize),
+    Commit,
+}
+
+type Faults = Arc<Mutex<Vec<FaultPoint>>>;
 
 /// Async, cloneable access to the store thread. Cheap to clone (one channel sender); the
 /// thread ends when the last handle is dropped.
 #[derive(Clone)]
 pub struct StoreHandle {
     jobs: mpsc::Sender<Job>,
+    faults: Faults,
 }
 
 impl StoreHandle {
@@ -268,36 +288,61 @@ impl StoreHandle {
     /// Starts the store thread for an open `store` (read what you need from it first).
     pub fn start(store: Store) -> Result<StoreHandle, StoreError> {
         let (jobs, rx) = mpsc::channel(QUEUE_DEPTH);
+        let faults = Faults::default();
+        let thread_faults = Arc::clone(&faults);
         std::thread::Builder::new()
             .name("timd-store".into())
-            .spawn(move || run_store_thread(store, rx))
+            .spawn(move || run_store_thread(store, rx, thread_faults))
             .map_err(|e| StoreError::Sqlite(format!("cannot start store thread: {e}")))?;
-        Ok(StoreHandle { jobs })
+        Ok(StoreHandle { jobs, faults })
+    }
+
+    /// Test hook: makes the next batch's transaction control fail at `points`, as a full or
+    /// failing disk would there.
+    #[doc(hidden)]
+    pub fn inject_faults(&self, points: &[FaultPoint]) {
+        lock(&self.faults).extend_from_slice(points);
     }
 
     /// Runs `f` on the store thread inside a savepoint of the current batch, and returns its
-    /// result once that batch is committed (so an `Ok` is durable). An `Err` from `f` rolls
-    /// back only `f`'s own changes.
+    /// result once that batch is committed (so an `Ok` is durable). An `Err` — from `f`, or
+    /// from the transaction around it — means nothing `f` did was kept. `f` must stop at
+    /// its first SQL error (as `?` does).
     pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |store| {
-            let result = f(store);
-            Ran {
-                ok: result.is_ok(),
-                finish: Box::new(move |commit| {
-                    let _ = tx.send(commit.and(result));
-                }),
-            }
-        });
+        let result = Arc::new(Mutex::new(None));
+        let slot = Arc::clone(&result);
+        let job = Job {
+            run: Box::new(move |store| {
+                let r = f(store);
+                let ok = r.is_ok();
+                *lock(&slot) = Some(r);
+                ok
+            }),
+            finish: Box::new(move |outcome| {
+                let ran = lock(&result).take();
+                let answer = match (outcome, ran) {
+                    (Err(e), _) => Err(e),
+                    (Ok(()), Some(r)) => r,
+                    (Ok(()), None) => Err(StoreError::Unavailable),
+                };
+                let _ = tx.send(answer);
+            }),
+        };
         self.jobs
             .send(job)
             .await
             .map_err(|_| StoreError::Unavailable)?;
         rx.await.map_err(|_| StoreError::Unavailable)?
+    }
+
+    /// Returns once every job queued before it is committed (or failed): a write barrier.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.call(|_| Ok(())).await
     }
 
     /// See [`Store::register_account`].
@@ -324,55 +369,111 @@ impl StoreHandle {
     }
 }
 
-fn run_store_thread(store: Store, mut jobs: mpsc::Receiver<Job>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn run_store_thread(store: Store, mut jobs: mpsc::Receiver<Job>, faults: Faults) {
+    let mut batch = VecDeque::with_capacity(MAX_BATCH);
     while let Some(first) = jobs.blocking_recv() {
-        batch.push(first);
+        batch.push_back(first);
         while batch.len() < MAX_BATCH {
             match jobs.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => batch.push_back(job),
                 Err(_) => break,
             }
         }
-        run_batch(&store, &mut batch);
+        let mut armed = std::mem::take(&mut *lock(&faults));
+        while !batch.is_empty() {
+            run_transaction(&store, &mut batch, &mut armed);
+        }
     }
     tracing::debug!("store thread stopping");
 }
 
-/// One transaction for the whole batch, one savepoint per job, replies after the commit.
-fn run_batch(store: &Store, batch: &mut Vec<Job>) {
-    let conn = &store.conn;
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        // Without a transaction each statement still commits (durably) on its own.
-        tracing::warn!(error = %e, "store: cannot begin a batch; running jobs one by one");
+/// Transaction control for one batch, failing where a fault is armed.
+struct Control<'a> {
+    conn: &'a Connection,
+    armed: &'a mut Vec<FaultPoint>,
+}
+
+impl Control<'_> {
+    fn exec(&mut self, point: FaultPoint, sql: &str) -> Result<(), StoreError> {
+        if let Some(i) = self.armed.iter().position(|p| *p == point) {
+            self.armed.remove(i);
+            return Err(StoreError::Sqlite(format!("injected fault at {point:?}")));
+        }
+        self.conn.execute_batch(sql).map_err(StoreError::from)
+    }
+
+    /// Ends the transaction without keeping anything (a no-op if SQLite already did).
+    fn abandon(&mut self) {
+        if !self.conn.is_autocommit() {
+            if let Err(e) = self.conn.execute_batch("ROLLBACK") {
+                tracing::error!(error = %e, "store: cannot roll back");
+            }
+        }
+    }
+}
+
+/// Runs jobs from the front of `batch` in one transaction, one savepoint each, and answers
+/// them after the commit. "A failed call changes nothing": a job whose savepoint cannot be
+/// taken does not run; if a savepoint cannot be ended, or SQLite rolled the transaction back
+/// on its own (as it may on a full disk or an I/O error), or the commit fails, every job of
+/// the transaction so far is answered with the error. Jobs left in `batch` (after such an
+/// abort) go to the next transaction.
+fn run_transaction(store: &Store, batch: &mut VecDeque<Job>, armed: &mut Vec<FaultPoint>) {
+    let mut control = Control {
+        conn: &store.conn,
+        armed,
+    };
+    // A transaction left open by an earlier failure holds nothing anyone was told about.
+    control.abandon();
+    if let Err(e) = control.exec(FaultPoint::Begin, "BEGIN IMMEDIATE") {
+        tracing::error!(error = %e, jobs = batch.len(), "store: cannot begin a transaction; failing the batch");
         for job in batch.drain(..) {
-            (job(store).finish)(Ok(()));
+            (job.finish)(Err(e.clone()));
         }
         return;
     }
-    let mut finishers = Vec::with_capacity(batch.len());
-    for job in batch.drain(..) {
-        let savepoint = conn.execute_batch("SAVEPOINT job");
-        let ran = job(store);
-        if savepoint.is_ok() {
-            let end = if ran.ok {
-                "RELEASE job"
-            } else {
-                "ROLLBACK TO job; RELEASE job"
-            };
-            if let Err(e) = conn.execute_batch(end) {
-                tracing::error!(error = %e, "store: cannot end a job's savepoint");
-            }
+    let mut finishers: Vec<Finish> = Vec::new();
+    let mut n = 0;
+    let aborted = loop {
+        let Some(job) = batch.pop_front() else {
+            break None;
+        };
+        let index = n;
+        n += 1;
+        if let Err(e) = control.exec(FaultPoint::Savepoint(index), "SAVEPOINT job") {
+            (job.finish)(Err(e.clone()));
+            break Some(e);
         }
-        finishers.push(ran.finish);
-    }
-    let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
-    if let Err(e) = &commit {
-        tracing::error!(error = %e, "store: commit failed; the batch is lost");
-        let _ = conn.execute_batch("ROLLBACK");
+        let ok = (job.run)(store);
+        finishers.push(job.finish);
+        if store.conn.is_autocommit() {
+            break Some(StoreError::Sqlite(
+                "the transaction was rolled back by SQLite".into(),
+            ));
+        }
+        let end = if ok {
+            "RELEASE job"
+        } else {
+            "ROLLBACK TO job; RELEASE job"
+        };
+        if let Err(e) = control.exec(FaultPoint::EndSavepoint(index), end) {
+            break Some(e);
+        }
+    };
+    let outcome = match aborted {
+        Some(e) => Err(e),
+        None => control.exec(FaultPoint::Commit, "COMMIT"),
+    };
+    if let Err(e) = &outcome {
+        tracing::error!(error = %e, jobs = finishers.len(), "store: transaction failed; its jobs changed nothing");
+        control.abandon();
     }
     for finish in finishers {
-        finish(commit.clone());
+        finish(outcome.clone());
     }
 }
 
@@ -488,5 +589,147 @@ mod tests {
         let other = Store::open_in(dir.path()).unwrap();
         assert!(other.account_exists("u0").unwrap());
         assert!(!other.account_exists("rolled_back").unwrap());
+    }
+}
+
+/// "A failed call changes nothing", under transaction-control faults at every point of a
+/// batch and under SQLite rolling a transaction back on its own.
+#[cfg(test)]
+mod fault_tests {
+    use super::*;
+
+    type Call = tokio::task::JoinHandle<Result<bool, StoreError>>;
+
+    /// Holds the store thread in a batch of its own until the returned sender is dropped, so
+    /// that the jobs queued meanwhile form the next batch together.
+    async fn hold(handle: &StoreHandle) -> std::sync::mpsc::Sender<()> {
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let (started, running) = oneshot::channel();
+        let h = handle.clone();
+        tokio::spawn(async move {
+            h.call(move |_| {
+                let _ = started.send(());
+                let _ = wait.recv();
+                Ok(())
+            })
+            .await
+        });
+        running.await.unwrap();
+        release
+    }
+
+    /// Queues jobs for `users`, in order, behind the held batch (each registers its user,
+    /// then fails if the name says so); returns their calls once all are queued.
+    async fn queue(handle: &StoreHandle, users: &[&'static str]) -> Vec<(&'static str, Call)> {
+        let mut calls = Vec::new();
+        for &user in users {
+            let queued = QUEUE_DEPTH - handle.jobs.capacity();
+            let h = handle.clone();
+            let call = tokio::spawn(async move {
+                h.call(move |s| {
+                    let new = s.register_account(user)?;
+                    if user.starts_with("fail") {
+                        return Err(StoreError::Sqlite("the job failed".into()));
+                    }
+                    Ok(new)
+                })
+                .await
+            });
+            while QUEUE_DEPTH - handle.jobs.capacity() == queued {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            calls.push((user, call));
+        }
+        calls
+    }
+
+    /// Every call answered `Ok` left its account; every `Err` left nothing. Returns the
+    /// users whose call succeeded.
+    async fn outcomes_match_the_file(
+        dir: &Path,
+        calls: Vec<(&'static str, Call)>,
+    ) -> Vec<&'static str> {
+        let mut ok = Vec::new();
+        let file = Store::open_in(dir).unwrap();
+        for (user, call) in calls {
+            let answer = call.await.unwrap();
+            let present = file.account_exists(user).unwrap();
+            assert_eq!(
+                answer.is_ok(),
+                present,
+                "{user}: answered {answer:?}, present {present}"
+            );
+            if answer.is_ok() {
+                ok.push(user);
+            }
+        }
+        ok
+    }
+
+    async fn run_with(faults: &[FaultPoint], users: &[&'static str]) -> Vec<&'static str> {
+        let dir = tempfile::tempdir().unwrap();
+        let handle = StoreHandle::open_in(dir.path()).unwrap();
+        let release = hold(&handle).await;
+        handle.inject_faults(faults);
+        let calls = queue(&handle, users).await;
+        drop(release);
+        outcomes_match_the_file(dir.path(), calls).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_that_cannot_begin_runs_nothing() {
+        // Outside a transaction, the failing job's first statement would stay.
+        assert_eq!(
+            run_with(&[FaultPoint::Begin], &["a", "fail1"]).await,
+            Vec::<&str>::new()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_without_its_savepoint_does_not_run() {
+        // Job 1 would register, then fail: without a savepoint its half-done work must not
+        // be committed. The rest of the batch still gets done in a new transaction.
+        let ok = run_with(&[FaultPoint::Savepoint(1)], &["a", "fail1", "c"]).await;
+        assert_eq!(ok, ["c"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_job_that_cannot_be_rolled_back_fails_its_transaction() {
+        let ok = run_with(&[FaultPoint::EndSavepoint(1)], &["a", "fail1", "c"]).await;
+        assert_eq!(ok, ["c"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_commit_keeps_nothing() {
+        assert_eq!(
+            run_with(&[FaultPoint::Commit], &["a", "b"]).await,
+            Vec::<&str>::new()
+        );
+    }
+
+    /// SQLite may roll the whole transaction back by itself (a full disk, an I/O error): a
+    /// trigger raising ROLLBACK does exactly that. The jobs before it are undone with it and
+    /// answered so; the jobs after it must not run outside a transaction.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_transaction_sqlite_rolled_back_loses_nothing_reported_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let handle = StoreHandle::open_in(dir.path()).unwrap();
+        handle
+            .call(|s| {
+                Ok(s.connection().execute_batch(
+                    "CREATE TEMP TRIGGER disk_error BEFORE INSERT ON accounts
+                     WHEN NEW.user_id = 'boom'
+                     BEGIN SELECT RAISE(ROLLBACK, 'simulated I/O error'); END;",
+                )?)
+            })
+            .await
+            .unwrap();
+        let release = hold(&handle).await;
+        let calls = queue(&handle, &["a", "boom", "c", "d"]).await;
+        drop(release);
+        let ok = outcomes_match_the_file(dir.path(), calls).await;
+        assert_eq!(ok, ["c", "d"]);
+        // The store keeps working.
+        assert_eq!(handle.register_account("e").await, Ok(true));
     }
 }
