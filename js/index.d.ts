@@ -1,8 +1,11 @@
 // Type declarations for tim-wasm (the login surface of tim-js-sdk).
 
 export interface TIMOptions {
-  /** Your app's SDKAppID. Missing or invalid: `login` rejects with code 2000. */
-  SDKAppID: number;
+  /**
+   * Your app's SDKAppID (a number, or a string of its digits). Missing or invalid: `login`
+   * rejects with code 2000.
+   */
+  SDKAppID: number | string;
   /** timd's base URL (`ws://`, `wss://`, `http://`, `https://`). Default: the page's origin. */
   serverURL?: string;
   /**
@@ -30,6 +33,9 @@ export interface IMResponse<T = Record<string, never>> {
   data: T;
 }
 
+/** `getLoginStatus()`: 1 logged in, 2 logging in, 3 logged out (V2TIM's values). */
+export type LoginStatus = 1 | 2 | 3;
+
 /** What every Promise rejects with: an `Error` carrying a numeric `code`. */
 export interface IMError extends Error {
   code: number;
@@ -41,7 +47,8 @@ export type EventName =
   | 'sdkStateNotReady'
   | 'kickedOut'
   | 'netStateChange'
-  | 'error';
+  | 'error'
+  | 'sdkDestroy';
 
 export type KickedOutType = 'multipleAccount' | 'multipleDevice' | 'userSigExpired' | 'REST_API_Kick';
 export type NetState = 'connected' | 'connecting' | 'disconnected';
@@ -52,6 +59,7 @@ export interface EventDataMap {
   kickedOut: { type: KickedOutType };
   netStateChange: { state: NetState };
   error: { code: number; message: string };
+  sdkDestroy: { SDKAppID: number };
 }
 
 export interface TIMEvent<N extends EventName = EventName> {
@@ -61,6 +69,10 @@ export interface TIMEvent<N extends EventName = EventName> {
 
 export declare class TIM {
   private constructor();
+  /**
+   * The instance for `options.SDKAppID`: the same one on every call until it is destroyed
+   * (as with tim-js-sdk), so the modules of a page share one login.
+   */
   static create(options: TIMOptions): TIM;
   static readonly EVENT: {
     readonly SDK_READY: 'sdkStateReady';
@@ -68,6 +80,7 @@ export declare class TIM {
     readonly KICKED_OUT: 'kickedOut';
     readonly NET_STATE_CHANGE: 'netStateChange';
     readonly ERROR: 'error';
+    readonly SDK_DESTROY: 'sdkDestroy';
   };
   static readonly TYPES: {
     readonly KICKED_OUT_MULT_ACCOUNT: 'multipleAccount';
@@ -80,16 +93,18 @@ export declare class TIM {
   };
   login(options: LoginOptions): Promise<IMResponse<LoginData>>;
   logout(): Promise<IMResponse>;
+  /** Logs out, closes the connection, emits `SDK_DESTROY`, then drops every listener and timer. */
   destroy(): Promise<IMResponse>;
   on<N extends EventName>(eventName: N, handler: (event: TIMEvent<N>) => void, context?: unknown): void;
+  /** Like `on`, for the next such event only. */
+  once<N extends EventName>(eventName: N, handler: (event: TIMEvent<N>) => void, context?: unknown): void;
   off<N extends EventName>(eventName: N, handler: (event: TIMEvent<N>) => void, context?: unknown): void;
   /** The logged-in UserID, or `''`. */
   getLoginUser(): string;
   isReady(): boolean;
+  getLoginStatus(): LoginStatus;
   /** 0 logs everything, 4 nothing. */
   setLogLevel(level: 0 | 1 | 2 | 3 | 4): void;
-  /** Frees the wasm object (wasm-bindgen); call `destroy()` first. */
-  free(): void;
 }
 
 export default TIM;

@@ -5,45 +5,34 @@
 //! may call back into the SDK), and only the outermost [`pump`] drains the queues, so events
 //! reach handlers in the order the core produced them.
 
-use alloc::rc::{Rc, Weak};
-use alloc::string::String;
-use alloc::vec::Vec;
-use core::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
 
+use futures::channel::oneshot;
+use futures::future::{abortable, AbortHandle};
+use gloo_timers::callback::Timeout;
 use js_sys::{Function, Promise};
 use tim_session::{Event, Io, OpId, OpOk, SdkError, Session};
 use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{future_to_promise, spawn_local};
 
 use crate::clock::now_ms;
-use crate::instance;
-use crate::js;
 use crate::listeners::Listeners;
-use crate::log;
 use crate::page_events::{self, PageEvent, PageEvents};
 use crate::socket::Socket;
-use crate::timer::Timeout;
-use crate::wire;
+use crate::{instance, log, renewal, values, wire};
 
 pub type OpResult = Result<OpOk, SdkError>;
 
-#[wasm_bindgen]
-extern "C" {
-    /// A Promise seen as a plain thenable, for `then` with plain functions.
-    type Thenable;
-    #[wasm_bindgen(method, js_name = then)]
-    fn then_fns(this: &Thenable, on_fulfilled: &Function, on_rejected: &Function) -> Promise;
-}
+/// Longest delay `setTimeout` takes as given: larger ones wrap and fire at once (a UserSig
+/// renewal months away would otherwise spin the timer while offline).
+pub const MAX_TIMER_DELAY_MS: u64 = (1 << 31) - 1;
 
-/// `promise.then(on_fulfilled, on_rejected)`. With the same `once_into_js` function for
-/// both, exactly one call happens and the closure frees itself.
-fn then(promise: &Promise, on_fulfilled: &Function, on_rejected: &Function) -> Promise {
-    promise
-        .unchecked_ref::<Thenable>()
-        .then_fns(on_fulfilled, on_rejected)
+/// The `setTimeout` delay for a wake-up at `deadline`; a clamped timer fires early, finds
+/// nothing due, and is armed again.
+pub fn timer_delay(deadline: u64, now: u64) -> u32 {
+    deadline.saturating_sub(now).min(MAX_TIMER_DELAY_MS) as u32
 }
-
-/// A Promise's `resolve` and `reject`.
-type Settle = (Function, Function);
 
 pub struct Driver {
     pub session: RefCell<Session>,
@@ -53,15 +42,18 @@ pub struct Driver {
     /// The armed wake-up and its deadline (re-armed only when the deadline changes).
     timer: RefCell<Option<(u64, Timeout)>>,
     pub listeners: RefCell<Listeners>,
-    /// Promises waiting for their op's outcome. Plain JS Promises rather than futures:
-    /// `wasm-bindgen-futures` and a channel cost ~6 KB of wasm for no gain here.
-    pending: RefCell<Vec<(OpId, Settle)>>,
+    /// Calls waiting for their op's outcome. Dropping a sender (the driver going away)
+    /// rejects its Promise: none is left hanging.
+    pending: RefCell<Vec<(OpId, oneshot::Sender<OpResult>)>>,
     pumping: Cell<bool>,
     /// Releases the claim's Web Lock; set once claimed, called on `release`.
     unlock: RefCell<Option<Function>>,
     page: RefCell<Option<PageEvents>>,
-    /// The page's `getUserSig`, if it gave one.
+    /// The page's `getUserSig`, if it gave one, and the question being asked of it.
     get_usersig: Option<Function>,
+    renewal: RefCell<Option<AbortHandle>>,
+    /// Called once `destroy` has released everything (drops the `TIM.create` cache entry).
+    on_release: RefCell<Option<Box<dyn FnOnce()>>>,
 }
 
 impl Driver {
@@ -82,6 +74,8 @@ impl Driver {
             unlock: RefCell::new(None),
             page: RefCell::new(None),
             get_usersig,
+            renewal: RefCell::new(None),
+            on_release: RefCell::new(None),
         });
         let weak = Rc::downgrade(&driver);
         *driver.page.borrow_mut() = Some(PageEvents::attach(move |event| {
@@ -98,16 +92,24 @@ impl Driver {
             driver.session.borrow_mut().handle_offline(now_ms());
         }
         let weak = Rc::downgrade(&driver);
-        let apply: Function = Closure::once_into_js(move |claimed: JsValue| {
-            if let Some(d) = weak.upgrade() {
-                d.apply_claim(&claimed);
-            } else if let (_, Some(unlock)) = instance::parts(&claimed) {
-                let _ = unlock.call0(&JsValue::NULL);
+        spawn_local(async move {
+            let claimed = wasm_bindgen_futures::JsFuture::from(claim).await;
+            let claimed = claimed.unwrap_or(JsValue::UNDEFINED);
+            match weak.upgrade() {
+                Some(d) => d.apply_claim(&claimed),
+                None => {
+                    if let (_, Some(unlock)) = instance::parts(&claimed) {
+                        let _ = unlock.call0(&JsValue::NULL);
+                    }
+                }
             }
-        })
-        .unchecked_into();
-        let _ = then(&claim, &apply, &apply);
+        });
         driver
+    }
+
+    /// Runs `f` once `destroy` has released everything.
+    pub fn on_release(&self, f: impl FnOnce() + 'static) {
+        *self.on_release.borrow_mut() = Some(Box::new(f));
     }
 
     /// Takes the claimed instance id: a login waiting for it goes out. After `destroy`,
@@ -128,26 +130,40 @@ impl Driver {
 
     /// Runs a session command; the Promise settles with its outcome.
     pub fn command(self: &Rc<Self>, f: impl FnOnce(&mut Session, u64) -> OpId) -> Promise {
-        let mut settle = None;
-        let promise = Promise::new(&mut |resolve, reject| settle = Some((resolve, reject)));
         let op = f(&mut self.session.borrow_mut(), now_ms());
-        if let Some(settle) = settle {
-            self.pending.borrow_mut().push((op, settle));
-        }
+        let (tx, rx) = oneshot::channel();
+        self.pending.borrow_mut().push((op, tx));
         pump(self);
-        promise
+        future_to_promise(async move {
+            match rx.await {
+                Ok(Ok(ok)) => Ok(values::response(&ok)),
+                Ok(Err(e)) => Err(values::error(&e)),
+                Err(oneshot::Canceled) => Err(values::error(&SdkError::new(
+                    tim_proto::SDK_UNCAUGHT_ERROR,
+                    "the SDK instance went away before the call completed",
+                ))),
+            }
+        })
     }
 
     /// Drops everything that can still call into JS or hold the page: socket, timer,
-    /// handlers, the instance id's lock. Done by [`pump`] once destroyed.
+    /// handlers, a pending `getUserSig`, the instance id's lock. Done by [`pump`] once
+    /// destroyed.
     fn release(&self) {
         drop(self.socket.borrow_mut().take());
         drop(self.timer.borrow_mut().take());
         drop(self.page.borrow_mut().take());
+        if let Some(renewal) = self.renewal.borrow_mut().take() {
+            renewal.abort();
+        }
         self.listeners.borrow_mut().clear();
         let unlock = self.unlock.borrow_mut().take();
         if let Some(unlock) = unlock {
             let _ = unlock.call0(&JsValue::NULL);
+        }
+        let on_release = self.on_release.borrow_mut().take();
+        if let Some(f) = on_release {
+            f();
         }
     }
 }
@@ -230,26 +246,16 @@ fn on_text(driver: &Rc<Driver>, now: u64, text: &str) {
     }
 }
 
-#[wasm_bindgen(inline_js = "export function askUserSig(f, done) {
-  let p;
-  try { p = f(); } catch (e) { p = Promise.reject(e); }
-  Promise.resolve(p).then((v) => done(typeof v === 'string' ? v : undefined), () => done(undefined));
-}")]
-extern "C" {
-    /// Calls `getUserSig()` and hands `done` the UserSig, or `undefined` when it threw,
-    /// rejected or returned something else than a string.
-    #[wasm_bindgen(js_name = askUserSig)]
-    fn ask_usersig(get_usersig: &Function, done: &JsValue);
-}
-
 /// Asks the page's `getUserSig` for a fresh UserSig: `renew` with it, or `renew_failed`.
 fn renew(driver: &Rc<Driver>) {
-    let Some(get_usersig) = &driver.get_usersig else {
+    let Some(get_usersig) = driver.get_usersig.clone() else {
         return;
     };
     let weak = Rc::downgrade(driver);
-    let done = Closure::once_into_js(move |usersig: Option<String>| {
+    let (ask, handle) = abortable(async move {
+        let usersig = renewal::ask(get_usersig).await;
         with(&weak, |d, now| {
+            d.renewal.borrow_mut().take();
             let mut session = d.session.borrow_mut();
             match usersig {
                 Some(usersig) => session.renew(now, &usersig),
@@ -257,45 +263,32 @@ fn renew(driver: &Rc<Driver>) {
             }
         })
     });
-    ask_usersig(get_usersig, &done);
+    if let Some(old) = driver.renewal.borrow_mut().replace(handle) {
+        old.abort();
+    }
+    spawn_local(async move {
+        let _ = ask.await;
+    });
 }
 
 fn settle(driver: &Rc<Driver>, op: OpId, result: OpResult) {
-    let settle = {
+    let sender = {
         let mut pending = driver.pending.borrow_mut();
         let i = pending.iter().position(|(o, _)| *o == op);
         i.map(|i| pending.swap_remove(i).1)
     };
-    if let Some((resolve, reject)) = settle {
-        let _ = match result {
-            Ok(ok) => resolve.call1(&JsValue::NULL, &js::response(&ok)),
-            Err(e) => reject.call1(&JsValue::NULL, &js::error(&e)),
-        };
-    }
-}
-
-impl Drop for Driver {
-    /// Invariant 9: no Promise is left hanging, even if the page frees the object mid-call.
-    fn drop(&mut self) {
-        let error = js::error(&SdkError::new(
-            tim_proto::SDK_UNCAUGHT_ERROR,
-            "the SDK instance went away before the call completed",
-        ));
-        for (_, (_, reject)) in self.pending.get_mut().drain(..) {
-            let _ = reject.call1(&JsValue::NULL, &error);
-        }
-        if let Some(unlock) = self.unlock.get_mut().take() {
-            let _ = unlock.call0(&JsValue::NULL);
-        }
+    if let Some(sender) = sender {
+        let _ = sender.send(result);
     }
 }
 
 fn dispatch(driver: &Rc<Driver>, event: &Event) {
-    let Some((name, value)) = js::event(event) else {
+    let sdkappid = driver.session.borrow().config().sdkappid;
+    let Some((name, value)) = values::event(event, sdkappid) else {
         return;
     };
     log::log(log::DEBUG, name);
-    let handlers = driver.listeners.borrow().for_event(name);
+    let handlers = driver.listeners.borrow_mut().take_for_event(name);
     for handler in handlers {
         handler.call(&value);
     }
@@ -308,9 +301,8 @@ fn arm_timer(driver: &Rc<Driver>) {
         None => *timer = None,
         Some(d) if timer.as_ref().is_some_and(|(t, _)| *t == d) => {}
         Some(d) => {
-            let delay = d.saturating_sub(now_ms()).min(u64::from(u32::MAX)) as u32;
             let weak = Rc::downgrade(driver);
-            let timeout = Timeout::new(delay, move || {
+            let timeout = Timeout::new(timer_delay(d, now_ms()), move || {
                 with(&weak, |d, now| {
                     // This timer has fired: forget it so the next pump re-arms.
                     d.timer.borrow_mut().take();
@@ -319,5 +311,21 @@ fn arm_timer(driver: &Rc<Driver>) {
             });
             *timer = Some((d, timeout));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timer_delays_never_wrap() {
+        assert_eq!(timer_delay(1_000, 400), 600);
+        assert_eq!(timer_delay(400, 1_000), 0);
+        // A renewal half a year away (offline, long-lived UserSig): clamped, not wrapped.
+        let half_year = 180 * 86_400_000;
+        assert_eq!(timer_delay(half_year, 0), (1u32 << 31) - 1);
+        assert_eq!(timer_delay(u64::MAX, 0), (1u32 << 31) - 1);
+        assert!(i32::try_from(timer_delay(u64::MAX, 0)).is_ok());
     }
 }

@@ -10,8 +10,7 @@
 //! origins) the stored id is used as is; the server then supersedes the older socket, which
 //! steps aside (`multipleAccount`) rather than fight. The server decides either way.
 
-use alloc::string::String;
-use core::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::prelude::*;
@@ -121,9 +120,9 @@ mod tests {
     #[test]
     fn decimal() {
         for n in [0, 7, 10, 1_400_000_000, u32::MAX] {
-            let mut s = alloc::string::String::new();
+            let mut s = String::new();
             super::push_decimal(&mut s, n);
-            assert_eq!(s, alloc::format!("{n}"));
+            assert_eq!(s, format!("{n}"));
         }
     }
 }

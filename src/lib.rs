@@ -2,22 +2,23 @@
 //! (`tim-session`): it owns the WebSocket, the one timer and the page's listeners, and turns
 //! the core's events into `tim-js-sdk`-shaped events and Promise results.
 //!
-//! Module map: `tim` (the exported `TIM` class), `driver` (pumps the core), `socket` (RAII
-//! WebSocket), `instance` (this tab's id), `page_events` (online / offline / visible), `listeners` (`on`/`off`), `js` (building JS values), `wire` (frames as JSON), `clock`, `log`.
-
-#![cfg_attr(not(feature = "std"), no_std)]
-extern crate alloc;
+//! Module map: `tim` (the exported `TIM` class and its per-SDKAppID cache), `options` (what
+//! the page passes in), `values` (what the page gets back), `driver` (pumps the core),
+//! `renewal` (asks the page's `getUserSig`), `socket` (RAII WebSocket), `instance` (this
+//! tab's id), `page_events` (online / offline / visible), `listeners` (`on`/`once`/`off`),
+//! `wire` (frames as JSON), `clock`, `log`.
 
 mod clock;
 mod driver;
 mod instance;
-mod js;
 mod listeners;
 mod log;
+mod options;
 mod page_events;
+mod renewal;
 mod socket;
 mod tim;
-mod timer;
+mod values;
 mod wire;
 
 // SAFETY: wasm32-unknown-unknown without threads: the page's one thread is the only user.
@@ -25,13 +26,5 @@ mod wire;
 #[global_allocator]
 static ALLOCATOR: lol_alloc::AssumeSingleThreaded<lol_alloc::FreeListAllocator> =
     unsafe { lol_alloc::AssumeSingleThreaded::new(lol_alloc::FreeListAllocator::new()) };
-
-/// Without `std` (the published build) a panic just traps: no message formatting machinery
-/// in the wasm. Panics are bugs; the tests run with `std` and its messages.
-#[cfg(all(not(feature = "std"), target_arch = "wasm32"))]
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo) -> ! {
-    core::arch::wasm32::unreachable()
-}
 
 pub use tim::{tim_constants, TIM};

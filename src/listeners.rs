@@ -1,7 +1,5 @@
-//! The page's event handlers: `on(name, handler, context?)` / `off(...)`.
+//! The page's event handlers: `on(name, handler, context?)`, `once(...)`, `off(...)`.
 
-use alloc::string::String;
-use alloc::vec::Vec;
 use js_sys::Function;
 use wasm_bindgen::JsValue;
 
@@ -10,6 +8,8 @@ pub struct Listener {
     name: String,
     handler: Function,
     context: JsValue,
+    /// Added with `once`: removed as it is called.
+    once: bool,
 }
 
 #[derive(Default)]
@@ -20,7 +20,7 @@ pub struct Listeners {
 impl Listeners {
     /// Adds a handler; the same (name, handler, context) twice is kept once, as with
     /// `addEventListener`.
-    pub fn add(&mut self, name: String, handler: Function, context: JsValue) {
+    pub fn add(&mut self, name: String, handler: Function, context: JsValue, once: bool) {
         let exists = self
             .list
             .iter()
@@ -30,6 +30,7 @@ impl Listeners {
                 name,
                 handler,
                 context,
+                once,
             });
         }
     }
@@ -43,13 +44,17 @@ impl Listeners {
         });
     }
 
-    /// The handlers for `name`, copied, so none is called while the list is borrowed.
-    pub fn for_event(&self, name: &str) -> Vec<Listener> {
-        self.list
+    /// The handlers to call for `name`, copied so none is called while the list is
+    /// borrowed; `once` handlers leave the list here, before they run.
+    pub fn take_for_event(&mut self, name: &str) -> Vec<Listener> {
+        let handlers: Vec<Listener> = self
+            .list
             .iter()
             .filter(|l| l.name == name)
             .cloned()
-            .collect()
+            .collect();
+        self.list.retain(|l| !(l.once && l.name == name));
+        handlers
     }
 
     pub fn clear(&mut self) {

@@ -1,6 +1,6 @@
 //! `setLogLevel(0..4)`: 0 logs everything, 4 nothing (as in `tim-js-sdk`).
 
-use core::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// The page-wide log level (an atomic only to be a plain `static`: one thread).
 static LEVEL: AtomicU8 = AtomicU8::new(1);

@@ -2,8 +2,6 @@
 //! `visibilitychange` on `document`. RAII like the socket: a [`PageEvents`] removes its
 //! listeners when dropped (on `destroy`).
 
-use alloc::boxed::Box;
-use alloc::vec::Vec;
 use js_sys::Reflect;
 use wasm_bindgen::prelude::*;
 use web_sys::EventTarget;

@@ -2,7 +2,6 @@
 //! dropping [`Socket`] detaches every handler and closes the connection, so a socket can never
 //! call into a session that moved on.
 
-use alloc::string::String;
 use wasm_bindgen::prelude::*;
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
 

@@ -1,8 +1,7 @@
 //! `TIM`: the class pages use, shaped like `tim-js-sdk`'s login surface.
 
-use alloc::borrow::ToOwned;
-use alloc::rc::Rc;
-use alloc::string::String;
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use js_sys::{Function, Promise, Reflect};
 use tim_proto::{Platform, EVENTS, TYPES};
@@ -11,7 +10,8 @@ use wasm_bindgen::prelude::*;
 
 use crate::clock::random_seed;
 use crate::driver::Driver;
-use crate::{instance, js, log};
+use crate::options::{get, CreateOptions, LoginOptions};
+use crate::{instance, log, values};
 
 /// One SDK instance (one tab's login). Create with `TIM.create({ SDKAppID, serverURL })`.
 #[wasm_bindgen]
@@ -19,36 +19,50 @@ pub struct TIM {
     driver: Rc<Driver>,
 }
 
+thread_local! {
+    /// The live instance of each SDKAppID: `TIM.create` hands it out again until it is
+    /// destroyed, so the modules of one page share one login (as with `tim-js-sdk`).
+    static CREATED: RefCell<Vec<(u32, JsValue)>> = const { RefCell::new(Vec::new()) };
+}
+
 #[wasm_bindgen]
 impl TIM {
-    /// `TIM.create({ SDKAppID, serverURL?, getUserSig? })`. A missing or invalid `SDKAppID`
-    /// is reported by `login` (code 2000), as `tim-js-sdk` does. `serverURL` is timd's base
-    /// URL (`ws://`, `wss://`, `http://` or `https://`); it defaults to the page's own
-    /// origin. `getUserSig()`, returning a UserSig or a Promise of one, lets the SDK renew
-    /// the session ahead of the UserSig's expiry.
-    pub fn create(options: JsValue) -> TIM {
-        let sdkappid = get(&options, "SDKAppID")
-            .as_f64()
-            .filter(|&n| n >= 1.0 && n <= f64::from(u32::MAX) && f64::from(n as u32) == n)
-            .map_or(0, |n| n as u32);
-        let base = get(&options, "serverURL")
-            .as_string()
-            .unwrap_or_else(page_origin);
-        let get_usersig = get(&options, "getUserSig").dyn_into::<Function>().ok();
+    /// `TIM.create({ SDKAppID, serverURL?, getUserSig? })`. The same SDKAppID (a number or
+    /// a numeric string) gives the same instance until that one is destroyed. A missing or
+    /// invalid `SDKAppID` is reported by `login` (code 2000), as `tim-js-sdk` does.
+    /// `serverURL` is timd's base URL (`ws://`, `wss://`, `http://` or `https://`); it
+    /// defaults to the page's own origin. `getUserSig()`, returning a UserSig or a Promise
+    /// of one, lets the SDK renew the session ahead of the UserSig's expiry.
+    pub fn create(options: JsValue) -> JsValue {
+        let options = CreateOptions::from_js(&options);
+        let sdkappid = options.sdkappid;
+        if let Some(tim) = cached(sdkappid) {
+            return tim;
+        }
+        let base = options.server_url.unwrap_or_else(page_origin);
+        let get_usersig = options.get_usersig;
         let mut config = Config::new(sdkappid, Platform::Web, String::new());
         config.seed = random_seed();
         config.renew = get_usersig.is_some();
         let claim = instance::claim(sdkappid);
-        TIM {
-            driver: Driver::new(Session::new(config), ws_url(&base), claim, get_usersig),
+        let driver = Driver::new(Session::new(config), ws_url(&base), claim, get_usersig);
+        let tim = JsValue::from(TIM {
+            driver: driver.clone(),
+        });
+        if sdkappid != 0 {
+            CREATED.with(|c| c.borrow_mut().push((sdkappid, tim.clone())));
+            let me = tim.clone();
+            driver.on_release(move || {
+                CREATED.with(|c| c.borrow_mut().retain(|(_, t)| *t != me));
+            });
         }
+        tim
     }
 
     /// `login({ userID, userSig })`: resolves with `{ code: 0, data: { actionStatus,
     /// errorCode, errorInfo, repeatLogin? } }`, rejects with an `Error` carrying `code`.
     pub fn login(&self, options: JsValue) -> Promise {
-        let user = get(&options, "userID").as_string().unwrap_or_default();
-        let usersig = get(&options, "userSig").as_string().unwrap_or_default();
+        let LoginOptions { user, usersig } = LoginOptions::from_js(&options);
         // The socket opens now; the login frame waits for this tab's instance id if it is
         // still being claimed (see `instance`).
         self.driver.command(|s, now| s.login(now, &user, &usersig))
@@ -59,14 +73,24 @@ impl TIM {
         self.driver.command(|s, now| s.logout(now))
     }
 
-    /// Logout, close the connection and release every listener and timer. Every later call
-    /// rejects with `INVALID_OPERATION` (2905).
+    /// Logout, close the connection, emit `SDK_DESTROY`, then release every listener and
+    /// timer. Every later call rejects with `INVALID_OPERATION` (2905), and `TIM.create`
+    /// makes a new instance.
     pub fn destroy(&self) -> Promise {
         self.driver.command(|s, now| s.destroy(now))
     }
 
     /// `on(eventName, handler, context?)`. Ignored after `destroy`.
     pub fn on(&self, name: &str, handler: Function, context: JsValue) {
+        self.listen(name, handler, context, false);
+    }
+
+    /// `once(eventName, handler, context?)`: like `on`, for the next such event only.
+    pub fn once(&self, name: &str, handler: Function, context: JsValue) {
+        self.listen(name, handler, context, true);
+    }
+
+    fn listen(&self, name: &str, handler: Function, context: JsValue, once: bool) {
         if self.driver.session.borrow().is_destroyed() {
             log::log(log::WARN, "on() after destroy() is ignored");
             return;
@@ -74,7 +98,7 @@ impl TIM {
         self.driver
             .listeners
             .borrow_mut()
-            .add(name.to_owned(), handler, context);
+            .add(name.to_owned(), handler, context, once);
     }
 
     /// `off(eventName, handler, context?)`: without `context`, removes the handler for any.
@@ -83,6 +107,12 @@ impl TIM {
             .listeners
             .borrow_mut()
             .remove(name, &handler, &context);
+    }
+
+    /// 1 logged in, 2 logging in, 3 logged out (V2TIM's values, as seed 001 asks).
+    #[wasm_bindgen(js_name = getLoginStatus)]
+    pub fn get_login_status(&self) -> u8 {
+        self.driver.session.borrow().login_status()
     }
 
     /// The logged-in UserID, or `''`.
@@ -108,19 +138,23 @@ impl TIM {
 /// `index.js` attaches them to `TIM` as static properties.
 #[wasm_bindgen(js_name = timConstants)]
 pub fn tim_constants() -> JsValue {
-    js::object(&[
-        ("EVENT", js::str_map(EVENTS)),
-        ("TYPES", js::str_map(TYPES)),
-    ])
-    .into()
+    let constants = js_sys::Object::new();
+    let _ = Reflect::set(&constants, &"EVENT".into(), &values::str_map(EVENTS));
+    let _ = Reflect::set(&constants, &"TYPES".into(), &values::str_map(TYPES));
+    constants.into()
 }
 
-fn get(obj: &JsValue, key: &str) -> JsValue {
-    if obj.is_object() {
-        Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
-    } else {
-        JsValue::UNDEFINED
+/// The live instance created for `sdkappid`, if any.
+fn cached(sdkappid: u32) -> Option<JsValue> {
+    if sdkappid == 0 {
+        return None;
     }
+    CREATED.with(|c| {
+        c.borrow()
+            .iter()
+            .find(|(id, _)| *id == sdkappid)
+            .map(|(_, tim)| tim.clone())
+    })
 }
 
 /// `location.origin`, or `''` outside a page (then `login` fails with a network error).

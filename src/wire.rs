@@ -1,44 +1,19 @@
-//! Frames to and from JSON text with the browser's own `JSON`, by hand.
+//! Frames to and from JSON text with the browser's own `JSON` (no JSON parser in the wasm).
 //!
-//! Why not serde-wasm-bindgen: its generic (de)serializers cost ~20 KB gzipped of wasm and
-//! glue, two thirds of the SDK's whole 30 KB budget, for five small frame shapes. The shapes
-//! are those of `tim_proto::frame` (serde, externally tagged); the browser test
-//! `wire_matches_serde` checks both directions against serde_json, so they cannot drift.
+//! Out: `tim_proto`'s serde types through serde-wasm-bindgen, so the SDK writes exactly
+//! what the server reads. In: read by hand with `Reflect`: serde's derived visitors for the
+//! server's seven frame shapes cost ~7 KB of wasm, and any deserialization through serde
+//! links its float-formatting error messages. The browser test `decode_matches_serde`
+//! checks the hand reader against serde_json both ways, so the shapes cannot drift.
 
-use alloc::string::String;
 use js_sys::{Reflect, JSON};
 use tim_proto::{ClientFrame, ErrorFrame, KickReason, LoginOk, ServerFrame};
 use wasm_bindgen::JsValue;
 
-use crate::js::object;
+use crate::values::to_js;
 
 pub fn encode(frame: &ClientFrame) -> Option<String> {
-    let value: JsValue = match frame {
-        ClientFrame::Ping => "ping".into(),
-        ClientFrame::Logout { seq } => {
-            object(&[("logout", object(&[("seq", (*seq).into())]).into())]).into()
-        }
-        ClientFrame::Renew { seq, usersig } => {
-            let body = object(&[("seq", (*seq).into()), ("usersig", usersig.as_str().into())]);
-            object(&[("renew", body.into())]).into()
-        }
-        ClientFrame::Resume { seq, ticket } => {
-            let body = object(&[("seq", (*seq).into()), ("ticket", ticket.as_str().into())]);
-            object(&[("resume", body.into())]).into()
-        }
-        ClientFrame::Login(l) => {
-            let body = object(&[
-                ("seq", l.seq.into()),
-                ("sdkappid", l.sdkappid.into()),
-                ("user", l.user.as_str().into()),
-                ("usersig", l.usersig.as_str().into()),
-                ("platform", l.platform.as_str().into()),
-                ("instance", l.instance.as_str().into()),
-            ]);
-            object(&[("login", body.into())]).into()
-        }
-    };
-    JSON::stringify(&value).ok()?.as_string()
+    JSON::stringify(&to_js(frame)).ok()?.as_string()
 }
 
 pub fn decode(text: &str) -> Option<ServerFrame> {
@@ -118,7 +93,7 @@ fn u32_of(obj: &JsValue, key: &str) -> Option<u32> {
     u32::try_from(uint(obj, key)?).ok()
 }
 
-/// The hand-written shapes against serde's (`tim_proto`), both ways, in a real browser.
+/// The browser path against serde_json's, both ways, in a real browser.
 #[cfg(all(test, target_arch = "wasm32"))]
 mod tests {
     use super::*;

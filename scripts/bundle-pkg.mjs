@@ -1,0 +1,75 @@
+// Second half of scripts/build-pkg.sh: turns wasm-pack's output in STAGE (glue, snippets,
+// optimised wasm) into the npm package in OUT: index.js (entry + glue + snippets + wasm in one
+// ES module, minified), index.d.ts, package.json, README.md and LICENSE.
+//   node scripts/bundle-pkg.mjs STAGE OUT
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { deflateRawSync } from 'node:zlib';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const [stage, out] = process.argv.slice(2).map((p) => path.resolve(p));
+const toolsRequire = createRequire(path.join(root, 'tools/package.json'));
+const { build } = toolsRequire('esbuild');
+
+// The wasm as a module of two constants (raw DEFLATE, base64).
+const wasm = readFileSync(path.join(stage, 'tim_wasm_bg.wasm'));
+const deflated = deflateRawSync(wasm, { level: 9 });
+writeFileSync(path.join(stage, 'tim_wasm_bg.inline.js'),
+  `export const WASM_BYTES = ${wasm.length};\n` +
+  `export const WASM_DEFLATE_BASE64 = ${JSON.stringify(deflated.toString('base64'))};\n`);
+copyFileSync(path.join(root, 'js/index.js'), path.join(stage, 'index.js'));
+
+await build({
+  entryPoints: [path.join(stage, 'index.js')],
+  outfile: path.join(out, 'index.js'),
+  bundle: true,
+  format: 'esm',
+  platform: 'browser',
+  // What the wasm itself needs (reference types, bulk memory) arrived with these.
+  target: ['chrome96', 'firefox79', 'safari15'],
+  minify: true,
+  legalComments: 'none',
+  alias: { 'tiny-inflate': toolsRequire.resolve('tiny-inflate') },
+  logLevel: 'warning',
+});
+
+// Anything the bundle still loads by URL would be a file the package lacks.
+const bundled = readFileSync(path.join(out, 'index.js'), 'utf8');
+for (const leftover of [/import\.meta/, /["'`][^"'`]*\.wasm["'`]/, /snippets\//]) {
+  const found = leftover.exec(bundled);
+  if (found) {
+    console.error(`bundle-pkg: index.js still refers to ${found[0]}: it must be self-contained`);
+    process.exit(1);
+  }
+}
+
+copyFileSync(path.join(root, 'js/index.d.ts'), path.join(out, 'index.d.ts'));
+copyFileSync(path.join(root, 'js/README.md'), path.join(out, 'README.md'));
+copyFileSync(path.join(root, 'LICENSE'), path.join(out, 'LICENSE'));
+
+const cargo = readFileSync(path.join(root, 'Cargo.toml'), 'utf8');
+const field = (name) => new RegExp(`^${name} = "([^"]+)"`, 'm').exec(cargo)[1];
+const pkg = {
+  name: 'tim-wasm',
+  version: field('version'),
+  description: 'Instant-messaging login SDK for the web: Rust + WebAssembly, tim-js-sdk compatible login API',
+  keywords: ['im', 'chat', 'login', 'tim', 'tencent-cloud-chat', 'websocket', 'wasm'],
+  license: field('license'),
+  repository: { type: 'git', url: `git+${field('repository')}.git` },
+  type: 'module',
+  main: './index.js',
+  module: './index.js',
+  types: './index.d.ts',
+  exports: {
+    '.': { types: './index.d.ts', default: './index.js' },
+    './package.json': './package.json',
+  },
+  files: ['index.js', 'index.d.ts'],
+  // Importing the module compiles its wasm and nothing else: unused, it may be dropped.
+  sideEffects: false,
+  // The browsers whose WebAssembly (reference types, bulk memory) and JS the package needs.
+  browserslist: ['chrome >= 96', 'edge >= 96', 'firefox >= 79', 'safari >= 15', 'ios_saf >= 15'],
+};
+writeFileSync(path.join(out, 'package.json'), JSON.stringify(pkg, null, 2) + '\n');
