@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs the demo: installs what is missing, builds the npm package into pkg/, then starts timd in
 # demo mode (embedded SDKAppID and key, test UserSigs for any user name, loopback only) serving
-# www/ and pkg/. Open the printed URL; Ctrl-C stops it. Extra arguments go to `timd serve`.
+# www/ and pkg/. The page shows the user's instances across tabs and devices live, the login
+# settings, and buttons to open another tab, log in a native device (run inside timd) and
+# REST-kick the user. Open the printed URL; Ctrl-C stops it. Extra arguments go to `timd serve`
+# (e.g. --web-instances 2 --login-policy single).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh

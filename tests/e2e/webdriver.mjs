@@ -93,6 +93,9 @@ export class Session {
   async handle() { return this.cmd('GET', '/window'); }
   switchTo(handle) { return this.cmd('POST', '/window', { handle }); }
 
+  /** A PNG of the current window's viewport (WebDriver "Take Screenshot"), as a Buffer. */
+  async screenshot() { return Buffer.from(await this.cmd('GET', '/screenshot'), 'base64'); }
+
   async quit() {
     await this.cmd('DELETE', '').catch(() => {});
     this.driver.kill();

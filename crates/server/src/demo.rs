@@ -1,6 +1,12 @@
-//! Demo-mode routes: a UserSig vending endpoint and the static demo page + SDK package.
-//! Only mounted with `--demo`, which `Config::validate` confines to loopback addresses:
-//! `/demo/usersig` lets anyone log in as anyone.
+//! Demo-mode routes: a UserSig vending endpoint, what the demo page shows of the server
+//! (a user's instances and kicks, the login settings), native demo devices, a REST kick run
+//! as the admin, and the static demo page + SDK package. Only mounted with `--demo`, which
+//! `Config::validate` confines to loopback addresses: `/demo/usersig` lets anyone log in as
+//! anyone, and `/demo/kick` kicks anyone.
+
+pub mod devices;
+pub mod instances;
+pub mod kick;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -10,7 +16,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tim_proto::ERR_INVALID_PARAMETERS;
@@ -22,8 +28,9 @@ use crate::state::AppState;
 /// Longest validity `/demo/usersig` hands out: 10 years.
 pub const MAX_DEMO_EXPIRE_SECS: u64 = 10 * 365 * 86_400;
 
-/// Adds the demo routes to `router`: `/demo/usersig`, `/pkg/` (the SDK package) and `/`
-/// (the demo page), the static ones with dev-friendly headers.
+/// Adds the demo routes to `router`: `/demo/usersig`, `/demo/settings`, `/demo/instances`,
+/// `/demo/devices`, `/demo/kick`, `/pkg/` (the SDK package) and `/` (the demo page), the
+/// static ones with dev-friendly headers.
 pub fn routes(router: Router<AppState>, config: &Config) -> Router<AppState> {
     let statics = Router::new()
         .nest_service("/pkg", ServeDir::new(&config.pkg_dir))
@@ -31,6 +38,11 @@ pub fn routes(router: Router<AppState>, config: &Config) -> Router<AppState> {
         .layer(middleware::from_fn(dev_file_headers));
     router
         .route("/demo/usersig", get(demo_usersig))
+        .route("/demo/settings", get(instances::settings))
+        .route("/demo/instances", get(instances::instances))
+        .route("/demo/devices", get(devices::list).post(devices::start))
+        .route("/demo/devices/{instance}", delete(devices::stop))
+        .route("/demo/kick", post(kick::kick))
         .merge(statics)
 }
 
@@ -59,11 +71,30 @@ pub struct DemoError {
 }
 
 fn bad_request(message: impl Into<String>) -> Response {
+    error(StatusCode::BAD_REQUEST, message)
+}
+
+/// A demo error answer: `code` is 70402 for a bad request, the HTTP status otherwise.
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    let code = if status == StatusCode::BAD_REQUEST {
+        ERR_INVALID_PARAMETERS
+    } else {
+        u32::from(status.as_u16())
+    };
     let body = DemoError {
-        code: ERR_INVALID_PARAMETERS,
+        code,
         message: message.into(),
     };
-    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+    no_store((status, Json(body)))
+}
+
+/// Demo answers change from one call to the next: never cached.
+pub(crate) fn no_store(response: impl IntoResponse) -> Response {
+    let mut response = response.into_response();
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// `GET /demo/usersig?user=U[&expire=S]`: a UserSig for U, issued now by the demo app.

@@ -109,6 +109,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let signal_state = state.clone();
+    // Demo devices connect to this very listener.
+    state.demo_devices().set_server(listener.local_addr()?);
     let sweeper = tokio::spawn(sweep_registry(state.clone()));
     let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     // No Nagle: a `kicked` frame must not wait for the ACK of the frame before it (the

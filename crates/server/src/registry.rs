@@ -139,10 +139,25 @@ impl Slot {
 
 struct Tombstone {
     instance: String,
+    platform: Platform,
     since_ms: u64,
     reason: KickReason,
+    /// When it was kicked, unix ms.
+    at_ms: u64,
     /// Unix seconds after which no ticket of that session can still be valid.
     until: u64,
+}
+
+/// A recent kick of one instance, as [`Registry::recent_kicks`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KickRecord {
+    pub instance: String,
+    pub platform: Platform,
+    /// The kicked session's login time, unix ms.
+    pub since_ms: u64,
+    pub reason: KickReason,
+    /// When it was kicked, unix ms.
+    pub at_ms: u64,
 }
 
 /// All online instances of one user, in login order (earliest first), plus the tombstones
@@ -187,8 +202,10 @@ impl UserSessions {
         }
         self.tombstones.push(Tombstone {
             instance: slot.info.instance.clone(),
+            platform: slot.info.platform,
             since_ms: slot.info.since_ms,
             reason,
+            at_ms: unix_ms(),
             until: unix_ms() / 1000 + TICKET_LIFETIME_SECS,
         });
         slot.info
@@ -558,6 +575,25 @@ impl Registry {
         self.shard(user)
             .get(user)
             .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// `user`'s recent kicks (its tombstones), oldest first: the demo page's kick feed.
+    pub fn recent_kicks(&self, user: &str) -> Vec<KickRecord> {
+        self.shard(user)
+            .get(user)
+            .map(|s| {
+                s.tombstones
+                    .iter()
+                    .map(|t| KickRecord {
+                        instance: t.instance.clone(),
+                        platform: t.platform,
+                        since_ms: t.since_ms,
+                        reason: t.reason,
+                        at_ms: t.at_ms,
+                    })
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

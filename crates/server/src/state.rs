@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::demo::devices::Devices;
 use crate::kicks::Kicks;
 use crate::login::LoginChecker;
 use crate::registry::Registry;
@@ -25,6 +26,8 @@ struct Inner {
     login: LoginChecker,
     tickets: Tickets,
     kicks: Kicks,
+    /// Demo mode's in-process native devices (empty otherwise).
+    devices: Devices,
     shutdown: CancellationToken,
     sockets: TaskTracker,
 }
@@ -43,6 +46,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 tickets: Tickets::new(&config.key),
                 kicks,
+                devices: Devices::default(),
                 config,
                 registry: Registry::new(),
                 store,
@@ -83,6 +87,11 @@ impl AppState {
     /// are refused (70001). Cheap and sync: one hash lookup.
     pub fn kicked_at(&self, user: &str) -> Option<u64> {
         self.inner.kicks.kicked_at(user)
+    }
+
+    /// The native devices the demo page started (demo mode only).
+    pub fn demo_devices(&self) -> &Devices {
+        &self.inner.devices
     }
 
     /// Cancelled when the server shuts down: every socket closes with `SERVICE_RESTART`.

@@ -1,0 +1,45 @@
+//! The demo page's "REST-kick this user": the server runs the admin REST API's `kick` itself,
+//! as the app admin, so the page never holds an admin UserSig.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use axum::Json;
+use serde_json::Value;
+
+use super::instances::{user_of, UserQuery};
+use super::no_store;
+use crate::rest::body::Object;
+use crate::rest::Fields;
+use crate::state::AppState;
+
+/// `POST /demo/kick?user=U`: `im_open_login_svc/kick` of U. Answers with the REST API's
+/// envelope (`ActionStatus`, `ErrorCode`, `ErrorInfo`), after the kick's second is over,
+/// as the REST API does: a UserSig fetched after the answer logs in.
+pub async fn kick(
+    State(state): State<AppState>,
+    query: Result<Query<UserQuery>, QueryRejection>,
+) -> Response {
+    let user = match user_of(query) {
+        Ok(user) => user,
+        Err(response) => return *response,
+    };
+    let mut body = Object::new();
+    body.insert("UserID".into(), Value::String(user.clone()));
+    let mut answer = Fields::new();
+    match crate::rest::kick::kick(&state, &body).await {
+        Ok(fields) => {
+            answer.insert("ActionStatus".into(), "OK".into());
+            answer.insert("ErrorCode".into(), 0.into());
+            answer.insert("ErrorInfo".into(), "".into());
+            answer.extend(fields);
+        }
+        Err(e) => {
+            answer.insert("ActionStatus".into(), "FAIL".into());
+            answer.insert("ErrorCode".into(), e.code().into());
+            answer.insert("ErrorInfo".into(), e.to_string().into());
+        }
+    }
+    tracing::info!(user, code = %answer["ErrorCode"], "demo: REST kick as the admin");
+    no_store(Json(answer))
+}

@@ -1,0 +1,296 @@
+//! The demo page's server endpoints, on a real `timd` socket: a user's instances and kicks,
+//! the login settings, native demo devices (real `tim_client` sessions on the server's own
+//! `/ws`) and the REST kick run as the admin.
+
+mod common;
+mod rest_client;
+
+use std::time::Duration;
+
+use common::{eventually, login_ok, recv, recv_close, Server, APP, WAIT};
+use hyper::{Method, StatusCode};
+use rest_client::{Answer, Rest, KICK};
+use serde_json::json;
+use tim_proto::{close, KickReason, ServerFrame};
+use timd::demo::devices::MAX_DEVICES;
+use timd::demo::instances::{DemoInstances, DemoSettings};
+use timd::policy::{LoginPolicy, LoginSettings};
+
+/// A demo-mode server with Tencent's default login settings (1 Web, 1 per platform, dual).
+async fn demo_server() -> Server {
+    Server::start(|c| {
+        c.demo = true;
+        c.login = LoginSettings::default();
+    })
+    .await
+}
+
+fn client(server: &Server) -> Rest {
+    Rest::new(server.addr, APP, common::KEY)
+}
+
+async fn call(rest: &Rest, method: Method, path: &str) -> Answer {
+    rest.request(method, path, "").await
+}
+
+async fn instances(rest: &Rest, user: &str) -> DemoInstances {
+    let a = call(rest, Method::GET, &format!("/demo/instances?user={user}")).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+    serde_json::from_value(a.json).unwrap()
+}
+
+/// Polls `/demo/instances` until `cond` holds (the page sees the same).
+async fn instances_until(
+    rest: &Rest,
+    user: &str,
+    what: &str,
+    cond: impl Fn(&DemoInstances) -> bool,
+) -> DemoInstances {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let list = instances(rest, user).await;
+        if cond(&list) {
+            return list;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting: {what}; last {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn platforms(list: &DemoInstances) -> Vec<&'static str> {
+    list.instances.iter().map(|i| i.platform.as_str()).collect()
+}
+
+#[tokio::test]
+async fn settings_are_the_servers_login_settings() {
+    let mut server = Server::start(|c| {
+        c.demo = true;
+        c.login = LoginSettings {
+            web_instances: 3,
+            platform_instances: 2,
+            policy: LoginPolicy::Triple,
+        };
+    })
+    .await;
+    let rest = client(&server);
+    let a = call(&rest, Method::GET, "/demo/settings").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.json["SDKAppID"], APP);
+    assert_eq!(a.json["webInstances"], 3);
+    assert_eq!(a.json["platformInstances"], 2);
+    assert_eq!(a.json["policy"], "triple");
+    assert_eq!(a.json["admin"], "administrator");
+    assert_eq!(a.json["maxDemoDevices"], MAX_DEVICES);
+    let typed: DemoSettings = serde_json::from_value(a.json).unwrap();
+    assert_eq!(typed.resume_grace_ms, server.state.config().resume_grace_ms);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn instances_devices_and_the_admin_kick_as_the_page_sees_them() {
+    let mut server = demo_server().await;
+    let rest = client(&server);
+    let user = "demo_alice";
+
+    let empty = instances(&rest, user).await;
+    assert_eq!(empty.user, user);
+    assert!(empty.instances.is_empty() && empty.kicks.is_empty());
+
+    // A tab logs in: listed as Web, online, not a demo device, with its login time.
+    let before = instances(&rest, user).await.server_time;
+    let mut tab = server.connect().await;
+    login_ok(&mut tab, 1, user, "tab-1").await;
+    let list = instances(&rest, user).await;
+    assert_eq!(list.instances.len(), 1);
+    let web = &list.instances[0];
+    assert_eq!(
+        (web.instance.as_str(), web.platform.as_str()),
+        ("tab-1", "Web")
+    );
+    assert!(web.online && !web.demo_device);
+    assert!(web.since >= before && web.since <= list.server_time);
+
+    // A native Android device, run by the server itself: listed beside the tab (dual).
+    let a = call(
+        &rest,
+        Method::POST,
+        &format!("/demo/devices?user={user}&platform=Android"),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+    assert_eq!(a.json["platform"], "Android");
+    let android = a.json["instance"].as_str().unwrap().to_owned();
+    let list = instances(&rest, user).await;
+    assert_eq!(platforms(&list), ["Web", "Android"]);
+    assert!(list.instances[1].demo_device && list.instances[1].instance == android);
+    let devices = call(&rest, Method::GET, "/demo/devices").await;
+    assert_eq!(devices.json["devices"].as_array().unwrap().len(), 1);
+
+    // An iPhone under "dual" kicks the Android device (multipleDevice), not the tab; the
+    // kicked device ends by itself.
+    let a = call(
+        &rest,
+        Method::POST,
+        &format!("/demo/devices?user={user}&platform=iPhone"),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+    let iphone = a.json["instance"].as_str().unwrap().to_owned();
+    let list = instances_until(&rest, user, "iPhone replaces Android", |l| {
+        platforms(l) == ["Web", "iPhone"]
+    })
+    .await;
+    let kick = &list.kicks[0];
+    assert_eq!(kick.instance, android);
+    assert_eq!(kick.platform.as_str(), "Android");
+    assert_eq!(kick.reason, KickReason::MultipleDevice);
+    assert!(kick.at >= kick.since);
+    eventually("the kicked device ends", || {
+        !server.state.demo_devices().is_device(&android)
+    })
+    .await;
+
+    // The page logs the iPhone out: gone, and not as a kick.
+    let a = call(&rest, Method::DELETE, &format!("/demo/devices/{iphone}")).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+    assert_eq!(a.json["platform"], "iPhone");
+    let list = instances(&rest, user).await;
+    assert_eq!(platforms(&list), ["Web"]);
+    assert_eq!(list.kicks.len(), 1, "a logout is no kick: {:?}", list.kicks);
+    assert!(
+        call(&rest, Method::GET, "/demo/devices").await.json["devices"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let a = call(&rest, Method::DELETE, &format!("/demo/devices/{iphone}")).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+
+    // The REST kick, run as the admin: the tab gets `kicked` REST_API_Kick, a device too.
+    let a = call(
+        &rest,
+        Method::POST,
+        &format!("/demo/devices?user={user}&platform=Mac"),
+    )
+    .await;
+    let mac = a.json["instance"].as_str().unwrap().to_owned();
+    let a = call(&rest, Method::POST, &format!("/demo/kick?user={user}")).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let a = a.checked();
+    assert_eq!(a.code(), 0);
+    assert_eq!(
+        recv(&mut tab).await,
+        ServerFrame::Kicked {
+            reason: KickReason::RestApi
+        }
+    );
+    assert_eq!(recv_close(&mut tab).await, close::KICKED);
+    let list = instances(&rest, user).await;
+    assert!(list.instances.is_empty(), "{list:?}");
+    let rest_kicks: Vec<&str> = list
+        .kicks
+        .iter()
+        .filter(|k| k.reason == KickReason::RestApi)
+        .map(|k| k.instance.as_str())
+        .collect();
+    assert_eq!(rest_kicks.len(), 2);
+    assert!(rest_kicks.contains(&"tab-1") && rest_kicks.contains(&mac.as_str()));
+    eventually("the kicked Mac ends", || {
+        server.state.demo_devices().list().is_empty()
+    })
+    .await;
+
+    // Same answer as the REST API itself for an account that never logged in.
+    let a = call(&rest, Method::POST, "/demo/kick?user=nobody_here").await;
+    assert_eq!(a.checked().code(), 70107);
+    let real = rest.call(KICK, json!({ "UserID": "nobody_here" })).await;
+    assert_eq!(real.code(), 70107);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn devices_are_bounded_and_end_at_shutdown() {
+    let mut server = demo_server().await;
+    let rest = client(&server);
+    for n in 0..MAX_DEVICES {
+        let a = call(
+            &rest,
+            Method::POST,
+            &format!("/demo/devices?user=dev_{n}&platform=Windows"),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+    }
+    let a = call(
+        &rest,
+        Method::POST,
+        "/demo/devices?user=one_too_many&platform=Windows",
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{}", a.json);
+    assert!(instances(&rest, "one_too_many").await.instances.is_empty());
+    assert_eq!(server.state.registry().online_count(), MAX_DEVICES);
+
+    let state = server.state.clone();
+    server.stop().await;
+    eventually("every device ends at shutdown", || {
+        state.demo_devices().list().is_empty()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_demo_requests_are_refused_with_70402() {
+    let mut server = demo_server().await;
+    let rest = client(&server);
+    for (method, path) in [
+        (Method::GET, "/demo/instances"),
+        (Method::GET, "/demo/instances?user=a%20b"),
+        (Method::POST, "/demo/devices?user=alice"),
+        (Method::POST, "/demo/devices?user=alice&platform=Web"),
+        (Method::POST, "/demo/devices?user=alice&platform=Nokia"),
+        (Method::POST, "/demo/devices?platform=Android"),
+        (Method::POST, "/demo/kick"),
+        (
+            Method::POST,
+            "/demo/kick?user=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        ),
+    ] {
+        let a = call(&rest, method.clone(), path).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{method} {path}");
+        assert_eq!(a.json["code"], 70402, "{method} {path}: {}", a.json);
+        assert!(a.json["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    assert!(server.state.demo_devices().list().is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn demo_endpoints_do_not_exist_outside_demo_mode() {
+    use axum::body::Body;
+    use tower::ServiceExt;
+    let mut server = Server::start(|_| {}).await;
+    for (method, path) in [
+        ("GET", "/demo/settings"),
+        ("GET", "/demo/instances?user=alice"),
+        ("GET", "/demo/devices"),
+        ("POST", "/demo/devices?user=alice&platform=Android"),
+        ("DELETE", "/demo/devices/abc"),
+        ("POST", "/demo/kick?user=alice"),
+    ] {
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        let r = timd::app(server.state.clone())
+            .oneshot(request)
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{method} {path}");
+    }
+    server.stop().await;
+}
