@@ -60,6 +60,9 @@ pub struct Config {
     pub resume_grace_ms: u32,
     /// REST calls per second for the app (all APIs together); 0 = unlimited.
     pub rest_rate_limit: u32,
+    /// How long a session ticket resumes after it was issued (at most; never beyond the
+    /// UserSig). Not a flag: tests shorten it.
+    pub ticket_lifetime_secs: u64,
 }
 
 impl fmt::Debug for Config {
@@ -78,6 +81,7 @@ impl fmt::Debug for Config {
             .field("login", &self.login)
             .field("resume_grace_ms", &self.resume_grace_ms)
             .field("rest_rate_limit", &self.rest_rate_limit)
+            .field("ticket_lifetime_secs", &self.ticket_lifetime_secs)
             .finish()
     }
 }
@@ -112,6 +116,8 @@ pub enum ConfigError {
     BadLoginSettings(String),
     #[error("--resume-grace-ms must be between 0 and 86400000")]
     BadResumeGrace,
+    #[error("the ticket lifetime must be between 1 and 86400 seconds")]
+    BadTicketLifetime,
 }
 
 impl Config {
@@ -141,6 +147,7 @@ impl Config {
             login: LoginSettings::default(),
             resume_grace_ms: DEFAULT_RESUME_GRACE_MS,
             rest_rate_limit: DEFAULT_REST_RATE_LIMIT,
+            ticket_lifetime_secs: crate::ticket::TICKET_LIFETIME_SECS,
         }
     }
 
@@ -170,6 +177,10 @@ impl Config {
             .map_err(ConfigError::BadLoginSettings)?;
         if self.resume_grace_ms > 86_400_000 {
             return Err(ConfigError::BadResumeGrace);
+        }
+        // Ended sessions are remembered for the longest lifetime; never beyond it.
+        if !(1..=crate::ticket::TICKET_LIFETIME_SECS).contains(&self.ticket_lifetime_secs) {
+            return Err(ConfigError::BadTicketLifetime);
         }
         Ok(())
     }

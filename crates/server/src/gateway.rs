@@ -26,7 +26,6 @@ use crate::registry::{
     InstanceInfo, NewSession, ResumeRefused, SessionId, SocketCommand, OUTBOX_CAPACITY,
 };
 use crate::state::AppState;
-use crate::ticket::TICKET_LIFETIME_SECS;
 
 /// Initial read buffer per socket. tungstenite's default (128 KiB, allocated up front)
 /// would dominate per-connection memory; a login frame is well under 1 KiB, and bigger
@@ -263,13 +262,23 @@ impl Connection {
                 };
                 self.send(&frame).await
             }
+            Err(ResumeRefused::Ended) => {
+                // Logged out, or the ticket outlived its lifetime: a holder with the UserSig
+                // logs in again (the SDK does), anyone else is out.
+                tracing::info!(user = %claims.user, instance = %claims.instance, "resume refused: session ended");
+                self.send_error(
+                    Some(seq),
+                    "session ticket is no longer valid (its session ended): log in again",
+                )
+                .await
+            }
             Err(refused) => {
                 // Replaced: the same instance id logged in anew while this session was away.
                 // The newer login holds the slot; the stale one steps aside as a kicked one
                 // does (an error would make the client log in again and take the slot back).
                 let reason = match refused {
                     ResumeRefused::Kicked(reason) => reason,
-                    ResumeRefused::Replaced => KickReason::MultipleAccount,
+                    ResumeRefused::Replaced | ResumeRefused::Ended => KickReason::MultipleAccount,
                 };
                 tracing::info!(user = %claims.user, instance = %claims.instance, reason = reason.as_str(), ?refused, "resume refused");
                 self.send_kicked(reason).await
@@ -365,7 +374,8 @@ impl Connection {
 
     /// The ticket a client presents to resume `info`'s session.
     fn ticket_for(&self, info: &InstanceInfo, now: u64) -> String {
-        let valid_until = info.expire_at.min(now.saturating_add(TICKET_LIFETIME_SECS));
+        let lifetime = self.state.config().ticket_lifetime_secs;
+        let valid_until = info.expire_at.min(now.saturating_add(lifetime));
         self.state.tickets().issue(&info.ticket_claims(valid_until))
     }
 
@@ -417,6 +427,11 @@ impl Connection {
         match self.end_session() {
             Some(old) => {
                 tracing::info!(user = %old.user, instance = %old.instance, "logout");
+                // The session's end is durable before the client hears it is over, so its
+                // tickets stay dead across a restart.
+                if let Err(e) = self.state.store().flush().await {
+                    tracing::error!(error = %e, "logout not recorded durably");
+                }
                 self.send(&ServerFrame::LogoutOk { seq }).await
             }
             None => {

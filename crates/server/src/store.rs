@@ -13,8 +13,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::ended::{End, EndedSession};
+use crate::registry::Journal;
+
 /// Bumped by every schema change; `open` upgrades older files and refuses newer ones.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 /// The database file inside `--data-dir`.
 pub const DATABASE_FILE: &str = "timd.sqlite3";
 
@@ -100,6 +103,23 @@ impl Store {
                      kicked_at INTEGER NOT NULL
                  ) WITHOUT ROWID;
                  PRAGMA user_version = 1;
+                 COMMIT;",
+            )?;
+        }
+        if version < 2 {
+            // Sessions that ended (logout, kick, replaced): their tickets stay dead across
+            // restarts. One row per instance (its latest end), until no ticket can match.
+            self.conn.execute_batch(
+                "BEGIN IMMEDIATE;
+                 CREATE TABLE IF NOT EXISTS ended_sessions (
+                     user_id  TEXT NOT NULL,
+                     instance TEXT NOT NULL,
+                     since_ms INTEGER NOT NULL,
+                     how      TEXT NOT NULL,
+                     until    INTEGER NOT NULL,
+                     PRIMARY KEY (user_id, instance)
+                 ) WITHOUT ROWID;
+                 PRAGMA user_version = 2;
                  COMMIT;",
             )?;
         }
@@ -234,6 +254,64 @@ impl Store {
     }
 }
 
+/// Ended sessions (`ended.rs`).
+impl Store {
+    /// Records that a session ended; an older end of the same instance never overwrites a
+    /// newer one.
+    pub fn record_ended(&self, e: &EndedSession) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO ended_sessions (user_id, instance, since_ms, how, until)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (user_id, instance) DO UPDATE SET
+                 since_ms = excluded.since_ms, how = excluded.how,
+                 until = max(until, excluded.until)
+             WHERE excluded.since_ms >= since_ms",
+        )?;
+        stmt.execute(rusqlite::params![
+            e.user,
+            e.instance,
+            clamp_i64(e.since_ms),
+            e.end.as_str(),
+            clamp_i64(e.until)
+        ])?;
+        Ok(())
+    }
+
+    /// Forgets ended sessions no ticket can match at `now` (unix seconds), then returns
+    /// the others (to fill the registry at start).
+    pub fn ended_sessions(&self, now: u64) -> Result<Vec<EndedSession>, StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM ended_sessions WHERE until <= ?1")?
+            .execute([clamp_i64(now)])?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT user_id, instance, since_ms, how, until FROM ended_sessions")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (user, instance, since, how, until) = row?;
+            // An unknown spelling (a newer timd's) still ends the session.
+            let end = End::parse(&how).unwrap_or(End::LoggedOut);
+            out.push(EndedSession {
+                user,
+                instance,
+                since_ms: since.max(0) as u64,
+                end,
+                until: until.max(0) as u64,
+            });
+        }
+        Ok(out)
+    }
+}
+
 fn clamp_i64(t: u64) -> i64 {
     i64::try_from(t).unwrap_or(i64::MAX)
 }
@@ -338,6 +416,32 @@ impl StoreHandle {
             .await
             .map_err(|_| StoreError::Unavailable)?;
         rx.await.map_err(|_| StoreError::Unavailable)?
+    }
+
+    /// The registry's journal: writes ended sessions in the background, in job order (so a
+    /// later [`StoreHandle::flush`] waits for them). Never blocks: with the queue full, the
+    /// end is kept in memory only (and logged).
+    pub fn ended_journal(&self) -> Journal {
+        let handle = self.clone();
+        Box::new(move |entries: Vec<EndedSession>| {
+            let job = Job {
+                run: Box::new(move |store| {
+                    let result = entries.iter().try_for_each(|e| store.record_ended(e));
+                    if let Err(e) = &result {
+                        tracing::error!(error = %e, "store: cannot record ended sessions");
+                    }
+                    result.is_ok()
+                }),
+                finish: Box::new(|outcome| {
+                    if let Err(e) = outcome {
+                        tracing::error!(error = %e, "store: ended sessions not recorded");
+                    }
+                }),
+            };
+            if handle.jobs.try_send(job).is_err() {
+                tracing::warn!("store queue full: an ended session is remembered in memory only");
+            }
+        })
     }
 
     /// Returns once every job queued before it is committed (or failed): a write barrier.
