@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod ended;
 pub mod gateway;
 pub mod kicks;
 pub mod login;

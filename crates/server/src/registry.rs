@@ -20,6 +20,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tim_proto::{KickReason, Platform};
 use tokio::sync::mpsc;
 
+use crate::ended::{End, Ended, EndedSession};
 use crate::policy::LoginSettings;
 use crate::ticket::{TicketClaims, TICKET_LIFETIME_SECS};
 
@@ -108,6 +109,9 @@ pub enum ResumeRefused {
     Kicked(KickReason),
     /// The instance has logged in again since: this ticket is stale.
     Replaced,
+    /// The session is over (logged out), or the ticket past its lifetime: the holder must
+    /// log in again with its UserSig.
+    Ended,
 }
 
 enum Link {
@@ -166,6 +170,11 @@ pub struct KickRecord {
 pub struct UserSessions {
     slots: Vec<Slot>,
     tombstones: Vec<Tombstone>,
+    /// Sessions that ended otherwise (logged out, replaced), and what overflowed the
+    /// tombstones: their tickets are dead (`ended.rs`).
+    ended: Ended,
+    /// Ends not yet handed to the registry's journal (drained after each change).
+    journal: Vec<EndedSession>,
 }
 
 impl UserSessions {
@@ -198,8 +207,16 @@ impl UserSessions {
             reason,
         });
         if self.tombstones.len() == MAX_TOMBSTONES {
-            self.tombstones.remove(0);
+            let gone = self.tombstones.remove(0);
+            self.ended.forget_up_to(gone.since_ms, gone.until);
         }
+        self.journal.push(EndedSession {
+            user: slot.info.user.clone(),
+            instance: slot.info.instance.clone(),
+            since_ms: slot.info.since_ms,
+            end: End::Kicked(reason),
+            until: unix_ms() / 1000 + TICKET_LIFETIME_SECS,
+        });
         self.tombstones.push(Tombstone {
             instance: slot.info.instance.clone(),
             platform: slot.info.platform,
@@ -209,6 +226,24 @@ impl UserSessions {
             until: unix_ms() / 1000 + TICKET_LIFETIME_SECS,
         });
         slot.info
+    }
+
+    /// Records that `info`'s session ended without a kick: its tickets are dead.
+    fn end(&mut self, info: &InstanceInfo, end: End) {
+        let until = unix_ms() / 1000 + TICKET_LIFETIME_SECS;
+        self.ended.record(&info.instance, info.since_ms, end, until);
+        self.journal.push(EndedSession {
+            user: info.user.clone(),
+            instance: info.instance.clone(),
+            since_ms: info.since_ms,
+            end,
+            until,
+        });
+    }
+
+    /// Nothing left to remember: the entry can go.
+    fn is_forgettable(&self) -> bool {
+        self.slots.is_empty() && self.tombstones.is_empty() && self.ended.is_empty()
     }
 
     /// Removes the instance and tells its socket why; returns it.
@@ -247,7 +282,12 @@ pub struct Registry {
     next_session: AtomicU64,
     last_since: AtomicU64,
     online: AtomicUsize,
+    /// Where ended sessions are made durable (the store), if anywhere.
+    journal: Option<Journal>,
 }
+
+/// Receives every batch of ended sessions, outside the user's lock; must not block.
+pub type Journal = Box<dyn Fn(Vec<EndedSession>) + Send + Sync>;
 
 impl Default for Registry {
     fn default() -> Self {
@@ -270,6 +310,33 @@ impl Registry {
             next_session: AtomicU64::new(1),
             last_since: AtomicU64::new(0),
             online: AtomicUsize::new(0),
+            journal: None,
+        }
+    }
+
+    /// Hands every ended session to `journal` (the store), so tickets stay dead across a
+    /// restart.
+    pub fn with_journal(self, journal: Journal) -> Registry {
+        Registry {
+            journal: Some(journal),
+            ..self
+        }
+    }
+
+    /// Remembers sessions that ended before this process started (from the store), so their
+    /// tickets stay dead. Entries no ticket can match any more (`until <= now_secs`) are
+    /// skipped.
+    pub fn restore_ended(&self, entries: impl IntoIterator<Item = EndedSession>, now_secs: u64) {
+        for e in entries.into_iter().filter(|e| e.until > now_secs) {
+            self.with_user(&e.user, |s| {
+                s.ended.record(&e.instance, e.since_ms, e.end, e.until)
+            });
+        }
+    }
+
+    fn write_journal(&self, entries: Vec<EndedSession>) {
+        if let (Some(journal), false) = (&self.journal, entries.is_empty()) {
+            journal(entries);
         }
     }
 
@@ -293,11 +360,13 @@ impl Registry {
         let before = sessions.len();
         let result = f(sessions);
         let after = sessions.len();
-        if sessions.is_empty() && sessions.tombstones.is_empty() {
+        let ended = std::mem::take(&mut sessions.journal);
+        if sessions.is_forgettable() {
             shard.remove(user);
         }
         drop(shard);
         self.adjust_online(before, after);
+        self.write_journal(ended);
         result
     }
 
@@ -368,6 +437,7 @@ impl Registry {
                 old.notify(SocketCommand::Superseded {
                     session: old.info.session,
                 });
+                sessions.end(&old.info, End::Replaced);
             }
             let kicked = sessions.evict_for(settings, new.platform);
             let since_ms = self.next_since(now_ms);
@@ -422,6 +492,22 @@ impl Registry {
             {
                 return Err(ResumeRefused::Kicked(t.reason));
             }
+            // Tickets die with their session: a later session of the same instance was
+            // kicked, or this one (or a later one) ended otherwise.
+            if sessions
+                .tombstones
+                .iter()
+                .any(|t| t.instance == claims.instance && t.since_ms > claims.since_ms)
+            {
+                return Err(ResumeRefused::Replaced);
+            }
+            if let Some(refused) = sessions.ended.refuses(&claims.instance, claims.since_ms) {
+                return Err(refused);
+            }
+            // ... and with their lifetime, whatever the UserSig's.
+            if claims.valid_until <= unix_ms() / 1000 {
+                return Err(ResumeRefused::Ended);
+            }
             if let Some(i) = sessions.position(|i| i.instance == claims.instance) {
                 let slot = &mut sessions.slots[i];
                 if slot.info.since_ms != claims.since_ms {
@@ -435,9 +521,13 @@ impl Registry {
                 slot.link = Link::Attached(outbox);
                 return Ok(slot.info.clone());
             }
-            // Not in the registry (grace period over, or the server restarted): it comes back
-            // only if it fits without evicting anyone; otherwise the instances online now keep
-            // their slots and it learns it was (or would have been) kicked.
+            // Not in the registry (grace period over, or the server restarted): an end that
+            // overflowed the records may have been its own.
+            if sessions.ended.below_watermark(claims.since_ms) {
+                return Err(ResumeRefused::Ended);
+            }
+            // It comes back only if it fits without evicting anyone; otherwise the instances
+            // online now keep their slots and it learns it was (or would have been) kicked.
             let platforms: Vec<Platform> = sessions.iter().map(|i| i.platform).collect();
             let evictions = settings.evictions(&platforms, claims.platform);
             if let Some(&(_, reason)) = evictions
@@ -498,12 +588,14 @@ impl Registry {
         .flatten()
     }
 
-    /// Removes one session (logout). Returns it if it was still registered (it is not once
-    /// kicked or superseded).
+    /// Removes one session (logout), and with it the life of its tickets. Returns it if it
+    /// was still registered (it is not once kicked or superseded).
     pub fn remove(&self, user: &str, session: SessionId) -> Option<InstanceInfo> {
         self.with_existing(user, |sessions| {
             let i = sessions.position(|i| i.session == session)?;
-            Some(sessions.slots.remove(i).info)
+            let info = sessions.slots.remove(i).info;
+            sessions.end(&info, End::LoggedOut);
+            Some(info)
         })
         .flatten()
     }
@@ -551,6 +643,7 @@ impl Registry {
         for shard in self.shards.iter() {
             let mut shard = lock(shard);
             let mut removed = 0;
+            let mut ended = Vec::new();
             shard.retain(|_, sessions| {
                 let before = sessions.len();
                 sessions
@@ -560,11 +653,14 @@ impl Registry {
                     sessions.kick_at(i, KickReason::UserSigExpired);
                 }
                 sessions.tombstones.retain(|t| t.until > now_secs);
+                sessions.ended.sweep(now_secs);
+                ended.append(&mut sessions.journal);
                 removed += before - sessions.len();
-                !(sessions.is_empty() && sessions.tombstones.is_empty())
+                !sessions.is_forgettable()
             });
             drop(shard);
             self.adjust_online(removed, 0);
+            self.write_journal(ended);
             dropped += removed;
         }
         dropped

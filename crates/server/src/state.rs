@@ -39,7 +39,14 @@ impl AppState {
         // Kick times are loaded before the first login can be checked.
         let store = Store::open_in(&config.data_dir)?;
         let kicks = Kicks::from_entries(store.kicks()?);
+        // Tickets of sessions that ended before a restart stay dead.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let ended = store.ended_sessions(now)?;
         let store = StoreHandle::start(store)?;
+        let registry = Registry::new().with_journal(store.ended_journal());
+        registry.restore_ended(ended, now);
         let login =
             LoginChecker::new(config.sdkappid, config.key.clone()).with_kicks(kicks.clone());
         Ok(AppState {
@@ -48,7 +55,7 @@ impl AppState {
                 kicks,
                 devices: Devices::default(),
                 config,
-                registry: Registry::new(),
+                registry,
                 store,
                 login,
                 shutdown: CancellationToken::new(),
