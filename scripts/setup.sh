@@ -20,6 +20,12 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGE
   step "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION"
   cinstall wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
 fi
+# The package build's pinned nightly (scripts/env.sh), with the std sources it rebuilds.
+PKG_TOOLCHAIN=$(. scripts/env.sh && echo "$TIM_PKG_TOOLCHAIN")
+rustup run "$PKG_TOOLCHAIN" rustc --version >/dev/null 2>&1 \
+  && rustup component list --toolchain "$PKG_TOOLCHAIN" --installed 2>/dev/null | grep -q rust-src || {
+  step "rustup toolchain install $PKG_TOOLCHAIN (rust-src, wasm32)"
+  rustup toolchain install "$PKG_TOOLCHAIN" --profile minimal --component rust-src --target wasm32-unknown-unknown; }
 command -v wasm-pack >/dev/null || { step "cargo install wasm-pack"; cinstall wasm-pack; }
 
 need_apt=()
