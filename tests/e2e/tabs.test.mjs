@@ -59,7 +59,12 @@ for (const browser of ['chrome', 'firefox']) {
       await b.switchTo(a1);
       await waitFor(() => b.run(() => kicks().length > 0), { what: 'a1 kicked' });
       assert.deepEqual(await kickTypes(b, a1), ['multipleAccount']);
+      // tim-js-sdk 2.27.6's order: KICKED_OUT, then SDK_NOT_READY; nothing after.
+      await waitFor(() => inTab(b, a1, () => events.at(-1).name === 'sdkStateNotReady'), { what: 'SDK_NOT_READY after the kick' });
+      assert.deepEqual((await inTab(b, a1, () => events.map((e) => e.name))).slice(-2), ['kickedOut', 'sdkStateNotReady']);
       assert.equal(await inTab(b, a1, () => tim.isReady()), false);
+      assert.equal(await inTab(b, a1, () => tim.getLoginStatus()), 3);
+      assert.equal(await inTab(b, a2, () => tim.getLoginStatus()), 1);
       for (const h of [a2, a3]) {
         assert.equal(await inTab(b, h, () => tim.isReady()), true);
         assert.deepEqual(await kickTypes(b, h), []);
