@@ -113,6 +113,7 @@ impl ServeArgs {
             resume_grace_ms: self.resume_grace_ms,
             rest_rate_limit: self.rest_rate_limit,
             ticket_lifetime_secs: crate::ticket::TICKET_LIFETIME_SECS,
+            trusted_proxies: Default::default(),
         };
         config.validate()?;
         Ok(config)

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::client_addr::TrustedProxies;
 use crate::policy::LoginSettings;
 
 /// The embedded demo app's SDKAppID. Only usable in `--demo` mode, which is loopback-only.
@@ -63,6 +64,8 @@ pub struct Config {
     /// How long a session ticket resumes after it was issued (at most; never beyond the
     /// UserSig). Not a flag: tests shorten it.
     pub ticket_lifetime_secs: u64,
+    /// Proxies whose `X-Forwarded-For` names the client (`client_addr.rs`); none by default.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl fmt::Debug for Config {
@@ -82,6 +85,7 @@ impl fmt::Debug for Config {
             .field("resume_grace_ms", &self.resume_grace_ms)
             .field("rest_rate_limit", &self.rest_rate_limit)
             .field("ticket_lifetime_secs", &self.ticket_lifetime_secs)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
 }
@@ -148,6 +152,7 @@ impl Config {
             resume_grace_ms: DEFAULT_RESUME_GRACE_MS,
             rest_rate_limit: DEFAULT_REST_RATE_LIMIT,
             ticket_lifetime_secs: crate::ticket::TICKET_LIFETIME_SECS,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 

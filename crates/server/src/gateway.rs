@@ -5,12 +5,13 @@
 //! or make it buffer without bound: frames are size-capped, replies wait at most
 //! [`SEND_TIMEOUT`], and a socket that stops reading is dropped.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Extension;
 use tim_proto::{
@@ -49,14 +50,15 @@ static NEXT_SOCKET: AtomicU64 = AtomicU64::new(1);
 pub async fn ws_handler(
     State(state): State<AppState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
     let tracker = state.sockets().token();
     let id = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
-    let span = match peer {
-        Some(Extension(ConnectInfo(peer))) => tracing::debug_span!("socket", id, %peer),
-        None => tracing::debug_span!("socket", id),
-    };
+    // Router-level tests have no peer: they count as one unspecified client.
+    let peer_ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0 .0.ip());
+    let client = state.config().trusted_proxies.client(peer_ip, &headers);
+    let span = tracing::debug_span!("socket", id, %client);
     ws.max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .read_buffer_size(READ_BUFFER_BYTES)
@@ -64,7 +66,7 @@ pub async fn ws_handler(
         .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| {
             async move {
-                Connection::new(state, socket).run().await;
+                Connection::new(state, socket, client).run().await;
                 drop(tracker);
             }
             .instrument(span)
@@ -114,10 +116,12 @@ struct Connection {
     login_deadline: Instant,
     /// Last time anything arrived from the peer (liveness).
     last_seen: Instant,
+    /// The client's address (`client_addr.rs`): what per-address limits count by.
+    client: IpAddr,
 }
 
 impl Connection {
-    fn new(state: AppState, socket: WebSocket) -> Connection {
+    fn new(state: AppState, socket: WebSocket, client: IpAddr) -> Connection {
         let (outbox, commands) = mpsc::channel(OUTBOX_CAPACITY);
         let now = Instant::now();
         let login_deadline = now + state.config().login_timeout();
@@ -129,6 +133,7 @@ impl Connection {
             session: None,
             login_deadline,
             last_seen: now,
+            client,
         }
     }
 
@@ -322,7 +327,7 @@ impl Connection {
         let claims = self
             .state
             .login()
-            .check(&login, unix_now())
+            .check(&login, unix_now(), self.client)
             .map_err(|e| (log_user.clone(), e))?;
         // In the store's job order: a delete or kick committed before this cannot be undone
         // by a login checked just before it.
@@ -394,7 +399,7 @@ impl Connection {
             instance: session.instance.clone(),
         };
         let now = unix_now();
-        let claims = match self.state.login().check(&login, now) {
+        let claims = match self.state.login().check(&login, now, self.client) {
             Ok(claims) => claims,
             Err(e) => {
                 tracing::info!(user = %login.user, code = e.code(), reason = %e, "renewal refused");

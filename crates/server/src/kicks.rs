@@ -8,6 +8,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+/// How far ahead of the server's clock a UserSig's `TLS.time` may be (clock skew between
+/// the app server that signs and `timd`); beyond it the UserSig is refused (70003). A REST
+/// kick at second `K` revokes every `TLS.time <= K + USERSIG_MAX_FUTURE_SECS`: that covers
+/// every UserSig that could have been accepted before the kick, including future-dated ones.
+pub const USERSIG_MAX_FUTURE_SECS: u64 = 1;
+
 /// Kick time (unix seconds) per user. Cheap to clone (one `Arc`); reads take a shared lock
 /// for a hash lookup only. One entry per kicked user (a few dozen bytes), kept forever: a
 /// kick must keep refusing UserSigs that may stay valid for years.

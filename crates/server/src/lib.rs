@@ -6,6 +6,7 @@
 //! [`serve`] binds, serves and shuts down gracefully (what `timd serve` runs).
 
 pub mod cli;
+pub mod client_addr;
 pub mod config;
 pub mod demo;
 pub mod ended;

@@ -1,27 +1,35 @@
 //! Login validation: the checks a `login` frame must pass, in the documented order, each
-//! failure with its own REFERENCE code, plus the per-user limit on failed UserSig checks.
+//! failure with its own REFERENCE code, plus the limit on guessed UserSigs.
+//!
+//! The limit counts only failures that cost a guess — a UserSig whose signature is wrong —
+//! per (UserID, client address), and never stands in the way of a valid UserSig: anyone can
+//! send garbage in someone else's name, and that must not lock the owner out.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tim_proto::{
     Login, ERR_INTERNAL, ERR_INVALID_PARAMETERS, ERR_SDKAPPID_NOT_FOUND, ERR_USERSIG_EMPTY,
-    ERR_USERSIG_EXPIRED, ERR_USERSIG_RATE_LIMITED,
+    ERR_USERSIG_EXPIRED, ERR_USERSIG_INVALID, ERR_USERSIG_RATE_LIMITED,
 };
 use tim_usersig::{UserSigClaims, UserSigError};
 use tokio::time::Instant;
 
-use crate::kicks::Kicks;
+use crate::client_addr::limit_key;
+use crate::kicks::{Kicks, USERSIG_MAX_FUTURE_SECS};
 use crate::store::StoreError;
 
-/// Failed UserSig checks a user may have within [`FAILURE_WINDOW`] before further logins
-/// are refused unverified (70050).
+/// Bad signatures one client address may send for one UserID within [`FAILURE_WINDOW`];
+/// beyond that its bad ones are answered 70050 (valid ones still log in).
 pub const MAX_FAILURES: usize = 10;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
-/// Users tracked by the limiter at most, so a spray of failed logins for random UserIDs
-/// cannot grow memory without bound (~1 KiB each worst case).
-pub const MAX_TRACKED_USERS: usize = 65_536;
+/// (UserID, address) pairs tracked at most, so a spray of bad signatures cannot grow memory
+/// without bound (~250 bytes each worst case).
+pub const MAX_TRACKED: usize = 65_536;
 /// Longest instance id accepted. The SDK's ids are short; this only bounds memory.
 pub const MAX_INSTANCE_ID_LEN: usize = 64;
 
@@ -40,12 +48,19 @@ pub enum LoginError {
     /// 70002.
     #[error("UserSig is empty")]
     EmptyUserSig,
-    /// 70050.
+    /// 70050: this address sent too many bad signatures for this UserID.
     #[error("too many failed UserSig checks, retry after a minute")]
     RateLimited,
     /// The UserSig's own code: 70001 / 70003 / 70009 / 70013 / 70014.
     #[error("{0}")]
     UserSig(UserSigError),
+    /// 70003: `TLS.time` is ahead of the server's clock by more than the allowed skew (a
+    /// REST kick could not revoke such a UserSig).
+    #[error(
+        "UserSig TLS.time is {0} s ahead of the server's clock: check the clock of the \
+         server that generated it"
+    )]
+    FromTheFuture(u64),
     /// 70001, as Tencent answers: the UserSig was issued at or before a REST kick (or
     /// deletion) of the user. A newly generated one works.
     #[error("UserSig revoked: issued at or before a kick of this user; generate a new one")]
@@ -63,6 +78,7 @@ impl LoginError {
             LoginError::EmptyUserSig => ERR_USERSIG_EMPTY,
             LoginError::RateLimited => ERR_USERSIG_RATE_LIMITED,
             LoginError::UserSig(e) => e.code(),
+            LoginError::FromTheFuture(_) => ERR_USERSIG_INVALID,
             LoginError::Revoked => ERR_USERSIG_EXPIRED,
             LoginError::Store(_) => ERR_INTERNAL,
         }
@@ -82,7 +98,7 @@ impl LoginChecker {
         LoginChecker {
             sdkappid,
             key: key.into(),
-            failures: FailureLimiter::new(MAX_FAILURES, FAILURE_WINDOW, MAX_TRACKED_USERS),
+            failures: FailureLimiter::new(MAX_FAILURES, FAILURE_WINDOW, MAX_TRACKED),
             kicks: Kicks::default(),
         }
     }
@@ -92,10 +108,16 @@ impl LoginChecker {
         LoginChecker { kicks, ..self }
     }
 
-    /// Validates `login` at `now_unix` (seconds). Order: SDKAppID, UserID, instance id,
-    /// empty UserSig, the failure limit, then the UserSig itself (whose failures count),
-    /// then its issue time against the user's last REST kick.
-    pub fn check(&self, login: &Login, now_unix: u64) -> Result<UserSigClaims, LoginError> {
+    /// Validates `login` from `client` at `now_unix` (seconds). Order: SDKAppID, UserID,
+    /// instance id, empty UserSig, the UserSig itself (a bad signature counts against
+    /// `client` for that UserID, and past the limit is answered 70050), its issue time
+    /// (not in the future), then against the user's last REST kick.
+    pub fn check(
+        &self,
+        login: &Login,
+        now_unix: u64,
+        client: IpAddr,
+    ) -> Result<UserSigClaims, LoginError> {
         if login.sdkappid != self.sdkappid {
             return Err(LoginError::SdkAppIdNotFound(login.sdkappid));
         }
@@ -108,29 +130,43 @@ impl LoginChecker {
         if login.usersig.is_empty() {
             return Err(LoginError::EmptyUserSig);
         }
-        let now = Instant::now();
-        if self.failures.is_limited(&login.user, now) {
-            return Err(LoginError::RateLimited);
-        }
-        tim_usersig::verify(
+        let claims = match tim_usersig::verify(
             &login.usersig,
             &self.key,
             self.sdkappid,
             &login.user,
             now_unix,
-        )
-        .map_err(|e| {
-            self.failures.record(&login.user, now);
-            LoginError::UserSig(e)
-        })
-        .and_then(|claims| {
-            if self.kicks.revokes(&login.user, claims.time) {
-                Err(LoginError::Revoked)
-            } else {
-                Ok(claims)
+        ) {
+            Ok(claims) => claims,
+            Err(UserSigError::BadSignature) => {
+                let limited = self.failures.record(&login.user, client, Instant::now());
+                return Err(if limited {
+                    LoginError::RateLimited
+                } else {
+                    LoginError::UserSig(UserSigError::BadSignature)
+                });
             }
-        })
+            Err(e) => return Err(LoginError::UserSig(e)),
+        };
+        if let Some(ahead) = issued_ahead(claims.time, now_unix) {
+            return Err(LoginError::FromTheFuture(ahead));
+        }
+        if self.kicks.revokes(&login.user, claims.time) {
+            return Err(LoginError::Revoked);
+        }
+        Ok(claims)
     }
+
+    /// The guessed-UserSig limiter (for tests and metrics).
+    pub fn failures(&self) -> &FailureLimiter {
+        &self.failures
+    }
+}
+
+/// How far a UserSig issued at `time` is ahead of `now`, if beyond the allowed skew.
+pub fn issued_ahead(time: u64, now: u64) -> Option<u64> {
+    let ahead = time.saturating_sub(now);
+    (ahead > USERSIG_MAX_FUTURE_SECS).then_some(ahead)
 }
 
 /// Instance ids are client-chosen: bound them and keep them printable (they reach logs).
@@ -138,22 +174,50 @@ pub fn is_valid_instance_id(s: &str) -> bool {
     (1..=MAX_INSTANCE_ID_LEN).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
-/// Counts failed UserSig checks per user over a sliding window.
+/// Shards of the limiter: a prune holds one shard's lock, over a sixteenth of the entries.
+const LIMITER_SHARDS: usize = 16;
+
+type Key = (String, IpAddr);
+
+struct Shard {
+    entries: HashMap<Key, VecDeque<Instant>>,
+    /// When this shard was last pruned: a full shard prunes at most once per this long.
+    pruned: Option<Instant>,
+}
+
+/// Counts bad signatures per (UserID, client address) over a sliding window.
 pub struct FailureLimiter {
     max_failures: usize,
     window: Duration,
-    max_users: usize,
-    users: Mutex<HashMap<String, VecDeque<Instant>>>,
+    max_per_shard: usize,
+    hasher: RandomState,
+    shards: Box<[Mutex<Shard>]>,
+    /// Prunes run so far (each a scan of one shard).
+    prunes: AtomicUsize,
 }
 
 impl FailureLimiter {
-    pub fn new(max_failures: usize, window: Duration, max_users: usize) -> FailureLimiter {
+    pub fn new(max_failures: usize, window: Duration, max_tracked: usize) -> FailureLimiter {
         FailureLimiter {
             max_failures,
             window,
-            max_users,
-            users: Mutex::default(),
+            max_per_shard: max_tracked.div_ceil(LIMITER_SHARDS).max(1),
+            hasher: RandomState::new(),
+            shards: (0..LIMITER_SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        entries: HashMap::new(),
+                        pruned: None,
+                    })
+                })
+                .collect(),
+            prunes: AtomicUsize::new(0),
         }
+    }
+
+    fn shard(&self, key: &Key) -> std::sync::MutexGuard<'_, Shard> {
+        let i = (self.hasher.hash_one(key) as usize) % LIMITER_SHARDS;
+        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn recent(&self, times: &mut VecDeque<Instant>, now: Instant) {
@@ -165,48 +229,63 @@ impl FailureLimiter {
         }
     }
 
-    /// Whether `user` already has `max_failures` failures within the window.
-    pub fn is_limited(&self, user: &str, now: Instant) -> bool {
-        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(times) = users.get_mut(user) else {
+    /// Records one bad signature for `user` from `client` at `now`; returns whether the
+    /// pair is now over the limit (this one included).
+    pub fn record(&self, user: &str, client: IpAddr, now: Instant) -> bool {
+        let key = (user.to_owned(), limit_key(client));
+        let mut shard = self.shard(&key);
+        if let Some(times) = shard.entries.get_mut(&key) {
+            self.recent(times, now);
+            let limited = times.len() >= self.max_failures;
+            // Only the last `max_failures` matter: memory per pair stays bounded.
+            if limited {
+                times.pop_front();
+            }
+            times.push_back(now);
+            return limited;
+        }
+        if shard.entries.len() >= self.max_per_shard {
+            // Prune the aged-out pairs, but at most once per window/8 per shard: a flood
+            // of new pairs costs one bounded scan every few seconds, not one per failure.
+            let due = shard
+                .pruned
+                .is_none_or(|t| now.saturating_duration_since(t) >= self.window / 8);
+            if due {
+                shard.pruned = Some(now);
+                self.prunes.fetch_add(1, Ordering::Relaxed);
+                let window = self.window;
+                shard.entries.retain(|_, times| {
+                    times
+                        .back()
+                        .is_some_and(|t| now.saturating_duration_since(*t) < window)
+                });
+            }
+            if shard.entries.len() >= self.max_per_shard {
+                tracing::warn!("failed-login limiter full; not tracking another pair");
+                return false;
+            }
+        }
+        shard.entries.insert(key, VecDeque::from([now]));
+        self.max_failures == 0
+    }
+
+    /// Whether `user` from `client` is over the limit at `now`.
+    pub fn is_limited(&self, user: &str, client: IpAddr, now: Instant) -> bool {
+        let key = (user.to_owned(), limit_key(client));
+        let mut shard = self.shard(&key);
+        let Some(times) = shard.entries.get_mut(&key) else {
             return false;
         };
         self.recent(times, now);
-        if times.is_empty() {
-            users.remove(user);
-            return false;
-        }
         times.len() >= self.max_failures
     }
 
-    /// Records one failure of `user` at `now`.
-    pub fn record(&self, user: &str, now: Instant) {
-        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
-        if !users.contains_key(user) && users.len() >= self.max_users {
-            // Prune everyone whose failures have all aged out; if the map is still full,
-            // this user goes untracked rather than memory growing.
-            users.retain(|_, times| {
-                times
-                    .back()
-                    .is_some_and(|t| now.saturating_duration_since(*t) < self.window)
-            });
-            if users.len() >= self.max_users {
-                tracing::warn!("failed-login limiter full; not tracking another user");
-                return;
-            }
-        }
-        let times = users.entry(user.to_owned()).or_default();
-        self.recent(times, now);
-        // Only the last `max_failures` matter: keep memory per user bounded too.
-        if times.len() >= self.max_failures {
-            times.pop_front();
-        }
-        times.push_back(now);
-    }
-
-    /// Users currently tracked.
-    pub fn tracked_users(&self) -> usize {
-        self.users.lock().unwrap_or_else(|e| e.into_inner()).len()
+    /// Pairs currently tracked.
+    pub fn tracked(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).entries.len())
+            .sum()
     }
 }
 
@@ -218,6 +297,14 @@ mod tests {
     const APP: u32 = 1_400_000_001;
     const KEY: &str = "unit-test-key";
     const NOW: u64 = 1_700_000_000;
+
+    fn addr(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn here() -> IpAddr {
+        addr("192.0.2.1")
+    }
 
     fn login(user: &str, usersig: String) -> Login {
         Login {
@@ -231,14 +318,23 @@ mod tests {
     }
 
     fn code(checker: &LoginChecker, l: &Login) -> u32 {
-        checker.check(l, NOW).unwrap_err().code()
+        code_from(checker, l, here())
+    }
+
+    fn code_from(checker: &LoginChecker, l: &Login, client: IpAddr) -> u32 {
+        checker.check(l, NOW, client).unwrap_err().code()
+    }
+
+    /// A UserSig for `user` signed with a key the sender guessed (wrong).
+    fn guessed(user: &str) -> String {
+        tim_usersig::generate(APP, "guess", user, NOW, 3600)
     }
 
     #[test]
     fn every_failure_has_its_code_in_order() {
         let c = LoginChecker::new(APP, KEY);
         let good = tim_usersig::generate(APP, KEY, "alice", NOW - 10, 3600);
-        let claims = c.check(&login("alice", good.clone()), NOW).unwrap();
+        let claims = c.check(&login("alice", good.clone()), NOW, here()).unwrap();
         assert_eq!(claims.identifier, "alice");
 
         let wrong_app = Login {
@@ -261,8 +357,7 @@ mod tests {
         assert_eq!(code(&c, &bad_instance), 70402);
         assert_eq!(code(&c, &login("alice", String::new())), 70002);
         assert_eq!(code(&c, &login("alice", "garbage!".into())), 70003);
-        let other_key = tim_usersig::generate(APP, "other", "alice", NOW, 3600);
-        assert_eq!(code(&c, &login("alice", other_key)), 70009);
+        assert_eq!(code(&c, &login("alice", guessed("alice"))), 70009);
         let other_user = tim_usersig::generate(APP, KEY, "bob", NOW, 3600);
         assert_eq!(code(&c, &login("alice", other_user)), 70013);
         let other_app = tim_usersig::generate(APP + 1, KEY, "alice", NOW, 3600);
@@ -276,40 +371,111 @@ mod tests {
         assert_eq!(LoginError::Store(StoreError::Unavailable).code(), 70500);
     }
 
+    /// Anyone can send garbage in alice's name: it must never keep alice out.
     #[test]
-    fn ten_failures_lock_the_user_out_unverified() {
+    fn garbage_in_someones_name_never_locks_them_out() {
         let c = LoginChecker::new(APP, KEY);
-        for _ in 0..MAX_FAILURES {
-            assert_eq!(code(&c, &login("mallory", "garbage".into())), 70003);
+        let attacker = addr("198.51.100.66");
+        for _ in 0..100 {
+            // Free to produce: not base64, another user's UserSig, an expired one.
+            assert_eq!(
+                code_from(&c, &login("alice", "garbage".into()), attacker),
+                70003
+            );
+            let bobs = tim_usersig::generate(APP, KEY, "bob", NOW, 3600);
+            assert_eq!(code_from(&c, &login("alice", bobs), attacker), 70013);
         }
-        // Even a valid UserSig is refused now, without being verified.
-        let good = tim_usersig::generate(APP, KEY, "mallory", NOW, 3600);
-        assert_eq!(code(&c, &login("mallory", good.clone())), 70050);
-        // Other users are unaffected; empty UserSigs are not "checks" and are not limited.
-        let other = tim_usersig::generate(APP, KEY, "alice", NOW, 3600);
-        assert!(c.check(&login("alice", other), NOW).is_ok());
-        assert_eq!(code(&c, &login("mallory", String::new())), 70002);
+        assert_eq!(c.failures().tracked(), 0, "no guess was made");
+        // Guesses from the attacker's address: limited there only.
+        for _ in 0..MAX_FAILURES {
+            assert_eq!(
+                code_from(&c, &login("alice", guessed("alice")), attacker),
+                70009
+            );
+        }
+        assert_eq!(
+            code_from(&c, &login("alice", guessed("alice")), attacker),
+            70050
+        );
+        // Alice, from her own address, is not affected at all.
+        let good = tim_usersig::generate(APP, KEY, "alice", NOW, 3600);
+        assert!(c.check(&login("alice", good.clone()), NOW, here()).is_ok());
+        assert_eq!(code(&c, &login("alice", guessed("alice"))), 70009);
+        // And a valid UserSig passes even from the limited address (renewals too).
+        assert!(c.check(&login("alice", good), NOW, attacker).is_ok());
+    }
+
+    #[test]
+    fn usersigs_from_the_future_are_refused_beyond_the_skew() {
+        let c = LoginChecker::new(APP, KEY);
+        let ahead = |s: u64| tim_usersig::generate(APP, KEY, "alice", NOW + s, 3600);
+        assert!(c
+            .check(&login("alice", ahead(USERSIG_MAX_FUTURE_SECS)), NOW, here())
+            .is_ok());
+        let e = c
+            .check(
+                &login("alice", ahead(USERSIG_MAX_FUTURE_SECS + 1)),
+                NOW,
+                here(),
+            )
+            .unwrap_err();
+        assert_eq!(e, LoginError::FromTheFuture(USERSIG_MAX_FUTURE_SECS + 1));
+        assert_eq!(e.code(), 70003);
+        assert!(e.to_string().contains("ahead of the server's clock"), "{e}");
     }
 
     #[test]
     fn limiter_window_slides_and_memory_is_bounded() {
-        let l = FailureLimiter::new(3, Duration::from_secs(60), 2);
+        let l = FailureLimiter::new(3, Duration::from_secs(60), LIMITER_SHARDS);
         let t0 = Instant::now();
-        for i in 0..5 {
-            l.record("u", t0 + Duration::from_secs(i));
+        let a = addr("192.0.2.7");
+        let limited: Vec<bool> = (0..5)
+            .map(|i| l.record("u", a, t0 + Duration::from_secs(i)))
+            .collect();
+        assert_eq!(limited, [false, false, false, true, true]);
+        assert!(l.is_limited("u", a, t0 + Duration::from_secs(5)));
+        // IPv6 neighbours in one /64 are one client; another /64 is another.
+        let v6 = |s: &str| addr(s);
+        for _ in 0..3 {
+            l.record("v", v6("2001:db8:0:1::1"), t0);
         }
-        assert!(l.is_limited("u", t0 + Duration::from_secs(5)));
+        assert!(l.is_limited("v", v6("2001:db8:0:1::ffff"), t0));
+        assert!(!l.is_limited("v", v6("2001:db8:0:2::1"), t0));
         // Failures at 2, 3, 4 s: at 62 s only two remain in the window.
-        assert!(!l.is_limited("u", t0 + Duration::from_secs(62)));
-        assert!(!l.is_limited("u", t0 + Duration::from_secs(200)));
-        assert_eq!(l.tracked_users(), 0, "aged-out users are dropped");
+        assert!(!l.is_limited("u", a, t0 + Duration::from_secs(62)));
+        // One pair per shard at most here: with every shard full, new pairs go
+        // untracked until the old ones age out and a prune is due.
+        let mut t = t0;
+        for i in 0..1000 {
+            l.record(&format!("user{i}"), a, t);
+        }
+        assert!(l.tracked() <= LIMITER_SHARDS, "{}", l.tracked());
+        t += Duration::from_secs(120);
+        l.record("late", a, t);
+        assert!(l.is_limited("late", a, t) || l.tracked() <= LIMITER_SHARDS);
+        assert!(l.tracked() <= LIMITER_SHARDS);
+    }
 
-        l.record("a", t0);
-        l.record("b", t0);
-        l.record("c", t0); // full, nothing expired: not tracked
-        assert_eq!(l.tracked_users(), 2);
-        assert!(!l.is_limited("c", t0));
-        l.record("c", t0 + Duration::from_secs(61)); // a and b aged out: pruned
-        assert_eq!(l.tracked_users(), 1);
+    /// A flood of new pairs on a full limiter does not rescan it for every failure.
+    #[test]
+    fn a_full_limiter_prunes_at_most_once_per_interval() {
+        let l = FailureLimiter::new(10, Duration::from_secs(60), 1024);
+        let t0 = Instant::now();
+        let a = addr("192.0.2.8");
+        for i in 0..20_000 {
+            l.record(&format!("u{i}"), a, t0);
+        }
+        let started = std::time::Instant::now();
+        for i in 0..50_000 {
+            l.record(&format!("x{i}"), a, t0 + Duration::from_millis(1));
+        }
+        let per_call = started.elapsed() / 50_000;
+        println!("record() on a full limiter: {per_call:?} per call");
+        assert!(l.tracked() <= 1024 + LIMITER_SHARDS);
+        assert!(
+            l.prunes.load(Ordering::Relaxed) <= LIMITER_SHARDS,
+            "{} scans for 70,000 failures",
+            l.prunes.load(Ordering::Relaxed)
+        );
     }
 }

@@ -126,24 +126,47 @@ async fn every_login_failure_has_its_code_and_the_socket_stays_usable() {
 }
 
 #[tokio::test]
-async fn ten_failed_usersig_checks_rate_limit_the_user() {
-    let server = Server::start(|_| {}).await;
-    let mut ws = server.connect().await;
-    let wrong = tim_usersig::generate(APP, "wrong-key", "mallory", now(), 3600);
-    for seq in 0..10 {
-        send(&mut ws, &login(seq, "mallory", &wrong, "i")).await;
-        assert_eq!(recv_error(&mut ws).await.1, 70009);
+async fn guessed_usersigs_are_limited_per_user_and_address_and_never_block_a_valid_one() {
+    // Behind a trusted proxy, so the test can speak from two client addresses.
+    let server = Server::start(|c| {
+        c.trusted_proxies = timd::client_addr::TrustedProxies::parse("127.0.0.1").unwrap()
+    })
+    .await;
+    let mut attacker = server.connect_from("198.51.100.66").await;
+    // Free garbage in alice's name costs no guess and is never limited.
+    for seq in 0..30 {
+        send(&mut attacker, &login(seq, "alice", "garbage", "i")).await;
+        assert_eq!(recv_error(&mut attacker).await.1, 70003);
     }
-    // Now even a valid UserSig is refused, without being checked.
-    send(&mut ws, &login(10, "mallory", &sig("mallory"), "i")).await;
-    let (seq, code, message) = recv_error(&mut ws).await;
+    let wrong = tim_usersig::generate(APP, "wrong-key", "alice", now(), 3600);
+    for seq in 0..10 {
+        send(&mut attacker, &login(seq, "alice", &wrong, "i")).await;
+        assert_eq!(recv_error(&mut attacker).await.1, 70009);
+    }
+    send(&mut attacker, &login(10, "alice", &wrong, "i")).await;
+    let (seq, code, message) = recv_error(&mut attacker).await;
     assert_eq!((seq, code), (Some(10), 70050));
     assert_eq!(
         message,
         "too many failed UserSig checks, retry after a minute"
     );
-    // Another user is not affected.
-    login_ok(&mut ws, 11, "alice", "i").await;
+    // Alice, from her own address, logs in and renews as usual.
+    let mut alice = server.connect_from("203.0.113.5").await;
+    login_ok(&mut alice, 1, "alice", "tab").await;
+    send(
+        &mut alice,
+        &ClientFrame::Renew {
+            seq: 2,
+            usersig: sig("alice"),
+        },
+    )
+    .await;
+    assert!(matches!(
+        recv(&mut alice).await,
+        ServerFrame::RenewOk { seq: 2, .. }
+    ));
+    // Even from the limited address, a valid UserSig passes.
+    login_ok(&mut attacker, 11, "alice", "other").await;
 }
 
 #[tokio::test]

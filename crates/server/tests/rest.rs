@@ -547,6 +547,43 @@ async fn kick_revokes_usersigs_up_to_its_second_and_a_new_one_works() {
         .is_ok());
 }
 
+/// A UserSig dated ahead of the server's clock cannot outlive a kick: within the allowed
+/// skew it is revoked like any earlier one, beyond it it never logs in at all.
+#[tokio::test]
+async fn a_future_dated_usersig_does_not_survive_a_kick() {
+    let (server, rest) = start(|_| {}).await;
+    // Start of a second, so the login and the kick share it.
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    tokio::time::sleep(Duration::from_nanos(
+        1_000_000_000 - u64::from(wall.subsec_nanos()) + 5_000_000,
+    ))
+    .await;
+    let t = now();
+    let ahead = sig_at("alice", t + timd::kicks::USERSIG_MAX_FUTURE_SECS);
+    let mut ws = try_login(&server, "alice", &ahead, Platform::Web)
+        .await
+        .unwrap();
+    assert_eq!(rest.call(KICK, json!({"UserID": "alice"})).await.code(), 0);
+    expect_rest_kick(&mut ws).await;
+    assert_eq!(
+        try_login(&server, "alice", &ahead, Platform::Web)
+            .await
+            .err(),
+        Some(70001),
+        "the same future-dated UserSig after the kick"
+    );
+    let far = sig_at("alice", now() + 30);
+    assert_eq!(
+        try_login(&server, "alice", &far, Platform::Web).await.err(),
+        Some(70003)
+    );
+    assert!(try_login(&server, "alice", &sig("alice"), Platform::Web)
+        .await
+        .is_ok());
+}
+
 #[tokio::test]
 async fn kick_of_an_unknown_account_is_70107_and_records_nothing() {
     let (server, rest) = start(|_| {}).await;

@@ -160,8 +160,9 @@ async fn kill_9_in_the_middle_of_concurrent_kicks_loses_no_acknowledged_one() {
             .code(),
         0
     );
-    // Kicks start every 30 ms for 1.8 s; the server dies at 1.2 s, when some are answered,
-    // some written but waiting for their second to pass, some not even sent.
+    // Kicks start every 60 ms for 3.6 s; the server dies at 2.6 s, when some are answered
+    // (a kick answers within 2 s: once the last second it revokes is over), some written
+    // but waiting for their second to pass, some not even sent.
     let kicks: Vec<_> = users
         .iter()
         .enumerate()
@@ -169,7 +170,7 @@ async fn kill_9_in_the_middle_of_concurrent_kicks_loses_no_acknowledged_one() {
             let rest = rest.clone();
             let user = user.clone();
             tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(30 * i as u64)).await;
+                tokio::time::sleep(Duration::from_millis(60 * i as u64)).await;
                 let sent_at = now();
                 let url = format!("{KICK}?{}", rest.query());
                 let body = json!({ "UserID": user }).to_string();
@@ -178,7 +179,7 @@ async fn kill_9_in_the_middle_of_concurrent_kicks_loses_no_acknowledged_one() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(2600)).await;
     timd.kill9();
     let mut acknowledged = Vec::new();
     let mut unanswered = 0;

@@ -6,8 +6,8 @@ use serde::Serialize;
 use tim_proto::{ERR_ACCOUNT_NOT_FOUND, ERR_INVALID_PARAMETERS};
 
 use super::body::{self, Object};
-use super::kick::{revoke_and_kick, settle};
-use super::{detached, fields, unix_now, Fields, RestError, MAX_BATCH};
+use super::kick::{revocation_time, revoke_and_kick, settle};
+use super::{detached, fields, Fields, RestError, MAX_BATCH};
 use crate::state::AppState;
 
 /// `account_import`: creates `UserID` (already existing is fine).
@@ -99,7 +99,7 @@ fn per_item<T: Copy>(ids: Vec<String>, answers: &[T]) -> Vec<(String, Result<T, 
 pub async fn delete(state: &AppState, body: &Object) -> Result<Fields, RestError> {
     let ids = body::item_user_ids(body, "DeleteItem", MAX_BATCH)?;
     let valid = valid_ids(&ids);
-    let at = unix_now();
+    let at = revocation_time();
     let deleted = if valid.is_empty() {
         Vec::new()
     } else {

@@ -124,6 +124,9 @@ pub fn authenticate(
             UserSigError::Empty => RestError::MissingUserSig,
             e => RestError::AdminUserSig(e),
         })?;
+    if let Some(ahead) = crate::login::issued_ahead(claims.time, now) {
+        return Err(RestError::AdminUserSigFromTheFuture(ahead));
+    }
     if kicks.revokes(&config.admin, claims.time) {
         return Err(RestError::AdminUserSigKicked);
     }

@@ -5,7 +5,7 @@ use tim_proto::{
     ERR_ACCOUNT_NOT_FOUND, ERR_INTERNAL, ERR_INVALID_PARAMETERS, ERR_NEED_ADMIN, ERR_REST_BAD_JSON,
     ERR_REST_BAD_URL, ERR_REST_FREQ_APP, ERR_REST_NO_SDKAPPID, ERR_REST_NO_SUCH_API,
     ERR_REST_UNKNOWN_SDKAPPID, ERR_REST_WRONG_TYPE, ERR_SERVER_TIMEOUT, ERR_USERSIG_EMPTY,
-    ERR_USERSIG_EXPIRED,
+    ERR_USERSIG_EXPIRED, ERR_USERSIG_INVALID,
 };
 use tim_usersig::UserSigError;
 
@@ -47,6 +47,9 @@ pub enum RestError {
     /// The admin UserSig's own code: 70001 / 70003 / 70009 / 70013 / 70014.
     #[error("admin UserSig refused: {0}")]
     AdminUserSig(UserSigError),
+    /// 70003: the admin UserSig's `TLS.time` is ahead of the server's clock.
+    #[error("admin UserSig refused: TLS.time is {0} s ahead of the server's clock")]
+    AdminUserSigFromTheFuture(u64),
     /// 70001: the admin UserSig was issued at or before a REST kick of the admin.
     #[error("admin UserSig refused: issued at or before a kick of the admin account")]
     AdminUserSigKicked,
@@ -81,6 +84,7 @@ impl RestError {
             RestError::NotAdmin => ERR_NEED_ADMIN,
             RestError::MissingUserSig => ERR_USERSIG_EMPTY,
             RestError::AdminUserSig(e) => e.code(),
+            RestError::AdminUserSigFromTheFuture(_) => ERR_USERSIG_INVALID,
             RestError::AdminUserSigKicked => ERR_USERSIG_EXPIRED,
             RestError::InvalidParameters(_) => ERR_INVALID_PARAMETERS,
             RestError::AccountNotFound(_) => ERR_ACCOUNT_NOT_FOUND,
@@ -129,6 +133,7 @@ mod tests {
                 70014,
             ),
             (RestError::AdminUserSigKicked, 70001),
+            (RestError::AdminUserSigFromTheFuture(5), 70003),
             (RestError::invalid("x"), 70402),
             (RestError::AccountNotFound("a".into()), 70107),
             (RestError::Timeout, 70169),

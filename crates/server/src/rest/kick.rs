@@ -1,10 +1,12 @@
 //! `im_open_login_svc/kick` (seed 002), and the rule that makes a kick revoke UserSigs.
 //!
-//! UserSig times are whole seconds, so "issued before the kick" needs a rule for the kick's
-//! own second `K`: the kick refuses every UserSig with `TLS.time <= K`, and answers only
-//! once the wall clock has passed `K`. Every UserSig generated after the caller hears back
-//! therefore has `TLS.time >= K + 1` and works; one generated during the kick's own second
-//! is refused (it could have been issued before the kick).
+//! UserSig times are whole seconds, and a UserSig may be dated up to
+//! [`USERSIG_MAX_FUTURE_SECS`] ahead of the server's clock (any further is refused at
+//! login), so "issued before the kick" needs a rule: a kick in second `K` refuses every
+//! UserSig with `TLS.time <= K + USERSIG_MAX_FUTURE_SECS` — every one that could have been
+//! accepted before it, future-dated or not — and answers only once the wall clock has passed
+//! that second. Every UserSig generated after the caller hears back therefore has a later
+//! `TLS.time` and works.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,17 +14,18 @@ use tim_proto::KickReason;
 
 use super::body::{self, Object};
 use super::{detached, unix_now, Fields, RestError};
+use crate::kicks::USERSIG_MAX_FUTURE_SECS;
 use crate::state::AppState;
 
 /// Longest a kick waits for the clock to leave its second. One second normally; more only
 /// if the wall clock steps backwards meanwhile, when waiting longer would not help.
-pub const MAX_SETTLE: Duration = Duration::from_secs(2);
+pub const MAX_SETTLE: Duration = Duration::from_secs(3);
 
 /// Kicks every online instance of `UserID` (`KICKED_OUT` `REST_API_Kick`) and revokes its
 /// UserSigs issued up to now. 70107 if the account does not exist.
 pub async fn kick(state: &AppState, body: &Object) -> Result<Fields, RestError> {
     let user = body::user_id(body, "")?;
-    let at = unix_now();
+    let at = revocation_time();
     let online = {
         let state = state.clone();
         let user = user.clone();
@@ -39,6 +42,11 @@ pub async fn kick(state: &AppState, body: &Object) -> Result<Fields, RestError> 
     tracing::info!(user = %user, kicked_at = at, online, "REST kick");
     settle(at).await;
     Ok(Fields::new())
+}
+
+/// The kick time recorded for a kick or deletion now: the last `TLS.time` it revokes.
+pub fn revocation_time() -> u64 {
+    unix_now() + USERSIG_MAX_FUTURE_SECS
 }
 
 /// After a durable kick (or delete) of `user` at `at`: later logins with older UserSigs

@@ -69,6 +69,33 @@ impl Server {
         ws
     }
 
+    /// Connects with extra request headers (`Origin`, `X-Forwarded-For`, ...).
+    pub async fn connect_with(&self, headers: &[(&str, &str)]) -> Ws {
+        self.try_connect_with(headers).await.unwrap()
+    }
+
+    pub async fn try_connect_with(
+        &self,
+        headers: &[(&str, &str)],
+    ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+        let mut request = format!("ws://{}/ws", self.addr).into_client_request()?;
+        for (name, value) in headers {
+            request.headers_mut().append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        Ok(tokio_tungstenite::connect_async(request).await?.0)
+    }
+
+    /// Connects as client `addr`, through a trusted proxy on loopback (the server must
+    /// trust 127.0.0.1).
+    pub async fn connect_from(&self, addr: &str) -> Ws {
+        self.connect_with(&[("x-forwarded-for", addr)]).await
+    }
+
     /// Triggers graceful shutdown and waits for `run` to return.
     pub async fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
