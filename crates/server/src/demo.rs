@@ -108,6 +108,14 @@ async fn demo_usersig(
     let Some(user) = query.user.filter(|u| tim_proto::is_valid_user_id(u)) else {
         return bad_request("user must be a UserID: 1 to 32 bytes of A-Z a-z 0-9 _ -");
     };
+    // An admin UserSig would open the REST API (kick, delete) to whoever asks.
+    if user == state.config().admin {
+        let body = DemoError {
+            code: tim_proto::ERR_NEED_ADMIN,
+            message: "the demo never signs for the app admin".into(),
+        };
+        return (StatusCode::FORBIDDEN, Json(body)).into_response();
+    }
     let expire = match query.expire.as_deref().map(str::parse::<u64>) {
         None => DEFAULT_USERSIG_EXPIRE_SECS,
         Some(Ok(s)) if (1..=MAX_DEMO_EXPIRE_SECS).contains(&s) => s,

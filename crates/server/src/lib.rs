@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client_addr;
 pub mod config;
 pub mod demo;
+pub mod demo_guard;
 pub mod ended;
 pub mod gateway;
 pub mod kicks;
@@ -48,7 +49,14 @@ pub fn app(state: AppState) -> Router {
         .route("/ws", get(gateway::ws_handler));
     router = rest::routes(router, state.config());
     if state.config().demo {
-        router = demo::routes(router, state.config());
+        // Behind the loopback fence (`demo_guard.rs`).
+        let demo_key = state.config().key == config::DEMO_KEY;
+        let demo = demo::routes(Router::new(), state.config()).layer(
+            axum::middleware::from_fn(move |request, next| {
+                demo_guard::guard(demo_key, request, next)
+            }),
+        );
+        router = router.merge(demo);
     }
     // Spans name the path only: query strings may carry credentials (the REST API's
     // `usersig=`), which must never reach the logs.
@@ -83,6 +91,12 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             if !dir.is_dir() {
                 tracing::warn!(dir = %dir.display(), "demo mode: directory not found; it will 404");
             }
+        }
+        if config.key != config::DEMO_KEY {
+            tracing::warn!(
+                "demo mode with an app key of its own: /demo/usersig hands out no UserSigs; \
+                 the other demo routes answer loopback pages only, as always"
+            );
         }
     }
     let addr = config.listen;
