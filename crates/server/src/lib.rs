@@ -51,11 +51,9 @@ pub fn app(state: AppState) -> Router {
     if state.config().demo {
         // Behind the loopback fence (`demo_guard.rs`).
         let demo_key = state.config().key == config::DEMO_KEY;
-        let demo = demo::routes(Router::new(), state.config()).layer(
-            axum::middleware::from_fn(move |request, next| {
-                demo_guard::guard(demo_key, request, next)
-            }),
-        );
+        let demo = demo::routes(Router::new(), state.config()).layer(axum::middleware::from_fn(
+            move |request, next| demo_guard::guard(demo_key, request, next),
+        ));
         router = router.merge(demo);
     }
     // Spans name the path only: query strings may carry credentials (the REST API's
