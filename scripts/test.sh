@@ -47,6 +47,7 @@ start_timd default "$port"
 start_timd multi "$port_multi" --web-instances 2 --login-policy single
 
 step "browser tests: wasm-pack test --headless --chrome --firefox"
+export WASM_BINDGEN_TEST_TIMEOUT=120  # per test file (runner default 20 s); lifetime.rs takes ~45 s
 if ! wasm-pack test --headless --chrome --firefox; then
   for f in "$tmp"/*.log; do echo "--- $f" >&2; tail -30 "$f" >&2; done; exit 1
 fi

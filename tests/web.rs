@@ -1,16 +1,14 @@
 //! Browser tests of the SDK against a live `timd` (started by scripts/test.sh), in headless
-//! Chrome and Firefox: `wasm-pack test --headless --chrome --firefox`.
+//! Chrome and Firefox: `wasm-pack test --headless --chrome --firefox`. Instances are driven
+//! through their JS methods, as pages drive them (`common::Tim`).
 //!
-//! The server's URL, SDKAppID and key come from the environment at build time
-//! (`TIMD_TEST_URL`, `TIMD_TEST_SDKAPPID`, `TIMD_TEST_KEY`), with scripts/test.sh's defaults.
+//! The server's URL and key come from the environment at build time (`TIMD_TEST_URL`,
+//! `TIMD_TEST_KEY`), with scripts/test.sh's defaults.
 #![cfg(target_arch = "wasm32")]
-
-use std::cell::RefCell;
-use std::rc::Rc;
 
 use base64::Engine;
 use js_sys::Function;
-use tim_wasm::{tim_constants, TIM};
+use tim_wasm::tim_constants;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
@@ -47,6 +45,27 @@ export function socketsWithHandlers() {
   return __timProbe.sockets.filter((s) => s.onopen || s.onmessage || s.onclose || s.onerror).length;
 }
 export function pendingTimers() { return __timProbe.timers.size; }
+// Drops the latest connection under the SDK, as a network loss would.
+export function dropLastSocket() {
+  __timProbe.sockets[__timProbe.sockets.length - 1].close(4999, 'test drops the connection');
+}
+
+// Counts the page's setTimeout calls from now until the returned function is called (which
+// restores setTimeout and answers the count). gloo-timers looks setTimeout up at each call.
+export function countTimeouts() {
+  const inner = globalThis.setTimeout;
+  let calls = 0;
+  globalThis.setTimeout = function (...args) { calls++; return inner.apply(this, args); };
+  return () => { globalThis.setTimeout = inner; return calls; };
+}
+export function dispatchWindowEvent(name) { window.dispatchEvent(new Event(name)); }
+
+// A handler that records the `this` and the event of each call.
+export function thisRecorder() {
+  const calls = [];
+  const handler = function (event) { calls.push({ self: this, event }); };
+  return { handler, calls };
+}
 "#)]
 extern "C" {
     #[wasm_bindgen(js_name = installProbe)]
@@ -61,72 +80,23 @@ extern "C" {
     fn sockets_with_handlers() -> u32;
     #[wasm_bindgen(js_name = pendingTimers)]
     fn pending_timers() -> u32;
+    #[wasm_bindgen(js_name = dropLastSocket)]
+    fn drop_last_socket();
+    #[wasm_bindgen(js_name = countTimeouts)]
+    fn count_timeouts() -> Function;
+    #[wasm_bindgen(js_name = dispatchWindowEvent)]
+    fn dispatch_window_event(name: &str);
+    #[wasm_bindgen(js_name = thisRecorder)]
+    fn this_recorder() -> JsValue;
 }
 
-fn create() -> TIM {
+fn create() -> Tim {
     create_with(APP)
 }
 
-fn create_with(app: u32) -> TIM {
+fn create_with(app: u32) -> Tim {
     install_probe();
-    TIM::create(obj(&[("SDKAppID", app.into()), ("serverURL", URL.into())]))
-}
-
-async fn login(tim: &TIM, user: &str, usersig: &str) -> Result<JsValue, JsValue> {
-    JsFuture::from(tim.login(obj(&[("userID", user.into()), ("userSig", usersig.into())]))).await
-}
-
-fn code(err: &JsValue) -> u32 {
-    get(err, "code")
-        .as_f64()
-        .expect("the error carries a numeric code") as u32
-}
-
-/// Records every event the SDK emits, with its `name` and `data`.
-struct Recorder {
-    seen: Rc<RefCell<Vec<JsValue>>>,
-    handler: Closure<dyn FnMut(JsValue)>,
-}
-
-const ALL_EVENTS: [&str; 5] = [
-    "sdkStateReady",
-    "sdkStateNotReady",
-    "kickedOut",
-    "netStateChange",
-    "error",
-];
-
-impl Recorder {
-    fn on(tim: &TIM) -> Recorder {
-        let seen = Rc::new(RefCell::new(Vec::new()));
-        let sink = seen.clone();
-        let handler = Closure::new(move |e: JsValue| sink.borrow_mut().push(e));
-        let r = Recorder { seen, handler };
-        for name in ALL_EVENTS {
-            tim.on(name, r.function(), JsValue::UNDEFINED);
-        }
-        r
-    }
-    fn function(&self) -> Function {
-        self.handler.as_ref().unchecked_ref::<Function>().clone()
-    }
-    /// `name` or `name:detail` (kicked-out type / net state) of each event, in order.
-    fn names(&self) -> Vec<String> {
-        self.seen
-            .borrow()
-            .iter()
-            .map(|e| {
-                let name = get(e, "name").as_string().unwrap();
-                let detail = get(e, "data.type")
-                    .as_string()
-                    .or(get(e, "data.state").as_string());
-                match detail {
-                    Some(d) => format!("{name}:{d}"),
-                    None => name,
-                }
-            })
-            .collect()
-    }
+    Tim::create(&obj(&[("SDKAppID", app.into()), ("serverURL", URL.into())]))
 }
 
 /// Exactly the values of `shared/REFERENCE.md`, written out here so drift fails.
@@ -139,6 +109,7 @@ fn constants_match_reference() {
         ("EVENT.KICKED_OUT", "kickedOut"),
         ("EVENT.NET_STATE_CHANGE", "netStateChange"),
         ("EVENT.ERROR", "error"),
+        ("EVENT.SDK_DESTROY", "sdkDestroy"),
         ("TYPES.KICKED_OUT_MULT_ACCOUNT", "multipleAccount"),
         ("TYPES.KICKED_OUT_MULT_DEVICE", "multipleDevice"),
         ("TYPES.KICKED_OUT_USERSIG_EXPIRED", "userSigExpired"),
@@ -156,8 +127,8 @@ async fn login_reaches_sdk_ready() {
     let tim = create();
     let rec = Recorder::on(&tim);
     let u = user("ready");
-    assert_eq!(tim.get_login_user(), "");
-    let res = login(&tim, &u, &sig(&u)).await.expect("login resolves");
+    assert_eq!(tim.login_user(), "");
+    let res = tim.login(&u, &sig(&u)).await.expect("login resolves");
     assert_eq!(get(&res, "code").as_f64(), Some(0.0));
     assert_eq!(
         get(&res, "data.actionStatus").as_string().as_deref(),
@@ -175,12 +146,12 @@ async fn login_reaches_sdk_ready() {
         ]
     );
     assert_eq!(
-        get(&rec.seen.borrow()[2], "name").as_string().as_deref(),
+        get(&rec.events()[2], "name").as_string().as_deref(),
         Some("sdkStateReady")
     );
     assert!(tim.is_ready());
-    assert_eq!(tim.get_login_user(), u);
-    JsFuture::from(tim.destroy()).await.unwrap();
+    assert_eq!(tim.login_user(), u);
+    tim.destroy().await.unwrap();
 }
 
 fn b64url(bytes: &[u8]) -> String {
@@ -272,7 +243,7 @@ async fn bad_usersigs_fail_with_their_codes() {
         let tim = create();
         let rec = Recorder::on(&tim);
         let u = user("bad");
-        let err = login(&tim, &u, &make(&u)).await.expect_err(what);
+        let err = tim.login(&u, &make(&u)).await.expect_err(what);
         assert_eq!(
             code(&err),
             want,
@@ -285,16 +256,17 @@ async fn bad_usersigs_fail_with_their_codes() {
         );
         assert!(!tim.is_ready(), "{what}");
         assert!(!rec.names().iter().any(|n| n == "sdkStateReady"), "{what}");
-        JsFuture::from(tim.destroy()).await.unwrap();
+        tim.destroy().await.unwrap();
     }
     // An SDKAppID the server does not serve.
     let tim = create_with(APP + 7);
     let u = user("app");
-    let err = login(&tim, &u, &tim_usersig::generate(APP + 7, KEY, &u, t, 3600))
+    let err = tim
+        .login(&u, &tim_usersig::generate(APP + 7, KEY, &u, t, 3600))
         .await
         .unwrap_err();
     assert_eq!(code(&err), 70020);
-    JsFuture::from(tim.destroy()).await.unwrap();
+    tim.destroy().await.unwrap();
 }
 
 /// Client-side checks answer before any socket is opened.
@@ -302,98 +274,189 @@ async fn bad_usersigs_fail_with_their_codes() {
 async fn bad_arguments_fail_before_any_network_use() {
     install_probe();
     probe_reset();
-    let no_app = TIM::create(obj(&[("serverURL", URL.into())]));
-    assert_eq!(
-        code(&login(&no_app, "alice", "sig").await.unwrap_err()),
-        2000
-    );
+    let no_app = Tim::create(&obj(&[("serverURL", URL.into())]));
+    assert_eq!(code(&no_app.login("alice", "sig").await.unwrap_err()), 2000);
+    // An SDKAppID that is not a whole number in 1..2^32 (or a string of one) is none.
+    for bad in [
+        JsValue::from(0),
+        JsValue::from(-1),
+        JsValue::from(1.5),
+        JsValue::from(4_294_967_296.0),
+        "".into(),
+        "14000x".into(),
+        JsValue::NULL,
+    ] {
+        let t = Tim::create(&obj(&[
+            ("SDKAppID", bad.clone()),
+            ("serverURL", URL.into()),
+        ]));
+        assert_eq!(
+            code(&t.login("alice", "sig").await.unwrap_err()),
+            2000,
+            "SDKAppID {bad:?}"
+        );
+        t.destroy().await.unwrap();
+    }
     let tim = create();
-    assert_eq!(code(&login(&tim, "", "sig").await.unwrap_err()), 2002);
+    assert_eq!(code(&tim.login("", "sig").await.unwrap_err()), 2002);
     assert_eq!(
-        code(&login(&tim, "not valid!", "sig").await.unwrap_err()),
+        code(&tim.login("not valid!", "sig").await.unwrap_err()),
         2002
     );
     assert_eq!(
-        code(&login(&tim, &"x".repeat(33), "sig").await.unwrap_err()),
+        code(&tim.login(&"x".repeat(33), "sig").await.unwrap_err()),
         2002
     );
-    assert_eq!(code(&login(&tim, "alice", "").await.unwrap_err()), 2003);
-    let missing = JsFuture::from(tim.login(obj(&[]))).await.unwrap_err();
+    assert_eq!(code(&tim.login("alice", "").await.unwrap_err()), 2003);
+    let missing = tim.login_with(&obj(&[])).await.unwrap_err();
     assert_eq!(code(&missing), 2002);
     assert_eq!(
         sockets_created(),
         0,
         "no socket for a call that cannot succeed"
     );
-    JsFuture::from(tim.destroy()).await.unwrap();
-    JsFuture::from(no_app.destroy()).await.unwrap();
+    tim.destroy().await.unwrap();
+    no_app.destroy().await.unwrap();
 }
 
 #[wasm_bindgen_test]
 async fn logout_ends_the_session() {
     let tim = create();
     let u = user("logout");
-    login(&tim, &u, &sig(&u)).await.unwrap();
+    tim.login(&u, &sig(&u)).await.unwrap();
     let rec = Recorder::on(&tim);
-    let res = JsFuture::from(tim.logout()).await.expect("logout resolves");
+    let res = tim.logout().await.expect("logout resolves");
     assert_eq!(get(&res, "code").as_f64(), Some(0.0));
     assert_eq!(rec.names(), ["sdkStateNotReady"]);
     assert!(!tim.is_ready());
-    assert_eq!(tim.get_login_user(), "");
-    let again = JsFuture::from(tim.logout()).await.unwrap_err();
+    assert_eq!(tim.login_user(), "");
+    let again = tim.logout().await.unwrap_err();
     assert_eq!(code(&again), 2024);
     // The instance can log in again afterwards.
-    login(&tim, &u, &sig(&u)).await.expect("login after logout");
+    tim.login(&u, &sig(&u)).await.expect("login after logout");
     assert!(tim.is_ready());
-    JsFuture::from(tim.destroy()).await.unwrap();
+    tim.destroy().await.unwrap();
 }
 
 #[wasm_bindgen_test]
 async fn same_user_again_resolves_with_repeat_login() {
     let tim = create();
     let u = user("repeat");
-    login(&tim, &u, &sig(&u)).await.unwrap();
+    tim.login(&u, &sig(&u)).await.unwrap();
     install_probe();
     probe_reset();
-    let res = login(&tim, &u, &sig(&u))
+    let res = tim
+        .login(&u, &sig(&u))
         .await
         .expect("repeat login resolves");
     assert_eq!(get(&res, "data.repeatLogin"), JsValue::TRUE);
     assert!(!get(&res, "data.errorInfo").as_string().unwrap().is_empty());
     assert_eq!(sockets_created(), 0);
     assert!(tim.is_ready());
-    JsFuture::from(tim.destroy()).await.unwrap();
+    tim.destroy().await.unwrap();
 }
 
 #[wasm_bindgen_test]
 async fn login_while_logging_in_is_repeat_login_2025() {
     let tim = create();
     let u = user("racing");
-    let first = tim.login(obj(&[
-        ("userID", u.as_str().into()),
-        ("userSig", sig(&u).into()),
-    ]));
-    let second = login(&tim, &u, &sig(&u)).await.unwrap_err();
+    let first = tim.login_start(&u, &sig(&u));
+    let second = tim.login(&u, &sig(&u)).await.unwrap_err();
     assert_eq!(code(&second), 2025);
     JsFuture::from(first)
         .await
         .expect("the first login still succeeds");
     assert!(tim.is_ready());
-    JsFuture::from(tim.destroy()).await.unwrap();
+    tim.destroy().await.unwrap();
 }
 
 #[wasm_bindgen_test]
 async fn another_user_switches_accounts() {
     let tim = create();
     let (a, b) = (user("alice"), user("bob"));
-    login(&tim, &a, &sig(&a)).await.unwrap();
+    tim.login(&a, &sig(&a)).await.unwrap();
     let rec = Recorder::on(&tim);
-    login(&tim, &b, &sig(&b))
+    tim.login(&b, &sig(&b))
         .await
         .expect("switching accounts resolves");
-    assert_eq!(tim.get_login_user(), b);
+    assert_eq!(tim.login_user(), b);
     assert_eq!(rec.names(), ["sdkStateNotReady", "sdkStateReady"]);
-    JsFuture::from(tim.destroy()).await.unwrap();
+    tim.destroy().await.unwrap();
+}
+
+/// `getLoginStatus()`: 3 logged out, 2 logging in (from the `login()` call on), 1 logged
+/// in, also while a lost connection comes back; 3 again after logout and after destroy.
+#[wasm_bindgen_test]
+async fn login_status_follows_the_session() {
+    let tim = create();
+    let rec = Recorder::on(&tim);
+    let u = user("status");
+    assert_eq!(tim.login_status(), 3, "before login");
+    let login = tim.login_start(&u, &sig(&u));
+    assert_eq!(tim.login_status(), 2, "right after login()");
+    JsFuture::from(login).await.unwrap();
+    assert_eq!(tim.login_status(), 1, "once login resolved");
+
+    rec.clear();
+    drop_last_socket();
+    rec.wait_for("netStateChange:connecting").await;
+    assert_eq!(tim.login_status(), 1, "while the connection comes back");
+    rec.wait_for("netStateChange:connected").await;
+    assert_eq!(tim.login_status(), 1, "back");
+    assert!(tim.is_ready());
+
+    tim.logout().await.unwrap();
+    assert_eq!(tim.login_status(), 3, "after logout");
+    tim.login(&u, &sig(&u)).await.unwrap();
+    assert_eq!(tim.login_status(), 1, "logged in again");
+    tim.destroy().await.unwrap();
+    assert_eq!(tim.login_status(), 3, "after destroy");
+}
+
+/// As with `tim-js-sdk`: `TIM.create` gives the live instance of an SDKAppID (a number or
+/// a numeric string) to every caller, so the modules of a page share one login; after its
+/// `destroy()`, a new one. Without an SDKAppID nothing is shared.
+#[wasm_bindgen_test]
+async fn create_gives_one_instance_per_sdkappid_until_destroyed() {
+    let first = create();
+    let again = create();
+    let by_string = Tim::create(&obj(&[
+        ("SDKAppID", "1400012345".into()),
+        ("serverURL", URL.into()),
+    ]));
+    assert!(first.is(&again), "same SDKAppID, same instance");
+    assert!(first.is(&by_string), "a numeric string names the same app");
+    let other_app = create_with(APP + 1);
+    assert!(!other_app.is(&first), "another SDKAppID, another instance");
+
+    // One login, seen through every reference.
+    let u = user("shared");
+    first.login(&u, &sig(&u)).await.unwrap();
+    assert_eq!(by_string.login_user(), u);
+    assert!(again.is_ready());
+    let repeat = again.login(&u, &sig(&u)).await.unwrap();
+    assert_eq!(get(&repeat, "data.repeatLogin"), JsValue::TRUE);
+
+    first.destroy().await.unwrap();
+    let fresh = create();
+    assert!(!fresh.is(&first), "a new instance after destroy");
+    assert_eq!(fresh.login_status(), 3);
+    assert!(fresh.is(&create()), "and that one is cached in turn");
+    assert_eq!(
+        code(&by_string.login(&u, &sig(&u)).await.unwrap_err()),
+        2905
+    );
+
+    // No (valid) SDKAppID: never cached, each create is its own instance.
+    for bad in [JsValue::UNDEFINED, "abc".into(), JsValue::from(0)] {
+        let options = obj(&[("SDKAppID", bad.clone()), ("serverURL", URL.into())]);
+        let (a, b) = (Tim::create(&options), Tim::create(&options));
+        assert!(!a.is(&b), "SDKAppID {bad:?} is not cached");
+        a.destroy().await.unwrap();
+        b.destroy().await.unwrap();
+    }
+    fresh.destroy().await.unwrap();
+    other_app.destroy().await.unwrap();
 }
 
 #[wasm_bindgen_test]
@@ -402,15 +465,78 @@ async fn off_really_removes_a_handler() {
     let removed = Recorder::on(&tim);
     let kept = Recorder::on(&tim);
     for name in ALL_EVENTS {
-        tim.off(name, removed.function(), JsValue::UNDEFINED);
+        tim.off(name, &removed.function(), &JsValue::UNDEFINED);
     }
     let u = user("off");
-    login(&tim, &u, &sig(&u)).await.unwrap();
+    tim.login(&u, &sig(&u)).await.unwrap();
     assert_eq!(removed.names(), Vec::<String>::new());
     assert!(kept.names().contains(&"sdkStateReady".to_string()));
-    JsFuture::from(tim.destroy()).await.unwrap();
+    tim.destroy().await.unwrap();
 }
 
+/// `this.calls`: `[{ self, event }]` of a [`this_recorder`] handler.
+fn calls(recorder: &JsValue) -> Vec<JsValue> {
+    js_sys::Array::from(&get(recorder, "calls")).to_vec()
+}
+
+fn handler(recorder: &JsValue) -> Function {
+    get(recorder, "handler").unchecked_into()
+}
+
+/// `once(name, handler, context)`: the next such event only, with `context` as `this`;
+/// `off` removes a `once` handler as it does an `on` one. `on` passes its context too.
+#[wasm_bindgen_test]
+async fn once_handlers_run_once_with_their_context() {
+    let tim = create();
+    let ctx = obj(&[("tag", "ctx".into())]);
+    let once = this_recorder();
+    tim.once("netStateChange", &handler(&once), &ctx);
+    let removed = this_recorder();
+    tim.once("sdkStateReady", &handler(&removed), &ctx);
+    tim.off("sdkStateReady", &handler(&removed), &ctx);
+    let removed_any_ctx = this_recorder();
+    tim.once("sdkStateReady", &handler(&removed_any_ctx), &ctx);
+    tim.off(
+        "sdkStateReady",
+        &handler(&removed_any_ctx),
+        &JsValue::UNDEFINED,
+    );
+    let always = this_recorder();
+    tim.on("netStateChange", &handler(&always), &ctx);
+
+    let u = user("once");
+    tim.login(&u, &sig(&u)).await.unwrap();
+    let got = calls(&once);
+    assert_eq!(got.len(), 1, "once: called for the first event only");
+    assert!(js_sys::Object::is(&get(&got[0], "self"), &ctx), "this");
+    assert_eq!(
+        get(&got[0], "event.data.state").as_string().as_deref(),
+        Some("connecting")
+    );
+    assert_eq!(calls(&removed).len(), 0, "off removes a once handler");
+    assert_eq!(calls(&removed_any_ctx).len(), 0, "off without context too");
+    let on_calls = calls(&always);
+    assert_eq!(on_calls.len(), 2, "on: connecting, connected");
+    assert!(on_calls
+        .iter()
+        .all(|c| js_sys::Object::is(&get(c, "self"), &ctx)));
+
+    // Gone for good: another session's events do not reach it.
+    tim.logout().await.unwrap();
+    tim.login(&u, &sig(&u)).await.unwrap();
+    assert_eq!(calls(&once).len(), 1);
+    assert_eq!(calls(&always).len(), 4);
+    // Registered again, it runs again (once more).
+    tim.once("sdkStateNotReady", &handler(&once), &ctx);
+    tim.logout().await.unwrap();
+    assert_eq!(calls(&once).len(), 2);
+    tim.destroy().await.unwrap();
+    assert_eq!(calls(&once).len(), 2);
+}
+
+/// `destroy()` of a logged-in instance: `SDK_NOT_READY`, then `SDK_DESTROY` with
+/// `{ SDKAppID }`; then nothing is left (socket, timers, handlers) and every call rejects
+/// with 2905, whatever its arguments.
 #[wasm_bindgen_test]
 async fn destroy_releases_everything_and_later_calls_reject_2905() {
     install_probe();
@@ -418,103 +544,156 @@ async fn destroy_releases_everything_and_later_calls_reject_2905() {
     let tim = create();
     let rec = Recorder::on(&tim);
     let u = user("destroy");
-    login(&tim, &u, &sig(&u)).await.unwrap();
+    tim.login(&u, &sig(&u)).await.unwrap();
     assert_eq!(sockets_open(), 1);
     assert!(
         pending_timers() >= 1,
         "the heartbeat timer is armed while online"
     );
-    let res = JsFuture::from(tim.destroy())
-        .await
-        .expect("destroy resolves");
+    rec.clear();
+    let res = tim.destroy().await.expect("destroy resolves");
     assert_eq!(get(&res, "code").as_f64(), Some(0.0));
-    assert!(rec.names().ends_with(&["sdkStateNotReady".to_string()]));
+    assert_eq!(rec.names(), ["sdkStateNotReady", "sdkDestroy"]);
+    assert_eq!(
+        get(&rec.events()[1], "data.SDKAppID").as_f64(),
+        Some(APP.into())
+    );
     pause(50).await;
     assert_eq!(sockets_open(), 0, "the socket is closed");
     assert_eq!(sockets_with_handlers(), 0, "no handler left on any socket");
     assert_eq!(pending_timers(), 0, "no timer left");
     let before = rec.names().len();
     for p in [
-        tim.login(obj(&[
-            ("userID", u.as_str().into()),
-            ("userSig", sig(&u).into()),
-        ])),
-        tim.logout(),
-        tim.destroy(),
+        tim.login_start(&u, &sig(&u)),
+        // Arguments that fail their own checks before destroy: 2905 all the same.
+        tim.login_start("", &sig(&u)),
+        tim.login_start(&u, ""),
+        tim.login_start_with(&obj(&[])),
+        tim.destroy_start(),
     ] {
         assert_eq!(code(&JsFuture::from(p).await.unwrap_err()), 2905);
     }
-    tim.on("sdkStateReady", rec.function(), JsValue::UNDEFINED);
+    assert_eq!(code(&tim.logout().await.unwrap_err()), 2905);
+    tim.on("sdkStateReady", &rec.function(), &JsValue::UNDEFINED);
     assert_eq!(rec.names().len(), before, "no event after destroy");
     assert!(!tim.is_ready());
-    assert_eq!(tim.get_login_user(), "");
+    assert_eq!(tim.login_user(), "");
+    assert_eq!(sockets_created(), 1, "no socket after destroy");
+}
+
+/// Never logged in: `destroy()` emits only `SDK_DESTROY`, its `SDKAppID` a number even when
+/// the page gave a string.
+#[wasm_bindgen_test]
+async fn destroy_before_login_emits_only_sdk_destroy() {
+    let tim = Tim::create(&obj(&[
+        ("SDKAppID", "1400012345".into()),
+        ("serverURL", URL.into()),
+    ]));
+    let rec = Recorder::on(&tim);
+    tim.destroy().await.unwrap();
+    assert_eq!(rec.names(), ["sdkDestroy"]);
+    assert_eq!(
+        get(&rec.events()[0], "data.SDKAppID").as_f64(),
+        Some(APP.into())
+    );
 }
 
 #[wasm_bindgen_test]
 async fn destroy_during_login_settles_the_login() {
     let tim = create();
+    let rec = Recorder::on(&tim);
     let u = user("midway");
-    let pending = tim.login(obj(&[
-        ("userID", u.as_str().into()),
-        ("userSig", sig(&u).into()),
-    ]));
-    JsFuture::from(tim.destroy()).await.unwrap();
+    let pending = tim.login_start(&u, &sig(&u));
+    tim.destroy().await.unwrap();
     assert_eq!(code(&JsFuture::from(pending).await.unwrap_err()), 2905);
+    assert_eq!(rec.names().last().map(String::as_str), Some("sdkDestroy"));
+    assert!(!rec.names().iter().any(|n| n == "sdkStateReady"));
 }
 
 #[wasm_bindgen_test]
 async fn unreachable_server_rejects_with_network_error() {
     install_probe();
-    let tim = TIM::create(obj(&[
+    let tim = Tim::create(&obj(&[
         ("SDKAppID", APP.into()),
         ("serverURL", "ws://127.0.0.1:9".into()),
     ]));
     let rec = Recorder::on(&tim);
     let u = user("nowhere");
-    assert_eq!(code(&login(&tim, &u, &sig(&u)).await.unwrap_err()), 2800);
+    assert_eq!(code(&tim.login(&u, &sig(&u)).await.unwrap_err()), 2800);
     assert_eq!(
         rec.names(),
         ["netStateChange:connecting", "netStateChange:disconnected"]
     );
-    let bad = TIM::create(obj(&[
+    assert_eq!(tim.login_status(), 3);
+    tim.destroy().await.unwrap();
+    let bad = Tim::create(&obj(&[
         ("SDKAppID", APP.into()),
         ("serverURL", "not a url".into()),
     ]));
-    assert_eq!(code(&login(&bad, &u, &sig(&u)).await.unwrap_err()), 2800);
-    JsFuture::from(tim.destroy()).await.unwrap();
-    JsFuture::from(bad.destroy()).await.unwrap();
+    assert_eq!(code(&bad.login(&u, &sig(&u)).await.unwrap_err()), 2800);
+    bad.destroy().await.unwrap();
 }
 
 /// `destroy()` from inside an event handler (the SDK is mid-dispatch) still logs out first
-/// and still tells the other handlers `SDK_NOT_READY`.
+/// and still tells the other handlers `SDK_NOT_READY`, then `SDK_DESTROY`.
 #[wasm_bindgen_test]
 async fn destroy_from_an_event_handler_still_logs_out() {
     install_probe();
     probe_reset();
-    let tim = Rc::new(create());
+    let tim = create();
     let rec = Recorder::on(&tim);
     let me = tim.clone();
     let destroy_on_ready = Closure::<dyn FnMut(JsValue)>::new(move |_| {
-        let _ = me.destroy();
+        let _ = me.destroy_start();
     });
     tim.on(
         "sdkStateReady",
-        destroy_on_ready
-            .as_ref()
-            .unchecked_ref::<Function>()
-            .clone(),
-        JsValue::UNDEFINED,
+        destroy_on_ready.as_ref().unchecked_ref(),
+        &JsValue::UNDEFINED,
     );
     let u = user("selfdestruct");
-    login(&tim, &u, &sig(&u)).await.unwrap();
+    tim.login(&u, &sig(&u)).await.unwrap();
     pause(50).await;
     assert!(
-        rec.names().ends_with(&["sdkStateNotReady".to_string()]),
+        rec.names()
+            .ends_with(&["sdkStateNotReady".to_string(), "sdkDestroy".to_string()]),
         "{:?}",
         rec.names()
     );
     assert_eq!(sockets_open(), 0);
     assert_eq!(sockets_with_handlers(), 0);
     assert_eq!(pending_timers(), 0);
-    assert_eq!(code(&login(&tim, &u, &sig(&u)).await.unwrap_err()), 2905);
+    assert_eq!(code(&tim.login(&u, &sig(&u)).await.unwrap_err()), 2905);
+}
+
+/// Issue 11, "the SDK spins while offline": with a UserSig good for 180 days and a
+/// `getUserSig`, the only wake-up left while offline is the renewal months away, beyond
+/// what `setTimeout` takes (2^31-1 ms). It must wait, not fire again and again.
+#[wasm_bindgen_test]
+async fn offline_with_a_long_lived_usersig_does_not_spin_the_timer() {
+    let get_usersig = Closure::<dyn FnMut() -> JsValue>::new(|| JsValue::from("unused"));
+    install_probe();
+    let tim = Tim::create(&obj(&[
+        ("SDKAppID", APP.into()),
+        ("serverURL", URL.into()),
+        ("getUserSig", get_usersig.as_ref().clone()),
+    ]));
+    let rec = Recorder::on(&tim);
+    let u = user("longlived");
+    let usersig = tim_usersig::generate(APP, KEY, &u, now(), 180 * 86_400);
+    tim.login(&u, &usersig).await.unwrap();
+
+    dispatch_window_event("offline");
+    rec.wait_for("netStateChange:disconnected").await;
+    let stop = count_timeouts();
+    pause(1_000).await;
+    let calls = stop.call0(&JsValue::NULL).unwrap().as_f64().unwrap();
+    web_sys::console::log_1(&format!("setTimeout calls in 1 s offline: {calls}").into());
+    assert!(calls <= 5.0, "{calls} setTimeout calls in 1 s offline");
+    assert_eq!(tim.login_status(), 1, "still logged in while offline");
+
+    dispatch_window_event("online");
+    rec.wait_for("netStateChange:connected").await;
+    assert!(tim.is_ready());
+    tim.destroy().await.unwrap();
 }

@@ -1,6 +1,16 @@
 //! Shared by the browser tests: the live `timd`s that scripts/test.sh starts (addresses and
-//! app from the build environment), UserSigs for them, and small JS helpers.
-#![allow(dead_code)]
+//! app from the build environment), UserSigs for them, and small JS helpers. Instances are
+//! driven through their JS methods ([`Tim`]), as pages drive them; [`Frame`] gives a test
+//! another page's worth of SDK (its own wasm instance), for several instances of one app.
+#![allow(dead_code, unused_imports)]
+
+mod frame;
+mod recorder;
+mod tim;
+
+pub use frame::Frame;
+pub use recorder::{Recorder, ALL_EVENTS};
+pub use tim::Tim;
 
 use js_sys::{Promise, Reflect};
 use wasm_bindgen::prelude::*;
@@ -44,13 +54,29 @@ pub fn obj(fields: &[(&str, JsValue)]) -> JsValue {
 /// `v.a.b.c` for the path `"a.b.c"` (undefined where missing).
 pub fn get(v: &JsValue, path: &str) -> JsValue {
     path.split('.').fold(v.clone(), |v, k| {
-        Reflect::get(&v, &k.into()).unwrap_or(JsValue::UNDEFINED)
+        if v.is_object() || v.is_function() {
+            Reflect::get(&v, &k.into()).unwrap_or(JsValue::UNDEFINED)
+        } else {
+            JsValue::UNDEFINED
+        }
     })
+}
+
+/// The numeric `code` of an `imError`.
+pub fn code(err: &JsValue) -> u32 {
+    get(err, "code")
+        .as_f64()
+        .unwrap_or_else(|| panic!("the error carries a numeric code: {err:?}")) as u32
 }
 
 /// Unix seconds, from the browser's clock.
 pub fn now() -> u64 {
     now_secs() as u64
+}
+
+/// Milliseconds since the epoch, from the browser's clock.
+pub fn now_ms() -> f64 {
+    js_sys::Date::now()
 }
 
 /// A user name unique to this run, so tests never share server-side state.
@@ -70,4 +96,15 @@ pub fn sig_with(user: &str, left: u64) -> String {
 
 pub async fn pause(ms: u32) {
     JsFuture::from(sleep(ms)).await.unwrap();
+}
+
+/// Polls `done` every 10 ms for at most `ms`; whether it became true.
+pub async fn wait_until(ms: u32, mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..ms.div_ceil(10) {
+        if done() {
+            return true;
+        }
+        pause(10).await;
+    }
+    done()
 }
