@@ -2,7 +2,7 @@
 //! `TIMD_*` environment twin so containers and CI can configure it without a shell wrapper.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::builder::FalseyValueParser;
 use clap::{Args, Parser, Subcommand};
@@ -40,9 +40,18 @@ pub struct ServeArgs {
     /// The app's SDKAppID (required outside --demo).
     #[arg(long, env = "TIMD_SDKAPPID")]
     pub sdkappid: Option<u32>,
-    /// The app's secret key (required outside --demo).
-    #[arg(long, env = "TIMD_KEY", hide_env_values = true)]
+    /// The app's secret key (required outside --demo). Prefer TIMD_KEY or --key-file: a key
+    /// on the command line is visible to every user of the machine (ps).
+    #[arg(
+        long,
+        env = "TIMD_KEY",
+        hide_env_values = true,
+        conflicts_with = "key_file"
+    )]
     pub key: Option<String>,
+    /// A file holding the app's secret key (one line; a trailing newline is ignored).
+    #[arg(long, env = "TIMD_KEY_FILE", value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
     /// The app admin's UserID (REST API).
     #[arg(long, env = "TIMD_ADMIN", default_value = DEFAULT_ADMIN)]
     pub admin: String,
@@ -85,7 +94,8 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// Resolves the demo defaults and the required flags, then validates.
     pub fn into_config(self) -> Result<Config, ConfigError> {
-        let (sdkappid, key) = match (self.sdkappid, self.key, self.demo) {
+        let key = resolve_key(self.key, self.key_file.as_deref())?;
+        let (sdkappid, key) = match (self.sdkappid, key, self.demo) {
             (Some(id), Some(key), _) => (id, key),
             (id, key, true) => (
                 id.unwrap_or(DEMO_SDKAPPID),
@@ -120,12 +130,53 @@ impl ServeArgs {
     }
 }
 
+/// The key from `--key` / `TIMD_KEY`, or read from `--key-file` / `TIMD_KEY_FILE`.
+pub fn resolve_key(
+    key: Option<String>,
+    file: Option<&Path>,
+) -> Result<Option<String>, ConfigError> {
+    let Some(path) = file else {
+        return Ok(key);
+    };
+    if key.is_some() {
+        return Err(ConfigError::KeyTwice);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::KeyFile {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    let key = text.strip_suffix('\n').unwrap_or(&text);
+    let key = key.strip_suffix('\r').unwrap_or(key);
+    if key.contains('\n') {
+        return Err(ConfigError::KeyFile {
+            path: path.to_owned(),
+            message: "it holds more than one line".into(),
+        });
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// Whether the key was given as a command-line argument (visible in `ps`).
+pub fn key_on_command_line(args: impl IntoIterator<Item = String>) -> bool {
+    args.into_iter()
+        .any(|a| a == "--key" || a.starts_with("--key="))
+}
+
 #[derive(Debug, Args)]
 pub struct UsersigArgs {
     #[arg(long, env = "TIMD_SDKAPPID")]
     pub sdkappid: u32,
-    #[arg(long, env = "TIMD_KEY", hide_env_values = true)]
-    pub key: String,
+    /// The app's secret key; prefer TIMD_KEY or --key-file (a command line shows in ps).
+    #[arg(
+        long,
+        env = "TIMD_KEY",
+        hide_env_values = true,
+        conflicts_with = "key_file"
+    )]
+    pub key: Option<String>,
+    /// A file holding the app's secret key.
+    #[arg(long, env = "TIMD_KEY_FILE", value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
     /// The UserID the UserSig is for.
     #[arg(long)]
     pub user: String,
@@ -140,7 +191,9 @@ impl UsersigArgs {
         if self.sdkappid == 0 {
             return Err(ConfigError::ZeroSdkAppId);
         }
-        if self.key.is_empty() {
+        let key = resolve_key(self.key.clone(), self.key_file.as_deref())?
+            .ok_or(ConfigError::MissingKey)?;
+        if key.is_empty() {
             return Err(ConfigError::EmptyKey);
         }
         if !tim_proto::is_valid_user_id(&self.user) {
@@ -151,7 +204,7 @@ impl UsersigArgs {
         }
         Ok(tim_usersig::generate(
             self.sdkappid,
-            &self.key,
+            &key,
             &self.user,
             now,
             self.expire,
@@ -176,7 +229,7 @@ mod tests {
     #[test]
     fn serve_needs_key_and_sdkappid_outside_demo() {
         let err = serve(&["--sdkappid", "1400000001"]).unwrap_err();
-        assert!(err.contains("--key is required"), "{err}");
+        assert!(err.contains("the app key is required"), "{err}");
         let err = serve(&["--key", "k"]).unwrap_err();
         assert!(err.contains("--sdkappid is required"), "{err}");
         let c = serve(&["--sdkappid", "1400000001", "--key", "k"]).unwrap();
@@ -190,6 +243,44 @@ mod tests {
         assert_eq!(c.login_timeout_ms, 5_000);
         let err = serve(&["--sdkappid", "0", "--key", "k"]).unwrap_err();
         assert!(err.contains("positive"), "{err}");
+    }
+
+    #[test]
+    fn the_key_comes_from_a_file_or_the_environment_not_only_the_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key");
+        std::fs::write(&file, "file-secret\n").unwrap();
+        let path = file.to_str().unwrap();
+        let c = serve(&["--sdkappid", "1400000001", "--key-file", path]).unwrap();
+        assert_eq!(
+            c.key, "file-secret",
+            "the trailing newline is not part of the key"
+        );
+        std::fs::write(&file, "crlf-secret\r\n").unwrap();
+        let c = serve(&["--sdkappid", "1400000001", "--key-file", path]).unwrap();
+        assert_eq!(c.key, "crlf-secret");
+        let err = serve(&["--sdkappid", "1", "--key", "k", "--key-file", path]).unwrap_err();
+        assert!(err.contains("cannot be used with"), "{err}");
+        let err = serve(&["--sdkappid", "1", "--key-file", "/nonexistent/key"]).unwrap_err();
+        assert!(err.contains("cannot read the key file"), "{err}");
+        std::fs::write(&file, "two\nlines\n").unwrap();
+        let err = serve(&["--sdkappid", "1", "--key-file", path]).unwrap_err();
+        assert!(err.contains("more than one line"), "{err}");
+        assert_eq!(
+            resolve_key(Some("k".into()), Some(&file)),
+            Err(ConfigError::KeyTwice)
+        );
+        assert!(key_on_command_line(["timd".into(), "--key=x".into()]));
+        assert!(key_on_command_line([
+            "timd".into(),
+            "--key".into(),
+            "x".into()
+        ]));
+        assert!(!key_on_command_line([
+            "timd".into(),
+            "--key-file".into(),
+            "p".into()
+        ]));
     }
 
     #[test]
@@ -225,6 +316,14 @@ mod tests {
             user: "no spaces".into(),
             ..args
         };
+        let no_key = UsersigArgs {
+            key: None,
+            key_file: None,
+            sdkappid: 1,
+            user: "a".into(),
+            expire: 1,
+        };
+        assert_eq!(no_key.generate(0), Err(ConfigError::MissingKey));
         assert_eq!(
             bad.generate(0),
             Err(ConfigError::BadUser("no spaces".into()))

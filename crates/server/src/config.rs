@@ -95,8 +95,12 @@ impl fmt::Debug for Config {
 pub enum ConfigError {
     #[error("--sdkappid is required outside demo mode (or set TIMD_SDKAPPID)")]
     MissingSdkAppId,
-    #[error("--key is required outside demo mode (or set TIMD_KEY)")]
+    #[error("the app key is required outside demo mode: TIMD_KEY, --key-file PATH or --key")]
     MissingKey,
+    #[error("give the app key once: --key / TIMD_KEY or --key-file / TIMD_KEY_FILE")]
+    KeyTwice,
+    #[error("cannot read the key file {path}: {message}")]
+    KeyFile { path: PathBuf, message: String },
     #[error("--sdkappid must be a positive integer")]
     ZeroSdkAppId,
     #[error("--key must not be empty")]

@@ -179,6 +179,11 @@ impl Connection {
                     }
                 }
             };
+            // An elapsed timer left as it is would fire again at once: never spin.
+            if timer.is_elapsed() {
+                let floor = Instant::now() + Duration::from_millis(100);
+                timer.as_mut().reset(self.deadline().max(floor));
+            }
             match flow {
                 Flow::Continue => {}
                 Flow::Close(code, reason) => break Some((code, reason)),
@@ -492,18 +497,21 @@ impl Connection {
     }
 
     async fn on_timeout(&mut self) -> Flow {
-        if let Some(s) = self
+        if self
             .session
             .as_ref()
-            .filter(|s| Instant::now() >= s.expires)
+            .is_some_and(|s| Instant::now() >= s.expires)
         {
-            // The registry sends our own outbox the kick: handled like any other kick. By
-            // session, not instance id: the same instance may be on a newer socket by now.
-            tracing::debug!("usersig expired");
+            // The registry drops the slot and leaves the tombstone (by session, not
+            // instance id: the same instance may be on a newer socket by now); this socket
+            // ends itself rather than wait for the registry's command, which it would never
+            // get if the registry no longer knew the session (the timer would spin).
+            let s = self.session.take().expect("checked above");
+            tracing::debug!(user = %s.user, instance = %s.instance, "usersig expired");
             self.state
                 .registry()
                 .kick_session(&s.user, s.id, KickReason::UserSigExpired);
-            return Flow::Continue;
+            return self.send_kicked(KickReason::UserSigExpired).await;
         }
         if self.session.is_some() {
             tracing::debug!("heartbeat timeout");

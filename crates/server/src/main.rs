@@ -29,6 +29,12 @@ fn main() -> ExitCode {
             }
         }
         Command::Serve(args) => {
+            if timd::cli::key_on_command_line(std::env::args()) {
+                eprintln!(
+                    "timd serve: warning: --key on the command line is visible to every user \
+                     of this machine (ps); use TIMD_KEY or --key-file PATH"
+                );
+            }
             let config = match args.into_config() {
                 Ok(c) => c,
                 Err(e) => {

@@ -460,3 +460,28 @@ async fn shutdown_closes_sockets_with_service_restart() {
             .is_err()
     );
 }
+
+/// The socket's UserSig expires while the registry no longer knows its session (its kick
+/// command lost): the socket still ends with `userSigExpired`, instead of spinning on an
+/// elapsed timer until the heartbeat timeout.
+#[tokio::test]
+async fn an_expiry_the_registry_forgot_still_ends_the_session() {
+    let server = Server::start(|_| {}).await;
+    let mut ws = server.connect().await;
+    let short = tim_usersig::generate(APP, KEY, "alice", now() - 3599, 3600);
+    send(&mut ws, &login(1, "alice", &short, "tab")).await;
+    assert!(matches!(recv(&mut ws).await, ServerFrame::LoginOk(_)));
+    let info = server.state.registry().instances("alice")[0].clone();
+    assert!(server
+        .state
+        .registry()
+        .remove("alice", info.session)
+        .is_some());
+    assert_eq!(
+        recv(&mut ws).await,
+        ServerFrame::Kicked {
+            reason: KickReason::UserSigExpired
+        }
+    );
+    assert_eq!(recv_close(&mut ws).await, close::KICKED);
+}

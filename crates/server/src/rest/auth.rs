@@ -55,8 +55,10 @@ fn decode(s: &str) -> Result<String, RestError> {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' => {
+                // Exactly two hex digits: `from_str_radix` alone would take `%+A` as 0x0A.
                 let hex = bytes
                     .get(i + 1..i + 3)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                     .and_then(|h| std::str::from_utf8(h).ok())
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
                     .ok_or_else(|| {
@@ -86,7 +88,8 @@ pub fn authenticate(
         .as_deref()
         .filter(|s| !s.is_empty())
         .ok_or(RestError::MissingSdkAppId)?;
-    if sdkappid.parse::<u32>() != Ok(config.sdkappid) || sdkappid.starts_with('+') {
+    // Its canonical decimal spelling only: no sign, no leading zero.
+    if !is_canonical_u32(sdkappid) || sdkappid.parse::<u32>() != Ok(config.sdkappid) {
         return Err(RestError::UnknownSdkAppId(echo(sdkappid)));
     }
     match query.random.as_deref() {
@@ -131,6 +134,11 @@ pub fn authenticate(
         return Err(RestError::AdminUserSigKicked);
     }
     Ok(())
+}
+
+/// A `u32` written the one way it prints: digits only, no leading zero (except `0`).
+fn is_canonical_u32(s: &str) -> bool {
+    is_u32(s) && (s == "0" || !s.starts_with('0'))
 }
 
 /// Decimal digits only (no sign, no spaces), within `u32`.
@@ -193,6 +201,10 @@ mod tests {
             "usersig=%4",
             "random=%FF",
             "sdkappid=1&sdkappid=1",
+            "usersig=%+A",
+            "usersig=%-1",
+            "usersig=% A",
+            "identifier=%+0",
         ] {
             assert_eq!(parse_query(bad).unwrap_err().code(), 60002, "{bad}");
         }
@@ -222,6 +234,18 @@ mod tests {
             code(&query(&good).replace(&APP.to_string(), "+1400000001")),
             60006
         );
+        for spelling in [
+            "01400000001",
+            "0001400000001",
+            "1400000001 ",
+            "1_400_000_001",
+        ] {
+            assert_eq!(
+                code(&query(&good).replace(&APP.to_string(), spelling)),
+                60006,
+                "{spelling}"
+            );
+        }
         for random in ["", "-1", "4294967296", "1.5", "+1", "x"] {
             assert_eq!(
                 code(&query(&good).replace("=42", &format!("={random}"))),
