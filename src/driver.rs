@@ -6,15 +6,17 @@
 //! reach handlers in the order the core produced them.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 
 use futures::channel::oneshot;
 use futures::future::{abortable, AbortHandle};
 use gloo_timers::callback::Timeout;
+use gloo_timers::future::TimeoutFuture;
 use js_sys::{Function, Promise};
 use tim_session::{Event, Io, OpId, OpOk, SdkError, Session};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{future_to_promise, spawn_local};
+use wasm_bindgen_futures::{future_to_promise, spawn_local, JsFuture};
 
 use crate::clock::now_ms;
 use crate::listeners::Listeners;
@@ -42,9 +44,12 @@ pub struct Driver {
     /// The armed wake-up and its deadline (re-armed only when the deadline changes).
     timer: RefCell<Option<(u64, Timeout)>>,
     pub listeners: RefCell<Listeners>,
-    /// Calls waiting for their op's outcome. Dropping a sender (the driver going away)
-    /// rejects its Promise: none is left hanging.
-    pending: RefCell<Vec<(OpId, oneshot::Sender<OpResult>)>>,
+    /// Calls waiting for their op's outcome, with the Promise the page got. Dropping a
+    /// sender (the driver going away) rejects its Promise: none is left hanging.
+    pending: RefCell<Vec<(OpId, oneshot::Sender<OpResult>, Promise)>>,
+    /// Events held back until the page has seen its login resolve (see [`hold_events`]);
+    /// `Some` while holding.
+    held: RefCell<Option<VecDeque<Event>>>,
     pumping: Cell<bool>,
     /// Releases the claim's Web Lock; set once claimed, called on `release`.
     unlock: RefCell<Option<Function>>,
@@ -52,8 +57,9 @@ pub struct Driver {
     /// The page's `getUserSig`, if it gave one, and the question being asked of it.
     get_usersig: Option<Function>,
     renewal: RefCell<Option<AbortHandle>>,
-    /// Called once `destroy` has released everything (drops the `TIM.create` cache entry).
-    on_release: RefCell<Option<Box<dyn FnOnce()>>>,
+    /// Called as `destroy` finishes, before the page's `SDK_DESTROY` handlers run (drops
+    /// the `TIM.create` cache entry, as `tim-js-sdk` does).
+    on_destroyed: RefCell<Option<Box<dyn FnOnce()>>>,
 }
 
 impl Driver {
@@ -75,7 +81,8 @@ impl Driver {
             page: RefCell::new(None),
             get_usersig,
             renewal: RefCell::new(None),
-            on_release: RefCell::new(None),
+            held: RefCell::new(None),
+            on_destroyed: RefCell::new(None),
         });
         let weak = Rc::downgrade(&driver);
         *driver.page.borrow_mut() = Some(PageEvents::attach(move |event| {
@@ -93,7 +100,7 @@ impl Driver {
         }
         let weak = Rc::downgrade(&driver);
         spawn_local(async move {
-            let claimed = wasm_bindgen_futures::JsFuture::from(claim).await;
+            let claimed = JsFuture::from(claim).await;
             let claimed = claimed.unwrap_or(JsValue::UNDEFINED);
             match weak.upgrade() {
                 Some(d) => d.apply_claim(&claimed),
@@ -107,9 +114,9 @@ impl Driver {
         driver
     }
 
-    /// Runs `f` once `destroy` has released everything.
-    pub fn on_release(&self, f: impl FnOnce() + 'static) {
-        *self.on_release.borrow_mut() = Some(Box::new(f));
+    /// Runs `f` as `destroy` finishes, before the `SDK_DESTROY` handlers.
+    pub fn on_destroyed(&self, f: impl FnOnce() + 'static) {
+        *self.on_destroyed.borrow_mut() = Some(Box::new(f));
     }
 
     /// Takes the claimed instance id: a login waiting for it goes out. After `destroy`,
@@ -132,9 +139,7 @@ impl Driver {
     pub fn command(self: &Rc<Self>, f: impl FnOnce(&mut Session, u64) -> OpId) -> Promise {
         let op = f(&mut self.session.borrow_mut(), now_ms());
         let (tx, rx) = oneshot::channel();
-        self.pending.borrow_mut().push((op, tx));
-        pump(self);
-        future_to_promise(async move {
+        let promise = future_to_promise(async move {
             match rx.await {
                 Ok(Ok(ok)) => Ok(values::response(&ok)),
                 Ok(Err(e)) => Err(values::error(&e)),
@@ -143,7 +148,10 @@ impl Driver {
                     "the SDK instance went away before the call completed",
                 ))),
             }
-        })
+        });
+        self.pending.borrow_mut().push((op, tx, promise.clone()));
+        pump(self);
+        promise
     }
 
     /// Drops everything that can still call into JS or hold the page: socket, timer,
@@ -160,10 +168,6 @@ impl Driver {
         let unlock = self.unlock.borrow_mut().take();
         if let Some(unlock) = unlock {
             let _ = unlock.call0(&JsValue::NULL);
-        }
-        let on_release = self.on_release.borrow_mut().take();
-        if let Some(f) = on_release {
-            f();
         }
     }
 }
@@ -183,18 +187,38 @@ pub fn pump(driver: &Rc<Driver>) {
         match event {
             Some(Event::Done { op, result }) => settle(driver, op, result),
             Some(Event::RenewUserSig) => renew(driver),
-            Some(event) => dispatch(driver, &event),
+            Some(event) => {
+                // Behind held events, or now (never while `held` is borrowed: handlers
+                // may call back into the SDK).
+                let event = match driver.held.borrow_mut().as_mut() {
+                    Some(held) => {
+                        held.push_back(event);
+                        None
+                    }
+                    None => Some(event),
+                };
+                if let Some(event) = event {
+                    dispatch(driver, &event);
+                }
+            }
             None => break,
         }
     }
-    if driver.session.borrow().is_destroyed() {
+    finish_pump(driver);
+    driver.pumping.set(false);
+}
+
+/// After the queues ran dry: release a destroyed instance (unless events are still held for
+/// the page), else re-arm the timer.
+fn finish_pump(driver: &Rc<Driver>) {
+    let holding = driver.held.borrow().is_some();
+    if !holding && driver.session.borrow().is_destroyed() {
         // Only here, after the queues ran dry: a `destroy()` called from an event handler
         // still sends its logout and tells the other handlers `SDK_NOT_READY` first.
         driver.release();
     } else {
         arm_timer(driver);
     }
-    driver.pumping.set(false);
 }
 
 fn execute(driver: &Rc<Driver>, io: Io) {
@@ -272,17 +296,69 @@ fn renew(driver: &Rc<Driver>) {
 }
 
 fn settle(driver: &Rc<Driver>, op: OpId, result: OpResult) {
-    let sender = {
+    let call = {
         let mut pending = driver.pending.borrow_mut();
-        let i = pending.iter().position(|(o, _)| *o == op);
-        i.map(|i| pending.swap_remove(i).1)
+        let i = pending.iter().position(|(o, _, _)| *o == op);
+        i.map(|i| pending.swap_remove(i))
     };
-    if let Some(sender) = sender {
+    if let Some((_, sender, promise)) = call {
+        let logged_in = matches!(result, Ok(OpOk::Login { repeat: false }));
         let _ = sender.send(result);
+        if logged_in {
+            hold_events(driver, &promise);
+        }
+    }
+}
+
+/// As with `tim-js-sdk`, whose `SDK_READY` comes after `login()` resolves (a timer and a
+/// round trip later): the events that follow a login, its `SDK_READY` first, wait until the
+/// login's Promise has resolved and every reaction to it has run (the next task), so a page
+/// that calls `tim.on(SDK_READY, …)` after `await tim.login(…)`, however many `then`s
+/// deep, still sees it. The wait is a zero-delay timer after the resolution.
+fn hold_events(driver: &Rc<Driver>, login: &Promise) {
+    let mut held = driver.held.borrow_mut();
+    if held.is_some() {
+        return;
+    }
+    *held = Some(VecDeque::new());
+    let weak = Rc::downgrade(driver);
+    let login = JsFuture::from(login.clone());
+    spawn_local(async move {
+        let _ = login.await;
+        TimeoutFuture::new(0).await;
+        if let Some(d) = weak.upgrade() {
+            release_held(&d);
+        }
+    });
+}
+
+/// Dispatches the held events in order; events that handlers cause meanwhile queue behind
+/// them.
+fn release_held(driver: &Rc<Driver>) {
+    loop {
+        let next = driver
+            .held
+            .borrow_mut()
+            .as_mut()
+            .and_then(VecDeque::pop_front);
+        match next {
+            Some(event) => dispatch(driver, &event),
+            None => break,
+        }
+    }
+    *driver.held.borrow_mut() = None;
+    if !driver.pumping.get() {
+        finish_pump(driver);
     }
 }
 
 fn dispatch(driver: &Rc<Driver>, event: &Event) {
+    if *event == Event::Destroyed {
+        let on_destroyed = driver.on_destroyed.borrow_mut().take();
+        if let Some(f) = on_destroyed {
+            f();
+        }
+    }
     let sdkappid = driver.session.borrow().config().sdkappid;
     let Some((name, value)) = values::event(event, sdkappid) else {
         return;

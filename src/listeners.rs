@@ -18,21 +18,15 @@ pub struct Listeners {
 }
 
 impl Listeners {
-    /// Adds a handler; the same (name, handler, context) twice is kept once, as with
-    /// `addEventListener`.
+    /// Adds a handler. The same handler added twice is called twice, as `tim-js-sdk`'s
+    /// EventEmitter does (pages written for it may count on that).
     pub fn add(&mut self, name: String, handler: Function, context: JsValue, once: bool) {
-        let exists = self
-            .list
-            .iter()
-            .any(|l| l.name == name && l.handler == handler && l.context == context);
-        if !exists {
-            self.list.push(Listener {
-                name,
-                handler,
-                context,
-                once,
-            });
-        }
+        self.list.push(Listener {
+            name,
+            handler,
+            context,
+            once,
+        });
     }
 
     /// Removes matching handlers; with `context` undefined, any context matches.

@@ -11,7 +11,14 @@
 //! userID, 2003 no userSig).
 
 use js_sys::{Function, Reflect};
-use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen]
+extern "C" {
+    /// `Number(value)`.
+    #[wasm_bindgen(js_name = Number)]
+    fn to_number(value: &JsValue) -> f64;
+}
 
 /// `TIM.create({ SDKAppID, serverURL?, getUserSig? })`.
 pub struct CreateOptions {
@@ -56,20 +63,20 @@ pub fn get(obj: &JsValue, key: &str) -> JsValue {
     }
 }
 
-/// An SDKAppID: a whole number in 1..=u32::MAX, or a string of decimal digits of one;
-/// else 0.
+/// An SDKAppID as `tim-js-sdk` reads one: a number, or a string that `Number()` reads as a
+/// number (`'1400000000'`, `' 1400000000 '`), its integer part; 0 (login then fails with
+/// 2000) for anything else or anything outside 1..=u32::MAX.
 fn app_id(value: &JsValue) -> u32 {
-    if let Some(n) = value.as_f64() {
-        return if n >= 1.0 && n <= f64::from(u32::MAX) && n == (n as u32) as f64 {
-            n as u32
-        } else {
-            0
-        };
-    }
-    match value.as_string() {
-        Some(s) if !s.is_empty() && s.len() <= 10 && s.bytes().all(|b| b.is_ascii_digit()) => {
-            s.parse::<u32>().ok().filter(|&n| n != 0).unwrap_or(0)
-        }
-        _ => 0,
+    let n = if value.as_string().is_some() {
+        // JS's own Number(): no float parsing compiled into the wasm.
+        to_number(value)
+    } else {
+        value.as_f64().unwrap_or(f64::NAN)
+    };
+    let n = n.trunc();
+    if n >= 1.0 && n <= f64::from(u32::MAX) {
+        n as u32
+    } else {
+        0
     }
 }

@@ -52,7 +52,7 @@ impl TIM {
         if sdkappid != 0 {
             CREATED.with(|c| c.borrow_mut().push((sdkappid, tim.clone())));
             let me = tim.clone();
-            driver.on_release(move || {
+            driver.on_destroyed(move || {
                 CREATED.with(|c| c.borrow_mut().retain(|(_, t)| *t != me));
             });
         }
