@@ -82,6 +82,8 @@ export declare class TIM {
     readonly ERROR: 'error';
     readonly SDK_DESTROY: 'sdkDestroy';
   };
+  /** The package's version. */
+  static readonly VERSION: string;
   static readonly TYPES: {
     readonly KICKED_OUT_MULT_ACCOUNT: 'multipleAccount';
     readonly KICKED_OUT_MULT_DEVICE: 'multipleDevice';

@@ -17,6 +17,8 @@ const { EVENT, TYPES } = timConstants();
 Object.defineProperties(TIM, {
   EVENT: { value: EVENT, enumerable: true },
   TYPES: { value: TYPES, enumerable: true },
+  // The package's version (Cargo.toml's), put in by scripts/bundle-pkg.mjs.
+  VERSION: { value: __TIM_VERSION__, enumerable: true },
 });
 
 export { TIM };

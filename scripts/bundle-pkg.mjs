@@ -20,6 +20,8 @@ writeFileSync(path.join(stage, 'tim_wasm_bg.inline.js'),
   `export const WASM_BYTES = ${wasm.length};\n` +
   `export const WASM_DEFLATE_BASE64 = ${JSON.stringify(deflated.toString('base64'))};\n`);
 copyFileSync(path.join(root, 'js/index.js'), path.join(stage, 'index.js'));
+const cargo = readFileSync(path.join(root, 'Cargo.toml'), 'utf8');
+const field = (name) => new RegExp(`^${name} = "([^"]+)"`, 'm').exec(cargo)[1];
 
 await build({
   entryPoints: [path.join(stage, 'index.js')],
@@ -32,6 +34,7 @@ await build({
   minify: true,
   legalComments: 'none',
   alias: { 'tiny-inflate': toolsRequire.resolve('tiny-inflate') },
+  define: { __TIM_VERSION__: JSON.stringify(field('version')) },
   logLevel: 'warning',
 });
 
@@ -49,8 +52,6 @@ copyFileSync(path.join(root, 'js/index.d.ts'), path.join(out, 'index.d.ts'));
 copyFileSync(path.join(root, 'js/README.md'), path.join(out, 'README.md'));
 copyFileSync(path.join(root, 'LICENSE'), path.join(out, 'LICENSE'));
 
-const cargo = readFileSync(path.join(root, 'Cargo.toml'), 'utf8');
-const field = (name) => new RegExp(`^${name} = "([^"]+)"`, 'm').exec(cargo)[1];
 const pkg = {
   name: 'tim-wasm',
   version: field('version'),

@@ -7,7 +7,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { launch, waitFor } from './webdriver.mjs';
-import { startTimd, official, uniqueUser, SDKAPPID } from './timd.mjs';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { startTimd, official, uniqueUser, SDKAPPID, root } from './timd.mjs';
 
 let timd;
 before(async () => { timd = await startTimd(); });
@@ -74,6 +76,8 @@ for (const browser of ['chrome', 'firefox']) {
         return { same, other, newInHandler: inHandler !== tim && inHandler === fresh, newAfter: fresh !== tim };
       }, SDKAPPID, user, sig);
       assert.deepEqual(out, { same: true, other: true, newInHandler: true, newAfter: true });
+      const cargoVersion = /^version = "([^"]+)"/m.exec(readFileSync(path.join(root, 'Cargo.toml'), 'utf8'))[1];
+      assert.equal(await b.run(() => TIM.VERSION), cargoVersion);
       assert.deepEqual(await b.run(() => log), ['netStateChange:connecting', 'netStateChange:connected', 'login ok',
         'sdkStateReady', 'sdkStateNotReady', `sdkDestroy:{"SDKAppID":${SDKAPPID}}`, 'destroy ok']);
     } finally {
