@@ -61,6 +61,20 @@ pub mod close {
     /// The same instance logged in again on another socket; this one is stale. Not a kick:
     /// the instance itself is online elsewhere, so this socket must not reconnect.
     pub const SUPERSEDED: u16 = 4005;
+    /// The page's `Origin` is not allowed to open `/ws` (`--allowed-origins`). Sent right
+    /// after the handshake; nothing was read.
+    pub const ORIGIN_NOT_ALLOWED: u16 = 4006;
+    /// The server holds its maximum of connections (`--max-connections`): retry later.
+    pub const SERVER_FULL: u16 = 4007;
+    /// This client address holds its maximum of connections
+    /// (`--max-connections-per-addr`).
+    pub const TOO_MANY_CONNECTIONS: u16 = 4008;
+    /// This client address opens connections too fast (`--connection-rate-per-addr`):
+    /// back off.
+    pub const CONNECTION_RATE: u16 = 4009;
+    /// This client address sends login / resume / renew frames too fast
+    /// (`--login-rate-per-addr`); a refused login got `error` 70050 first.
+    pub const LOGIN_RATE: u16 = 4010;
     /// Server restarting: reconnect (with jitter) and resume. Standard code 1012.
     pub const SERVICE_RESTART: u16 = 1012;
 }

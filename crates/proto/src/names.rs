@@ -184,7 +184,7 @@ mod tests {
         for p in Platform::ALL {
             assert_eq!(Platform::parse(&p.as_str().to_ascii_uppercase()), Some(p));
         }
-        assert_eq!(EVENTS.len(), 5);
+        assert_eq!(EVENTS.len(), 6);
         assert_eq!(TYPES.len(), 7);
     }
 }

@@ -7,11 +7,17 @@ use std::path::{Path, PathBuf};
 use clap::builder::FalseyValueParser;
 use clap::{Args, Parser, Subcommand};
 
+use crate::client_addr::TrustedProxies;
 use crate::config::{
     Config, ConfigError, DEFAULT_ADMIN, DEFAULT_DATA_DIR, DEFAULT_HEARTBEAT_MS, DEFAULT_LISTEN,
     DEFAULT_LOGIN_TIMEOUT_MS, DEFAULT_PKG_DIR, DEFAULT_REST_RATE_LIMIT, DEFAULT_RESUME_GRACE_MS,
     DEFAULT_USERSIG_EXPIRE_SECS, DEFAULT_WWW_DIR, DEMO_KEY, DEMO_SDKAPPID,
 };
+use crate::limits::{
+    LimitSettings, DEFAULT_CONNECTION_RATE_PER_ADDR, DEFAULT_LOGIN_RATE_PER_ADDR,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDR,
+};
+use crate::origins::AllowedOrigins;
 use crate::policy::{LoginPolicy, LoginSettings};
 
 #[derive(Debug, Parser)]
@@ -89,6 +95,29 @@ pub struct ServeArgs {
     /// REST API calls per second for the app, all APIs together (0 = unlimited).
     #[arg(long, env = "TIMD_REST_RATE_LIMIT", default_value_t = DEFAULT_REST_RATE_LIMIT)]
     pub rest_rate_limit: u32,
+    /// Pages allowed to open /ws: comma-separated http(s)://host[:port], or * for any.
+    /// Default: the server's own origin (and loopback pages in demo mode). Requests without
+    /// an Origin header (native clients) are always allowed.
+    #[arg(long, env = "TIMD_ALLOWED_ORIGINS", value_name = "LIST", value_parser = AllowedOrigins::parse)]
+    pub allowed_origins: Option<AllowedOrigins>,
+    /// Proxies (addresses or networks, comma-separated) whose X-Forwarded-For names the
+    /// client; without it the header is ignored.
+    #[arg(long, env = "TIMD_TRUSTED_PROXIES", value_name = "LIST", value_parser = TrustedProxies::parse)]
+    pub trusted_proxies: Option<TrustedProxies>,
+    /// Open /ws connections at most, in total (0 = unlimited); beyond it close 4007.
+    #[arg(long, env = "TIMD_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: u32,
+    /// Open /ws connections at most per client address (IPv4, or IPv6 /64; 0 = unlimited);
+    /// beyond it close 4008.
+    #[arg(long, env = "TIMD_MAX_CONNECTIONS_PER_ADDR", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_ADDR)]
+    pub max_connections_per_addr: u32,
+    /// New /ws connections per second per client address (0 = unlimited); beyond it 4009.
+    #[arg(long, env = "TIMD_CONNECTION_RATE_PER_ADDR", default_value_t = DEFAULT_CONNECTION_RATE_PER_ADDR)]
+    pub connection_rate_per_addr: u32,
+    /// Login, resume and renew frames per second per client address (0 = unlimited);
+    /// beyond it 70050 and close 4010.
+    #[arg(long, env = "TIMD_LOGIN_RATE_PER_ADDR", default_value_t = DEFAULT_LOGIN_RATE_PER_ADDR)]
+    pub login_rate_per_addr: u32,
 }
 
 impl ServeArgs {
@@ -123,7 +152,14 @@ impl ServeArgs {
             resume_grace_ms: self.resume_grace_ms,
             rest_rate_limit: self.rest_rate_limit,
             ticket_lifetime_secs: crate::ticket::TICKET_LIFETIME_SECS,
-            trusted_proxies: Default::default(),
+            trusted_proxies: self.trusted_proxies.unwrap_or_default(),
+            allowed_origins: self.allowed_origins.unwrap_or_default(),
+            limits: LimitSettings {
+                max_connections: self.max_connections,
+                max_connections_per_addr: self.max_connections_per_addr,
+                connection_rate_per_addr: self.connection_rate_per_addr,
+                login_rate_per_addr: self.login_rate_per_addr,
+            },
         };
         config.validate()?;
         Ok(config)
@@ -281,6 +317,51 @@ mod tests {
             "--key-file".into(),
             "p".into()
         ]));
+    }
+
+    #[test]
+    fn abuse_limit_flags_reach_the_config() {
+        let c = serve(&["--sdkappid", "1", "--key", "k"]).unwrap();
+        assert_eq!(c.limits, LimitSettings::default());
+        assert_eq!(c.allowed_origins, AllowedOrigins::SameOrigin);
+        assert!(c.trusted_proxies.is_empty());
+        let c = serve(&[
+            "--sdkappid",
+            "1",
+            "--key",
+            "k",
+            "--allowed-origins",
+            "https://app.example,http://localhost:8080",
+            "--trusted-proxies",
+            "10.0.0.0/8",
+            "--max-connections",
+            "5",
+            "--max-connections-per-addr",
+            "0",
+            "--connection-rate-per-addr",
+            "7",
+            "--login-rate-per-addr",
+            "8",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.limits,
+            LimitSettings {
+                max_connections: 5,
+                max_connections_per_addr: 0,
+                connection_rate_per_addr: 7,
+                login_rate_per_addr: 8,
+            }
+        );
+        assert!(matches!(c.allowed_origins, AllowedOrigins::List(ref l) if l.len() == 2));
+        assert_eq!(c.trusted_proxies.0.len(), 1);
+        let c = serve(&["--sdkappid", "1", "--key", "k", "--allowed-origins", "*"]).unwrap();
+        assert_eq!(c.allowed_origins, AllowedOrigins::Any);
+        let err =
+            serve(&["--sdkappid", "1", "--key", "k", "--allowed-origins", "evil"]).unwrap_err();
+        assert!(err.contains("http(s)://host"), "{err}");
+        let err = serve(&["--sdkappid", "1", "--key", "k", "--trusted-proxies", "x"]).unwrap_err();
+        assert!(err.contains("not an IP address"), "{err}");
     }
 
     #[test]

@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::client_addr::TrustedProxies;
+use crate::limits::LimitSettings;
+use crate::origins::AllowedOrigins;
 use crate::policy::LoginSettings;
 
 /// The embedded demo app's SDKAppID. Only usable in `--demo` mode, which is loopback-only.
@@ -66,6 +68,10 @@ pub struct Config {
     pub ticket_lifetime_secs: u64,
     /// Proxies whose `X-Forwarded-For` names the client (`client_addr.rs`); none by default.
     pub trusted_proxies: TrustedProxies,
+    /// Which pages may open `/ws` (`origins.rs`).
+    pub allowed_origins: AllowedOrigins,
+    /// Connection and login-attempt limits on `/ws` (`limits.rs`).
+    pub limits: LimitSettings,
 }
 
 impl fmt::Debug for Config {
@@ -86,6 +92,8 @@ impl fmt::Debug for Config {
             .field("rest_rate_limit", &self.rest_rate_limit)
             .field("ticket_lifetime_secs", &self.ticket_lifetime_secs)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -157,6 +165,8 @@ impl Config {
             rest_rate_limit: DEFAULT_REST_RATE_LIMIT,
             ticket_lifetime_secs: crate::ticket::TICKET_LIFETIME_SECS,
             trusted_proxies: TrustedProxies::default(),
+            allowed_origins: AllowedOrigins::default(),
+            limits: LimitSettings::default(),
         }
     }
 

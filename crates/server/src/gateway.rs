@@ -11,17 +11,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
+use axum::http::header::{HOST, ORIGIN};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Extension;
 use tim_proto::{
     close, ClientFrame, ErrorFrame, KickReason, Login, LoginOk, Platform, ServerFrame,
-    ERR_INVALID_PARAMETERS, MAX_FRAME_BYTES,
+    ERR_INVALID_PARAMETERS, ERR_USERSIG_RATE_LIMITED, MAX_FRAME_BYTES,
 };
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 use tracing::Instrument;
 
+use crate::limits::{Admitted, Refusal};
 use crate::login::LoginError;
 use crate::registry::{
     InstanceInfo, NewSession, ResumeRefused, SessionId, SocketCommand, OUTBOX_CAPACITY,
@@ -59,6 +61,26 @@ pub async fn ws_handler(
     let peer_ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0 .0.ip());
     let client = state.config().trusted_proxies.client(peer_ip, &headers);
     let span = tracing::debug_span!("socket", id, %client);
+    let admitted = admit(&state, client, &headers);
+    let admitted = match admitted {
+        Ok(admitted) => admitted,
+        Err(why) => {
+            state.metrics().refused(why);
+            tracing::info!(%client, reason = why.as_str(), "connection refused");
+            // Upgraded only to say why with a close code (a failed handshake tells a
+            // browser page nothing); nothing is read.
+            return ws
+                .max_message_size(MAX_FRAME_BYTES)
+                .read_buffer_size(READ_BUFFER_BYTES)
+                .on_upgrade(move |socket| {
+                    async move {
+                        refuse(socket, why).await;
+                        drop(tracker);
+                    }
+                    .instrument(span)
+                });
+        }
+    };
     ws.max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .read_buffer_size(READ_BUFFER_BYTES)
@@ -67,10 +89,42 @@ pub async fn ws_handler(
         .on_upgrade(move |socket| {
             async move {
                 Connection::new(state, socket, client).run().await;
+                drop(admitted);
                 drop(tracker);
             }
             .instrument(span)
         })
+}
+
+/// The origin check, then the connection limits (`origins.rs`, `limits.rs`).
+fn admit(state: &AppState, client: IpAddr, headers: &HeaderMap) -> Result<Admitted, Refusal> {
+    let config = state.config();
+    // A non-UTF-8 Origin is present but matches nothing.
+    let origin = headers.get(ORIGIN).map(|v| v.to_str().unwrap_or("\u{0}"));
+    let host = headers.get(HOST).and_then(|v| v.to_str().ok());
+    if !config.allowed_origins.allows(origin, host, config.demo) {
+        return Err(Refusal::Origin);
+    }
+    state.limits().admit(client, Instant::now())
+}
+
+/// Closes a refused connection with its code, waiting briefly for the peer's close.
+async fn refuse(mut socket: WebSocket, why: Refusal) {
+    let frame = CloseFrame {
+        code: why.close_code(),
+        reason: why.as_str().into(),
+    };
+    let sent = tokio::time::timeout(CLOSE_DRAIN, socket.send(Message::Close(Some(frame)))).await;
+    if matches!(sent, Ok(Ok(()))) {
+        let drain = async {
+            while let Some(Ok(message)) = socket.recv().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_DRAIN, drain).await;
+    }
 }
 
 /// The current login of a socket.
@@ -233,7 +287,42 @@ impl Connection {
 
     /// A reconnect presenting its ticket: reattach the session, or tell the client it was
     /// kicked while away. Never kicks anyone.
+    /// Counts a login, resume or renew frame against the address's rate: false (and
+    /// counted as refused) when over it.
+    fn login_attempt_allowed(&self) -> bool {
+        let ok = self
+            .state
+            .limits()
+            .login_attempt(self.client, Instant::now());
+        if !ok {
+            self.state.metrics().refused(Refusal::LoginRate);
+            tracing::info!(client = %self.client, "login attempt refused: over the address's rate");
+        }
+        ok
+    }
+
+    /// A login (error 70050 first) or resume refused for the address's rate: close 4010.
+    async fn refuse_login(&mut self, seq: Option<u32>) -> Flow {
+        if let Some(seq) = seq {
+            let flow = self
+                .send_error_code(
+                    Some(seq),
+                    ERR_USERSIG_RATE_LIMITED,
+                    Refusal::LoginRate.as_str(),
+                )
+                .await;
+            if !matches!(flow, Flow::Continue) {
+                return flow;
+            }
+        }
+        Flow::Close(Refusal::LoginRate.close_code(), Refusal::LoginRate.as_str())
+    }
+
     async fn on_resume(&mut self, seq: u32, ticket: &str) -> Flow {
+        if !self.login_attempt_allowed() {
+            // No error frame: the client would answer it with a login; it reconnects.
+            return self.refuse_login(None).await;
+        }
         if let Some(old) = self.end_session() {
             tracing::info!(user = %old.user, instance = %old.instance, "logout (resume on the same socket)");
         }
@@ -310,9 +399,13 @@ impl Connection {
             tracing::info!(user = %old.user, instance = %old.instance, "logout (re-login on the same socket)");
         }
         let seq = login.seq;
+        if !self.login_attempt_allowed() {
+            return self.refuse_login(Some(seq)).await;
+        }
         match self.try_login(login).await {
             Ok(ok) => self.send(&ServerFrame::LoginOk(ok)).await,
             Err((user, e)) => {
+                self.count_guess(&e);
                 let code = e.code();
                 match &e {
                     LoginError::Store(err) => {
@@ -322,6 +415,17 @@ impl Connection {
                 }
                 self.send_error_code(Some(seq), code, e.to_string()).await
             }
+        }
+    }
+
+    /// Counts a bad signature (a guessed UserSig) in the metrics.
+    fn count_guess(&self, e: &LoginError) {
+        match e {
+            LoginError::UserSig(tim_usersig::UserSigError::BadSignature) => {
+                self.state.metrics().bad_signature(false)
+            }
+            LoginError::RateLimited => self.state.metrics().bad_signature(true),
+            _ => {}
         }
     }
 
@@ -392,6 +496,16 @@ impl Connection {
     /// A fresh UserSig for this socket's session: checked like a login's (same user), then
     /// the session runs until its expiry, under a new ticket.
     async fn on_renew(&mut self, seq: u32, usersig: String) -> Flow {
+        if !self.login_attempt_allowed() {
+            // The session stays; the client retries its renewal later.
+            return self
+                .send_error_code(
+                    Some(seq),
+                    ERR_USERSIG_RATE_LIMITED,
+                    Refusal::LoginRate.as_str(),
+                )
+                .await;
+        }
         let Some(session) = &self.session else {
             return self.send_error(Some(seq), "not logged in").await;
         };
@@ -407,6 +521,7 @@ impl Connection {
         let claims = match self.state.login().check(&login, now, self.client) {
             Ok(claims) => claims,
             Err(e) => {
+                self.count_guess(&e);
                 tracing::info!(user = %login.user, code = e.code(), reason = %e, "renewal refused");
                 return self
                     .send_error_code(Some(seq), e.code(), e.to_string())

@@ -13,7 +13,10 @@ pub mod demo_guard;
 pub mod ended;
 pub mod gateway;
 pub mod kicks;
+pub mod limits;
 pub mod login;
+pub mod metrics;
+pub mod origins;
 pub mod policy;
 pub mod registry;
 pub mod rest;
@@ -46,6 +49,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 pub fn app(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::handler))
         .route("/ws", get(gateway::ws_handler));
     router = rest::routes(router, state.config());
     if state.config().demo {
@@ -165,6 +169,7 @@ async fn sweep_registry(state: AppState) {
         let now_secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
+        state.limits().sweep(tokio::time::Instant::now());
         let dropped = state.registry().sweep(std::time::Instant::now(), now_secs);
         if dropped > 0 {
             tracing::debug!(dropped, "swept away instances");

@@ -9,7 +9,9 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::demo::devices::Devices;
 use crate::kicks::Kicks;
+use crate::limits::Limits;
 use crate::login::LoginChecker;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::store::{Store, StoreError, StoreHandle};
 use crate::ticket::Tickets;
@@ -26,6 +28,9 @@ struct Inner {
     login: LoginChecker,
     tickets: Tickets,
     kicks: Kicks,
+    /// The abuse limits on `/ws` (`limits.rs`) and what they refused (`metrics.rs`).
+    limits: Limits,
+    metrics: Metrics,
     /// Demo mode's in-process native devices (empty otherwise).
     devices: Devices,
     shutdown: CancellationToken,
@@ -53,6 +58,8 @@ impl AppState {
             inner: Arc::new(Inner {
                 tickets: Tickets::new(&config.key),
                 kicks,
+                limits: Limits::new(config.limits),
+                metrics: Metrics::new(),
                 devices: Devices::default(),
                 config,
                 registry,
@@ -83,6 +90,15 @@ impl AppState {
     /// Signs and checks session tickets (resume).
     pub fn tickets(&self) -> &Tickets {
         &self.inner.tickets
+    }
+
+    /// The abuse limits on `/ws`.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// The REST kick times (durable ones only).

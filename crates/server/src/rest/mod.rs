@@ -154,6 +154,7 @@ async fn call(
     let query = auth::parse_query(parts.uri.query().unwrap_or(""))?;
     auth::authenticate(&query, state.config(), state.kicks(), unix_now())?;
     if !limiter.try_acquire(Instant::now()) {
+        state.metrics().rest_rate_limited();
         return Err(RestError::RateLimited(limiter.per_second()));
     }
     let body = body::read_object(body).await?;

@@ -1,0 +1,389 @@
+//! Abuse limits on `/ws`: concurrent connections in total and per client address, new
+//! connections per second per address, and login attempts (login, resume, renew frames)
+//! per second per address. Each refusal has its own close code and metric.
+//!
+//! The client address is the one `client_addr.rs` resolves (the TCP peer, or the
+//! `X-Forwarded-For` hop of a trusted proxy), counted per IPv4 address or IPv6 /64. The
+//! per-address state lives in sharded maps, pruned when a shard fills up; what cannot be
+//! tracked (a shard full of live addresses) is admitted under the total cap only.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tim_proto::close;
+use tokio::time::Instant;
+
+use crate::client_addr::limit_key;
+
+/// Why a connection or a login attempt was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// `Origin` not allowed (`--allowed-origins`).
+    Origin,
+    /// `--max-connections` reached.
+    MaxConnections,
+    /// `--max-connections-per-addr` reached for this client address.
+    MaxConnectionsPerAddr,
+    /// `--connection-rate-per-addr` exceeded.
+    ConnectionRate,
+    /// `--login-rate-per-addr` exceeded.
+    LoginRate,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 5] = [
+        Refusal::Origin,
+        Refusal::MaxConnections,
+        Refusal::MaxConnectionsPerAddr,
+        Refusal::ConnectionRate,
+        Refusal::LoginRate,
+    ];
+
+    /// The WebSocket close code the client gets.
+    pub const fn close_code(self) -> u16 {
+        match self {
+            Refusal::Origin => close::ORIGIN_NOT_ALLOWED,
+            Refusal::MaxConnections => close::SERVER_FULL,
+            Refusal::MaxConnectionsPerAddr => close::TOO_MANY_CONNECTIONS,
+            Refusal::ConnectionRate => close::CONNECTION_RATE,
+            Refusal::LoginRate => close::LOGIN_RATE,
+        }
+    }
+
+    /// The close reason (and the metric's `reason` label).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Origin => "origin not allowed",
+            Refusal::MaxConnections => "server full",
+            Refusal::MaxConnectionsPerAddr => "too many connections from this address",
+            Refusal::ConnectionRate => "too many new connections from this address",
+            Refusal::LoginRate => "too many login attempts from this address",
+        }
+    }
+
+    /// The metric label.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Refusal::Origin => "origin",
+            Refusal::MaxConnections => "max_connections",
+            Refusal::MaxConnectionsPerAddr => "max_connections_per_addr",
+            Refusal::ConnectionRate => "connection_rate",
+            Refusal::LoginRate => "login_rate",
+        }
+    }
+}
+
+/// The configured limits; 0 means unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitSettings {
+    pub max_connections: u32,
+    pub max_connections_per_addr: u32,
+    /// New connections per second per address (burst: one second's worth).
+    pub connection_rate_per_addr: u32,
+    /// Login, resume and renew frames per second per address (burst: one second's worth).
+    pub login_rate_per_addr: u32,
+}
+
+/// Defaults: room for a large NAT behind one address, not for one host taking the server.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 100_000;
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDR: u32 = 1_000;
+pub const DEFAULT_CONNECTION_RATE_PER_ADDR: u32 = 100;
+pub const DEFAULT_LOGIN_RATE_PER_ADDR: u32 = 100;
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_addr: DEFAULT_MAX_CONNECTIONS_PER_ADDR,
+            connection_rate_per_addr: DEFAULT_CONNECTION_RATE_PER_ADDR,
+            login_rate_per_addr: DEFAULT_LOGIN_RATE_PER_ADDR,
+        }
+    }
+}
+
+const SHARDS: usize = 16;
+/// Addresses tracked per shard at most (256k in all).
+const MAX_PER_SHARD: usize = 16_384;
+/// An address with nothing open and idle this long is forgotten at the next prune.
+const IDLE: Duration = Duration::from_secs(10);
+
+/// A token bucket holding one second's worth of `rate`.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn full(rate: u32, now: Instant) -> Bucket {
+        Bucket {
+            tokens: f64::from(rate),
+            at: now,
+        }
+    }
+
+    fn take(&mut self, rate: u32, now: Instant) -> bool {
+        let rate = f64::from(rate);
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(rate);
+        self.at = self.at.max(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Addr {
+    open: u32,
+    connects: Bucket,
+    logins: Bucket,
+    seen: Instant,
+}
+
+struct Shard {
+    addrs: HashMap<IpAddr, Addr>,
+}
+
+struct Inner {
+    settings: LimitSettings,
+    open: AtomicUsize,
+    hasher: RandomState,
+    shards: Box<[Mutex<Shard>]>,
+}
+
+/// The limits, shared by every socket. Cheap to clone.
+#[derive(Clone)]
+pub struct Limits {
+    inner: Arc<Inner>,
+}
+
+/// Holds one admitted connection's place in the counts; dropping it frees the place.
+pub struct Admitted {
+    limits: Limits,
+    key: Option<IpAddr>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.limits.inner.open.fetch_sub(1, Ordering::Relaxed);
+        if let Some(key) = self.key {
+            if let Some(a) = self.limits.shard(key).addrs.get_mut(&key) {
+                a.open = a.open.saturating_sub(1);
+            }
+        }
+    }
+}
+
+impl Limits {
+    pub fn new(settings: LimitSettings) -> Limits {
+        Limits {
+            inner: Arc::new(Inner {
+                settings,
+                open: AtomicUsize::new(0),
+                hasher: RandomState::new(),
+                shards: (0..SHARDS)
+                    .map(|_| {
+                        Mutex::new(Shard {
+                            addrs: HashMap::new(),
+                        })
+                    })
+                    .collect(),
+            }),
+        }
+    }
+
+    pub fn settings(&self) -> LimitSettings {
+        self.inner.settings
+    }
+
+    /// Open connections (admitted, not yet dropped).
+    pub fn open(&self) -> usize {
+        self.inner.open.load(Ordering::Relaxed)
+    }
+
+    fn shard(&self, key: IpAddr) -> MutexGuard<'_, Shard> {
+        let i = (self.inner.hasher.hash_one(key) as usize) % SHARDS;
+        self.inner.shards[i]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Admits a new connection from `client` at `now`, or says which limit refuses it.
+    /// Checked in order: the total, the address's open connections, its connection rate.
+    pub fn admit(&self, client: IpAddr, now: Instant) -> Result<Admitted, Refusal> {
+        let s = self.inner.settings;
+        let total = self.inner.open.fetch_add(1, Ordering::Relaxed);
+        // From here on, `admitted` undoes the count if we refuse.
+        let mut admitted = Admitted {
+            limits: self.clone(),
+            key: None,
+        };
+        if s.max_connections != 0 && total >= s.max_connections as usize {
+            return Err(Refusal::MaxConnections);
+        }
+        let key = limit_key(client);
+        let mut shard = self.shard(key);
+        let Some(addr) = self.entry(&mut shard, key, now) else {
+            return Ok(admitted);
+        };
+        addr.seen = now;
+        if s.max_connections_per_addr != 0 && addr.open >= s.max_connections_per_addr {
+            return Err(Refusal::MaxConnectionsPerAddr);
+        }
+        if s.connection_rate_per_addr != 0 && !addr.connects.take(s.connection_rate_per_addr, now) {
+            return Err(Refusal::ConnectionRate);
+        }
+        addr.open += 1;
+        admitted.key = Some(key);
+        Ok(admitted)
+    }
+
+    /// One login, resume or renew frame from `client` at `now`: false when over the rate.
+    pub fn login_attempt(&self, client: IpAddr, now: Instant) -> bool {
+        let rate = self.inner.settings.login_rate_per_addr;
+        if rate == 0 {
+            return true;
+        }
+        let key = limit_key(client);
+        let mut shard = self.shard(key);
+        match self.entry(&mut shard, key, now) {
+            Some(addr) => {
+                addr.seen = now;
+                addr.logins.take(rate, now)
+            }
+            None => true,
+        }
+    }
+
+    /// The address's entry, created if there is room (pruning idle ones if needed).
+    fn entry<'a>(&self, shard: &'a mut Shard, key: IpAddr, now: Instant) -> Option<&'a mut Addr> {
+        if !shard.addrs.contains_key(&key) {
+            if shard.addrs.len() >= MAX_PER_SHARD {
+                shard
+                    .addrs
+                    .retain(|_, a| a.open > 0 || now.saturating_duration_since(a.seen) < IDLE);
+                if shard.addrs.len() >= MAX_PER_SHARD {
+                    tracing::warn!("per-address limits: table full; address not tracked");
+                    return None;
+                }
+            }
+            let s = self.inner.settings;
+            shard.addrs.insert(
+                key,
+                Addr {
+                    open: 0,
+                    connects: Bucket::full(s.connection_rate_per_addr, now),
+                    logins: Bucket::full(s.login_rate_per_addr, now),
+                    seen: now,
+                },
+            );
+        }
+        shard.addrs.get_mut(&key)
+    }
+
+    /// Addresses tracked (for tests).
+    pub fn tracked(&self) -> usize {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).addrs.len())
+            .sum()
+    }
+
+    /// Forgets addresses with nothing open that have been idle a while (the sweeper).
+    pub fn sweep(&self, now: Instant) {
+        for shard in self.inner.shards.iter() {
+            shard
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .addrs
+                .retain(|_, a| a.open > 0 || now.saturating_duration_since(a.seen) < IDLE);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn limits(total: u32, per_addr: u32, rate: u32, logins: u32) -> Limits {
+        Limits::new(LimitSettings {
+            max_connections: total,
+            max_connections_per_addr: per_addr,
+            connection_rate_per_addr: rate,
+            login_rate_per_addr: logins,
+        })
+    }
+
+    #[test]
+    fn total_and_per_address_caps_free_their_place_on_drop() {
+        let l = limits(3, 2, 0, 0);
+        let t = Instant::now();
+        let a1 = l.admit(ip("192.0.2.1"), t).unwrap();
+        let _a2 = l.admit(ip("192.0.2.1"), t).unwrap();
+        assert_eq!(
+            l.admit(ip("192.0.2.1"), t).err(),
+            Some(Refusal::MaxConnectionsPerAddr)
+        );
+        let _b1 = l.admit(ip("192.0.2.2"), t).unwrap();
+        assert_eq!(l.open(), 3);
+        assert_eq!(
+            l.admit(ip("192.0.2.3"), t).err(),
+            Some(Refusal::MaxConnections)
+        );
+        assert_eq!(l.open(), 3, "refusals hold no place");
+        drop(a1);
+        assert_eq!(l.open(), 2);
+        let _a3 = l.admit(ip("192.0.2.1"), t).unwrap();
+    }
+
+    #[test]
+    fn rates_refill_over_a_second() {
+        let l = limits(0, 0, 5, 3);
+        let t = Instant::now();
+        let a = ip("2001:db8::1");
+        let held: Vec<_> = (0..5).map(|_| l.admit(a, t).unwrap()).collect();
+        // The same /64 is the same client.
+        assert_eq!(
+            l.admit(ip("2001:db8::2"), t).err(),
+            Some(Refusal::ConnectionRate)
+        );
+        let later = l.admit(ip("2001:db8::2"), t + Duration::from_millis(200));
+        assert!(later.is_ok());
+        assert!((0..3).all(|_| l.login_attempt(a, t)));
+        assert!(!l.login_attempt(a, t));
+        assert!(l.login_attempt(a, t + Duration::from_millis(400)));
+        assert!(l.login_attempt(ip("192.0.2.9"), t), "another address");
+        drop(held);
+        l.sweep(t + Duration::from_secs(60));
+        assert_eq!(l.tracked(), 1, "one connection still open");
+        drop(later);
+        l.sweep(t + Duration::from_secs(60));
+        assert_eq!(l.tracked(), 0);
+    }
+
+    #[test]
+    fn zero_means_unlimited() {
+        let l = limits(0, 0, 0, 0);
+        let t = Instant::now();
+        let held: Vec<_> = (0..10_000)
+            .map(|_| l.admit(ip("192.0.2.1"), t).unwrap())
+            .collect();
+        assert!((0..10_000).all(|_| l.login_attempt(ip("192.0.2.1"), t)));
+        assert_eq!(l.open(), 10_000);
+        drop(held);
+        assert_eq!(l.open(), 0);
+    }
+}
