@@ -84,7 +84,7 @@ async fn expect_untouched(ws: &mut Ws) {
 }
 
 #[tokio::test]
-async fn unknown_paths_and_methods_get_60009() {
+async fn unknown_paths_get_60009() {
     let (_server, rest) = start(|_| {}).await;
     let q = rest.query();
     for path in [
@@ -98,14 +98,70 @@ async fn unknown_paths_and_methods_get_60009() {
         let a = rest.post(&path, "{}").await.checked();
         assert_eq!(a.code(), 60009, "{path}: {}", a.json);
     }
-    for method in [Method::GET, Method::PUT, Method::DELETE] {
+}
+
+/// As Tencent's service does, and as published clients rely on (`account_check` sent as a
+/// GET with its JSON body): the method does not matter, the JSON body does.
+#[tokio::test]
+async fn any_method_with_a_json_body_is_served() {
+    let (server, rest) = start(|_| {}).await;
+    let _alice = online(&server, "alice").await;
+    let check = json!({"CheckItem": [{"UserID": "alice"}, {"UserID": "nobody"}]}).to_string();
+    for method in [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::from_bytes(b"FETCH").unwrap(),
+    ] {
         let a = rest
-            .request(method.clone(), &format!("{KICK}?{q}"), "")
+            .request(
+                method.clone(),
+                &format!("{CHECK}?{}", rest.query()),
+                check.clone(),
+            )
             .await
             .checked();
-        assert_eq!(a.code(), 60009, "{method}");
-        assert!(a.json["ErrorInfo"].as_str().unwrap().contains("POST"));
+        assert_eq!(a.code(), 0, "{method}: {}", a.json);
+        assert_eq!(
+            a.json["ResultItem"][0]["AccountStatus"], "Imported",
+            "{method}"
+        );
+        assert_eq!(a.json["ResultItem"][1]["AccountStatus"], "NotImported");
     }
+    // Effects too: an import by PUT, a status query by GET.
+    let a = rest
+        .request(
+            Method::PUT,
+            &format!("{IMPORT}?{}", rest.query()),
+            r#"{"UserID":"bob"}"#,
+        )
+        .await
+        .checked();
+    assert_eq!(a.code(), 0, "{}", a.json);
+    assert_eq!(rest.status_of("bob").await, "Imported");
+    let a = rest
+        .request(
+            Method::GET,
+            &format!("{ONLINE}?{}", rest.query()),
+            r#"{"To_Account":["alice"]}"#,
+        )
+        .await
+        .checked();
+    assert_eq!(a.json["QueryResult"][0]["Status"], "Online", "{}", a.json);
+    // Without a body there is nothing to do: the body's own error.
+    let a = rest
+        .request(Method::GET, &format!("{CHECK}?{}", rest.query()), "")
+        .await
+        .checked();
+    assert_eq!(a.code(), 60003);
+    // The URL is checked first, whatever the method.
+    let a = rest
+        .request(Method::GET, &format!("{CHECK}?sdkappid={APP}"), check)
+        .await
+        .checked();
+    assert_ne!(a.code(), 0);
 }
 
 #[tokio::test]
