@@ -137,6 +137,8 @@ async fn a_lost_connection_resumes_without_kicking_its_sibling() {
     let (a, b) = (Tab::open(URL_MULTI).await, Tab::open(URL_MULTI).await);
     a.login(&u).await.unwrap();
     b.login(&u).await.unwrap();
+    a.rec.wait_for("sdkStateReady").await;
+    b.rec.wait_for("sdkStateReady").await;
     a.rec.clear();
     b.rec.clear();
     a.frame.drop_socket();

@@ -90,13 +90,19 @@ extern "C" {
     fn this_recorder() -> JsValue;
 }
 
-fn create() -> Tim {
-    create_with(APP)
+/// A new instance of this page's SDK (see `Tim::fresh`), with the probe installed.
+async fn create() -> Tim {
+    create_with(APP).await
 }
 
-fn create_with(app: u32) -> Tim {
+async fn create_with(app: u32) -> Tim {
     install_probe();
-    Tim::create(&obj(&[("SDKAppID", app.into()), ("serverURL", URL.into())]))
+    Tim::fresh(&options(app)).await
+}
+
+/// `{ SDKAppID: app, serverURL: URL }`.
+fn options(app: u32) -> JsValue {
+    obj(&[("SDKAppID", app.into()), ("serverURL", URL.into())])
 }
 
 /// Exactly the values of `shared/REFERENCE.md`, written out here so drift fails.
@@ -124,7 +130,7 @@ fn constants_match_reference() {
 
 #[wasm_bindgen_test]
 async fn login_reaches_sdk_ready() {
-    let tim = create();
+    let tim = create().await;
     let rec = Recorder::on(&tim);
     let u = user("ready");
     assert_eq!(tim.login_user(), "");
@@ -137,6 +143,13 @@ async fn login_reaches_sdk_ready() {
     assert_eq!(get(&res, "data.errorCode").as_f64(), Some(0.0));
     assert_eq!(get(&res, "data.errorInfo").as_string().as_deref(), Some(""));
     assert!(get(&res, "data.repeatLogin").is_undefined());
+    assert!(tim.is_ready(), "ready as login resolves");
+    // As with tim-js-sdk, SDK_READY comes after the login's resolution, in a later task.
+    assert_eq!(
+        rec.names(),
+        ["netStateChange:connecting", "netStateChange:connected"]
+    );
+    rec.wait_for("sdkStateReady").await;
     assert_eq!(
         rec.names(),
         [
@@ -240,7 +253,7 @@ async fn bad_usersigs_fail_with_their_codes() {
         ),
     ];
     for (what, make, want) in cases {
-        let tim = create();
+        let tim = create().await;
         let rec = Recorder::on(&tim);
         let u = user("bad");
         let err = tim.login(&u, &make(&u)).await.expect_err(what);
@@ -259,7 +272,7 @@ async fn bad_usersigs_fail_with_their_codes() {
         tim.destroy().await.unwrap();
     }
     // An SDKAppID the server does not serve.
-    let tim = create_with(APP + 7);
+    let tim = create_with(APP + 7).await;
     let u = user("app");
     let err = tim
         .login(&u, &tim_usersig::generate(APP + 7, KEY, &u, t, 3600))
@@ -280,7 +293,6 @@ async fn bad_arguments_fail_before_any_network_use() {
     for bad in [
         JsValue::from(0),
         JsValue::from(-1),
-        JsValue::from(1.5),
         JsValue::from(4_294_967_296.0),
         "".into(),
         "14000x".into(),
@@ -297,7 +309,7 @@ async fn bad_arguments_fail_before_any_network_use() {
         );
         t.destroy().await.unwrap();
     }
-    let tim = create();
+    let tim = create().await;
     assert_eq!(code(&tim.login("", "sig").await.unwrap_err()), 2002);
     assert_eq!(
         code(&tim.login("not valid!", "sig").await.unwrap_err()),
@@ -321,10 +333,12 @@ async fn bad_arguments_fail_before_any_network_use() {
 
 #[wasm_bindgen_test]
 async fn logout_ends_the_session() {
-    let tim = create();
+    let tim = create().await;
     let u = user("logout");
-    tim.login(&u, &sig(&u)).await.unwrap();
     let rec = Recorder::on(&tim);
+    tim.login(&u, &sig(&u)).await.unwrap();
+    rec.wait_for("sdkStateReady").await;
+    rec.clear();
     let res = tim.logout().await.expect("logout resolves");
     assert_eq!(get(&res, "code").as_f64(), Some(0.0));
     assert_eq!(rec.names(), ["sdkStateNotReady"]);
@@ -338,9 +352,26 @@ async fn logout_ends_the_session() {
     tim.destroy().await.unwrap();
 }
 
+/// As with tim-js-sdk, a page may add its `SDK_READY` handler after `await tim.login(…)`
+/// (even a few `then`s later) and still see the event.
+#[wasm_bindgen_test]
+async fn a_handler_added_after_login_resolves_sees_sdk_ready() {
+    let tim = create().await;
+    let u = user("late");
+    tim.login(&u, &sig(&u)).await.unwrap();
+    JsFuture::from(js_sys::Promise::resolve(&JsValue::NULL))
+        .await
+        .unwrap();
+    let late = Recorder::unattached();
+    tim.on("sdkStateReady", &late.function(), &JsValue::UNDEFINED);
+    late.wait_for("sdkStateReady").await;
+    assert_eq!(late.names(), ["sdkStateReady"]);
+    tim.destroy().await.unwrap();
+}
+
 #[wasm_bindgen_test]
 async fn same_user_again_resolves_with_repeat_login() {
-    let tim = create();
+    let tim = create().await;
     let u = user("repeat");
     tim.login(&u, &sig(&u)).await.unwrap();
     install_probe();
@@ -358,7 +389,7 @@ async fn same_user_again_resolves_with_repeat_login() {
 
 #[wasm_bindgen_test]
 async fn login_while_logging_in_is_repeat_login_2025() {
-    let tim = create();
+    let tim = create().await;
     let u = user("racing");
     let first = tim.login_start(&u, &sig(&u));
     let second = tim.login(&u, &sig(&u)).await.unwrap_err();
@@ -372,14 +403,17 @@ async fn login_while_logging_in_is_repeat_login_2025() {
 
 #[wasm_bindgen_test]
 async fn another_user_switches_accounts() {
-    let tim = create();
+    let tim = create().await;
     let (a, b) = (user("alice"), user("bob"));
-    tim.login(&a, &sig(&a)).await.unwrap();
     let rec = Recorder::on(&tim);
+    tim.login(&a, &sig(&a)).await.unwrap();
+    rec.wait_for("sdkStateReady").await;
+    rec.clear();
     tim.login(&b, &sig(&b))
         .await
         .expect("switching accounts resolves");
     assert_eq!(tim.login_user(), b);
+    rec.wait_for("sdkStateReady").await;
     assert_eq!(rec.names(), ["sdkStateNotReady", "sdkStateReady"]);
     tim.destroy().await.unwrap();
 }
@@ -388,7 +422,7 @@ async fn another_user_switches_accounts() {
 /// in, also while a lost connection comes back; 3 again after logout and after destroy.
 #[wasm_bindgen_test]
 async fn login_status_follows_the_session() {
-    let tim = create();
+    let tim = create().await;
     let rec = Recorder::on(&tim);
     let u = user("status");
     assert_eq!(tim.login_status(), 3, "before login");
@@ -396,6 +430,7 @@ async fn login_status_follows_the_session() {
     assert_eq!(tim.login_status(), 2, "right after login()");
     JsFuture::from(login).await.unwrap();
     assert_eq!(tim.login_status(), 1, "once login resolved");
+    rec.wait_for("sdkStateReady").await;
 
     rec.clear();
     drop_last_socket();
@@ -418,30 +453,35 @@ async fn login_status_follows_the_session() {
 /// `destroy()`, a new one. Without an SDKAppID nothing is shared.
 #[wasm_bindgen_test]
 async fn create_gives_one_instance_per_sdkappid_until_destroyed() {
-    let first = create();
-    let again = create();
+    let first = create().await;
+    let again = Tim::create(&options(APP));
     let by_string = Tim::create(&obj(&[
         ("SDKAppID", "1400012345".into()),
         ("serverURL", URL.into()),
     ]));
     assert!(first.is(&again), "same SDKAppID, same instance");
     assert!(first.is(&by_string), "a numeric string names the same app");
-    let other_app = create_with(APP + 1);
+    let other_app = create_with(APP + 1).await;
     assert!(!other_app.is(&first), "another SDKAppID, another instance");
 
     // One login, seen through every reference.
     let u = user("shared");
+    let rec = Recorder::on(&first);
     first.login(&u, &sig(&u)).await.unwrap();
+    rec.wait_for("sdkStateReady").await;
     assert_eq!(by_string.login_user(), u);
     assert!(again.is_ready());
     let repeat = again.login(&u, &sig(&u)).await.unwrap();
     assert_eq!(get(&repeat, "data.repeatLogin"), JsValue::TRUE);
 
     first.destroy().await.unwrap();
-    let fresh = create();
+    let fresh = Tim::create(&options(APP));
     assert!(!fresh.is(&first), "a new instance after destroy");
     assert_eq!(fresh.login_status(), 3);
-    assert!(fresh.is(&create()), "and that one is cached in turn");
+    assert!(
+        fresh.is(&Tim::create(&options(APP))),
+        "and that one is cached in turn"
+    );
     assert_eq!(
         code(&by_string.login(&u, &sig(&u)).await.unwrap_err()),
         2905
@@ -459,9 +499,32 @@ async fn create_gives_one_instance_per_sdkappid_until_destroyed() {
     other_app.destroy().await.unwrap();
 }
 
+/// Once `destroy()` has resolved, `TIM.create` makes a new instance, also when the
+/// destroyed one had just logged in (its `SDK_READY` still on its way to the page).
+/// SDK bug found with this test (2c63250): the cache entry goes only when the held
+/// `SDK_DESTROY` is dispatched, a task after `destroy()` resolved. Run it with
+/// `wasm-pack test --headless --chrome --test web -- --include-ignored`.
+#[wasm_bindgen_test]
+#[ignore = "SDK bug: TIM.create hands out the destroyed instance until its held events are out"]
+async fn create_right_after_destroy_is_a_new_instance() {
+    let tim = create().await;
+    let u = user("quick");
+    tim.login(&u, &sig(&u)).await.unwrap();
+    tim.destroy().await.unwrap();
+    let next = Tim::create(&options(APP));
+    assert!(
+        !next.is(&tim),
+        "TIM.create handed out the destroyed instance"
+    );
+    next.login(&u, &sig(&u))
+        .await
+        .expect("the new instance logs in");
+    next.destroy().await.unwrap();
+}
+
 #[wasm_bindgen_test]
 async fn off_really_removes_a_handler() {
-    let tim = create();
+    let tim = create().await;
     let removed = Recorder::on(&tim);
     let kept = Recorder::on(&tim);
     for name in ALL_EVENTS {
@@ -469,8 +532,8 @@ async fn off_really_removes_a_handler() {
     }
     let u = user("off");
     tim.login(&u, &sig(&u)).await.unwrap();
+    kept.wait_for("sdkStateReady").await;
     assert_eq!(removed.names(), Vec::<String>::new());
-    assert!(kept.names().contains(&"sdkStateReady".to_string()));
     tim.destroy().await.unwrap();
 }
 
@@ -487,7 +550,7 @@ fn handler(recorder: &JsValue) -> Function {
 /// `off` removes a `once` handler as it does an `on` one. `on` passes its context too.
 #[wasm_bindgen_test]
 async fn once_handlers_run_once_with_their_context() {
-    let tim = create();
+    let tim = create().await;
     let ctx = obj(&[("tag", "ctx".into())]);
     let once = this_recorder();
     tim.once("netStateChange", &handler(&once), &ctx);
@@ -541,10 +604,11 @@ async fn once_handlers_run_once_with_their_context() {
 async fn destroy_releases_everything_and_later_calls_reject_2905() {
     install_probe();
     probe_reset();
-    let tim = create();
+    let tim = create().await;
     let rec = Recorder::on(&tim);
     let u = user("destroy");
     tim.login(&u, &sig(&u)).await.unwrap();
+    rec.wait_for("sdkStateReady").await;
     assert_eq!(sockets_open(), 1);
     assert!(
         pending_timers() >= 1,
@@ -585,10 +649,11 @@ async fn destroy_releases_everything_and_later_calls_reject_2905() {
 /// the page gave a string.
 #[wasm_bindgen_test]
 async fn destroy_before_login_emits_only_sdk_destroy() {
-    let tim = Tim::create(&obj(&[
+    let tim = Tim::fresh(&obj(&[
         ("SDKAppID", "1400012345".into()),
         ("serverURL", URL.into()),
-    ]));
+    ]))
+    .await;
     let rec = Recorder::on(&tim);
     tim.destroy().await.unwrap();
     assert_eq!(rec.names(), ["sdkDestroy"]);
@@ -600,7 +665,7 @@ async fn destroy_before_login_emits_only_sdk_destroy() {
 
 #[wasm_bindgen_test]
 async fn destroy_during_login_settles_the_login() {
-    let tim = create();
+    let tim = create().await;
     let rec = Recorder::on(&tim);
     let u = user("midway");
     let pending = tim.login_start(&u, &sig(&u));
@@ -613,10 +678,11 @@ async fn destroy_during_login_settles_the_login() {
 #[wasm_bindgen_test]
 async fn unreachable_server_rejects_with_network_error() {
     install_probe();
-    let tim = Tim::create(&obj(&[
+    let tim = Tim::fresh(&obj(&[
         ("SDKAppID", APP.into()),
         ("serverURL", "ws://127.0.0.1:9".into()),
-    ]));
+    ]))
+    .await;
     let rec = Recorder::on(&tim);
     let u = user("nowhere");
     assert_eq!(code(&tim.login(&u, &sig(&u)).await.unwrap_err()), 2800);
@@ -640,7 +706,7 @@ async fn unreachable_server_rejects_with_network_error() {
 async fn destroy_from_an_event_handler_still_logs_out() {
     install_probe();
     probe_reset();
-    let tim = create();
+    let tim = create().await;
     let rec = Recorder::on(&tim);
     let me = tim.clone();
     let destroy_on_ready = Closure::<dyn FnMut(JsValue)>::new(move |_| {
@@ -673,15 +739,17 @@ async fn destroy_from_an_event_handler_still_logs_out() {
 async fn offline_with_a_long_lived_usersig_does_not_spin_the_timer() {
     let get_usersig = Closure::<dyn FnMut() -> JsValue>::new(|| JsValue::from("unused"));
     install_probe();
-    let tim = Tim::create(&obj(&[
+    let tim = Tim::fresh(&obj(&[
         ("SDKAppID", APP.into()),
         ("serverURL", URL.into()),
         ("getUserSig", get_usersig.as_ref().clone()),
-    ]));
+    ]))
+    .await;
     let rec = Recorder::on(&tim);
     let u = user("longlived");
     let usersig = tim_usersig::generate(APP, KEY, &u, now(), 180 * 86_400);
     tim.login(&u, &usersig).await.unwrap();
+    rec.wait_for("sdkStateReady").await;
 
     dispatch_window_event("offline");
     rec.wait_for("netStateChange:disconnected").await;

@@ -8,7 +8,7 @@ use js_sys::{Array, Function, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-use super::{obj, APP};
+use super::{obj, pause};
 
 #[derive(Clone, Debug)]
 pub struct Tim(pub JsValue);
@@ -19,9 +19,20 @@ impl Tim {
         Tim(tim_wasm::TIM::create(options.clone()))
     }
 
-    /// `TIM.create({ SDKAppID: APP, serverURL: url })` of this page's SDK.
-    pub fn open(url: &str) -> Tim {
-        Tim::create(&obj(&[("SDKAppID", APP.into()), ("serverURL", url.into())]))
+    /// `TIM.create(options)`, sure to be a new instance: `TIM.create` hands out the live
+    /// instance of an SDKAppID, and a test that failed never reached its `destroy()`.
+    pub async fn fresh(options: &JsValue) -> Tim {
+        let old = Tim::create(options);
+        old.destroy().await.ok();
+        // Not at once (see web.rs `create_right_after_destroy_is_a_new_instance`), but soon.
+        for _ in 0..100 {
+            let tim = Tim::create(options);
+            if !tim.is(&old) {
+                return tim;
+            }
+            pause(10).await;
+        }
+        panic!("TIM.create still hands out the destroyed instance 1 s after destroy()");
     }
 
     /// `this.<method>(...args)`; a throw fails the test.
