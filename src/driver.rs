@@ -57,8 +57,8 @@ pub struct Driver {
     /// The page's `getUserSig`, if it gave one, and the question being asked of it.
     get_usersig: Option<Function>,
     renewal: RefCell<Option<AbortHandle>>,
-    /// Called as `destroy` finishes, before the page's `SDK_DESTROY` handlers run (drops
-    /// the `TIM.create` cache entry, as `tim-js-sdk` does).
+    /// Called as `destroy` finishes, before any held event and the page's `SDK_DESTROY`
+    /// handlers run (drops the `TIM.create` cache entry, as `tim-js-sdk` does).
     on_destroyed: RefCell<Option<Box<dyn FnOnce()>>>,
 }
 
@@ -188,6 +188,16 @@ pub fn pump(driver: &Rc<Driver>) {
             Some(Event::Done { op, result }) => settle(driver, op, result),
             Some(Event::RenewUserSig) => renew(driver),
             Some(event) => {
+                if event == Event::Destroyed {
+                    // The `TIM.create` entry goes first (a `TIM.create` right after
+                    // `destroy()` resolves, or in an `SDK_DESTROY` handler, makes a new
+                    // instance), and held events go out now, before `SDK_DESTROY`.
+                    let on_destroyed = driver.on_destroyed.borrow_mut().take();
+                    if let Some(f) = on_destroyed {
+                        f();
+                    }
+                    release_held(driver);
+                }
                 // Behind held events, or now (never while `held` is borrowed: handlers
                 // may call back into the SDK).
                 let event = match driver.held.borrow_mut().as_mut() {
@@ -353,12 +363,6 @@ fn release_held(driver: &Rc<Driver>) {
 }
 
 fn dispatch(driver: &Rc<Driver>, event: &Event) {
-    if *event == Event::Destroyed {
-        let on_destroyed = driver.on_destroyed.borrow_mut().take();
-        if let Some(f) = on_destroyed {
-            f();
-        }
-    }
     let sdkappid = driver.session.borrow().config().sdkappid;
     let Some((name, value)) = values::event(event, sdkappid) else {
         return;

@@ -501,16 +501,19 @@ async fn create_gives_one_instance_per_sdkappid_until_destroyed() {
 
 /// Once `destroy()` has resolved, `TIM.create` makes a new instance, also when the
 /// destroyed one had just logged in (its `SDK_READY` still on its way to the page).
-/// SDK bug found with this test (2c63250): the cache entry goes only when the held
-/// `SDK_DESTROY` is dispatched, a task after `destroy()` resolved. Run it with
-/// `wasm-pack test --headless --chrome --test web -- --include-ignored`.
 #[wasm_bindgen_test]
-#[ignore = "SDK bug: TIM.create hands out the destroyed instance until its held events are out"]
 async fn create_right_after_destroy_is_a_new_instance() {
     let tim = create().await;
+    let rec = Recorder::on(&tim);
     let u = user("quick");
     tim.login(&u, &sig(&u)).await.unwrap();
     tim.destroy().await.unwrap();
+    // The held SDK_READY went out before destroy's own events, all before it resolved.
+    let names = rec.names();
+    assert!(
+        names.ends_with(&["sdkStateReady", "sdkStateNotReady", "sdkDestroy"].map(String::from)),
+        "{names:?}"
+    );
     let next = Tim::create(&options(APP));
     assert!(
         !next.is(&tim),
