@@ -199,7 +199,12 @@ impl Timd {
             .args(["--listen", &self.addr.to_string()])
             .args(["--sdkappid", &APP.to_string(), "--key", KEY])
             // One loopback client address opens 10,000 sessions: no per-address limits.
-            .args(["--max-connections-per-addr", "0", "--connection-rate-per-addr", "0"])
+            .args([
+                "--max-connections-per-addr",
+                "0",
+                "--connection-rate-per-addr",
+                "0",
+            ])
             .args(["--login-rate-per-addr", "0"])
             .arg("--data-dir")
             .arg(&self.data_dir)
