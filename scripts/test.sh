@@ -13,10 +13,9 @@ step() { printf '\n== test: %s\n' "$*" >&2; }
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy (native, all targets; the SDK for wasm, with and without std)"
+step "cargo clippy (native, all targets; the SDK for wasm)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo clippy -p tim-wasm --target wasm32-unknown-unknown --all-targets --quiet -- -D warnings
-cargo clippy -p tim-wasm --target wasm32-unknown-unknown --no-default-features --quiet -- -D warnings
 
 step "native tests"
 cargo test --workspace --quiet
