@@ -144,12 +144,20 @@ pub fn drain(c: &mut Client) -> Vec<Event> {
     std::iter::from_fn(|| c.try_next_event()).collect()
 }
 
-/// The next `KICKED_OUT`, within the wait bound.
+/// The next `KICKED_OUT`, within the wait bound, and the `SDK_NOT_READY` that must come
+/// right after it (`tim-js-sdk`'s order).
 pub async fn kicked(c: &mut Client) -> Option<KickReason> {
-    match c.wait_for(WAIT, |e| matches!(e, Event::Kicked(_))).await {
-        Some(Event::Kicked(r)) => Some(r),
-        _ => None,
-    }
+    let reason = match c.wait_for(WAIT, |e| matches!(e, Event::Kicked(_))).await {
+        Some(Event::Kicked(r)) => r,
+        _ => return None,
+    };
+    let next = c.wait_for(WAIT, |_| true).await;
+    assert_eq!(
+        next,
+        Some(Event::NotReady),
+        "SDK_NOT_READY right after KICKED_OUT {reason:?}"
+    );
+    Some(reason)
 }
 
 /// Events arriving within `QUIET` (for "nothing happens" checks).
