@@ -27,11 +27,17 @@ rustup run "$PKG_TOOLCHAIN" rustc --version >/dev/null 2>&1 \
   step "rustup toolchain install $PKG_TOOLCHAIN (rust-src, wasm32)"
   rustup toolchain install "$PKG_TOOLCHAIN" --profile minimal --component rust-src --target wasm32-unknown-unknown; }
 command -v wasm-pack >/dev/null || { step "cargo install wasm-pack"; cinstall wasm-pack; }
+# scripts/fuzz.sh (and test.sh's fuzz smoke) run cargo-fuzz on the pinned nightly above.
+command -v cargo-fuzz >/dev/null || { step "cargo install cargo-fuzz"; cinstall cargo-fuzz; }
 
 need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 command -v firefox-esr >/dev/null || command -v firefox >/dev/null || need_apt+=(firefox-esr)
+# WebKit (Safari's engine): WebKitWebDriver drives WebKitGTK's MiniBrowser (shipped with the
+# library webkit2gtk-driver depends on), which has no headless mode: it runs on Xvfb.
+command -v WebKitWebDriver >/dev/null || need_apt+=(webkit2gtk-driver)
+command -v Xvfb >/dev/null || need_apt+=(xvfb)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   step "apt-get install ${need_apt[*]}"

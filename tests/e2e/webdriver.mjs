@@ -1,7 +1,8 @@
-// A minimal W3C WebDriver client (fetch + child_process), enough to drive real Chromium and
-// Firefox windows from node:test: start the driver, open a session, navigate, run scripts,
-// open tabs. No browser download: it uses Debian's chromium/chromedriver and firefox-esr with
-// geckodriver, as installed by scripts/setup.sh.
+// A minimal W3C WebDriver client (fetch + child_process), enough to drive real Chromium,
+// Firefox and WebKit windows from node:test: start the driver, open a session, navigate, run
+// scripts, open tabs. No browser download: it uses Debian's chromium/chromedriver, firefox-esr
+// with geckodriver, and WebKitGTK's MiniBrowser with WebKitWebDriver (webkit2gtk-driver), as
+// installed by scripts/setup.sh.
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 
@@ -30,7 +31,14 @@ const CHROME_ARGS = ['--headless=new', '--no-sandbox', '--disable-gpu', '--disab
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
   '--no-first-run', '--disable-dev-shm-usage'];
 
+// WebKitGTK's MiniBrowser; `--automation` lets WebKitWebDriver drive it. These names are the
+// ones WebKitWebDriver reads (its defaults too, spelled out so a wrong path fails loudly).
+const MINIBROWSER = '/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser';
+
 function capabilities(browser) {
+  if (browser === 'webkit') {
+    return { browserName: 'MiniBrowser', 'webkitgtk:browserOptions': { binary: process.env.MINIBROWSER_BIN || MINIBROWSER, args: ['--automation'] } };
+  }
   if (browser === 'chrome') {
     return { browserName: 'chrome', 'goog:chromeOptions': { binary: process.env.CHROME_BIN || '/usr/bin/chromium', args: CHROME_ARGS } };
   }
@@ -44,30 +52,63 @@ function capabilities(browser) {
   };
 }
 
-/** Starts chromedriver or geckodriver and opens one browser session. */
+/**
+ * An X server for MiniBrowser, which has no headless mode: `WEBKIT_DISPLAY` if the caller runs
+ * one (scripts/test.sh does), otherwise an Xvfb of our own on a free display (`-displayfd`
+ * picks it), one per session and killed with it, so a test file runs on its own.
+ */
+async function xDisplay() {
+  if (process.env.WEBKIT_DISPLAY) return { display: process.env.WEBKIT_DISPLAY, stop() {} };
+  const xvfb = spawn('Xvfb', ['-displayfd', '3', '-screen', '0', '1280x1024x24', '-nolisten', 'tcp'],
+    { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  xvfb.stderr.on('data', (d) => { err += d; });
+  const display = await new Promise((resolve, reject) => {
+    xvfb.stdio[3].on('data', (d) => { out += d; if (out.includes('\n')) resolve(`:${out.trim()}`); });
+    xvfb.on('error', reject);
+    xvfb.on('exit', (code) => reject(new Error(`Xvfb exited with ${code}: ${err}`)));
+  });
+  return { display, stop() { xvfb.kill(); } };
+}
+
+function driverCommand(browser, port) {
+  if (browser === 'chrome') return [process.env.CHROMEDRIVER || '/usr/bin/chromedriver', [`--port=${port}`]];
+  if (browser === 'webkit') return [process.env.WEBKITDRIVER || '/usr/bin/WebKitWebDriver', [`--port=${port}`, '--host=127.0.0.1']];
+  return [process.env.GECKODRIVER || `${process.env.HOME}/.cargo/bin/geckodriver`, ['--port', String(port), '--host', '127.0.0.1']];
+}
+
+// Drivers and X servers still running when node exits (a failed or interrupted run) go with it.
+const running = new Set();
+process.on('exit', () => { for (const stop of running) stop(); });
+
+/** Starts chromedriver, geckodriver or WebKitWebDriver (on an X server) and opens one browser session. */
 export async function launch(browser) {
   const port = await freePort();
-  const bin = browser === 'chrome'
-    ? (process.env.CHROMEDRIVER || '/usr/bin/chromedriver')
-    : (process.env.GECKODRIVER || `${process.env.HOME}/.cargo/bin/geckodriver`);
-  const args = browser === 'chrome' ? [`--port=${port}`] : ['--port', String(port), '--host', '127.0.0.1'];
-  const driver = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const x = browser === 'webkit' ? await xDisplay() : { stop() {} };
+  const [bin, args] = driverCommand(browser, port);
+  const env = x.display ? { ...process.env, DISPLAY: x.display } : process.env;
+  const driver = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'], env });
   let stderr = '';
   driver.stderr.on('data', (d) => { stderr += d; });
+  const stop = () => { running.delete(stop); driver.kill(); x.stop(); };
+  running.add(stop);
   const base = `http://127.0.0.1:${port}`;
-  await waitFor(async () => (await fetch(`${base}/status`)).ok, { what: `${browser} driver`, timeoutMs: 15000 });
-  const res = await fetch(`${base}/session`, {
-    method: 'POST',
-    headers: JSON_HEADERS,
-    body: JSON.stringify({ capabilities: { alwaysMatch: capabilities(browser) } }),
-  });
-  const body = await res.json();
-  if (!res.ok) { driver.kill(); throw new Error(`new session failed: ${JSON.stringify(body)} ${stderr}`); }
-  return new Session(base, body.value.sessionId, driver);
+  try {
+    await waitFor(async () => (await fetch(`${base}/status`)).ok, { what: `${browser} driver`, timeoutMs: 15000 });
+    const res = await fetch(`${base}/session`, {
+      method: 'POST',
+      headers: JSON_HEADERS,
+      body: JSON.stringify({ capabilities: { alwaysMatch: capabilities(browser) } }),
+    });
+    const body = await res.json();
+    if (!res.ok) throw new Error(`new session failed: ${JSON.stringify(body)} ${stderr}`);
+    return new Session(base, body.value.sessionId, stop, browser);
+  } catch (e) { stop(); throw e; }
 }
 
 export class Session {
-  constructor(base, id, driver) { this.base = `${base}/session/${id}`; this.driver = driver; }
+  constructor(base, id, stop, browser) { this.base = `${base}/session/${id}`; this.stop = stop; this.browser = browser; }
 
   async cmd(method, path, body) {
     const res = await fetch(`${this.base}${path}`, { method, headers: JSON_HEADERS, body: body === undefined ? undefined : JSON.stringify(body) });
@@ -98,6 +139,6 @@ export class Session {
 
   async quit() {
     await this.cmd('DELETE', '').catch(() => {});
-    this.driver.kill();
+    this.stop();
   }
 }
