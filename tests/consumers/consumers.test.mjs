@@ -2,12 +2,12 @@
 // completeness, then installed — as npm would deliver it — into consumer projects made from
 // templates/ (a plain module page with an import map, Vite dev server and production build,
 // webpack 5, esbuild, and a TypeScript type-check). Each page runs the seed sample against a
-// real timd in real Chromium and Firefox: login -> SDK_READY, a second tab of the same page
+// real timd in real Chromium, Firefox and WebKit: login -> SDK_READY, a second tab of the same page
 // kicks the first (multipleAccount, one Web instance by default), logout -> SDK_NOT_READY,
 // destroy, and a later login rejects with 2905.
 //
 // Needs pkg/ built and target/debug/timd (scripts/consumers.sh does both). CONSUMER_BROWSERS
-// (default "chrome,firefox") and CONSUMERS (default all, comma-separated names) narrow the run;
+// (default "chrome,firefox,webkit") and CONSUMERS (default all, comma-separated names) narrow the run;
 // TIM_WASM_TARBALL tests a given tarball instead of packing pkg/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,7 +20,7 @@ import { packPackage, checkTarball, cargoVersion } from '../../scripts/check-pac
 import { createProject, run, mustRun, htmlIntoDist, startServer, tail } from './projects.mjs';
 import { serveStatic } from './static-server.mjs';
 
-const BROWSERS = (process.env.CONSUMER_BROWSERS || 'chrome,firefox').split(',');
+const BROWSERS = (process.env.CONSUMER_BROWSERS || 'chrome,firefox,webkit').split(',');
 
 let work;
 let tarball;

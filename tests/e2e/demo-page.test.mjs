@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { launch, freePort, waitFor } from './webdriver.mjs';
+import { launch, freePort, waitFor, BROWSERS } from './webdriver.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const artifacts = path.resolve(root, process.env.TEST_ARTIFACTS_DIR || 'target/test-artifacts');
@@ -61,7 +61,7 @@ async function screenshot(b, name) {
   console.log(`screenshot: ${file}`);
 }
 
-for (const browser of ['chrome', 'firefox']) {
+for (const browser of BROWSERS) {
   test(`demo page in ${browser}: instances live across tabs and devices, kicks as they happen`, { timeout: 120000 }, async () => {
     const b = await launch(browser);
     try {

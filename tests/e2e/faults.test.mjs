@@ -3,7 +3,7 @@
 // black-holing the connection. The page must see only NET_STATE_CHANGE, never SDK_NOT_READY.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, waitFor } from './webdriver.mjs';
+import { launch, waitFor, BROWSERS } from './webdriver.mjs';
 import { startTimd, startProxy, official, uniqueUser, SDKAPPID } from './timd.mjs';
 
 let timd; // restarted by the tests
@@ -40,7 +40,7 @@ async function backConnected(b, what, timeoutMs = 30000) {
   await b.run(() => { events.length = 0; });
 }
 
-for (const browser of ['chrome', 'firefox']) {
+for (const browser of BROWSERS) {
   test(`${browser}: timd restarts (SIGTERM, then kill -9) under a logged-in page`, { timeout: 120000 }, async (t) => {
     const b = await launch(browser);
     try {

@@ -6,7 +6,7 @@
 // added twice is called twice. In real Chromium and Firefox against a live timd.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, waitFor } from './webdriver.mjs';
+import { launch, waitFor, BROWSERS } from './webdriver.mjs';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { startTimd, official, uniqueUser, SDKAPPID, root } from './timd.mjs';
@@ -22,7 +22,7 @@ async function page(browser) {
   return b;
 }
 
-for (const browser of ['chrome', 'firefox']) {
+for (const browser of BROWSERS) {
   test(`${browser}: login resolves before SDK_READY; a kick is KICKED_OUT then SDK_NOT_READY`, { timeout: 60000 }, async () => {
     const b = await page(browser);
     try {

@@ -5,7 +5,7 @@
 // Needs pkg/ built (scripts/build-pkg.sh) and target/debug/timd (scripts/test.sh does both).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, waitFor } from './webdriver.mjs';
+import { launch, waitFor, BROWSERS } from './webdriver.mjs';
 import { startTimd, official, uniqueUser, SDKAPPID, TLSSigAPIv2 } from './timd.mjs';
 
 const wrongKey = new TLSSigAPIv2.Api(SDKAPPID, 'not-the-key');
@@ -20,7 +20,7 @@ before(async () => {
 
 after(() => timd?.stop());
 
-for (const browser of ['chrome', 'firefox']) {
+for (const browser of BROWSERS) {
   test(`seed page in ${browser}: login, repeat login, errors, logout, destroy`, { timeout: 120000 }, async () => {
     const b = await launch(browser);
     try {

@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { launch, waitFor } from './webdriver.mjs';
+import { launch, waitFor, BROWSERS } from './webdriver.mjs';
 import { startTimd, official, uniqueUser, root, SDKAPPID } from './timd.mjs';
 
 let two; // --web-instances 2 --login-policy single
@@ -47,7 +47,7 @@ async function inTab(b, handle, fn, ...args) {
 
 const kickTypes = (b, h) => inTab(b, h, () => kicks().map((e) => e.detail));
 
-for (const browser of ['chrome', 'firefox']) {
+for (const browser of BROWSERS) {
   test(`${browser}: the seed scenario in three tabs (Online Web Instances = 2)`, { timeout: 120000 }, async () => {
     const b = await launch(browser);
     try {

@@ -24,6 +24,9 @@ export async function waitFor(check, { timeoutMs = 10000, intervalMs = 50, what 
   }
 }
 
+/** The engines every browser test runs in; `E2E_BROWSERS=webkit` (comma-separated) narrows a run. */
+export const BROWSERS = (process.env.E2E_BROWSERS || 'chrome,firefox,webkit').split(',');
+
 // geckodriver refuses requests without it.
 const JSON_HEADERS = { 'content-type': 'application/json; charset=utf-8' };
 
