@@ -45,9 +45,18 @@ start_timd() {
 start_timd default "$port"
 start_timd multi "$port_multi" --web-instances 2 --login-policy single
 
-step "browser tests: wasm-pack test --headless --chrome --firefox"
+step "browser tests: wasm-pack test --headless --chrome --firefox, and WebKit (MiniBrowser on Xvfb)"
 export WASM_BINDGEN_TEST_TIMEOUT=120  # per test file (runner default 20 s); lifetime.rs takes ~45 s
-if ! wasm-pack test --headless --chrome --firefox; then
+# WebKitGTK's MiniBrowser has no headless mode: an Xvfb on a free display (-displayfd picks it),
+# killed at the end, which the e2e and consumer tests use too (WEBKIT_DISPLAY).
+Xvfb -displayfd 3 -screen 0 1280x1024x24 -nolisten tcp 3>"$tmp/display" 2>"$tmp/xvfb.log" &
+pids+=($!)
+for _ in $(seq 1 100); do [ -s "$tmp/display" ] && break; sleep 0.1; done
+export WEBKIT_DISPLAY=":$(cat "$tmp/display")"
+# The runner drives WebKitWebDriver as it would safaridriver (wasm-pack's --safaridriver sets
+# SAFARIDRIVER): it asks for a session without capabilities, and WebKitWebDriver's default
+# browser is MiniBrowser --automation.
+if ! DISPLAY=$WEBKIT_DISPLAY wasm-pack test --headless --chrome --firefox --safari --safaridriver "$(command -v WebKitWebDriver)"; then
   for f in "$tmp"/*.log; do echo "--- $f" >&2; tail -30 "$f" >&2; done; exit 1
 fi
 
