@@ -84,6 +84,7 @@ function driverCommand(browser, port) {
 // Drivers and X servers still running when node exits (a failed or interrupted run) go with it.
 const running = new Set();
 process.on('exit', () => { for (const stop of running) stop(); });
+for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]]) process.once(signal, () => process.exit(code));
 
 /** Starts chromedriver, geckodriver or WebKitWebDriver (on an X server) and opens one browser session. */
 export async function launch(browser) {
