@@ -20,6 +20,9 @@ cargo clippy -p tim-wasm --target wasm32-unknown-unknown --all-targets --quiet -
 step "native tests"
 cargo test --workspace --quiet
 
+step "fuzz smoke: every target for ${TIM_FUZZ_SMOKE_SECONDS:=10} s (scripts/fuzz.sh; 0 skips)"
+[ "$TIM_FUZZ_SMOKE_SECONDS" = 0 ] || ./scripts/fuzz.sh all "$TIM_FUZZ_SMOKE_SECONDS"
+
 step "start timd for the browser tests"
 cargo build -p timd -p tim-testproxy --quiet
 tmp=$(mktemp -d)
