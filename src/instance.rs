@@ -23,9 +23,11 @@ function freshId() {
 }
 function store(key, id) { try { sessionStorage.setItem(key, id); } catch (_) {} }
 // Resolves to a release function once `name` is held, or to null if it was not available
-// within `waitMs` (0: only if free right now).
+// within `waitMs` (0: only if free right now). Rejects when Web Locks refuse the request
+// itself (WebKit refuses every request of a document removed from the page): that is not
+// "taken", and asking again would spin.
 function hold(name, waitMs) {
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     let release;
     const held = new Promise((r) => { release = r; });
     const ctl = waitMs ? new AbortController() : null;
@@ -34,7 +36,10 @@ function hold(name, waitMs) {
       clearTimeout(timer);
       resolve(lock ? release : null);
       return lock ? held : undefined;
-    }).catch(() => { clearTimeout(timer); resolve(null); });
+    }).catch((e) => {
+      clearTimeout(timer);
+      if (ctl && ctl.signal.aborted) resolve(null); else reject(e);
+    });
   });
 }
 export async function claimInstance(key) {
@@ -51,12 +56,13 @@ async function claim(key) {
   if (!id) { id = freshId(); store(key, id); }
   if (!(globalThis.navigator && navigator.locks)) return { id, release() {} };
   let release = await hold('tim-wasm/' + id, 300);
-  while (!release) {
+  // A fresh id is free unless 128 random bits collide: a few tries are plenty.
+  for (let tries = 0; !release && tries < 8; tries++) {
     id = freshId();
     store(key, id);
     release = await hold('tim-wasm/' + id, 0);
   }
-  return { id, release };
+  return { id, release: release || (() => {}) };
 }
 "#)]
 extern "C" {
