@@ -4,7 +4,7 @@
 # (scripts/check-package.mjs) and its own tests, and consumer projects created from
 # tests/consumers/templates/ that install the tarball (plain page with an import map, Vite dev
 # server and build, webpack 5, esbuild, TypeScript) running the seed sample against timd in
-# Chromium and Firefox.
+# Chromium, Firefox and WebKit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh

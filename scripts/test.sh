@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test: formatting and lints, native tests (session core in virtual time, UserSig,
-# server through its router and real sockets), browser tests in headless Chrome and Firefox
+# server through its router and real sockets), browser tests in headless Chrome, Firefox and WebKit
 # against a live timd, the npm package build with its size budget, and the end-to-end page test.
 # This is the README's test command; .ci/run runs it too.
 set -euo pipefail
@@ -67,10 +67,10 @@ step "npm package and its size"
 ./scripts/build-pkg.sh
 ./scripts/size.sh
 
-step "the packed tarball as web projects install it: package check; plain page, Vite, webpack, esbuild in Chromium and Firefox; tsc (scripts/consumers.sh)"
+step "the packed tarball as web projects install it: package check; plain page, Vite, webpack, esbuild in Chromium, Firefox and WebKit; tsc (scripts/consumers.sh)"
 ./scripts/consumers.sh --no-build
 
-step "end to end: the seed page in real Chromium and Firefox (node --test tests/e2e)"
+step "end to end: seed, demo, tabs, faults, parity in real Chromium, Firefox and WebKit (node --test tests/e2e)"
 node --test --test-concurrency=1 tests/e2e/
 
 echo "== test: all passed" >&2

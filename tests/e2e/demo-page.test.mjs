@@ -1,5 +1,5 @@
 // The demo as `scripts/demo.sh` runs it: timd --demo with its embedded defaults (1 Web instance,
-// "dual" policy) serving www/ and pkg/, driven like a person would in real Chromium and Firefox:
+// "dual" policy) serving www/ and pkg/, driven like a person would in real Chromium, Firefox and WebKit:
 // log in with just a name, see this tab in the user's instance list, open another tab (which
 // kicks this one), log in a native Android device from the page, REST-kick the user from the
 // page. Screenshots of the page go to $TEST_ARTIFACTS_DIR (default target/test-artifacts/).

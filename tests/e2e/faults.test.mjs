@@ -1,4 +1,4 @@
-// Staying logged in through faults, in real Chromium and Firefox: timd restarting (SIGTERM,
+// Staying logged in through faults, in real Chromium, Firefox and WebKit: timd restarting (SIGTERM,
 // and kill -9) under a logged-in page, and the Rust test proxy (tests/proxy) cutting, then
 // black-holing the connection. The page must see only NET_STATE_CHANGE, never SDK_NOT_READY.
 import { test, before, after } from 'node:test';

@@ -3,7 +3,7 @@
 // `await login()` still sees it); a kick is KICKED_OUT then SDK_NOT_READY; destroy is
 // SDK_NOT_READY then SDK_DESTROY { SDKAppID } with the TIM.create cache entry already gone;
 // TIM.create gives one instance per SDKAppID (numeric strings too); once; the same handler
-// added twice is called twice. In real Chromium and Firefox against a live timd.
+// added twice is called twice. In real Chromium, Firefox and WebKit against a live timd.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { launch, waitFor, BROWSERS } from './webdriver.mjs';

@@ -1,4 +1,4 @@
-// End to end, in real headless Chromium and Firefox: the npm package (pkg/) imported as
+// End to end, in real Chromium, Firefox and WebKit: the npm package (pkg/) imported as
 // 'tim-wasm' by a page written from the seed documents, served by a live timd, logging in with
 // UserSigs made at test time by Tencent's official Node generator (tls-sig-api-v2).
 //

@@ -1,4 +1,4 @@
-// Multi-instance behaviour in REAL browser tabs (Chromium and Firefox through WebDriver): the
+// Multi-instance behaviour in REAL browser tabs (Chromium, Firefox and WebKit through WebDriver): the
 // seed's scenario with Online Web Instances = 2, logout and reload leaving the sibling alone,
 // two tabs fighting over one slot, and the kick delivery latency between tabs.
 import { test, before, after } from 'node:test';
