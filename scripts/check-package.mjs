@@ -17,7 +17,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-// acorn comes with terser in tools/ (scripts/setup.sh installs it).
+// acorn is pinned in tools/ (scripts/setup.sh installs it).
 const acorn = createRequire(path.join(root, 'tools/package.json'))('acorn');
 
 /** The version in the repository's Cargo.toml (the package's version must equal it). */

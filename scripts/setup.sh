@@ -47,7 +47,8 @@ fi
 command -v geckodriver >/dev/null || { step "cargo install geckodriver"; cinstall geckodriver; }
 
 # Node tools pinned in tools/package-lock.json: a recent wasm-opt (Debian's binaryen 108 breaks
-# release builds), terser for the JS glue, Tencent's official UserSig generator for the e2e test.
+# release builds), esbuild (bundles the package), tiny-inflate (inside it), acorn (the package
+# check), Tencent's official UserSig generator, tim-js-sdk and playwright-core (benchmarks).
 # Reinstalled whenever the lock file changes.
 if ! cmp -s tools/package-lock.json tools/node_modules/.installed-lock.json 2>/dev/null; then
   step "npm ci (tools/)"
