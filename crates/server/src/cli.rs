@@ -17,6 +17,7 @@ use crate::limits::{
     LimitSettings, DEFAULT_CONNECTION_RATE_PER_ADDR, DEFAULT_LOGIN_RATE_PER_ADDR,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDR,
 };
+use crate::listener::DEFAULT_LISTEN_BACKLOG;
 use crate::origins::AllowedOrigins;
 use crate::policy::{LoginPolicy, LoginSettings};
 
@@ -43,6 +44,10 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "TIMD_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
+    /// Connects the kernel queues before timd accepts them (listen(2) backlog), sized for
+    /// every client of a restarted node reconnecting at once; capped by net.core.somaxconn.
+    #[arg(long, env = "TIMD_LISTEN_BACKLOG", default_value_t = DEFAULT_LISTEN_BACKLOG)]
+    pub listen_backlog: u32,
     /// The app's SDKAppID (required outside --demo).
     #[arg(long, env = "TIMD_SDKAPPID")]
     pub sdkappid: Option<u32>,
@@ -135,6 +140,7 @@ impl ServeArgs {
         };
         let config = Config {
             listen: self.listen,
+            listen_backlog: self.listen_backlog,
             sdkappid,
             key,
             admin: self.admin,
@@ -277,6 +283,11 @@ mod tests {
         assert_eq!(c.admin, "administrator");
         assert_eq!(c.heartbeat_ms, 25_000);
         assert_eq!(c.login_timeout_ms, 5_000);
+        assert_eq!(c.listen_backlog, 65_535);
+        let c = serve(&["--sdkappid", "1", "--key", "k", "--listen-backlog", "4096"]).unwrap();
+        assert_eq!(c.listen_backlog, 4096);
+        let err = serve(&["--sdkappid", "1", "--key", "k", "--listen-backlog", "0"]).unwrap_err();
+        assert!(err.contains("--listen-backlog must be"), "{err}");
         let err = serve(&["--sdkappid", "0", "--key", "k"]).unwrap_err();
         assert!(err.contains("positive"), "{err}");
     }

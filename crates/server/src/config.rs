@@ -42,6 +42,9 @@ pub const DEFAULT_USERSIG_EXPIRE_SECS: u64 = 15_552_000;
 #[derive(Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// `listen(2)` backlog: connects the kernel queues before timd accepts them
+    /// (`listener.rs`). Capped by the kernel's `net.core.somaxconn`.
+    pub listen_backlog: u32,
     pub sdkappid: u32,
     /// The app's secret key (HMAC key of its UserSigs). Never logged: `Debug` redacts it.
     pub key: String,
@@ -78,6 +81,7 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("listen", &self.listen)
+            .field("listen_backlog", &self.listen_backlog)
             .field("sdkappid", &self.sdkappid)
             .field("key", &"<redacted>")
             .field("admin", &self.admin)
@@ -118,6 +122,8 @@ pub enum ConfigError {
          use a loopback address such as 127.0.0.1:9000"
     )]
     DemoNotLoopback(SocketAddr),
+    #[error("--listen-backlog must be between 1 and 2147483647")]
+    BadListenBacklog,
     #[error("--admin {0:?} is not a valid UserID (1..32 of A-Z a-z 0-9 _ -)")]
     BadAdmin(String),
     #[error("--user {0:?} is not a valid UserID (1..32 of A-Z a-z 0-9 _ -)")]
@@ -151,6 +157,7 @@ impl Config {
             listen: DEFAULT_LISTEN
                 .parse()
                 .expect("default listen address parses"),
+            listen_backlog: crate::listener::DEFAULT_LISTEN_BACKLOG,
             sdkappid,
             key: key.into(),
             admin: DEFAULT_ADMIN.into(),
@@ -181,6 +188,9 @@ impl Config {
         }
         if self.demo && !self.listen.ip().is_loopback() {
             return Err(ConfigError::DemoNotLoopback(self.listen));
+        }
+        if !(1..=i32::MAX as u32).contains(&self.listen_backlog) {
+            return Err(ConfigError::BadListenBacklog);
         }
         if !tim_proto::is_valid_user_id(&self.admin) {
             return Err(ConfigError::BadAdmin(self.admin.clone()));
@@ -272,6 +282,11 @@ mod tests {
             ..ok.clone()
         };
         assert_eq!(c.validate(), Err(ConfigError::BadHeartbeat));
+        let c = Config {
+            listen_backlog: 0,
+            ..ok.clone()
+        };
+        assert_eq!(c.validate(), Err(ConfigError::BadListenBacklog));
         let c = Config {
             login_timeout_ms: 0,
             ..ok

@@ -14,6 +14,7 @@ pub mod ended;
 pub mod gateway;
 pub mod kicks;
 pub mod limits;
+pub mod listener;
 pub mod login;
 pub mod metrics;
 pub mod origins;
@@ -23,6 +24,7 @@ pub mod rest;
 pub mod state;
 pub mod store;
 pub mod ticket;
+pub mod token_bucket;
 
 use std::future::Future;
 use std::io;
@@ -103,12 +105,22 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
     let addr = config.listen;
     let state = AppState::new(config)?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind { addr, source })?;
+    let asked = state.config().listen_backlog;
+    let listener =
+        listener::bind(addr, asked).map_err(|source| ServeError::Bind { addr, source })?;
     let local = listener.local_addr()?;
+    let somaxconn = listener::kernel_max_backlog();
+    if somaxconn.is_some_and(|cap| cap < asked) {
+        tracing::warn!(
+            asked,
+            somaxconn,
+            "the kernel caps the listen backlog at net.core.somaxconn: a reconnect storm of \
+             more simultaneous connects loses some SYNs (raise it: sysctl net.core.somaxconn)"
+        );
+    }
     tracing::info!(
         addr = %local,
+        backlog = listener::effective_backlog(asked, somaxconn),
         sdkappid = state.config().sdkappid,
         demo = state.config().demo,
         data_dir = %state.config().data_dir.display(),
