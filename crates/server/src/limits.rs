@@ -18,6 +18,7 @@ use tim_proto::close;
 use tokio::time::Instant;
 
 use crate::client_addr::limit_key;
+use crate::token_bucket::TokenBucket;
 
 /// Why a connection or a login attempt was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -111,40 +112,11 @@ const MAX_PER_SHARD: usize = 16_384;
 /// An address with nothing open and idle this long is forgotten at the next prune.
 const IDLE: Duration = Duration::from_secs(10);
 
-/// A token bucket holding one second's worth of `rate`.
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn full(rate: u32, now: Instant) -> Bucket {
-        Bucket {
-            tokens: f64::from(rate),
-            at: now,
-        }
-    }
-
-    fn take(&mut self, rate: u32, now: Instant) -> bool {
-        let rate = f64::from(rate);
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * rate).min(rate);
-        self.at = self.at.max(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 #[derive(Debug)]
 struct Addr {
     open: u32,
-    connects: Bucket,
-    logins: Bucket,
+    connects: TokenBucket,
+    logins: TokenBucket,
     seen: Instant,
 }
 
@@ -280,8 +252,8 @@ impl Limits {
                 key,
                 Addr {
                     open: 0,
-                    connects: Bucket::full(s.connection_rate_per_addr, now),
-                    logins: Bucket::full(s.login_rate_per_addr, now),
+                    connects: TokenBucket::full(s.connection_rate_per_addr, now),
+                    logins: TokenBucket::full(s.login_rate_per_addr, now),
                     seen: now,
                 },
             );

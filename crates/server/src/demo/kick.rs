@@ -10,7 +10,6 @@ use serde_json::Value;
 use super::instances::{user_of, UserQuery};
 use super::no_store;
 use crate::rest::body::Object;
-use crate::rest::Fields;
 use crate::state::AppState;
 
 /// `POST /demo/kick?user=U`: `im_open_login_svc/kick` of U. Answers with the REST API's
@@ -26,20 +25,7 @@ pub async fn kick(
     };
     let mut body = Object::new();
     body.insert("UserID".into(), Value::String(user.clone()));
-    let mut answer = Fields::new();
-    match crate::rest::kick::kick(&state, &body).await {
-        Ok(fields) => {
-            answer.insert("ActionStatus".into(), "OK".into());
-            answer.insert("ErrorCode".into(), 0.into());
-            answer.insert("ErrorInfo".into(), "".into());
-            answer.extend(fields);
-        }
-        Err(e) => {
-            answer.insert("ActionStatus".into(), "FAIL".into());
-            answer.insert("ErrorCode".into(), e.code().into());
-            answer.insert("ErrorInfo".into(), e.to_string().into());
-        }
-    }
+    let answer = crate::rest::envelope(crate::rest::kick::kick(&state, &body).await);
     tracing::info!(user, code = %answer["ErrorCode"], "demo: REST kick as the admin");
     no_store(Json(answer))
 }

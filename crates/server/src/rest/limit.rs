@@ -6,25 +6,19 @@ use std::sync::Mutex;
 
 use tokio::time::Instant;
 
+use crate::token_bucket::TokenBucket;
+
 /// Calls per second for the whole app; `0` means unlimited.
 pub struct RateLimiter {
     per_second: u32,
-    bucket: Mutex<Bucket>,
-}
-
-struct Bucket {
-    tokens: f64,
-    refilled: Instant,
+    bucket: Mutex<TokenBucket>,
 }
 
 impl RateLimiter {
     pub fn new(per_second: u32) -> RateLimiter {
         RateLimiter {
             per_second,
-            bucket: Mutex::new(Bucket {
-                tokens: f64::from(per_second),
-                refilled: Instant::now(),
-            }),
+            bucket: Mutex::new(TokenBucket::full(per_second, Instant::now())),
         }
     }
 
@@ -38,17 +32,10 @@ impl RateLimiter {
         if self.per_second == 0 {
             return true;
         }
-        let rate = f64::from(self.per_second);
-        let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
-        let elapsed = now.saturating_duration_since(b.refilled).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * rate).min(rate);
-        b.refilled = b.refilled.max(now);
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.bucket
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(self.per_second, now)
     }
 }
 

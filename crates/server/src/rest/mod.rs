@@ -107,6 +107,23 @@ async fn handle(state: AppState, limiter: &RateLimiter, request: Request) -> Res
     // Caller-chosen: bounded and escaped before it reaches the logs.
     let path = auth::echo(request.uri().path());
     let result = call(&state, limiter, request).await;
+    if let Err(e) = &result {
+        let code = e.code();
+        match e {
+            RestError::Store(err) => {
+                tracing::error!(path = %path, code, error = %err, "REST call failed: store")
+            }
+            RestError::Timeout | RestError::Internal => {
+                tracing::warn!(path = %path, code, "REST call failed: {e}")
+            }
+            _ => tracing::info!(path = %path, code, "REST call refused: {e}"),
+        }
+    }
+    Json(envelope(result)).into_response()
+}
+
+/// Tencent's answer: `ActionStatus`, `ErrorCode`, `ErrorInfo`, then the call's own fields.
+pub fn envelope(result: Result<Fields, RestError>) -> Fields {
     let mut answer = Fields::new();
     match result {
         Ok(fields) => {
@@ -116,22 +133,12 @@ async fn handle(state: AppState, limiter: &RateLimiter, request: Request) -> Res
             answer.extend(fields);
         }
         Err(e) => {
-            let code = e.code();
-            match &e {
-                RestError::Store(err) => {
-                    tracing::error!(path = %path, code, error = %err, "REST call failed: store")
-                }
-                RestError::Timeout | RestError::Internal => {
-                    tracing::warn!(path = %path, code, "REST call failed: {e}")
-                }
-                _ => tracing::info!(path = %path, code, "REST call refused: {e}"),
-            }
             answer.insert("ActionStatus".into(), "FAIL".into());
-            answer.insert("ErrorCode".into(), code.into());
+            answer.insert("ErrorCode".into(), e.code().into());
             answer.insert("ErrorInfo".into(), e.to_string().into());
         }
     }
-    Json(answer).into_response()
+    answer
 }
 
 /// Checks and runs one call, in the documented order: nothing that fails a check has an
