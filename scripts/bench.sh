@@ -8,9 +8,17 @@
 #   scripts/bench.sh restart [ARGS]  # 10,000 sessions through a SIGTERM and a kill -9 restart
 #   scripts/bench.sh browser         # kick delivery between two real tabs, login latency (Chromium, Firefox)
 #   scripts/bench.sh coldstart [--runs N]  # page cold start, tim-wasm vs tim-js-sdk 2.27.6 (Chromium, 100 ms, 10 Mbit/s)
+#   scripts/bench.sh cycles [--cycles N] [--no-gc]  # SDK create/login/logout|kicked/destroy x1000 per engine: memory, sockets, timers, listeners
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f scripts/env.sh ] && . scripts/env.sh
+# The SDK cycles need the SDK and the debug timd the e2e tests use, not the release build.
+if [ "${1:-}" = cycles ]; then
+  shift
+  ./scripts/build-pkg.sh
+  cargo build -p timd --quiet
+  exec node tests/e2e/bench/sdk-cycles.mjs "$@"
+fi
 # Cold start needs no timd: it runs before the release build.
 if [ "${1:-}" = coldstart ]; then
   shift
@@ -44,5 +52,5 @@ case "$what" in
     "$bench" restart --sessions 10000
     browser
     ;;
-  *) echo "usage: $0 [kick|restart|browser|coldstart|all] [ARGS]" >&2; exit 2 ;;
+  *) echo "usage: $0 [kick|restart|browser|coldstart|cycles|all] [ARGS]" >&2; exit 2 ;;
 esac
