@@ -6,6 +6,7 @@
 #   scripts/bench.sh                 # both: kick, then restart
 #   scripts/bench.sh kick [ARGS]     # kick delivery latency (tim-bench kick --help)
 #   scripts/bench.sh restart [ARGS]  # 10,000 sessions through a SIGTERM and a kill -9 restart
+#   scripts/bench.sh logins [ARGS]   # login throughput, timd CPU per login (--perf FILE: perf record)
 #   scripts/bench.sh browser         # kick delivery between two real tabs, login latency (Chromium, Firefox)
 #   scripts/bench.sh coldstart [--runs N]  # page cold start, tim-wasm vs tim-js-sdk 2.27.6 (Chromium, 100 ms, 10 Mbit/s)
 #   scripts/bench.sh cycles [--cycles N] [--no-gc]  # SDK create/login/logout|kicked/destroy x1000 per engine: memory, sockets, timers, listeners
@@ -45,6 +46,7 @@ what=${1:-all}
 case "$what" in
   kick) exec "$bench" kick "$@" ;;
   restart) exec "$bench" restart "$@" ;;
+  logins) exec "$bench" logins "$@" ;;
   browser) browser ;;
   all)
     "$bench" kick --kicks 1000
@@ -52,5 +54,5 @@ case "$what" in
     "$bench" restart --sessions 10000
     browser
     ;;
-  *) echo "usage: $0 [kick|restart|browser|coldstart|cycles|all] [ARGS]" >&2; exit 2 ;;
+  *) echo "usage: $0 [kick|restart|logins|browser|coldstart|cycles|all] [ARGS]" >&2; exit 2 ;;
 esac

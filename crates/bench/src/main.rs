@@ -7,6 +7,9 @@
 //! - `tim-bench restart`: the issue-5 fault run: `--sessions` native sessions (default
 //!   10,000) logged in, then timd restarted (SIGTERM → close 1012, and kill -9); the time
 //!   until every session is back `connected`, spurious kicks and lost sessions.
+//! - `tim-bench logins`: login throughput and timd's CPU time per login, for first-time
+//!   accounts (registered in the store) and for returning ones; `--perf FILE` samples timd
+//!   with `perf record` during the logins.
 //!
 //! `scripts/bench.sh` builds both binaries (profile `server`) and runs them.
 
@@ -38,6 +41,23 @@ enum Bench {
     /// Restart timd under N logged-in sessions (SIGTERM, then kill -9): time until all are
     /// back connected, spurious kicks, lost sessions.
     Restart(RestartArgs),
+    /// Login throughput and timd CPU time per login (first-time, then returning accounts).
+    Logins(LoginsArgs),
+}
+
+#[derive(Args)]
+struct LoginsArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Users logging in (one Web session each), held connected.
+    #[arg(long, default_value_t = 10_000)]
+    logins: usize,
+    /// Logins in flight at once.
+    #[arg(long, default_value_t = 200)]
+    concurrency: usize,
+    /// Record timd with `perf record -g` into FILE while the logins run.
+    #[arg(long, value_name = "FILE")]
+    perf: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -101,6 +121,7 @@ fn main() {
     let ok = match cli.command {
         Bench::Kick(args) => runtime.block_on(kick(args)),
         Bench::Restart(args) => runtime.block_on(restart(args)),
+        Bench::Logins(args) => runtime.block_on(logins(args)),
     };
     // Thousands of client tasks: do not wait for them to wind down.
     runtime.shutdown_timeout(Duration::from_millis(100));
@@ -240,6 +261,20 @@ impl Timd {
         let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
         let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kib * 1024)
+    }
+
+    /// CPU time the child has used so far (user + system, all threads), on Linux.
+    fn cpu(&self) -> Option<Duration> {
+        let pid = self.child.as_ref()?.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name (which may hold spaces) start at its closing ')'.
+        let rest = stat.rsplit_once(')')?.1;
+        let mut fields = rest.split_whitespace().skip(11);
+        let utime: u64 = fields.next()?.parse().ok()?;
+        let stime: u64 = fields.next()?.parse().ok()?;
+        // SAFETY: sysconf only reads a system constant.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Some(Duration::from_nanos((utime + stime) * 1_000_000_000 / hz))
     }
 
     /// Sends `signal` and waits for the process to exit; returns when it had.
@@ -541,6 +576,7 @@ async fn restart(args: RestartArgs) -> bool {
             Mode::Term => ("SIGTERM (close 1012)", libc::SIGTERM),
             Mode::Kill => ("kill -9", libc::SIGKILL),
         };
+        let overflows0 = listen_overflows();
         let exited = timd.stop(signal).await;
         let up = timd.start().await;
         let deadline = t0 + Duration::from_secs(args.timeout_secs);
@@ -585,6 +621,13 @@ async fn restart(args: RestartArgs) -> bool {
             "    time from the signal to back connected, per session",
             &mut times,
         );
+        if let Some((a, b)) = overflows0.zip(listen_overflows()) {
+            println!(
+                "    connects dropped on a full accept queue (TcpExtListenOverflows, whole \
+                 network namespace): {}",
+                b.saturating_sub(a)
+            );
+        }
         println!(
             "    back {back}/{n}, connected now {connected}, lost {lost}, spurious kicks {kicks}, \
              SDK_NOT_READY {not_ready}, errors {errors}"
@@ -597,4 +640,113 @@ async fn restart(args: RestartArgs) -> bool {
     );
     drop(handles);
     ok
+}
+
+/// Logs `n` users in, `concurrency` at a time; returns the clients (held connected).
+async fn log_in_all(url: &str, n: usize, concurrency: usize, round: usize) -> Vec<Client> {
+    let gate = Arc::new(Semaphore::new(concurrency.max(1)));
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let (url, gate) = (url.to_owned(), gate.clone());
+            tokio::spawn(async move {
+                let _permit = gate.acquire_owned().await.expect("semaphore");
+                let user = format!("l{i}");
+                let c = Client::new(
+                    &url,
+                    Config::new(APP, Platform::Web, format!("d{round}-{i}")),
+                );
+                if let Err(e) = c.login(&user, &sig(&user)).await {
+                    panic!("login {user}: {e:?}");
+                }
+                c
+            })
+        })
+        .collect();
+    let mut clients = Vec::with_capacity(n);
+    for t in tasks {
+        clients.push(t.await.expect("login task"));
+    }
+    clients
+}
+
+async fn logins(args: LoginsArgs) -> bool {
+    let n = args.logins;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut timd = Timd::new(&args.common, dir.path(), &["--web-instances", "1"]);
+    timd.start().await;
+    let url = timd.url();
+    println!(
+        "logins: timd {} ({}), {n} Web users, {} in flight",
+        timd.binary.display(),
+        timd.addr,
+        args.concurrency
+    );
+    let pid = timd.child.as_ref().expect("timd running").id();
+    let mut perf = args.perf.as_ref().map(|file| {
+        Command::new("perf")
+            .args(["record", "-g", "-F", "1999", "-p", &pid.to_string(), "-o"])
+            .arg(file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn perf (Debian: linux-perf)")
+    });
+    if perf.is_some() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for (round, what) in ["first-time accounts", "returning accounts"]
+        .iter()
+        .enumerate()
+    {
+        let cpu0 = timd.cpu();
+        let t0 = Instant::now();
+        let clients = log_in_all(&url, n, args.concurrency, round).await;
+        let wall = t0.elapsed();
+        let cpu = timd.cpu().zip(cpu0).map(|(b, a)| b.saturating_sub(a));
+        println!(
+            "  {what}: {n} logins in {:.2} s: {:.0} logins/s, timd CPU {}",
+            wall.as_secs_f64(),
+            n as f64 / wall.as_secs_f64(),
+            cpu.map_or("?".into(), |c| format!(
+                "{:.2} s = {:.1} µs per login",
+                c.as_secs_f64(),
+                c.as_secs_f64() * 1e6 / n as f64
+            ))
+        );
+        // Log out (frees each slot) before the next round.
+        let gate = Arc::new(Semaphore::new(args.concurrency.max(1)));
+        let outs: Vec<_> = clients
+            .into_iter()
+            .map(|c| {
+                let gate = gate.clone();
+                tokio::spawn(async move {
+                    let _permit = gate.acquire_owned().await.expect("semaphore");
+                    let _ = c.destroy().await;
+                })
+            })
+            .collect();
+        for o in outs {
+            let _ = o.await;
+        }
+    }
+    if let Some(p) = perf.as_mut() {
+        // SAFETY: kill(2) on our own child's pid; perf writes its file on SIGINT.
+        unsafe {
+            libc::kill(p.id() as libc::pid_t, libc::SIGINT);
+        }
+        let _ = p.wait();
+    }
+    true
+}
+
+/// The kernel's count of connects dropped because a listener's accept queue was full
+/// (`TcpExtListenOverflows` in /proc/net/netstat): each such client waits for a SYN retry.
+fn listen_overflows() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next()?, lines.next()?);
+    let at = names
+        .split_whitespace()
+        .position(|n| n == "ListenOverflows")?;
+    values.split_whitespace().nth(at)?.parse().ok()
 }
