@@ -1,16 +1,16 @@
 //! This tab's instance id: stable across reconnects and reloads of the tab, never shared by
 //! two live tabs.
 //!
-//! The id lives in `sessionStorage` (per tab, survives a reload), under a key numbered by
-//! creation order, so the n-th `TIM.create` of a page gets the same id after a reload. A
+//! The id lives in `sessionStorage` (per tab, survives a reload), under one key per SDKAppID
+//! (`TIM.create` keeps one live instance per SDKAppID), so the instance of an app gets the
+//! same id after a reload, and creating it again after `destroy` reuses the key instead of
+//! adding one: the storage does not grow however often a page creates and destroys. A
 //! duplicated tab copies `sessionStorage`, so it would inherit the ids of a tab that is still
 //! alive: each id is held under a Web Lock for the life of its instance, and a tab that
 //! cannot get the lock within a moment (a reload's old document releases its locks as it
 //! unloads; a live original never does) takes a fresh id. Without Web Locks (insecure
 //! origins) the stored id is used as is; the server then supersedes the older socket, which
 //! steps aside (`multipleAccount`) rather than fight. The server decides either way.
-
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::prelude::*;
@@ -70,18 +70,11 @@ extern "C" {
     fn claim_instance(key: &str) -> Promise;
 }
 
-/// How many `TIM` objects this page created: numbers the storage keys. (An atomic only
-/// to be a plain `static`; a page's wasm runs on one thread.)
-static CREATED: AtomicU32 = AtomicU32::new(0);
-
-/// Starts claiming the id of the next instance of this page for `sdkappid`; the Promise
-/// resolves to `{ id, release }`.
+/// Starts claiming the id of this page's instance for `sdkappid`; the Promise resolves to
+/// `{ id, release }`.
 pub fn claim(sdkappid: u32) -> Promise {
-    let n = CREATED.fetch_add(1, Ordering::Relaxed);
     let mut key = String::from("tim-wasm/instance/");
     push_decimal(&mut key, sdkappid);
-    key.push('/');
-    push_decimal(&mut key, n);
     claim_instance(&key)
 }
 

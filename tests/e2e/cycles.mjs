@@ -82,6 +82,8 @@ export function problems(baseline, from, to) {
   if (to.listeners !== baseline.listeners) p.push(`${to.listeners} window/document listeners (baseline ${baseline.listeners}): ${to.listenerTypes.join(' ')}`);
   if (to.gcRounds != null && to.unfreed > BOUNDS.unfreed) p.push(`${to.unfreed} objects of the package not freed after GC`);
   if (to.wasm - from.wasm > BOUNDS.wasmBytes) p.push(`wasm memory grew ${to.wasm - from.wasm} B from cycle ${from.cycle} to ${to.cycle}`);
+  // One key per SDKAppID, reused by each new instance: the page's storage does not grow.
+  if (to.storage !== from.storage) p.push(`sessionStorage went from ${from.storage} to ${to.storage} keys from cycle ${from.cycle} to ${to.cycle}`);
   const slots = (s) => s.tables.reduce((a, b) => a + b, 0);
   if (slots(to) - slots(from) > BOUNDS.tableSlots) p.push(`wasm tables grew ${slots(to) - slots(from)} slots from cycle ${from.cycle} to ${to.cycle}`);
   if (from.gcHeap != null && to.gcHeap - from.gcHeap > BOUNDS.heapBytesPerCycle * (to.cycle - from.cycle)) {
