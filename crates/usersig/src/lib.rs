@@ -230,8 +230,13 @@ fn generate_inner(
     let json = serde_json::to_vec(&doc).expect("a struct of strings and integers serializes");
     // Level 6 is zlib's default, what Node and Python use.
     let compressed = miniz_oxide::deflate::compress_to_vec_zlib(&json, 6);
+    encode_base64url(&compressed)
+}
+
+/// TLSSigAPIv2's URL-safe spelling of standard base64: `+` `/` `=` become `*` `-` `_`.
+pub fn encode_base64url(bytes: &[u8]) -> String {
     STANDARD
-        .encode(compressed)
+        .encode(bytes)
         .chars()
         .map(|c| match c {
             '+' => '*',
