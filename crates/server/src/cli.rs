@@ -51,18 +51,9 @@ pub struct ServeArgs {
     /// The app's SDKAppID (required outside --demo).
     #[arg(long, env = "TIMD_SDKAPPID")]
     pub sdkappid: Option<u32>,
-    /// The app's secret key (required outside --demo). Prefer TIMD_KEY or --key-file: a key
-    /// on the command line is visible to every user of the machine (ps).
-    #[arg(
-        long,
-        env = "TIMD_KEY",
-        hide_env_values = true,
-        conflicts_with = "key_file"
-    )]
-    pub key: Option<String>,
-    /// A file holding the app's secret key (one line; a trailing newline is ignored).
-    #[arg(long, env = "TIMD_KEY_FILE", value_name = "PATH")]
-    pub key_file: Option<PathBuf>,
+    /// The app's secret key (required outside --demo).
+    #[command(flatten)]
+    pub key: KeyArgs,
     /// The app admin's UserID (REST API).
     #[arg(long, env = "TIMD_ADMIN", default_value = DEFAULT_ADMIN)]
     pub admin: String,
@@ -128,7 +119,7 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// Resolves the demo defaults and the required flags, then validates.
     pub fn into_config(self) -> Result<Config, ConfigError> {
-        let key = resolve_key(self.key, self.key_file.as_deref())?;
+        let key = self.key.resolve()?;
         let (sdkappid, key) = match (self.sdkappid, key, self.demo) {
             (Some(id), Some(key), _) => (id, key),
             (id, key, true) => (
@@ -172,6 +163,30 @@ impl ServeArgs {
     }
 }
 
+/// The app's secret key, for `serve` and `usersig` alike.
+#[derive(Debug, Clone, Args)]
+pub struct KeyArgs {
+    /// The app's secret key. Prefer TIMD_KEY or --key-file: a key on the command line is
+    /// visible to every user of the machine (ps).
+    #[arg(
+        long,
+        env = "TIMD_KEY",
+        hide_env_values = true,
+        conflicts_with = "key_file"
+    )]
+    pub key: Option<String>,
+    /// A file holding the app's secret key (one line; a trailing newline is ignored).
+    #[arg(long, env = "TIMD_KEY_FILE", value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl KeyArgs {
+    /// The key given, if any (see [`resolve_key`]).
+    pub fn resolve(&self) -> Result<Option<String>, ConfigError> {
+        resolve_key(self.key.clone(), self.key_file.as_deref())
+    }
+}
+
 /// The key from `--key` / `TIMD_KEY`, or read from `--key-file` / `TIMD_KEY_FILE`.
 pub fn resolve_key(
     key: Option<String>,
@@ -208,17 +223,8 @@ pub fn key_on_command_line(args: impl IntoIterator<Item = String>) -> bool {
 pub struct UsersigArgs {
     #[arg(long, env = "TIMD_SDKAPPID")]
     pub sdkappid: u32,
-    /// The app's secret key; prefer TIMD_KEY or --key-file (a command line shows in ps).
-    #[arg(
-        long,
-        env = "TIMD_KEY",
-        hide_env_values = true,
-        conflicts_with = "key_file"
-    )]
-    pub key: Option<String>,
-    /// A file holding the app's secret key.
-    #[arg(long, env = "TIMD_KEY_FILE", value_name = "PATH")]
-    pub key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub key: KeyArgs,
     /// The UserID the UserSig is for.
     #[arg(long)]
     pub user: String,
@@ -233,8 +239,7 @@ impl UsersigArgs {
         if self.sdkappid == 0 {
             return Err(ConfigError::ZeroSdkAppId);
         }
-        let key = resolve_key(self.key.clone(), self.key_file.as_deref())?
-            .ok_or(ConfigError::MissingKey)?;
+        let key = self.key.resolve()?.ok_or(ConfigError::MissingKey)?;
         if key.is_empty() {
             return Err(ConfigError::EmptyKey);
         }
@@ -409,8 +414,10 @@ mod tests {
             ..args
         };
         let no_key = UsersigArgs {
-            key: None,
-            key_file: None,
+            key: KeyArgs {
+                key: None,
+                key_file: None,
+            },
             sdkappid: 1,
             user: "a".into(),
             expire: 1,

@@ -9,20 +9,6 @@ use std::time::Duration;
 use common::*;
 use tim_proto::{close, ClientFrame, KickReason, ServerFrame};
 
-/// The network drops under `ws` (no logout): waits until alice's instance is away.
-async fn go_away(server: &Server, ws: Ws) {
-    drop(ws);
-    eventually("away", || {
-        server
-            .state
-            .registry()
-            .instances("alice")
-            .iter()
-            .any(|i| !i.attached)
-    })
-    .await;
-}
-
 fn resume(seq: u32, ticket: &str) -> ClientFrame {
     ClientFrame::Resume {
         seq,

@@ -113,16 +113,7 @@ async fn a_ticket_past_its_lifetime_is_refused_even_with_its_slot_held() {
     let mut ws = server.connect().await;
     login_ok(&mut ws, 1, "alice", "tab").await;
     let info = server.state.registry().instances("alice")[0].clone();
-    drop(ws);
-    eventually("away", || {
-        server
-            .state
-            .registry()
-            .instances("alice")
-            .iter()
-            .any(|i| !i.attached)
-    })
-    .await;
+    go_away(&server, ws).await;
     let stale = server.state.tickets().issue(&info.ticket_claims(now() - 1));
     let refused = try_resume(&server, &stale).await.unwrap_err();
     assert!(is_error(&refused), "{refused:?}");

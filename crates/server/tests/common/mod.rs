@@ -216,3 +216,17 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// The network drops under `ws` (no logout): waits until alice's instance is away.
+pub async fn go_away(server: &Server, ws: Ws) {
+    drop(ws);
+    eventually("away", || {
+        server
+            .state
+            .registry()
+            .instances("alice")
+            .iter()
+            .any(|i| !i.attached)
+    })
+    .await;
+}
