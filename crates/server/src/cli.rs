@@ -9,9 +9,10 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::client_addr::TrustedProxies;
 use crate::config::{
-    Config, ConfigError, DEFAULT_ADMIN, DEFAULT_DATA_DIR, DEFAULT_HEARTBEAT_MS, DEFAULT_LISTEN,
-    DEFAULT_LOGIN_TIMEOUT_MS, DEFAULT_PKG_DIR, DEFAULT_REST_RATE_LIMIT, DEFAULT_RESUME_GRACE_MS,
-    DEFAULT_USERSIG_EXPIRE_SECS, DEFAULT_WWW_DIR, DEMO_KEY, DEMO_SDKAPPID,
+    ClusterSettings, Config, ConfigError, DEFAULT_ADMIN, DEFAULT_DATA_DIR, DEFAULT_HEARTBEAT_MS,
+    DEFAULT_LEASE_MS, DEFAULT_LISTEN, DEFAULT_LOGIN_TIMEOUT_MS, DEFAULT_PKG_DIR,
+    DEFAULT_REST_RATE_LIMIT, DEFAULT_RESUME_GRACE_MS, DEFAULT_USERSIG_EXPIRE_SECS, DEFAULT_WWW_DIR,
+    DEMO_KEY, DEMO_SDKAPPID,
 };
 use crate::limits::{
     LimitSettings, DEFAULT_CONNECTION_RATE_PER_ADDR, DEFAULT_LOGIN_RATE_PER_ADDR,
@@ -114,6 +115,16 @@ pub struct ServeArgs {
     /// beyond it 70050 and close 4010.
     #[arg(long, env = "TIMD_LOGIN_RATE_PER_ADDR", default_value_t = DEFAULT_LOGIN_RATE_PER_ADDR)]
     pub login_rate_per_addr: u32,
+    /// Cluster mode: share sessions, accounts and kicks with every node on this Redis
+    /// (redis://[user:password@]host:port[/db]). Without it timd runs alone on its embedded
+    /// store.
+    #[arg(long, env = "TIMD_REDIS", value_name = "URL", hide_env_values = true)]
+    pub redis: Option<String>,
+    /// Cluster mode: the lease this node holds on each of its sessions, renewed every third
+    /// of it. A node that dies frees its slots within this; a kick lost in transit reaches
+    /// its socket within a third of it.
+    #[arg(long, env = "TIMD_LEASE_MS", default_value_t = DEFAULT_LEASE_MS)]
+    pub lease_ms: u32,
 }
 
 impl ServeArgs {
@@ -157,6 +168,10 @@ impl ServeArgs {
                 connection_rate_per_addr: self.connection_rate_per_addr,
                 login_rate_per_addr: self.login_rate_per_addr,
             },
+            cluster: self.redis.map(|redis_url| ClusterSettings {
+                redis_url,
+                lease_ms: self.lease_ms,
+            }),
         };
         config.validate()?;
         Ok(config)

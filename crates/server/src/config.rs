@@ -75,6 +75,64 @@ pub struct Config {
     pub allowed_origins: AllowedOrigins,
     /// Connection and login-attempt limits on `/ws` (`limits.rs`).
     pub limits: LimitSettings,
+    /// Cluster mode (`--redis`): sessions, accounts and kicks shared through Redis
+    /// (`cluster/`). `None`: one process with the embedded store.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// Default lease a node holds on each of its sessions in Redis (`cluster/`): a node that dies
+/// frees its slots within this. Renewed every third of it.
+pub const DEFAULT_LEASE_MS: u32 = 30_000;
+
+/// How a node joins a cluster.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// `redis://[user:password@]host:port[/db]`. Never logged whole: it may hold a password.
+    pub redis_url: String,
+    /// The lease on each session; renewed every third of it.
+    pub lease_ms: u32,
+}
+
+impl ClusterSettings {
+    pub fn new(redis_url: impl Into<String>) -> ClusterSettings {
+        ClusterSettings {
+            redis_url: redis_url.into(),
+            lease_ms: DEFAULT_LEASE_MS,
+        }
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms.into())
+    }
+
+    /// How often a node renews its leases (and learns of kicks it missed): a third of the
+    /// lease, so two renewals may fail before a live session's lease runs out.
+    pub fn renew_every(&self) -> Duration {
+        self.lease() / 3
+    }
+
+    /// The URL with any password replaced, for logs.
+    pub fn redacted_url(&self) -> String {
+        match (self.redis_url.find("://"), self.redis_url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!(
+                    "{}://<redacted>@{}",
+                    &self.redis_url[..scheme],
+                    &self.redis_url[at + 1..]
+                )
+            }
+            _ => self.redis_url.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for ClusterSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterSettings")
+            .field("redis_url", &self.redacted_url())
+            .field("lease_ms", &self.lease_ms)
+            .finish()
+    }
 }
 
 impl fmt::Debug for Config {
@@ -98,6 +156,7 @@ impl fmt::Debug for Config {
             .field("trusted_proxies", &self.trusted_proxies)
             .field("allowed_origins", &self.allowed_origins)
             .field("limits", &self.limits)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -140,6 +199,10 @@ pub enum ConfigError {
     BadResumeGrace,
     #[error("the ticket lifetime must be between 1 and 86400 seconds")]
     BadTicketLifetime,
+    #[error("--redis must be a redis:// or rediss:// URL, got {0:?}")]
+    BadRedisUrl(String),
+    #[error("--lease-ms must be between 300 and 600000")]
+    BadLease,
 }
 
 impl Config {
@@ -174,6 +237,7 @@ impl Config {
             trusted_proxies: TrustedProxies::default(),
             allowed_origins: AllowedOrigins::default(),
             limits: LimitSettings::default(),
+            cluster: None,
         }
     }
 
@@ -206,6 +270,15 @@ impl Config {
             .map_err(ConfigError::BadLoginSettings)?;
         if self.resume_grace_ms > 86_400_000 {
             return Err(ConfigError::BadResumeGrace);
+        }
+        if let Some(cluster) = &self.cluster {
+            let url = &cluster.redis_url;
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(ConfigError::BadRedisUrl(cluster.redacted_url()));
+            }
+            if !(300..=600_000).contains(&cluster.lease_ms) {
+                return Err(ConfigError::BadLease);
+            }
         }
         // Ended sessions are remembered for the longest lifetime; never beyond it.
         if !(1..=crate::ticket::TICKET_LIFETIME_SECS).contains(&self.ticket_lifetime_secs) {
