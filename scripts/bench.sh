@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 if [ "${1:-}" = cycles ]; then
   shift
   ./scripts/build-pkg.sh
-  cargo build -p timd --quiet
+  cargo build -p timd-bin --quiet
   exec node tests/e2e/bench/sdk-cycles.mjs "$@"
 fi
 # Cold start needs no timd: it runs before the release build.
@@ -26,7 +26,7 @@ if [ "${1:-}" = coldstart ]; then
   ./scripts/build-pkg.sh
   exec node tests/e2e/bench/cold-start.mjs "$@"
 fi
-cargo build --profile server -p timd -p tim-bench --quiet
+cargo build --profile server -p timd-bin -p tim-bench --quiet
 bench=target/server/tim-bench
 # Each side of 10,000 loopback sockets needs as many descriptors (tim-bench raises its soft
 # limit to the hard one too; timd inherits it).

@@ -9,5 +9,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 [ "${1:-}" = --no-build ] || ./scripts/build-pkg.sh
-cargo build -p timd --quiet
+cargo build -p timd-bin --quiet
 node --test --test-concurrency=1 tests/consumers/

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 . scripts/env.sh
 ./scripts/build-pkg.sh
-cargo build -p timd --quiet   # the debug build the tests share: quicker on a fresh machine
+cargo build -p timd-bin --quiet   # the debug build the tests share: quicker on a fresh machine
 listen=${TIMD_LISTEN:-127.0.0.1:9000}
 echo "== demo: open http://$listen/ (Ctrl-C to stop)" >&2
 exec target/debug/timd serve --demo --listen "$listen" --data-dir "${TIMD_DATA_DIR:-.data/demo}" "$@"

@@ -24,7 +24,7 @@ step "fuzz smoke: every target for ${TIM_FUZZ_SMOKE_SECONDS:=10} s (scripts/fuzz
 [ "$TIM_FUZZ_SMOKE_SECONDS" = 0 ] || ./scripts/fuzz.sh all "$TIM_FUZZ_SMOKE_SECONDS"
 
 step "start timd for the browser tests"
-cargo build -p timd -p tim-testproxy --quiet
+cargo build -p timd-bin -p tim-testproxy --quiet
 tmp=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port); port_multi=$(free_port)

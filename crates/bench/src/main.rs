@@ -187,7 +187,7 @@ impl Timd {
         });
         assert!(
             binary.is_file(),
-            "{} not found: build it (cargo build --profile server -p timd) or pass --timd",
+            "{} not found: build it (cargo build --profile server -p timd-bin) or pass --timd",
             binary.display()
         );
         let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -1,11 +1,13 @@
-//! The `timd` command line: `timd serve` and `timd usersig`. Every `serve` flag has a
-//! `TIMD_*` environment twin so containers and CI can configure it without a shell wrapper.
+//! The `timd serve` and `timd usersig` arguments. Every `serve` flag has a `TIMD_*`
+//! environment twin so containers and CI can configure it without a shell wrapper. The
+//! top-level command line (with `timd client`) lives in the `timd-bin` crate, so this
+//! library does not depend on the client.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::builder::FalseyValueParser;
-use clap::{Args, Parser, Subcommand};
+use clap::Args;
 
 use crate::client_addr::TrustedProxies;
 use crate::config::{
@@ -21,24 +23,6 @@ use crate::limits::{
 use crate::listener::DEFAULT_LISTEN_BACKLOG;
 use crate::origins::AllowedOrigins;
 use crate::policy::{LoginPolicy, LoginSettings};
-
-#[derive(Debug, Parser)]
-#[command(name = "timd", version, about = "The tim-wasm login server")]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the server: WebSocket gateway at /ws (+ demo page and SDK package with --demo).
-    Serve(ServeArgs),
-    /// Print a UserSig for USER, generated now.
-    Usersig(UsersigArgs),
-    /// Log in as a native client (any platform) and print each event it receives, until
-    /// Ctrl-C (then log out) or a kick.
-    Client(tim_client::cli::ClientArgs),
-}
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -277,15 +261,19 @@ impl UsersigArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    /// `timd serve` / `timd usersig` as the binary's command line parses them.
+    #[derive(Debug, Parser)]
+    struct Sub<A: Args> {
+        #[command(flatten)]
+        args: A,
+    }
 
     fn serve(args: &[&str]) -> Result<Config, String> {
-        let mut argv = vec!["timd", "serve"];
-        argv.extend_from_slice(args);
-        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
-        match cli.command {
-            Command::Serve(s) => s.into_config().map_err(|e| e.to_string()),
-            _ => unreachable!(),
-        }
+        let argv = std::iter::once("timd serve").chain(args.iter().copied());
+        let sub = Sub::<ServeArgs>::try_parse_from(argv).map_err(|e| e.to_string())?;
+        sub.args.into_config().map_err(|e| e.to_string())
     }
 
     #[test]
@@ -405,9 +393,8 @@ mod tests {
 
     #[test]
     fn usersig_command_generates_a_verifiable_usersig() {
-        let cli = Cli::try_parse_from([
-            "timd",
-            "usersig",
+        let args = Sub::<UsersigArgs>::try_parse_from([
+            "timd usersig",
             "--sdkappid",
             "1400000001",
             "--key",
@@ -415,10 +402,8 @@ mod tests {
             "--user",
             "alice",
         ])
-        .unwrap();
-        let Command::Usersig(args) = cli.command else {
-            panic!("expected usersig")
-        };
+        .unwrap()
+        .args;
         assert_eq!(args.expire, 15_552_000);
         let sig = args.generate(1_700_000_000).unwrap();
         let claims = tim_usersig::verify(&sig, "k", 1400000001, "alice", 1_700_000_001).unwrap();

@@ -27,7 +27,7 @@ impl Drop for Stopped {
 /// Starts timd with `envs`, waits until it listens, then SIGSTOPs it.
 fn start_stopped(envs: &[(&str, &str)]) -> Stopped {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_timd"))
+    let mut child = Command::new(tim_test_support::timd_bin())
         .args([
             "serve",
             "--listen",

@@ -28,7 +28,7 @@ impl Timd {
     /// Starts `timd serve` on a free loopback port over `data_dir`, with `envs`, and waits
     /// for it to listen (it logs its address).
     fn start(data_dir: &Path, envs: &[(&str, &str)]) -> Timd {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_timd"))
+        let mut child = Command::new(tim_test_support::timd_bin())
             .args(["serve", "--listen", "127.0.0.1:0", "--sdkappid"])
             .arg(APP.to_string())
             .arg("--key")
