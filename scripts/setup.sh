@@ -38,6 +38,8 @@ command -v firefox-esr >/dev/null || command -v firefox >/dev/null || need_apt+=
 # library webkit2gtk-driver depends on), which has no headless mode: it runs on Xvfb.
 command -v WebKitWebDriver >/dev/null || need_apt+=(webkit2gtk-driver)
 command -v Xvfb >/dev/null || need_apt+=(xvfb)
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v haproxy >/dev/null || need_apt+=(haproxy)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   step "apt-get install ${need_apt[*]}"

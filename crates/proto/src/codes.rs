@@ -77,4 +77,7 @@ pub mod close {
     pub const LOGIN_RATE: u16 = 4010;
     /// Server restarting: reconnect (with jitter) and resume. Standard code 1012.
     pub const SERVICE_RESTART: u16 = 1012;
+    /// The server could not decide (cluster mode, Redis unreachable): reconnect later.
+    /// The standard "Try Again Later"; the SDK reconnects with backoff as on any drop.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
 }

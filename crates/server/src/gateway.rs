@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 use tracing::Instrument;
 
+use crate::cluster::LoginDecision;
 use crate::limits::{Admitted, Refusal};
 use crate::login::LoginError;
 use crate::registry::{
@@ -323,7 +324,7 @@ impl Connection {
             // No error frame: the client would answer it with a login; it reconnects.
             return self.refuse_login(None).await;
         }
-        if let Some(old) = self.end_session() {
+        if let Some(old) = self.end_session().await {
             tracing::info!(user = %old.user, instance = %old.instance, "logout (resume on the same socket)");
         }
         let now = unix_now();
@@ -339,6 +340,18 @@ impl Connection {
         let kicks = self.state.kicks();
         let refused = if claims.expire_at <= now {
             Err(ResumeRefused::Kicked(KickReason::UserSigExpired))
+        } else if let Some(cluster) = self.state.cluster() {
+            match cluster
+                .resume(&claims, self.outbox.clone(), &self.state.config().login)
+                .await
+            {
+                Ok(decided) => decided,
+                Err(e) => {
+                    // Not refused: the client reconnects with backoff and tries again.
+                    tracing::warn!(user = %claims.user, error = %e, "resume not decided: Redis");
+                    return Flow::Close(close::TRY_AGAIN_LATER, "session store unreachable");
+                }
+            }
         } else {
             // A REST kick after this session's UserSig was issued refuses it (checked under
             // the user's lock, so a concurrent kick cannot slip between).
@@ -395,7 +408,7 @@ impl Connection {
 
     async fn on_login(&mut self, login: Login) -> Flow {
         // A login on a logged-in socket replaces its session: end the old one first.
-        if let Some(old) = self.end_session() {
+        if let Some(old) = self.end_session().await {
             tracing::info!(user = %old.user, instance = %old.instance, "logout (re-login on the same socket)");
         }
         let seq = login.seq;
@@ -403,13 +416,20 @@ impl Connection {
             return self.refuse_login(Some(seq)).await;
         }
         match self.try_login(login).await {
-            Ok(ok) => self.send(&ServerFrame::LoginOk(ok)).await,
+            Ok(ok) => {
+                self.state.metrics().login(0);
+                self.send(&ServerFrame::LoginOk(ok)).await
+            }
             Err((user, e)) => {
                 self.count_guess(&e);
                 let code = e.code();
+                self.state.metrics().login(code);
                 match &e {
                     LoginError::Store(err) => {
                         tracing::error!(user = %user, code, error = %err, "login failed: store")
+                    }
+                    LoginError::Unavailable => {
+                        tracing::warn!(user = %user, code, "login failed: Redis unreachable")
                     }
                     _ => tracing::info!(user = %user, code, reason = %e, "login failed"),
                 }
@@ -438,6 +458,11 @@ impl Connection {
             .login()
             .check(&login, unix_now(), self.client)
             .map_err(|e| (log_user.clone(), e))?;
+        if let Some(cluster) = self.state.cluster() {
+            return self
+                .cluster_login(cluster.clone(), login, claims, log_user)
+                .await;
+        }
         // In the store's job order: a delete or kick committed before this cannot be undone
         // by a login checked just before it.
         let new_account = self
@@ -474,6 +499,62 @@ impl Connection {
             platform = login.platform.as_str(),
             new_account,
             kicked = kicked.len(),
+            "login ok"
+        );
+        self.session = Some(Session::of(&info));
+        Ok(LoginOk {
+            seq: login.seq,
+            ticket,
+            heartbeat_ms: config.heartbeat_ms,
+            expire_at,
+            expires_in: expire_at.saturating_sub(now),
+        })
+    }
+
+    /// [`Connection::try_login`] in cluster mode: the revocation check, the account and
+    /// the policy are one script in Redis.
+    async fn cluster_login(
+        &mut self,
+        cluster: std::sync::Arc<crate::cluster::Cluster>,
+        login: Login,
+        claims: tim_usersig::UserSigClaims,
+        log_user: String,
+    ) -> Result<LoginOk, (String, LoginError)> {
+        let config = self.state.config();
+        let expire_at = expiry(&claims);
+        let decided = cluster
+            .login(
+                NewSession {
+                    user: login.user.clone(),
+                    instance: login.instance.clone(),
+                    platform: login.platform,
+                    expire_at,
+                    sig_time: claims.time,
+                    outbox: self.outbox.clone(),
+                },
+                &config.login,
+            )
+            .await;
+        let (info, kicked, new_account) = match decided {
+            Ok(LoginDecision::Admitted {
+                info,
+                kicked,
+                new_account,
+            }) => (info, kicked, new_account),
+            Ok(LoginDecision::Revoked) => return Err((log_user, LoginError::Revoked)),
+            Err(e) => {
+                tracing::warn!(error = %e, "login not decided");
+                return Err((log_user, LoginError::Unavailable));
+            }
+        };
+        let now = unix_now();
+        let ticket = self.ticket_for(&info, now);
+        tracing::info!(
+            user = %login.user,
+            instance = %login.instance,
+            platform = login.platform.as_str(),
+            new_account,
+            kicked,
             "login ok"
         );
         self.session = Some(Session::of(&info));
@@ -529,10 +610,13 @@ impl Connection {
             }
         };
         let expire_at = expiry(&claims);
-        let renewed = self
-            .state
-            .registry()
-            .renew(&login.user, session.id, expire_at, claims.time);
+        let renewed = match self.state.cluster() {
+            Some(cluster) => cluster.renew(session.id, expire_at, claims.time).await,
+            None => self
+                .state
+                .registry()
+                .renew(&login.user, session.id, expire_at, claims.time),
+        };
         let Some(info) = renewed else {
             // Kicked meanwhile: the kick command is on its way to this socket.
             return Flow::Continue;
@@ -549,7 +633,7 @@ impl Connection {
     }
 
     async fn on_logout(&mut self, seq: u32) -> Flow {
-        match self.end_session() {
+        match self.end_session().await {
             Some(old) => {
                 tracing::info!(user = %old.user, instance = %old.instance, "logout");
                 // The session's end is durable before the client hears it is over, so its
@@ -567,9 +651,19 @@ impl Connection {
     }
 
     /// Ends this socket's session (logout or re-login) and restarts the login deadline.
-    fn end_session(&mut self) -> Option<Session> {
+    async fn end_session(&mut self) -> Option<Session> {
         let old = self.session.take()?;
-        self.state.registry().remove(&old.user, old.id);
+        match self.state.cluster() {
+            Some(cluster) => {
+                if let Err(e) = cluster.logout(old.id).await {
+                    // Its lease is no longer renewed: the slot frees when it runs out.
+                    tracing::warn!(user = %old.user, error = %e, "logout not recorded in Redis");
+                }
+            }
+            None => {
+                self.state.registry().remove(&old.user, old.id);
+            }
+        }
         self.login_deadline = Instant::now() + self.state.config().login_timeout();
         Some(old)
     }
@@ -579,7 +673,12 @@ impl Connection {
     fn socket_closed(&mut self) {
         if let Some(old) = self.session.take() {
             let until = std::time::Instant::now() + self.state.config().resume_grace();
-            self.state.registry().detach(&old.user, old.id, until);
+            match self.state.cluster() {
+                Some(cluster) => cluster.detach(old.id, until),
+                None => {
+                    self.state.registry().detach(&old.user, old.id, until);
+                }
+            }
         }
     }
 
@@ -588,6 +687,7 @@ impl Connection {
         match command {
             SocketCommand::Kick { session, reason } if Some(session) == current => {
                 // The registry already removed the entry.
+                self.state.metrics().kicked(reason);
                 if let Some(s) = self.session.take() {
                     tracing::info!(
                         user = %s.user,
@@ -623,9 +723,15 @@ impl Connection {
             // get if the registry no longer knew the session (the timer would spin).
             let s = self.session.take().expect("checked above");
             tracing::debug!(user = %s.user, instance = %s.instance, "usersig expired");
-            self.state
-                .registry()
-                .kick_session(&s.user, s.id, KickReason::UserSigExpired);
+            self.state.metrics().kicked(KickReason::UserSigExpired);
+            match self.state.cluster() {
+                Some(cluster) => cluster.expire(s.id).await,
+                None => {
+                    self.state
+                        .registry()
+                        .kick_session(&s.user, s.id, KickReason::UserSigExpired);
+                }
+            }
             return self.send_kicked(KickReason::UserSigExpired).await;
         }
         if self.session.is_some() {

@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod client_addr;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod demo_guard;
@@ -29,6 +30,7 @@ pub mod token_bucket;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -81,6 +83,8 @@ pub enum ServeError {
     Config(#[from] ConfigError),
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
+    #[error("cannot join the cluster: {0}")]
+    Cluster(#[from] cluster::ClusterError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: io::Error },
     #[error("server error: {0}")]
@@ -104,7 +108,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         }
     }
     let addr = config.listen;
-    let state = AppState::new(config)?;
+    let state = AppState::open(config).await.map_err(|e| match e {
+        state::OpenError::Store(e) => ServeError::Store(e),
+        state::OpenError::Cluster(e) => ServeError::Cluster(e),
+    })?;
     let asked = state.config().listen_backlog;
     let listener =
         listener::bind(addr, asked).map_err(|source| ServeError::Bind { addr, source })?;
@@ -123,6 +130,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         backlog = listener::effective_backlog(asked, somaxconn),
         sdkappid = state.config().sdkappid,
         demo = state.config().demo,
+        cluster = state.cluster().map(|c| c.node()),
         data_dir = %state.config().data_dir.display(),
         "timd listening"
     );
@@ -142,6 +150,12 @@ pub async fn run(
     // Demo devices connect to this very listener.
     state.demo_devices().set_server(listener.local_addr()?);
     let sweeper = tokio::spawn(sweep_registry(state.clone()));
+    // Cluster tasks stop only after the sockets closed: their last acts (away) still count.
+    let cluster_stop = tokio_util::sync::CancellationToken::new();
+    let cluster_tasks = state.cluster().map(|c| {
+        tracing::info!(node = c.node(), redis = %c.settings().redacted_url(), lease_ms = c.settings().lease_ms, "cluster mode");
+        cluster::tasks::spawn(Arc::clone(c), state.config().login, cluster_stop.clone())
+    });
     let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     // No Nagle: a `kicked` frame must not wait for the ACK of the frame before it (the
     // peer's delayed ACK would add up to 40 ms to kick delivery).
@@ -167,6 +181,10 @@ pub async fn run(
             left = state.sockets().len(),
             "sockets still open after the shutdown grace period"
         );
+    }
+    cluster_stop.cancel();
+    for task in cluster_tasks.into_iter().flatten() {
+        let _ = task.await;
     }
     Ok(())
 }

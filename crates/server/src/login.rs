@@ -13,8 +13,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use tim_proto::{
-    Login, ERR_INTERNAL, ERR_INVALID_PARAMETERS, ERR_SDKAPPID_NOT_FOUND, ERR_USERSIG_EMPTY,
-    ERR_USERSIG_EXPIRED, ERR_USERSIG_INVALID, ERR_USERSIG_RATE_LIMITED,
+    Login, ERR_INTERNAL, ERR_INVALID_PARAMETERS, ERR_SDKAPPID_NOT_FOUND, ERR_SERVER_TIMEOUT,
+    ERR_USERSIG_EMPTY, ERR_USERSIG_EXPIRED, ERR_USERSIG_INVALID, ERR_USERSIG_RATE_LIMITED,
 };
 use tim_usersig::{UserSigClaims, UserSigError};
 use tokio::time::Instant;
@@ -68,6 +68,9 @@ pub enum LoginError {
     /// 70500: the account could not be registered.
     #[error("internal server error")]
     Store(StoreError),
+    /// 70169 (retry later): cluster mode, and Redis did not answer in time.
+    #[error("session store unreachable: retry later")]
+    Unavailable,
 }
 
 impl LoginError {
@@ -81,6 +84,7 @@ impl LoginError {
             LoginError::FromTheFuture(_) => ERR_USERSIG_INVALID,
             LoginError::Revoked => ERR_USERSIG_EXPIRED,
             LoginError::Store(_) => ERR_INTERNAL,
+            LoginError::Unavailable => ERR_SERVER_TIMEOUT,
         }
     }
 }

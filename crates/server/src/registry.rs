@@ -699,6 +699,21 @@ impl Registry {
             .is_some_and(|s| s.iter().any(|i| i.instance == instance))
     }
 
+    /// Instances holding a slot (attached or away), per platform.
+    pub fn per_platform(&self) -> Vec<(Platform, usize)> {
+        let mut counts = [0usize; Platform::ALL.len()];
+        for shard in self.shards.iter() {
+            for sessions in lock(shard).values() {
+                for info in sessions.iter() {
+                    if let Some(i) = Platform::ALL.iter().position(|p| *p == info.platform) {
+                        counts[i] += 1;
+                    }
+                }
+            }
+        }
+        Platform::ALL.iter().copied().zip(counts).collect()
+    }
+
     /// Instances holding a slot (attached or away), across all users.
     pub fn online_count(&self) -> usize {
         self.online.load(Ordering::Relaxed)

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cluster::{Cluster, ClusterError};
 use crate::config::Config;
 use crate::demo::devices::Devices;
 use crate::kicks::Kicks;
@@ -33,6 +34,8 @@ struct Inner {
     metrics: Metrics,
     /// Demo mode's in-process native devices (empty otherwise).
     devices: Devices,
+    /// Cluster mode: this node's membership (sessions, accounts and kicks in Redis).
+    cluster: Option<Arc<Cluster>>,
     shutdown: CancellationToken,
     sockets: TaskTracker,
 }
@@ -41,6 +44,32 @@ impl AppState {
     /// Opens the store under `config.data_dir` (creating it) and starts its thread.
     /// Does not validate `config` (tests use tiny timeouts); `serve` does.
     pub fn new(config: Config) -> Result<AppState, StoreError> {
+        AppState::build(config, None)
+    }
+
+    /// [`AppState::new`], joining the cluster first when `config.cluster` says so.
+    pub async fn open(config: Config) -> Result<AppState, OpenError> {
+        let cluster = match &config.cluster {
+            None => None,
+            Some(settings) => {
+                let metrics = Metrics::new();
+                let cluster =
+                    Cluster::connect(config.sdkappid, settings.clone(), metrics.cluster()).await?;
+                return Ok(AppState::build_with(config, Some(cluster), metrics)?);
+            }
+        };
+        Ok(AppState::build(config, cluster)?)
+    }
+
+    fn build(config: Config, cluster: Option<Arc<Cluster>>) -> Result<AppState, StoreError> {
+        AppState::build_with(config, cluster, Metrics::new())
+    }
+
+    fn build_with(
+        config: Config,
+        cluster: Option<Arc<Cluster>>,
+        metrics: Metrics,
+    ) -> Result<AppState, StoreError> {
         // Kick times are loaded before the first login can be checked.
         let store = Store::open_in(&config.data_dir)?;
         let kicks = Kicks::from_entries(store.kicks()?);
@@ -59,8 +88,9 @@ impl AppState {
                 tickets: Tickets::new(&config.key),
                 kicks,
                 limits: Limits::new(config.limits),
-                metrics: Metrics::new(),
+                metrics,
                 devices: Devices::default(),
+                cluster,
                 config,
                 registry,
                 store,
@@ -97,6 +127,11 @@ impl AppState {
         &self.inner.limits
     }
 
+    /// Cluster mode's membership, if this node runs in one (`--redis`).
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.inner.cluster.as_ref()
+    }
+
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
     }
@@ -131,4 +166,13 @@ impl AppState {
     pub fn shutdown(&self) {
         self.inner.shutdown.cancel();
     }
+}
+
+/// Why [`AppState::open`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot join the cluster: {0}")]
+    Cluster(#[from] ClusterError),
 }

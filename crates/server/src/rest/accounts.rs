@@ -18,7 +18,7 @@ pub async fn import(state: &AppState, body: &Object) -> Result<Fields, RestError
         body::optional_string(body, name)?;
     }
     let users = vec![user.clone()];
-    let new = store_call(state, move |s| s.import_accounts(&users)).await?;
+    let new = import_accounts(state, users).await?;
     tracing::info!(user = %user, new = new == 1, "REST account_import");
     Ok(Fields::new())
 }
@@ -40,7 +40,7 @@ pub async fn multi_import(state: &AppState, body: &Object) -> Result<Fields, Res
     let new = if valid.is_empty() {
         0
     } else {
-        store_call(state, move |s| s.import_accounts(&valid)).await?
+        import_accounts(state, valid).await?
     };
     tracing::info!(
         imported = count,
@@ -105,6 +105,17 @@ pub async fn delete(state: &AppState, body: &Object) -> Result<Fields, RestError
     } else {
         let state = state.clone();
         detached(async move {
+            if let Some(cluster) = state.cluster() {
+                let mut deleted = Vec::with_capacity(valid.len());
+                for user in &valid {
+                    let online = cluster.kick_user(user, at, true).await?;
+                    if let Some(online) = online {
+                        tracing::info!(user = %user, kicked_at = at, online, "REST account_delete");
+                    }
+                    deleted.push(online.is_some());
+                }
+                return Ok(deleted);
+            }
             let users = valid.clone();
             let deleted = state
                 .store()
@@ -151,7 +162,7 @@ pub async fn check(state: &AppState, body: &Object) -> Result<Fields, RestError>
     let exist = if valid.is_empty() {
         Vec::new()
     } else {
-        store_call(state, move |s| s.accounts_exist(&valid)).await?
+        accounts_exist(state, valid).await?
     };
     let result_item = per_item(ids, &exist)
         .into_iter()
@@ -179,4 +190,20 @@ where
 {
     let store = state.store().clone();
     detached(async move { Ok(store.call(f).await?) }).await
+}
+
+/// Registers `users` (in Redis in cluster mode); returns how many were new.
+async fn import_accounts(state: &AppState, users: Vec<String>) -> Result<usize, RestError> {
+    if let Some(cluster) = state.cluster().cloned() {
+        return detached(async move { Ok(cluster.import(&users).await?) }).await;
+    }
+    store_call(state, move |s| s.import_accounts(&users)).await
+}
+
+/// Which of `users` have an account (in Redis in cluster mode).
+pub async fn accounts_exist(state: &AppState, users: Vec<String>) -> Result<Vec<bool>, RestError> {
+    if let Some(cluster) = state.cluster().cloned() {
+        return detached(async move { Ok(cluster.accounts_exist(&users).await?) }).await;
+    }
+    store_call(state, move |s| s.accounts_exist(&users)).await
 }

@@ -68,6 +68,17 @@ pub enum RestError {
     /// 70500: a task of the call failed.
     #[error("internal server error, try again later")]
     Internal,
+    /// 70169: cluster mode, and Redis did not answer. Nothing was changed unless Redis
+    /// applied it just before the link broke: retrying is safe (every call is idempotent).
+    #[error("session store unreachable, try again later")]
+    Unavailable,
+}
+
+impl From<crate::cluster::ClusterError> for RestError {
+    fn from(e: crate::cluster::ClusterError) -> Self {
+        tracing::warn!(error = %e, "REST call not decided: Redis");
+        RestError::Unavailable
+    }
 }
 
 impl RestError {
@@ -88,7 +99,7 @@ impl RestError {
             RestError::AdminUserSigKicked => ERR_USERSIG_EXPIRED,
             RestError::InvalidParameters(_) => ERR_INVALID_PARAMETERS,
             RestError::AccountNotFound(_) => ERR_ACCOUNT_NOT_FOUND,
-            RestError::Timeout => ERR_SERVER_TIMEOUT,
+            RestError::Timeout | RestError::Unavailable => ERR_SERVER_TIMEOUT,
             RestError::Store(_) | RestError::Internal => ERR_INTERNAL,
         }
     }

@@ -30,6 +30,12 @@ pub async fn kick(state: &AppState, body: &Object) -> Result<Fields, RestError> 
         let state = state.clone();
         let user = user.clone();
         detached(async move {
+            if let Some(cluster) = state.cluster() {
+                return cluster
+                    .kick_user(&user, at, false)
+                    .await?
+                    .ok_or(RestError::AccountNotFound(user));
+            }
             let u = user.clone();
             let exists = state.store().call(move |s| s.kick_account(&u, at)).await?;
             if !exists {

@@ -154,7 +154,20 @@ async fn call(
     // Any method: Tencent's service reads the JSON body whatever the method, and published
     // clients send e.g. `account_check` as a GET with a body.
     let query = auth::parse_query(parts.uri.query().unwrap_or(""))?;
-    auth::authenticate(&query, state.config(), state.kicks(), unix_now())?;
+    match state.cluster() {
+        // The admin's own kick time lives in Redis, like every user's.
+        Some(cluster) => {
+            let admin = &state.config().admin;
+            let kicks = crate::kicks::Kicks::from_entries(
+                cluster
+                    .kicked_at(admin)
+                    .await?
+                    .map(|at| (admin.clone(), at)),
+            );
+            auth::authenticate(&query, state.config(), &kicks, unix_now())?
+        }
+        None => auth::authenticate(&query, state.config(), state.kicks(), unix_now())?,
+    };
     if !limiter.try_acquire(Instant::now()) {
         state.metrics().rest_rate_limited();
         return Err(RestError::RateLimited(limiter.per_second()));

@@ -6,8 +6,9 @@
 use serde::Serialize;
 use tim_proto::{Platform, ERR_ACCOUNT_NOT_FOUND, ERR_INVALID_PARAMETERS};
 
-use super::accounts::store_call;
+use super::accounts::accounts_exist;
 use super::body::{self, Object};
+use super::detached;
 use super::{fields, Fields, RestError, MAX_QUERY_ACCOUNTS};
 use crate::state::AppState;
 
@@ -62,24 +63,16 @@ pub async fn query(state: &AppState, body: &Object) -> Result<Fields, RestError>
     let accounts = body::string_list(body, "To_Account", MAX_QUERY_ACCOUNTS)?;
     let need_detail = body::optional_flag(body, "IsNeedDetail")?;
     // Online first (registry snapshot); whoever is not online is checked in the store.
-    let online: Vec<Option<Vec<Detail>>> = accounts
-        .iter()
-        .map(|user| {
-            if body::check_user_id(user).is_err() {
-                return None;
-            }
-            // An instance whose socket is gone (waiting for a resume) is not online.
-            let instances: Vec<_> = state
-                .registry()
-                .instances(user)
-                .into_iter()
-                .filter(|i| i.attached)
-                .collect();
-            (!instances.is_empty()).then(|| {
-                instances
-                    .iter()
-                    .map(|i| Detail {
-                        platform: detail_platform(i.platform),
+    // An instance whose socket is gone (waiting for a resume) is not online.
+    let platforms = online_platforms(state, &accounts).await?;
+    let online: Vec<Option<Vec<Detail>>> = platforms
+        .into_iter()
+        .map(|platforms| {
+            (!platforms.is_empty()).then(|| {
+                platforms
+                    .into_iter()
+                    .map(|p| Detail {
+                        platform: detail_platform(p),
                         status: ONLINE,
                     })
                     .collect()
@@ -95,7 +88,7 @@ pub async fn query(state: &AppState, body: &Object) -> Result<Fields, RestError>
     let exist = if offline.is_empty() {
         Vec::new()
     } else {
-        store_call(state, move |s| s.accounts_exist(&offline)).await?
+        accounts_exist(state, offline).await?
     };
     let mut exist = exist.into_iter();
     let mut answer = Answer {
@@ -122,6 +115,42 @@ pub async fn query(state: &AppState, body: &Object) -> Result<Fields, RestError>
         }
     }
     Ok(fields(answer))
+}
+
+/// The platforms of each account's connected instances, earliest login first (none for an
+/// invalid UserID): this node's registry, or Redis in cluster mode.
+async fn online_platforms(
+    state: &AppState,
+    accounts: &[String],
+) -> Result<Vec<Vec<Platform>>, RestError> {
+    let valid: Vec<String> = accounts
+        .iter()
+        .filter(|u| body::check_user_id(u).is_ok())
+        .cloned()
+        .collect();
+    let mut found = match state.cluster().cloned() {
+        Some(cluster) => detached(async move { Ok(cluster.online(&valid).await?) }).await?,
+        None => valid
+            .iter()
+            .map(|user| {
+                state
+                    .registry()
+                    .instances(user)
+                    .into_iter()
+                    .filter(|i| i.attached)
+                    .map(|i| i.platform)
+                    .collect()
+            })
+            .collect::<Vec<Vec<Platform>>>(),
+    }
+    .into_iter();
+    Ok(accounts
+        .iter()
+        .map(|user| match body::check_user_id(user) {
+            Ok(()) => found.next().unwrap_or_default(),
+            Err(_) => Vec::new(),
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -1,0 +1,273 @@
+//! The sessions this node holds: which socket task each one's kick goes to, and what the
+//! node must renew in Redis. Redis decides who holds a slot; this map only delivers.
+//!
+//! A kick can reach this node (on its channel) before the login script's reply that
+//! created the session has been processed; such early notices are kept briefly and applied
+//! when the session is inserted.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tim_proto::{KickReason, Platform};
+use tokio::sync::mpsc;
+
+use crate::registry::{InstanceInfo, Outbox, SessionId, SocketCommand};
+
+/// How long an early notice waits for its session.
+const EARLY_NOTICE_TTL: Duration = Duration::from_secs(30);
+
+/// What another node (or a renewal) tells this node about one of its sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// Kicked: send `kicked{reason}` and close.
+    Kick(KickReason),
+    /// Its instance is on another socket now (resumed or logged in again elsewhere).
+    Superseded,
+}
+
+enum Link {
+    Attached(Outbox),
+    /// The socket closed; the slot is held until then for a resume.
+    Away(Instant),
+}
+
+struct Held {
+    info: InstanceInfo,
+    link: Link,
+}
+
+/// One session as a renewal reports it to Redis.
+#[derive(Debug, Clone)]
+pub struct HeldSession {
+    pub info: InstanceInfo,
+    pub attached: bool,
+}
+
+#[derive(Default)]
+pub struct HeldSessions {
+    map: Mutex<HashMap<SessionId, Held>>,
+    early: Mutex<HashMap<SessionId, (Notice, Instant)>>,
+}
+
+impl HeldSessions {
+    /// Records a session Redis just admitted on this node, attached to `outbox`. A notice
+    /// that arrived for it first is applied now.
+    pub fn insert(&self, info: InstanceInfo, outbox: Outbox) {
+        let early = lock(&self.early).remove(&info.session);
+        match early {
+            Some((notice, _)) => send(&outbox, info.session, notice),
+            None => {
+                lock(&self.map).insert(
+                    info.session,
+                    Held {
+                        info,
+                        link: Link::Attached(outbox),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Applies a kick or supersession decided in Redis: the session leaves this node and its
+    /// socket is told. Returns whether the session was here.
+    pub fn apply(&self, session: SessionId, notice: Notice) -> bool {
+        let held = lock(&self.map).remove(&session);
+        match held {
+            Some(held) => {
+                if let Link::Attached(outbox) = &held.link {
+                    send(outbox, session, notice);
+                }
+                true
+            }
+            None => {
+                let mut early = lock(&self.early);
+                let now = Instant::now();
+                early.retain(|_, (_, at)| now.duration_since(*at) < EARLY_NOTICE_TTL);
+                early.insert(session, (notice, now));
+                false
+            }
+        }
+    }
+
+    /// The socket closed: hold the slot until `until`. Returns the session if held.
+    pub fn detach(&self, session: SessionId, until: Instant) -> Option<InstanceInfo> {
+        let mut map = lock(&self.map);
+        let held = map.get_mut(&session)?;
+        held.info.attached = false;
+        held.link = Link::Away(until);
+        Some(held.info.clone())
+    }
+
+    /// The session ends here (logout, expiry). Returns it if held.
+    pub fn remove(&self, session: SessionId) -> Option<InstanceInfo> {
+        lock(&self.map).remove(&session).map(|h| h.info)
+    }
+
+    /// The session runs on a renewed UserSig.
+    pub fn renewed(
+        &self,
+        session: SessionId,
+        expire_at: u64,
+        sig_time: u64,
+    ) -> Option<InstanceInfo> {
+        let mut map = lock(&self.map);
+        let held = map.get_mut(&session)?;
+        held.info.expire_at = expire_at;
+        held.info.sig_time = sig_time;
+        Some(held.info.clone())
+    }
+
+    /// Every held session, grouped by user (one renewal script per user).
+    pub fn by_user(&self) -> Vec<(String, Vec<HeldSession>)> {
+        let mut users: HashMap<String, Vec<HeldSession>> = HashMap::new();
+        for held in lock(&self.map).values() {
+            users
+                .entry(held.info.user.clone())
+                .or_default()
+                .push(HeldSession {
+                    info: held.info.clone(),
+                    attached: matches!(held.link, Link::Attached(_)),
+                });
+        }
+        users.into_iter().collect()
+    }
+
+    /// Takes out the away sessions whose grace is over (to release) and those whose
+    /// UserSig ran out while away (to expire).
+    pub fn due(&self, now: Instant, now_secs: u64) -> (Vec<InstanceInfo>, Vec<InstanceInfo>) {
+        let mut map = lock(&self.map);
+        let mut released = Vec::new();
+        let mut expired = Vec::new();
+        map.retain(|_, held| match held.link {
+            Link::Away(until) if held.info.expire_at <= now_secs => {
+                expired.push(held.info.clone());
+                let _ = until;
+                false
+            }
+            Link::Away(until) if until <= now => {
+                released.push(held.info.clone());
+                false
+            }
+            _ => true,
+        });
+        (released, expired)
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.map).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Held sessions per platform (attached or away).
+    pub fn per_platform(&self) -> Vec<(Platform, usize)> {
+        let map = lock(&self.map);
+        Platform::ALL
+            .iter()
+            .map(|&p| (p, map.values().filter(|h| h.info.platform == p).count()))
+            .collect()
+    }
+
+    /// Whether `session` is held here (tests, the demo page).
+    pub fn get(&self, session: SessionId) -> Option<InstanceInfo> {
+        lock(&self.map).get(&session).map(|h| h.info.clone())
+    }
+}
+
+fn send(outbox: &Outbox, session: SessionId, notice: Notice) {
+    let command = match notice {
+        Notice::Kick(reason) => SocketCommand::Kick { session, reason },
+        Notice::Superseded => SocketCommand::Superseded { session },
+    };
+    if let Err(mpsc::error::TrySendError::Full(command)) = outbox.try_send(command) {
+        tracing::warn!(?command, "socket outbox full; command dropped");
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::OUTBOX_CAPACITY;
+
+    fn info(session: u64) -> InstanceInfo {
+        InstanceInfo {
+            session: SessionId(session),
+            user: "alice".into(),
+            instance: format!("i{session}"),
+            platform: Platform::Web,
+            since_ms: session,
+            expire_at: u64::MAX,
+            sig_time: 1,
+            attached: true,
+        }
+    }
+
+    #[test]
+    fn a_notice_before_the_insert_is_applied_on_insert() {
+        let held = HeldSessions::default();
+        assert!(!held.apply(SessionId(7), Notice::Kick(KickReason::MultipleAccount)));
+        let (outbox, mut rx) = mpsc::channel(OUTBOX_CAPACITY);
+        held.insert(info(7), outbox);
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            SocketCommand::Kick {
+                session: SessionId(7),
+                reason: KickReason::MultipleAccount
+            }
+        );
+        assert!(
+            held.is_empty(),
+            "a session kicked before it arrived is not held"
+        );
+    }
+
+    #[test]
+    fn apply_tells_an_attached_socket_only() {
+        let held = HeldSessions::default();
+        let (o1, mut r1) = mpsc::channel(OUTBOX_CAPACITY);
+        let (o2, mut r2) = mpsc::channel(OUTBOX_CAPACITY);
+        held.insert(info(1), o1);
+        held.insert(info(2), o2);
+        held.detach(SessionId(2), Instant::now());
+        assert!(held.apply(SessionId(1), Notice::Superseded));
+        assert!(held.apply(SessionId(2), Notice::Kick(KickReason::RestApi)));
+        assert_eq!(
+            r1.try_recv().unwrap(),
+            SocketCommand::Superseded {
+                session: SessionId(1)
+            }
+        );
+        assert!(r2.try_recv().is_err(), "away: no socket to tell");
+        assert!(held.is_empty());
+    }
+
+    #[test]
+    fn due_releases_after_the_grace_and_expires_run_out_usersigs() {
+        let held = HeldSessions::default();
+        let now = Instant::now();
+        for s in 1..=3 {
+            let (o, _r) = mpsc::channel(OUTBOX_CAPACITY);
+            let mut i = info(s);
+            if s == 3 {
+                i.expire_at = 100;
+            }
+            held.insert(i, o);
+        }
+        held.detach(SessionId(1), now);
+        held.detach(SessionId(3), now + Duration::from_secs(60));
+        let (released, expired) = held.due(now, 100);
+        assert_eq!(
+            released.iter().map(|i| i.session.0).collect::<Vec<_>>(),
+            [1]
+        );
+        assert_eq!(expired.iter().map(|i| i.session.0).collect::<Vec<_>>(), [3]);
+        assert_eq!(held.len(), 1);
+    }
+}

@@ -1,0 +1,38 @@
+//! Where a cluster keeps things in Redis (the layout is documented in `docs/cluster.md`).
+//!
+//! Everything about one user lives under one hash tag, `{<SDKAppID>:<UserID>}`, so every
+//! decision script touches keys of one Redis Cluster slot. UserIDs are `A-Z a-z 0-9 _ -`
+//! only, so they cannot break out of the tag.
+
+/// The four keys of one user, in the order every script takes them (`lua/prelude.lua`):
+/// the user hash (account, kick time, fencing counter), the login-order zset, the slot
+/// hash and the tombstone hash.
+pub fn user_keys(sdkappid: u32, user: &str) -> [String; 4] {
+    let tag = format!("tim:{{{sdkappid}:{user}}}");
+    [
+        format!("{tag}:u"),
+        format!("{tag}:i"),
+        format!("{tag}:s"),
+        format!("{tag}:t"),
+    ]
+}
+
+/// The channel a node listens on for kicks of its sessions decided elsewhere.
+pub fn node_channel(node: &str) -> String {
+    format!("tim:node:{node}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_hash_tag_per_user() {
+        let keys = user_keys(1400000000, "alice");
+        for key in &keys {
+            assert!(key.starts_with("tim:{1400000000:alice}:"), "{key}");
+        }
+        assert_ne!(user_keys(1, "alice")[0], user_keys(2, "alice")[0]);
+        assert_eq!(node_channel("ab12"), "tim:node:ab12");
+    }
+}

@@ -1,0 +1,203 @@
+-- Shared by every decision script (prepended to each). One user's keys, all under one hash
+-- tag so that a script touches one Redis Cluster slot:
+--   KEYS[1] user hash   acct (created, unix s), kick (last REST kick/delete, unix s),
+--                       last (the user's fencing counter: last login order, ms), wm
+--   KEYS[2] zset        instance -> login order (earliest first)
+--   KEYS[3] slot hash   instance -> since|platform|node|session|lease_ms|expire_at|sig_time|attached
+--   KEYS[4] tomb hash   instance -> since|end|until_s  (the instance's last ended session)
+-- ARGV[1] this node's id, ARGV[2] how long a tombstone is kept (s), ARGV[3] the lease (ms);
+-- each script's own arguments follow. Time is Redis's own clock (TIME): one clock for all
+-- nodes.
+local U, I, S, T = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local NODE, TOMB_SECS, LEASE = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local clock = redis.call('TIME')
+local now_s = tonumber(clock[1])
+local now_ms = now_s * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local MAX_TOMBS = 64
+
+local function num(x)
+  return string.format('%.0f', x)
+end
+
+local function split(v)
+  local f = {}
+  for part in string.gmatch(v .. '|', '([^|]*)|') do
+    f[#f + 1] = part
+  end
+  return f
+end
+
+local function parse_slot(v)
+  if not v then
+    return nil
+  end
+  local f = split(v)
+  return { since = f[1], platform = f[2], node = f[3], session = f[4], lease = tonumber(f[5]),
+    expire_at = f[6], sig_time = f[7], attached = f[8] }
+end
+
+local function put_slot(inst, s)
+  redis.call('HSET', S, inst, table.concat({ s.since, s.platform, s.node, s.session,
+    num(s.lease), s.expire_at, s.sig_time, s.attached }, '|'))
+end
+
+local function parse_tomb(v)
+  if not v then
+    return nil
+  end
+  local f = split(v)
+  return { since = tonumber(f[1]), why = f[2], till = tonumber(f[3]) }
+end
+
+-- The user's last REST kick (unix s), or nil.
+local function kicked_at()
+  return tonumber(redis.call('HGET', U, 'kick') or '')
+end
+
+-- Below this login order, ended sessions may have been forgotten (tombstone overflow).
+local function watermark()
+  return tonumber(redis.call('HGET', U, 'wm') or '0') or 0
+end
+
+-- Remembers how `inst`'s session `since` ended: a kick reason, 'L' (logged out) or
+-- 'R' (replaced by a newer login of the same instance). Bounded per user.
+local function tomb(inst, since, why)
+  redis.call('HSET', T, inst, since .. '|' .. why .. '|' .. num(now_s + TOMB_SECS))
+  redis.call('EXPIRE', T, TOMB_SECS)
+  if redis.call('HLEN', T) <= MAX_TOMBS then
+    return
+  end
+  local all = redis.call('HGETALL', T)
+  local live = {}
+  for k = 1, #all, 2 do
+    local t = parse_tomb(all[k + 1])
+    if t.till <= now_s then
+      redis.call('HDEL', T, all[k])
+    else
+      live[#live + 1] = { all[k], t.since }
+    end
+  end
+  if #live > MAX_TOMBS then
+    table.sort(live, function(a, b) return a[2] < b[2] end)
+    local wm = watermark()
+    for n = 1, #live - MAX_TOMBS do
+      redis.call('HDEL', T, live[n][1])
+      if live[n][2] > wm then
+        wm = live[n][2]
+      end
+    end
+    redis.call('HSET', U, 'wm', num(wm))
+  end
+end
+
+-- The user's instances whose lease is live, earliest login first, as {inst=, s=}. Slots
+-- whose node stopped renewing (it died) are dropped here: lazy expiry.
+local function live_slots()
+  local out = {}
+  for _, inst in ipairs(redis.call('ZRANGE', I, 0, -1)) do
+    local s = parse_slot(redis.call('HGET', S, inst))
+    if s and s.lease > now_ms then
+      out[#out + 1] = { inst = inst, s = s }
+    else
+      redis.call('ZREM', I, inst)
+      redis.call('HDEL', S, inst)
+    end
+  end
+  return out
+end
+
+-- The login policy (policy.rs, the same table): must an instance on `existing` go when one
+-- on `new` logs in?
+local MOBILE = { Android = true, iPhone = true, iPad = true }
+local DESKTOP = { Windows = true, Mac = true }
+local function conflicts(policy, existing, new)
+  if existing == new then
+    return false
+  end
+  if policy == 'single' then
+    return true
+  elseif policy == 'dual' then
+    return existing ~= 'Web' and new ~= 'Web'
+  elseif policy == 'triple' then
+    return (MOBILE[existing] and MOBILE[new]) or (DESKTOP[existing] and DESKTOP[new]) or false
+  end
+  return false
+end
+
+-- Which of `live` (earliest first) must go for a newcomer on `platform`, as {index, reason}:
+-- every conflicting platform (multipleDevice), then the earliest on its own platform beyond
+-- the limit (multipleAccount). As LoginSettings::evictions.
+local function evictions(live, platform, web_limit, other_limit, policy)
+  local out, same = {}, {}
+  for n, e in ipairs(live) do
+    if conflicts(policy, e.s.platform, platform) then
+      out[#out + 1] = { n, 'multipleDevice' }
+    elseif e.s.platform == platform then
+      same[#same + 1] = n
+    end
+  end
+  local limit = other_limit
+  if platform == 'Web' then
+    limit = web_limit
+  end
+  for k = 1, #same + 1 - limit do
+    out[#out + 1] = { same[k], 'multipleAccount' }
+  end
+  return out
+end
+
+-- Why a session that must not come back was refused: multipleDevice wins.
+local function refusal(gone)
+  for _, g in ipairs(gone) do
+    if g[2] == 'multipleDevice' then
+      return 'multipleDevice'
+    end
+  end
+  return gone[1][2]
+end
+
+-- Victims on this node, returned to the caller as {kind, session, reason}...; the others
+-- are told on their node's channel ('K' kicked, 'S' superseded).
+local mine = {}
+local function notify(s, kind, reason)
+  if s.node == NODE then
+    mine[#mine + 1] = kind
+    mine[#mine + 1] = s.session
+    mine[#mine + 1] = reason
+  elseif s.lease > now_ms then
+    redis.call('PUBLISH', 'tim:node:' .. s.node, kind .. '|' .. s.session .. '|' .. reason)
+  end
+end
+
+local function drop(inst)
+  redis.call('ZREM', I, inst)
+  redis.call('HDEL', S, inst)
+end
+
+local function kick(inst, s, reason)
+  drop(inst)
+  tomb(inst, s.since, reason)
+  notify(s, 'K', reason)
+end
+
+local function admit(inst, since, platform, session, expire_at, sig_time, attached)
+  redis.call('ZADD', I, since, inst)
+  put_slot(inst, { since = since, platform = platform, node = NODE, session = session,
+    lease = now_ms + LEASE, expire_at = expire_at, sig_time = sig_time,
+    attached = attached or '1' })
+  local last = tonumber(redis.call('HGET', U, 'last') or '0') or 0
+  if tonumber(since) > last then
+    redis.call('HSET', U, 'last', since)
+  end
+end
+
+-- Empty sets go; live ones outlast the longest lease by a margin, so the keys of a node
+-- that died vanish by themselves.
+local function finish()
+  if redis.call('ZCARD', I) == 0 then
+    redis.call('DEL', I, S)
+  else
+    redis.call('PEXPIRE', I, LEASE * 2)
+    redis.call('PEXPIRE', S, LEASE * 2)
+  end
+end

@@ -1,0 +1,53 @@
+-- A resume with a verified ticket: ARGV[4..] session, instance, platform, since, expire_at,
+-- sig_time, web limit, other limit, policy, the ticket's valid_until (unix s). Never evicts anyone: takes its own slot back
+-- (from another node too), or comes back if it fits, or learns why it may not.
+-- Returns {'ok', since, expire_at, sig_time, mine}, {'kicked', reason}, {'replaced'} or
+-- {'ended'}.
+local SID, INST, PLAT, SINCE, EXPIRE_AT, SIG = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local WEB, OTHER, POLICY = tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12]
+local VALID_UNTIL = tonumber(ARGV[13])
+local since = tonumber(SINCE)
+local k = kicked_at()
+if k and tonumber(SIG) <= k then
+  return { 'kicked', 'REST_API_Kick' }
+end
+local t = parse_tomb(redis.call('HGET', T, INST))
+if t and t.since == since then
+  if t.why == 'L' then
+    return { 'ended' }
+  elseif t.why == 'R' then
+    return { 'replaced' }
+  end
+  return { 'kicked', t.why }
+elseif t and t.since > since then
+  return { 'replaced' }
+end
+-- Tickets die with their lifetime too, whatever the UserSig's.
+if VALID_UNTIL <= now_s then
+  return { 'ended' }
+end
+local live = live_slots()
+for _, e in ipairs(live) do
+  if e.inst == INST then
+    if tonumber(e.s.since) ~= since then
+      return { 'replaced' }
+    end
+    if not (e.s.node == NODE and e.s.session == SID) then
+      notify(e.s, 'S', '')
+    end
+    e.s.node, e.s.session, e.s.lease, e.s.attached = NODE, SID, now_ms + LEASE, '1'
+    put_slot(INST, e.s)
+    finish()
+    return { 'ok', e.s.since, e.s.expire_at, e.s.sig_time, mine }
+  end
+end
+if since <= watermark() then
+  return { 'ended' }
+end
+local gone = evictions(live, PLAT, WEB, OTHER, POLICY)
+if #gone > 0 then
+  return { 'kicked', refusal(gone) }
+end
+admit(INST, SINCE, PLAT, SID, EXPIRE_AT, SIG)
+finish()
+return { 'ok', SINCE, EXPIRE_AT, SIG, mine }

@@ -1,0 +1,28 @@
+-- One session of this node changes: ARGV[4..] session, instance, what, then for 'renew'
+-- expire_at and sig_time. what: 'logout' (ends; its tickets die), 'expired' (its UserSig
+-- ran out: kicked userSigExpired), 'release' (away past its grace: the slot is freed),
+-- 'away' (its socket closed; it waits for a resume), 'renew' (a fresh UserSig).
+-- Only if the slot is still this node's session. Returns 1 if it was, 0 otherwise.
+local SID, INST, WHAT = ARGV[4], ARGV[5], ARGV[6]
+local s = parse_slot(redis.call('HGET', S, INST))
+if not s or s.node ~= NODE or s.session ~= SID then
+  return 0
+end
+if WHAT == 'away' or WHAT == 'renew' then
+  if WHAT == 'away' then
+    s.attached = '0'
+  else
+    s.expire_at, s.sig_time = ARGV[7], ARGV[8]
+  end
+  s.lease = now_ms + LEASE
+  put_slot(INST, s)
+else
+  drop(INST)
+  if WHAT == 'logout' then
+    tomb(INST, s.since, 'L')
+  elseif WHAT == 'expired' then
+    tomb(INST, s.since, 'userSigExpired')
+  end
+end
+finish()
+return 1

@@ -1,0 +1,144 @@
+//! The decision scripts (`lua/`), each one atomic in Redis, and how to read their replies.
+//! Every script is the shared prelude (key layout, encodings, the login policy, lazy lease
+//! expiry) followed by its own body; `redis::Script` sends it by SHA (EVALSHA) and loads
+//! it on a NOSCRIPT answer.
+
+use redis::{Script, Value};
+use tim_proto::KickReason;
+
+use super::held::Notice;
+use crate::registry::SessionId;
+
+const PRELUDE: &str = include_str!("lua/prelude.lua");
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}\n{body}"))
+}
+
+pub struct Scripts {
+    pub login: Script,
+    pub resume: Script,
+    pub session: Script,
+    pub kick_user: Script,
+    pub renew_leases: Script,
+}
+
+impl Scripts {
+    pub fn new() -> Scripts {
+        Scripts {
+            login: script(include_str!("lua/login.lua")),
+            resume: script(include_str!("lua/resume.lua")),
+            session: script(include_str!("lua/session.lua")),
+            kick_user: script(include_str!("lua/kick_user.lua")),
+            renew_leases: script(include_str!("lua/renew_leases.lua")),
+        }
+    }
+}
+
+impl Default for Scripts {
+    fn default() -> Self {
+        Scripts::new()
+    }
+}
+
+/// A reply that is not what the script returns: a bug, or someone else's keys.
+#[derive(Debug, thiserror::Error)]
+#[error("unexpected reply from a cluster script: {0}")]
+pub struct BadReply(pub String);
+
+pub fn text(v: &Value) -> Result<String, BadReply> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).map_err(|_| bad(v)),
+        Value::SimpleString(s) => Ok(s.clone()),
+        Value::Int(n) => Ok(n.to_string()),
+        _ => Err(bad(v)),
+    }
+}
+
+pub fn int(v: &Value) -> Result<u64, BadReply> {
+    match v {
+        Value::Int(n) => u64::try_from(*n).map_err(|_| bad(v)),
+        _ => text(v)?.parse().map_err(|_| bad(v)),
+    }
+}
+
+pub fn array(v: &Value) -> Result<&[Value], BadReply> {
+    match v {
+        Value::Array(items) => Ok(items),
+        // Lua's empty table comes back as an empty array or nil, depending on the protocol.
+        Value::Nil => Ok(&[]),
+        _ => Err(bad(v)),
+    }
+}
+
+fn bad(v: &Value) -> BadReply {
+    let mut s = format!("{v:?}");
+    s.truncate(200);
+    BadReply(s)
+}
+
+pub fn kick_reason(s: &str) -> Result<KickReason, BadReply> {
+    match s {
+        "multipleAccount" => Ok(KickReason::MultipleAccount),
+        "multipleDevice" => Ok(KickReason::MultipleDevice),
+        "userSigExpired" => Ok(KickReason::UserSigExpired),
+        "REST_API_Kick" => Ok(KickReason::RestApi),
+        other => Err(BadReply(format!("unknown kick reason {other:?}"))),
+    }
+}
+
+/// Reads a notice: kind (`K` kicked, `S` superseded), session, reason.
+pub fn notice(kind: &str, session: &str, reason: &str) -> Result<(SessionId, Notice), BadReply> {
+    let session = SessionId(
+        session
+            .parse()
+            .map_err(|_| BadReply(format!("bad session {session:?}")))?,
+    );
+    let notice = match kind {
+        "K" => Notice::Kick(kick_reason(reason)?),
+        "S" => Notice::Superseded,
+        other => return Err(BadReply(format!("unknown notice kind {other:?}"))),
+    };
+    Ok((session, notice))
+}
+
+/// The `mine` list a decision script returns: this node's victims, as flat triples.
+pub fn local_notices(v: &Value) -> Result<Vec<(SessionId, Notice)>, BadReply> {
+    let items = array(v)?;
+    items
+        .chunks(3)
+        .map(|c| match c {
+            [kind, session, reason] => notice(&text(kind)?, &text(session)?, &text(reason)?),
+            _ => Err(bad(v)),
+        })
+        .collect()
+}
+
+/// A message on a node's channel: `kind|session|reason`.
+pub fn channel_message(payload: &str) -> Result<(SessionId, Notice), BadReply> {
+    let mut parts = payload.splitn(3, '|');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(kind), Some(session), Some(reason)) => notice(kind, session, reason),
+        _ => Err(BadReply(format!("bad channel message {payload:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_messages_parse() {
+        assert_eq!(
+            channel_message("K|42|multipleDevice").unwrap(),
+            (SessionId(42), Notice::Kick(KickReason::MultipleDevice))
+        );
+        assert_eq!(
+            channel_message("S|7|").unwrap(),
+            (SessionId(7), Notice::Superseded)
+        );
+        assert!(channel_message("K|x|multipleDevice").is_err());
+        assert!(channel_message("K|1|nope").is_err());
+        assert!(channel_message("K|1").is_err());
+    }
+}
