@@ -2,9 +2,16 @@
 //! across nodes. Nodes run in this process (each its own `AppState`, node id, Redis
 //! connections and listener); the kill -9 tests in `cluster_faults.rs` use the binary.
 mod common;
+mod rest_client;
 
-use common::{recv, recv_close, send, sig, RedisServer, Ws, APP, KEY};
+use std::time::Duration;
+
+use common::{recv, recv_close, send, sig, RedisServer, Server, Ws, APP, KEY};
+use futures_util::StreamExt;
+use rest_client::{Rest, CHECK, DELETE, IMPORT, KICK, ONLINE};
+use serde_json::json;
 use tim_proto::{close, ClientFrame, KickReason, Login, Platform, ServerFrame};
+use tim_test_support::wait::eventually_within;
 use timd::config::ClusterSettings;
 use timd::policy::{LoginPolicy, LoginSettings};
 use timd::{AppState, Config};
@@ -26,6 +33,7 @@ impl Node {
         let mut config = Config::new(APP, KEY);
         config.data_dir = dir.path().join("data");
         config.login = login;
+        roomy(&mut config);
         config.cluster = Some(ClusterSettings {
             redis_url: redis.url(),
             lease_ms: LEASE_MS,
@@ -69,6 +77,13 @@ impl Drop for Node {
             let _ = stop.send(());
         }
     }
+}
+
+/// Every socket here comes from 127.0.0.1: no per-address limits in the way.
+fn roomy(config: &mut Config) {
+    config.limits.max_connections_per_addr = 100_000;
+    config.limits.connection_rate_per_addr = 100_000;
+    config.limits.login_rate_per_addr = 100_000;
 }
 
 fn login_on(seq: u32, user: &str, instance: &str, platform: Platform) -> ClientFrame {
@@ -129,4 +144,464 @@ async fn n_plus_one_across_nodes_kicks_exactly_the_earliest() {
     expect_untouched(&mut t3).await;
     expect_untouched(&mut t4).await;
     assert_eq!(a.state.cluster().unwrap().held().len(), 1);
+}
+
+/// What became of one instance: kicked (and why), or still online.
+async fn outcome(ws: &mut Ws) -> Option<KickReason> {
+    match tokio::time::timeout(Duration::from_millis(300), recv(ws)).await {
+        Ok(ServerFrame::Kicked { reason }) => {
+            assert_eq!(recv_close(ws).await, close::KICKED);
+            Some(reason)
+        }
+        Ok(other) => panic!("unexpected {other:?}"),
+        Err(_) => {
+            expect_untouched(ws).await;
+            None
+        }
+    }
+}
+
+/// The instances in `user`'s slot hash, with their login order (the fencing counter).
+fn slots(redis: &RedisServer, user: &str) -> Vec<(String, u64)> {
+    let key = format!("tim:{{{APP}:{user}}}:s");
+    let out = redis.command(&["HGETALL", &key]);
+    let lines: Vec<&str> = out.lines().collect();
+    let mut slots: Vec<(String, u64)> = lines
+        .chunks(2)
+        .filter(|kv| kv.len() == 2)
+        .map(|kv| {
+            let since = kv[1].split('|').next().unwrap().parse().unwrap();
+            (kv[0].to_owned(), since)
+        })
+        .collect();
+    slots.sort_by_key(|(_, since)| *since);
+    slots
+}
+
+/// A login storm for one user from all three nodes at once: exactly the limit survive, they
+/// are the latest in the login order, and every other socket got its `kicked` frame.
+#[tokio::test]
+async fn a_login_storm_from_all_nodes_leaves_exactly_the_latest_n() {
+    let redis = RedisServer::start();
+    let nodes = three_nodes(&redis, web(3)).await;
+    let logins = (0..30).map(|i| {
+        let node = &nodes[i % 3];
+        async move {
+            let (ws, _) = node.online("storm", &format!("s{i}"), Platform::Web).await;
+            (format!("s{i}"), ws)
+        }
+    });
+    let mut sockets = futures_util::future::join_all(logins).await;
+    let mut survivors = Vec::new();
+    for (instance, ws) in &mut sockets {
+        match outcome(ws).await {
+            None => survivors.push(instance.clone()),
+            Some(reason) => assert_eq!(reason, KickReason::MultipleAccount, "{instance}"),
+        }
+    }
+    survivors.sort();
+    let slots = slots(&redis, "storm");
+    let mut held: Vec<String> = slots.iter().map(|(i, _)| i.clone()).collect();
+    held.sort();
+    assert_eq!(survivors.len(), 3, "survivors {survivors:?}");
+    assert_eq!(held, survivors, "Redis holds exactly the survivors");
+    // The latest: every kicked instance's tombstone predates the earliest survivor.
+    let earliest_kept = slots[0].1;
+    let tombs = redis.command(&["HGETALL", &format!("tim:{{{APP}:storm}}:t")]);
+    let tombs: Vec<&str> = tombs.lines().collect();
+    assert_eq!(tombs.len(), 2 * 27, "{tombs:?}");
+    for kv in tombs.chunks(2) {
+        let since: u64 = kv[1].split('|').next().unwrap().parse().unwrap();
+        assert!(
+            since < earliest_kept,
+            "{} ({since}) outlived {earliest_kept}",
+            kv[0]
+        );
+    }
+    let held_total: usize = nodes
+        .iter()
+        .map(|n| n.state.cluster().unwrap().held().len())
+        .sum();
+    assert_eq!(held_total, 3);
+}
+
+const PLATFORMS: [Platform; 5] = [
+    Platform::Web,
+    Platform::Android,
+    Platform::IPhone,
+    Platform::Windows,
+    Platform::Mac,
+];
+
+/// What each login of `sequence` came to on `connect(i)` (the i-th login's server).
+async fn play<F, Fut>(user: &str, sequence: &[Platform], connect: F) -> Vec<Option<KickReason>>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Ws>,
+{
+    let mut sockets = Vec::new();
+    for (i, platform) in sequence.iter().enumerate() {
+        let mut ws = connect(i).await;
+        send(&mut ws, &login_on(1, user, &format!("i{i}"), *platform)).await;
+        match recv(&mut ws).await {
+            ServerFrame::LoginOk(_) => {}
+            other => panic!("{user} login {i} on {platform:?}: {other:?}"),
+        }
+        sockets.push(ws);
+    }
+    let mut outcomes = Vec::new();
+    for ws in &mut sockets {
+        outcomes.push(outcome(ws).await);
+    }
+    outcomes
+}
+
+/// Every policy, every sequence of three logins over five platforms, each login on another
+/// node: the cluster kicks exactly whom (and why) the single-process server kicks.
+#[tokio::test]
+async fn every_policy_and_platform_sequence_decides_as_one_process_does() {
+    let redis = RedisServer::start();
+    for policy in [
+        LoginPolicy::Single,
+        LoginPolicy::Dual,
+        LoginPolicy::Triple,
+        LoginPolicy::All,
+    ] {
+        let settings = LoginSettings {
+            web_instances: 2,
+            platform_instances: 1,
+            policy,
+        };
+        let nodes = three_nodes(&redis, settings).await;
+        let embedded = Server::start(|c| {
+            c.login = settings;
+            roomy(c);
+        })
+        .await;
+        let mut sequences = Vec::new();
+        for a in PLATFORMS {
+            for b in PLATFORMS {
+                for c in PLATFORMS {
+                    sequences.push([a, b, c]);
+                }
+            }
+        }
+        let runs = sequences.iter().enumerate().map(|(n, seq)| {
+            let (nodes, embedded) = (&nodes, &embedded);
+            async move {
+                let user = format!("{policy:?}_{n}");
+                let expected = play(&user, seq, |_| embedded.connect()).await;
+                let got = play(&user, seq, |i| nodes[i % 3].connect()).await;
+                (seq, expected, got)
+            }
+        });
+        let results = futures_util::stream::iter(runs)
+            .buffer_unordered(32)
+            .collect::<Vec<_>>()
+            .await;
+        let mut kicks = 0;
+        for (seq, expected, got) in results {
+            assert_eq!(got, expected, "{policy:?} {seq:?}");
+            kicks += expected.iter().flatten().count();
+        }
+        assert!(kicks > 0, "{policy:?}: the sequences exercise kicks");
+    }
+}
+
+/// A REST kick on one node kicks the user's sockets on every node, refuses its earlier
+/// UserSigs on every node (also on a node started afterwards), and a new UserSig works.
+#[tokio::test]
+async fn a_rest_kick_on_one_node_kicks_everywhere_and_revokes_everywhere() {
+    let redis = RedisServer::start();
+    let settings = LoginSettings {
+        web_instances: 3,
+        platform_instances: 1,
+        policy: LoginPolicy::All,
+    };
+    let [a, b, c] = three_nodes(&redis, settings).await;
+    let old = tim_usersig::generate(APP, KEY, "alice", common::now() - 30, 3600);
+    let mut sockets = Vec::new();
+    for (node, platform) in [
+        (&a, Platform::Web),
+        (&b, Platform::Web),
+        (&c, Platform::Mac),
+    ] {
+        let mut ws = node.connect().await;
+        send(&mut ws, &login_with(&old, "alice", platform)).await;
+        assert!(matches!(recv(&mut ws).await, ServerFrame::LoginOk(_)));
+        sockets.push(ws);
+    }
+    let (mut bob, _) = b.online("bob", "b1", Platform::Web).await;
+    let answer = Rest::new(a.addr, APP, KEY)
+        .call(KICK, json!({"UserID": "alice"}))
+        .await;
+    assert_eq!(answer.code(), 0, "{}", answer.json);
+    for ws in &mut sockets {
+        expect_kicked(ws, KickReason::RestApi).await;
+    }
+    expect_untouched(&mut bob).await;
+    let d = Node::start(&redis, settings).await;
+    for node in [&a, &b, &c, &d] {
+        assert_eq!(login_code(node, &old, "alice").await, Some(70001));
+        let fresh = tim_usersig::generate(APP, KEY, "alice", common::now(), 3600);
+        assert_eq!(login_code(node, &fresh, "alice").await, None);
+    }
+    // Kicking an unknown account is 70107 from any node.
+    for node in [&b, &c] {
+        let answer = Rest::new(node.addr, APP, KEY)
+            .call(KICK, json!({"UserID": "nobody"}))
+            .await;
+        assert_eq!(answer.code(), 70107, "{}", answer.json);
+    }
+}
+
+fn login_with(usersig: &str, user: &str, platform: Platform) -> ClientFrame {
+    ClientFrame::Login(Login {
+        seq: 1,
+        sdkappid: APP,
+        user: user.into(),
+        usersig: usersig.into(),
+        platform,
+        instance: format!("{user}-{}", rand_instance()),
+    })
+}
+
+fn rand_instance() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(1);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Logs in on a new socket (closed after): the error code, or None when it worked.
+async fn login_code(node: &Node, usersig: &str, user: &str) -> Option<u32> {
+    let mut ws = node.connect().await;
+    send(&mut ws, &login_with(usersig, user, Platform::Web)).await;
+    match recv(&mut ws).await {
+        ServerFrame::LoginOk(_) => None,
+        ServerFrame::Error(e) => Some(e.code),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// The admin REST API answers the same from every node: accounts imported on one are
+/// checked on another, online status spans nodes, a delete on one kicks on the others.
+#[tokio::test]
+async fn rest_answers_the_same_from_every_node() {
+    let redis = RedisServer::start();
+    let [a, b, c] = three_nodes(&redis, web(2)).await;
+    let (ra, rb, rc) = (
+        Rest::new(a.addr, APP, KEY),
+        Rest::new(b.addr, APP, KEY),
+        Rest::new(c.addr, APP, KEY),
+    );
+    assert_eq!(ra.call(IMPORT, json!({"UserID": "carol"})).await.code(), 0);
+    let (mut alice, _) = b.online("alice", "t1", Platform::Web).await;
+    let check =
+        json!({"CheckItem": [{"UserID": "carol"}, {"UserID": "alice"}, {"UserID": "nobody"}]});
+    for rest in [&ra, &rb, &rc] {
+        let answer = rest.call(CHECK, check.clone()).await;
+        let statuses: Vec<&str> = answer.json["ResultItem"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["AccountStatus"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            statuses,
+            ["Imported", "Imported", "NotImported"],
+            "{}",
+            answer.json
+        );
+        let online = rest
+            .call(ONLINE, json!({"To_Account": ["alice", "carol"]}))
+            .await;
+        let states: Vec<&str> = online.json["QueryResult"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["Status"].as_str().unwrap())
+            .collect();
+        assert_eq!(states, ["Online", "Offline"], "{}", online.json);
+    }
+    let answer = rc
+        .call(DELETE, json!({"DeleteItem": [{"UserID": "alice"}]}))
+        .await;
+    assert_eq!(answer.code(), 0, "{}", answer.json);
+    expect_kicked(&mut alice, KickReason::RestApi).await;
+    for rest in [&ra, &rb] {
+        let answer = rest
+            .call(CHECK, json!({"CheckItem": [{"UserID": "alice"}]}))
+            .await;
+        assert_eq!(answer.json["ResultItem"][0]["AccountStatus"], "NotImported");
+    }
+}
+
+/// Waits until `node` holds `user`'s `instance` without a socket.
+async fn away_on(node: &Node, user: &str, instance: &str) {
+    eventually_within("away", Duration::from_secs(3), || {
+        node.state
+            .cluster()
+            .unwrap()
+            .held()
+            .by_user()
+            .iter()
+            .filter(|(u, _)| u == user)
+            .flat_map(|(_, held)| held.iter())
+            .any(|h| h.info.instance == instance && !h.attached)
+    })
+    .await;
+}
+
+fn resume(ticket: &str) -> ClientFrame {
+    ClientFrame::Resume {
+        seq: 2,
+        ticket: ticket.into(),
+    }
+}
+
+/// A resume on another node gets its own slot back and kicks no one; the slot keeps its place
+/// in the login order (the next login evicts it first).
+#[tokio::test]
+async fn a_resume_on_another_node_takes_its_own_slot_back_and_kicks_no_one() {
+    let redis = RedisServer::start();
+    let [a, b, c] = three_nodes(&redis, web(2)).await;
+    let (t1, ticket) = a.online("alice", "t1", Platform::Web).await;
+    let (mut t2, _) = b.online("alice", "t2", Platform::Web).await;
+    drop(t1);
+    away_on(&a, "alice", "t1").await;
+    let mut t1 = c.connect().await;
+    send(&mut t1, &resume(&ticket)).await;
+    assert!(matches!(recv(&mut t1).await, ServerFrame::ResumeOk { .. }));
+    expect_untouched(&mut t2).await;
+    eventually_within("node a let go", Duration::from_secs(3), || {
+        a.state.cluster().unwrap().held().is_empty()
+    })
+    .await;
+    assert_eq!(slots(&redis, "alice").len(), 2);
+    let (mut t3, _) = b.online("alice", "t3", Platform::Web).await;
+    expect_kicked(&mut t1, KickReason::MultipleAccount).await;
+    expect_untouched(&mut t2).await;
+    expect_untouched(&mut t3).await;
+}
+
+/// An instance kicked while it was away learns it on whichever node it comes back to, and
+/// never takes the slot back.
+#[tokio::test]
+async fn kicked_while_away_learns_it_on_another_node() {
+    let redis = RedisServer::start();
+    let [a, b, c] = three_nodes(&redis, web(2)).await;
+    let (t1, ticket) = a.online("alice", "t1", Platform::Web).await;
+    drop(t1);
+    away_on(&a, "alice", "t1").await;
+    let (mut t2, _) = b.online("alice", "t2", Platform::Web).await;
+    let (mut t3, _) = c.online("alice", "t3", Platform::Web).await;
+    for node in [&b, &a] {
+        let mut again = node.connect().await;
+        send(&mut again, &resume(&ticket)).await;
+        expect_kicked(&mut again, KickReason::MultipleAccount).await;
+    }
+    expect_untouched(&mut t2).await;
+    expect_untouched(&mut t3).await;
+    let held: Vec<String> = slots(&redis, "alice").into_iter().map(|(i, _)| i).collect();
+    assert_eq!(held, ["t2", "t3"]);
+}
+
+/// A kick whose pub/sub notice is lost (the node's subscription killed just before) still
+/// lands, within the renewal bound, through the reconciliation or a lease renewal.
+#[tokio::test]
+async fn a_lost_pubsub_notice_still_kicks_within_the_bound() {
+    let redis = RedisServer::start();
+    let [a, b, _c] = three_nodes(&redis, web(1)).await;
+    let (mut t1, _) = a.online("alice", "t1", Platform::Web).await;
+    let cluster = a.state.cluster().unwrap();
+    let notices = cluster.metrics().channel_notices.get();
+    let repaired =
+        || cluster.metrics().reconciliations.get() + cluster.metrics().renewals_gone.get();
+    let before = repaired();
+    let killed = redis.command(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    assert_ne!(killed, "0", "a subscription was killed");
+    let started = std::time::Instant::now();
+    let (_t2, _) = b.online("alice", "t2", Platform::Web).await;
+    let bound = Duration::from_millis(u64::from(LEASE_MS) / 3) + Duration::from_secs(1);
+    match tokio::time::timeout(bound, recv(&mut t1)).await {
+        Ok(ServerFrame::Kicked { reason }) => assert_eq!(reason, KickReason::MultipleAccount),
+        other => panic!("no kick within {bound:?}: {other:?}"),
+    }
+    println!("kick after a lost notice landed in {:?}", started.elapsed());
+    assert_eq!(
+        cluster.metrics().channel_notices.get(),
+        notices,
+        "not by the channel"
+    );
+    assert!(repaired() > before, "by a reconciliation or renewal");
+}
+
+/// Redis down: logins and resumes get the documented retryable answers, connected sessions
+/// stay up; Redis back with its data (AOF): the sessions are still known and decisions go on.
+/// Redis emptied (FLUSHALL): the nodes register what they hold again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_restarted_and_emptied() {
+    let mut redis = RedisServer::start();
+    let [a, b, c] = three_nodes(&redis, web(1)).await;
+    let (mut t1, _) = a.online("alice", "t1", Platform::Web).await;
+    let (away, ticket) = b.online("carol", "c1", Platform::Web).await;
+    drop(away);
+    away_on(&b, "carol", "c1").await;
+    redis.stop();
+    let mut ws = c.connect().await;
+    send(&mut ws, &login_on(1, "dave", "d1", Platform::Web)).await;
+    match recv(&mut ws).await {
+        ServerFrame::Error(e) => assert_eq!(e.code, 70169, "{e:?}"),
+        other => panic!("expected 70169, got {other:?}"),
+    }
+    let mut ws = a.connect().await;
+    send(&mut ws, &resume(&ticket)).await;
+    assert_eq!(recv_close(&mut ws).await, close::TRY_AGAIN_LATER);
+    let answer = Rest::new(b.addr, APP, KEY)
+        .call(KICK, json!({"UserID": "alice"}))
+        .await;
+    assert_eq!(answer.code(), 70169, "{}", answer.json);
+    expect_untouched(&mut t1).await;
+
+    redis.start_again();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut ws = c.connect().await;
+        send(&mut ws, &login_on(1, "dave", "d1", Platform::Web)).await;
+        match recv(&mut ws).await {
+            ServerFrame::LoginOk(_) => break,
+            ServerFrame::Error(e) if e.code == 70169 => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "Redis never came back"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // What Redis persisted is still there: alice's slot (a new login evicts it) and carol's
+    // away session (its ticket resumes, on another node).
+    let (mut t2, _) = b.online("alice", "t2", Platform::Web).await;
+    expect_kicked(&mut t1, KickReason::MultipleAccount).await;
+    let mut c1 = c.connect().await;
+    send(&mut c1, &resume(&ticket)).await;
+    assert!(matches!(recv(&mut c1).await, ServerFrame::ResumeOk { .. }));
+
+    // Data loss: the next renewal round registers every held session again.
+    let again = || {
+        [&a, &b, &c]
+            .iter()
+            .map(|n| n.state.cluster().unwrap().metrics().registered_again.get())
+            .sum::<u64>()
+    };
+    let before = again();
+    assert_eq!(redis.command(&["FLUSHALL"]), "OK");
+    eventually_within("registered again", Duration::from_secs(3), || {
+        again() >= before + 3
+    })
+    .await;
+    let (_t3, _) = a.online("alice", "t3", Platform::Web).await;
+    expect_kicked(&mut t2, KickReason::MultipleAccount).await;
+    expect_untouched(&mut c1).await;
 }
