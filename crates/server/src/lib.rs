@@ -91,8 +91,21 @@ pub enum ServeError {
     Io(#[from] io::Error),
 }
 
+/// What the executable plugs into the library for `serve`: parts it does not hold itself.
+#[derive(Clone, Default)]
+pub struct ServeOptions {
+    /// The native client behind `--demo`'s demo devices (`timd serve` plugs in tim-client,
+    /// which this library does not depend on); without one the device routes answer 503.
+    pub demo_devices: Option<Arc<dyn demo::devices::Driver>>,
+}
+
 /// Validates `config`, opens the store, listens, and serves until SIGINT/SIGTERM.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
+    serve_with(config, ServeOptions::default()).await
+}
+
+/// [`serve`], with what the executable plugs in.
+pub async fn serve_with(config: Config, options: ServeOptions) -> Result<(), ServeError> {
     config.validate()?;
     if config.demo {
         for dir in [&config.www_dir, &config.pkg_dir] {
@@ -112,6 +125,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         state::OpenError::Store(e) => ServeError::Store(e),
         state::OpenError::Cluster(e) => ServeError::Cluster(e),
     })?;
+    if let Some(driver) = options.demo_devices {
+        state.demo_devices().set_driver(driver);
+    }
     let asked = state.config().listen_backlog;
     let listener =
         listener::bind(addr, asked).map_err(|source| ServeError::Bind { addr, source })?;

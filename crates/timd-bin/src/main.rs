@@ -2,9 +2,11 @@
 //! 2 bad usage/config (`timd client` adds 3: kicked out).
 
 mod cli;
+mod demo_devices;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
@@ -68,7 +70,11 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(timd::serve(config)) {
+    // `--demo`'s native devices are tim-client sessions.
+    let options = timd::ServeOptions {
+        demo_devices: Some(Arc::new(demo_devices::ClientDevices)),
+    };
+    match runtime.block_on(timd::serve_with(config, options)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("timd serve: {e}");

@@ -1,14 +1,21 @@
 //! Native demo devices: on the demo page's request, `timd` logs a native client in as
 //! Android, iPhone, iPad, Windows or Mac on its own `/ws`, signing the UserSig with the app
-//! key. The client is `tim_client::Client`, the library behind `timd client`, so the device
-//! behaves exactly as a real native instance would (issue 9 wants the client split out of
-//! `timd` later; until then the demo uses the dependency `timd client` already brings).
+//! key.
+//!
+//! The library keeps what the page sees (the routes, the bound, which instances are
+//! devices, how each ends); the native client itself is a [`Driver`] the executable plugs
+//! in through [`crate::ServeOptions`]. `timd serve --demo` plugs in tim-client
+//! (`crates/timd-bin/src/demo_devices.rs`), so a device behaves exactly as a real native
+//! instance would, and this library does not depend on the client. Without a driver the
+//! device routes answer 503.
 //!
 //! Bounded: at most [`MAX_DEVICES`] at once. Each ends (its session destroyed) when it is
 //! kicked, logged out from the page, or when the server shuts down.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,7 +25,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use tim_client::{Client, Event, Handle, Platform};
+use tim_proto::{KickReason, Platform};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::{error, no_store};
@@ -32,6 +40,52 @@ pub const DEVICE_USERSIG_SECS: u64 = 86_400;
 /// How long a device's login, logout or destroy may take before the demo gives up on it.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A boxed future, so [`Driver`] and [`Session`] stay object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Starts native client sessions: what the demo needs of a native client library.
+pub trait Driver: Send + Sync + 'static {
+    /// A new session on `platform` for app `sdkappid`, speaking to the server at `url`
+    /// (`ws://ADDR`), with an instance id of its own. Not logged in yet. Called inside
+    /// the server's tokio runtime.
+    fn session(&self, url: &str, sdkappid: u32, platform: Platform) -> Box<dyn Session>;
+}
+
+/// One native client session, as a [`Driver`] started it.
+pub trait Session: Send + Sync + 'static {
+    /// Its instance id (the registry lists the device under it).
+    fn instance(&self) -> &str;
+    /// Logs in; resolves once the login settled.
+    fn login<'a>(
+        &'a self,
+        user: &'a str,
+        usersig: &'a str,
+    ) -> BoxFuture<'a, Result<(), LoginError>>;
+    /// Resolves when the session ends by itself.
+    fn ended(&mut self) -> BoxFuture<'_, Ended>;
+    /// Logs out (a kicked session is not logged in any more: it may fail, and is ignored).
+    fn logout(&self) -> BoxFuture<'_, ()>;
+    /// Ends the session for good: its connection closes.
+    fn destroy(&self) -> BoxFuture<'_, ()>;
+}
+
+/// Why a login failed: the SDK error code and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginError {
+    pub code: u32,
+    pub message: String,
+}
+
+/// How a session ended by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Kicked(KickReason),
+    /// Not ready any more (e.g. its UserSig expired).
+    NotReady,
+    /// The session's events stopped: it was ended elsewhere.
+    Gone,
+}
+
 /// The running devices, by instance id. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Devices {
@@ -42,13 +96,18 @@ pub struct Devices {
 struct Inner {
     /// Where this server listens (set by `run`): the devices connect there.
     server: OnceLock<SocketAddr>,
+    /// The native client (set by `serve_with`, or a test).
+    driver: OnceLock<Arc<dyn Driver>>,
     running: Mutex<HashMap<String, Device>>,
 }
 
 struct Device {
     user: String,
     platform: Platform,
-    handle: Handle,
+    /// Cancelled to log the device out.
+    stop: CancellationToken,
+    /// Cancelled once the device ended and left `running`.
+    done: CancellationToken,
 }
 
 /// One running device, as `/demo/devices` lists it.
@@ -73,6 +132,11 @@ impl Devices {
         let _ = self.inner.server.set(addr);
     }
 
+    /// Plugs in the native client the devices run. The first one set stays.
+    pub fn set_driver(&self, driver: Arc<dyn Driver>) {
+        let _ = self.inner.driver.set(driver);
+    }
+
     pub fn is_device(&self, instance: &str) -> bool {
         self.running().contains_key(instance)
     }
@@ -81,11 +145,7 @@ impl Devices {
         let mut list: Vec<DeviceInfo> = self
             .running()
             .iter()
-            .map(|(instance, d)| DeviceInfo {
-                instance: instance.clone(),
-                user: d.user.clone(),
-                platform: d.platform,
-            })
+            .map(|(instance, d)| info(instance, d))
             .collect();
         list.sort_by(|a, b| (&a.user, &a.instance).cmp(&(&b.user, &b.instance)));
         list
@@ -95,28 +155,30 @@ impl Devices {
         self.inner.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn take(&self, instance: &str) -> Option<Handle> {
-        self.running().remove(instance).map(|d| d.handle)
-    }
-
     /// Starts a device for `user` on `platform` and logs it in; answers once the login
-    /// settled. The device's task then watches its events until it ends.
+    /// settled. A task of its own owns the device from the start, so a request dropped
+    /// midway leaves no device behind that nothing would end.
     async fn start(
         &self,
         state: &AppState,
         user: &str,
         platform: Platform,
     ) -> Result<DeviceInfo, (StatusCode, String)> {
+        let Some(driver) = self.inner.driver.get() else {
+            return Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this server runs no native client: no demo devices (`timd serve --demo` \
+                 runs them)"
+                    .into(),
+            ));
+        };
         let Some(server) = self.inner.server.get().copied() else {
             return Err((
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the server is not listening on a socket: no demo devices".into(),
             ));
         };
-        let config = state.config();
-        let instance = tim_client::random_instance_id();
-        let session = tim_client::Config::new(config.sdkappid, platform, instance.clone());
-        let (handle, events) = {
+        let (session, stop, done) = {
             let mut running = self.running();
             if running.len() >= MAX_DEVICES {
                 return Err((
@@ -124,112 +186,144 @@ impl Devices {
                     format!("at most {MAX_DEVICES} demo devices at once: log one out first"),
                 ));
             }
-            let (handle, events) = Client::new(&format!("ws://{server}"), session).split();
-            running.insert(
-                instance.clone(),
-                Device {
-                    user: user.to_owned(),
-                    platform,
-                    handle: handle.clone(),
-                },
-            );
-            (handle, events)
+            let session =
+                driver.session(&format!("ws://{server}"), state.config().sdkappid, platform);
+            let device = Device {
+                user: user.to_owned(),
+                platform,
+                stop: CancellationToken::new(),
+                done: CancellationToken::new(),
+            };
+            let tokens = (device.stop.clone(), device.done.clone());
+            running.insert(session.instance().to_owned(), device);
+            (session, tokens.0, tokens.1)
         };
-        tokio::spawn(watch(
+        let info = DeviceInfo {
+            instance: session.instance().to_owned(),
+            user: user.to_owned(),
+            platform,
+        };
+        let (reply, logged_in) = oneshot::channel();
+        tokio::spawn(drive(
             self.clone(),
-            instance.clone(),
-            events,
-            state.shutdown_token().clone(),
+            state.clone(),
+            session,
+            info.clone(),
+            (stop, done),
+            reply,
         ));
-        // A UserSig issued in the second of a REST kick of the user would be refused.
-        if let Some(kicked_at) = state.kicked_at(user).filter(|&k| k >= unix_now()) {
-            crate::rest::kick::settle(kicked_at).await;
-        }
-        let usersig = tim_usersig::generate(
-            config.sdkappid,
-            &config.key,
-            user,
-            unix_now(),
-            DEVICE_USERSIG_SECS,
-        );
-        let login = tokio::time::timeout(CALL_TIMEOUT, handle.login(user, &usersig)).await;
-        match login {
-            Ok(Ok(_)) => {
-                tracing::info!(
-                    user,
-                    platform = platform.as_str(),
-                    instance,
-                    "demo device logged in"
-                );
-                Ok(DeviceInfo {
-                    instance,
-                    user: user.to_owned(),
-                    platform,
-                })
-            }
-            failed => {
-                if let Some(handle) = self.take(&instance) {
-                    end(handle).await;
-                }
-                let message = match failed {
-                    Ok(Err(e)) => format!("the device's login failed: {} {}", e.code, e.message),
-                    _ => "the device's login did not settle in time".to_owned(),
-                };
-                Err((StatusCode::BAD_GATEWAY, message))
-            }
+        match logged_in.await {
+            Ok(Ok(())) => Ok(info),
+            Ok(Err(message)) => Err((StatusCode::BAD_GATEWAY, message)),
+            Err(_) => Err((StatusCode::BAD_GATEWAY, "the device ended".to_owned())),
         }
     }
 
-    /// Logs the device out and ends it. `None` if no such device runs.
+    /// Logs the device out and ends it; answers once it ended. `None` if no such device.
     async fn stop(&self, instance: &str) -> Option<DeviceInfo> {
-        let (handle, info) = self.running().get(instance).map(|d| {
-            let info = DeviceInfo {
-                instance: instance.to_owned(),
-                user: d.user.clone(),
-                platform: d.platform,
-            };
-            (d.handle.clone(), info)
-        })?;
-        // A device kicked meanwhile is not logged in any more (2024): it ends all the same.
-        let _ = tokio::time::timeout(CALL_TIMEOUT, handle.logout()).await;
-        if let Some(handle) = self.take(instance) {
-            end(handle).await;
-        }
-        tracing::info!(instance, "demo device logged out");
+        let (info, stop, done) = {
+            let running = self.running();
+            let d = running.get(instance)?;
+            (info(instance, d), d.stop.clone(), d.done.clone())
+        };
+        stop.cancel();
+        done.cancelled().await;
         Some(info)
     }
 }
 
-/// Follows a device until it is kicked, logged out or the server stops, then ends it.
-async fn watch(
-    devices: Devices,
-    instance: String,
-    mut events: tim_client::Events,
-    shutdown: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            event = events.next() => match event {
-                // The handles are gone: the device was ended elsewhere.
-                None => return,
-                Some(Event::Kicked(reason)) => {
-                    tracing::info!(instance, reason = reason.as_str(), "demo device kicked out");
-                    break;
-                }
-                Some(Event::NotReady) => break,
-                Some(_) => {}
-            },
-            _ = shutdown.cancelled() => break,
-        }
-    }
-    if let Some(handle) = devices.take(&instance) {
-        end(handle).await;
+fn info(instance: &str, d: &Device) -> DeviceInfo {
+    DeviceInfo {
+        instance: instance.to_owned(),
+        user: d.user.clone(),
+        platform: d.platform,
     }
 }
 
-/// Destroys the device's session; its driver task ends once the last handle is dropped.
-async fn end(handle: Handle) {
-    let _ = tokio::time::timeout(CALL_TIMEOUT, handle.destroy()).await;
+/// A device's life: log in (answering `reply`), then follow it until it is kicked, logged
+/// out from the page or the server stops; then end it.
+async fn drive(
+    devices: Devices,
+    state: AppState,
+    mut session: Box<dyn Session>,
+    device: DeviceInfo,
+    (stop, done): (CancellationToken, CancellationToken),
+    reply: oneshot::Sender<Result<(), String>>,
+) {
+    let DeviceInfo {
+        instance,
+        user,
+        platform,
+    } = device;
+    let shutdown = state.shutdown_token().clone();
+    let login = tokio::select! {
+        login = login(&state, &*session, &user) => login,
+        _ = shutdown.cancelled() => Err("the server is shutting down".to_owned()),
+    };
+    match login {
+        Ok(()) => {
+            tracing::info!(
+                user,
+                platform = platform.as_str(),
+                instance,
+                "demo device logged in"
+            );
+            let _ = reply.send(Ok(()));
+        }
+        Err(message) => {
+            // Answered once the device is gone, as a logout is.
+            end(&devices, &instance, &*session).await;
+            done.cancel();
+            let _ = reply.send(Err(message));
+            return;
+        }
+    }
+    tokio::select! {
+            ended = session.ended() => {
+                if let Ended::Kicked(reason) = ended {
+                    tracing::info!(instance, reason = reason.as_str(), "demo device kicked out");
+                }
+            }
+            _ = stop.cancelled() => {
+                // A device kicked meanwhile is not logged in any more (2024): it ends all
+                // the same.
+                let _ = tokio::time::timeout(CALL_TIMEOUT, session.logout()).await;
+                tracing::info!(instance, "demo device logged out");
+            }
+            _ = shutdown.cancelled() => {}
+    }
+    end(&devices, &instance, &*session).await;
+    done.cancel();
+}
+
+/// Takes the device off the list and destroys its session.
+async fn end(devices: &Devices, instance: &str, session: &dyn Session) {
+    devices.running().remove(instance);
+    let _ = tokio::time::timeout(CALL_TIMEOUT, session.destroy()).await;
+}
+
+/// Signs a UserSig for the device and logs it in, within [`CALL_TIMEOUT`].
+async fn login(state: &AppState, session: &dyn Session, user: &str) -> Result<(), String> {
+    // A UserSig issued in the second of a REST kick of the user would be refused.
+    if let Some(kicked_at) = state.kicked_at(user).filter(|&k| k >= unix_now()) {
+        crate::rest::kick::settle(kicked_at).await;
+    }
+    let config = state.config();
+    let usersig = tim_usersig::generate(
+        config.sdkappid,
+        &config.key,
+        user,
+        unix_now(),
+        DEVICE_USERSIG_SECS,
+    );
+    match tokio::time::timeout(CALL_TIMEOUT, session.login(user, &usersig)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!(
+            "the device's login failed: {} {}",
+            e.code, e.message
+        )),
+        Err(_) => Err("the device's login did not settle in time".to_owned()),
+    }
 }
 
 fn unix_now() -> u64 {
