@@ -1,0 +1,125 @@
+//! Cluster mode with real `timd` processes on one real Redis: what only a process gives,
+//! `kill -9` of a node and its restart under a new node id.
+mod common;
+mod rest_client;
+
+use std::time::{Duration, Instant};
+
+use common::{recv, recv_close, send, sig, RedisServer, TimdNode, Ws, APP, KEY};
+use futures_util::StreamExt;
+use rest_client::{Rest, KICK, ONLINE};
+use serde_json::json;
+use tim_proto::{close, ClientFrame, KickReason, Login, Platform, ServerFrame};
+
+const LEASE_MS: u64 = 900;
+
+fn node(redis: &RedisServer) -> TimdNode {
+    TimdNode::builder()
+        .redis(&redis.url())
+        .args(["--lease-ms", &LEASE_MS.to_string(), "--web-instances", "2"])
+        .start()
+}
+
+fn login(user: &str, instance: &str, usersig: &str) -> ClientFrame {
+    ClientFrame::Login(Login {
+        seq: 1,
+        sdkappid: APP,
+        user: user.into(),
+        usersig: usersig.into(),
+        platform: Platform::Web,
+        instance: instance.into(),
+    })
+}
+
+/// A socket logged in on `node`: the socket and its ticket.
+async fn online(node: &TimdNode, user: &str, instance: &str) -> (Ws, String) {
+    let mut ws = tim_test_support::ws::connect(&node.ws_url()).await;
+    send(&mut ws, &login(user, instance, &sig(user))).await;
+    match recv(&mut ws).await {
+        ServerFrame::LoginOk(ok) => (ws, ok.ticket),
+        other => panic!("{user}/{instance}: {other:?}"),
+    }
+}
+
+async fn expect_untouched(ws: &mut Ws) {
+    send(ws, &ClientFrame::Ping).await;
+    assert_eq!(recv(ws).await, ServerFrame::Pong, "still online");
+}
+
+async fn status(rest: &Rest, user: &str) -> String {
+    let answer = rest.call(ONLINE, json!({"To_Account": [user]})).await;
+    answer.json["QueryResult"][0]["Status"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", answer.json))
+        .to_owned()
+}
+
+/// `kill -9` of a node: its slots are free within the lease, nobody elsewhere is kicked,
+/// its clients resume on another node with their tickets (their own slots, their places in
+/// the login order), and the node restarted (a new node id) refuses what a REST kick revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_frees_its_slots_within_the_lease_and_its_clients_resume_elsewhere() {
+    let redis = RedisServer::start();
+    let mut a = node(&redis);
+    let b = node(&redis);
+    let c = node(&redis);
+    let rest = Rest::new(b.addr(), APP, KEY);
+    let (mut t1, ticket) = online(&a, "alice", "t1").await;
+    let (mut t2, _) = online(&b, "alice", "t2").await;
+    let (_c1, _) = online(&a, "carol", "c1").await;
+    let bob_sig = sig("bob");
+    let (mut b1, _) = online(&c, "bob", "b1").await;
+    assert_eq!(rest.call(KICK, json!({"UserID": "bob"})).await.code(), 0);
+    assert_eq!(
+        recv(&mut b1).await,
+        ServerFrame::Kicked {
+            reason: KickReason::RestApi
+        }
+    );
+    assert_eq!(status(&rest, "carol").await, "Online");
+
+    a.kill9();
+    let killed = Instant::now();
+    // The dead node's socket just ends (no kicked frame).
+    let end = tokio::time::timeout(Duration::from_secs(3), t1.next()).await;
+    assert!(
+        matches!(end, Ok(None | Some(Err(_)))),
+        "t1's connection ended: {end:?}"
+    );
+    // carol never comes back: her slot is free once the lease runs out.
+    while status(&rest, "carol").await != "Offline" {
+        assert!(killed.elapsed() < Duration::from_millis(LEASE_MS) + Duration::from_secs(2));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "slots of a killed node freed after {:?} (lease {LEASE_MS} ms)",
+        killed.elapsed()
+    );
+    expect_untouched(&mut t2).await;
+
+    // t1 resumes on c: its own slot, no one kicked.
+    let mut t1 = tim_test_support::ws::connect(&c.ws_url()).await;
+    send(&mut t1, &ClientFrame::Resume { seq: 2, ticket }).await;
+    assert!(matches!(recv(&mut t1).await, ServerFrame::ResumeOk { .. }));
+    expect_untouched(&mut t2).await;
+    // Still the earliest: the next login evicts t1, not t2.
+    let (mut t3, _) = online(&b, "alice", "t3").await;
+    assert_eq!(
+        recv(&mut t1).await,
+        ServerFrame::Kicked {
+            reason: KickReason::MultipleAccount
+        }
+    );
+    assert_eq!(recv_close(&mut t1).await, close::KICKED);
+    expect_untouched(&mut t2).await;
+    expect_untouched(&mut t3).await;
+
+    // The restarted node shares the revocation: bob's pre-kick UserSig is refused there.
+    tokio::task::block_in_place(|| a.start_again());
+    let mut ws = tim_test_support::ws::connect(&a.ws_url()).await;
+    send(&mut ws, &login("bob", "b2", &bob_sig)).await;
+    match recv(&mut ws).await {
+        ServerFrame::Error(e) => assert_eq!(e.code, 70001, "{e:?}"),
+        other => panic!("expected 70001, got {other:?}"),
+    }
+}
