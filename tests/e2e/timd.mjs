@@ -2,6 +2,7 @@
 // with an app key known to the test so Tencent's official generator can make its UserSigs.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
@@ -17,6 +18,15 @@ export const KEY = 'e2e-secret-key-made-for-this-test-run';
 /** Tencent's official Node generator, for this app. */
 export const official = new TLSSigAPIv2.Api(SDKAPPID, KEY);
 
+// Processes still running when node exits (a failed or interrupted run) go with it.
+const children = new Set();
+process.on('exit', () => { for (const child of children) child.kill('SIGKILL'); });
+function track(child) {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
 function exited(child) {
   return new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', r)));
 }
@@ -27,11 +37,11 @@ export async function startTimd(args = []) {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'tim-e2e-'));
   const origin = `http://127.0.0.1:${port}`;
   const spawnTimd = async () => {
-    const child = spawn(process.env.TIMD_BIN || path.join(root, 'target/debug/timd'), ['serve', '--demo', '--listen', `127.0.0.1:${port}`,
+    const child = track(spawn(process.env.TIMD_BIN || path.join(root, 'target/debug/timd'), ['serve', '--demo', '--listen', `127.0.0.1:${port}`,
       '--sdkappid', String(SDKAPPID), '--key', KEY, '--data-dir', dataDir,
       '--www-dir', path.join(root, 'tests/e2e/pages'), '--pkg-dir', path.join(root, 'pkg'), ...args],
-    { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' } });
-    await waitFor(async () => (await fetch(`${origin}/healthz`)).ok, { what: 'timd' });
+    { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' } }));
+    await waitFor(async () => (await fetch(`${origin}/healthz`)).ok, { what: 'timd' }).catch((e) => { child.kill('SIGKILL'); throw e; });
     return child;
   };
   let child = await spawnTimd();
@@ -51,6 +61,53 @@ export async function startTimd(args = []) {
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** Whether Redis on `port` answers PING with PONG (not `-LOADING`). */
+function pong(port) {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    const done = (ok) => { socket.destroy(); resolve(ok); };
+    socket.setTimeout(500, () => done(false));
+    socket.on('error', () => done(false));
+    socket.on('connect', () => socket.write('*1\r\n$4\r\nPING\r\n'));
+    socket.on('data', (d) => done(d.toString().startsWith('+PONG')));
+  });
+}
+
+/**
+ * Starts Debian's redis-server (scripts/setup.sh installs it) on a free loopback port in a
+ * temporary directory, without persistence: the shared engine of a `timd --redis` cluster.
+ * Returns { port, url(db), stop() }; `url(1)` is a separate database for a second cluster.
+ */
+export async function startRedis() {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const dir = mkdtempSync(path.join(tmpdir(), 'tim-e2e-redis-'));
+    let log = '';
+    const child = track(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1',
+      '--protected-mode', 'no', '--dir', dir, '--save', '', '--appendonly', 'no', '--daemonize', 'no'],
+    { stdio: ['ignore', 'pipe', 'pipe'] }));
+    child.stdout.on('data', (d) => { log += d; });
+    child.stderr.on('data', (d) => { log += d; });
+    const stop = async () => {
+      child.kill('SIGKILL');
+      await exited(child);
+      rmSync(dir, { recursive: true, force: true });
+    };
+    try {
+      await waitFor(async () => {
+        if (child.exitCode !== null) throw new Error('exited');
+        return pong(port);
+      }, { what: 'redis-server', timeoutMs: 10000 });
+    } catch (e) {
+      await stop();
+      // Another process took the port between our probe and Redis's bind.
+      if (attempt < 5 && log.includes('Address already in use')) continue;
+      throw new Error(`redis-server did not start: ${log}`);
+    }
+    return { port, url: (db = 0) => `redis://127.0.0.1:${port}/${db}`, stop };
+  }
 }
 
 /** Starts the Rust test proxy (tests/proxy) in front of `upstreamPort`. */
