@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 use rest_client::{Rest, KICK, ONLINE};
 use serde_json::json;
 use tim_proto::{close, ClientFrame, KickReason, Login, Platform, ServerFrame};
+use tim_test_support::Haproxy;
 
 const LEASE_MS: u64 = 900;
 
@@ -121,5 +122,59 @@ async fn a_killed_node_frees_its_slots_within_the_lease_and_its_clients_resume_e
     match recv(&mut ws).await {
         ServerFrame::Error(e) => assert_eq!(e.code, 70001, "{e:?}"),
         other => panic!("expected 70001, got {other:?}"),
+    }
+}
+
+/// As deployed: three nodes behind haproxy. A `kill -9` ends the sockets on that node only;
+/// their clients reconnect through the same balancer, land on a live node and resume; no
+/// one is kicked anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_load_balancer_a_killed_nodes_clients_resume_on_the_others() {
+    let redis = RedisServer::start();
+    let mut nodes = [node(&redis), node(&redis), node(&redis)];
+    let lb = Haproxy::start(&nodes.iter().map(TimdNode::addr).collect::<Vec<_>>());
+    let mut clients = Vec::new();
+    for n in 0..9 {
+        let user = format!("u{n}");
+        let mut ws = tim_test_support::ws::connect(&lb.ws_url()).await;
+        send(&mut ws, &login(&user, "tab", &sig(&user))).await;
+        match recv(&mut ws).await {
+            ServerFrame::LoginOk(ok) => clients.push((user, ws, ok.ticket)),
+            other => panic!("{user}: {other:?}"),
+        }
+    }
+    nodes[0].kill9();
+    let mut ended = Vec::new();
+    for (user, ws, ticket) in &mut clients {
+        match tokio::time::timeout(Duration::from_millis(500), ws.next()).await {
+            Ok(None | Some(Err(_))) => ended.push((user.clone(), ticket.clone())),
+            Ok(Some(Ok(m))) if m.is_close() => ended.push((user.clone(), ticket.clone())),
+            Ok(other) => panic!("{user}: {other:?}"),
+            Err(_) => expect_untouched(ws).await,
+        }
+    }
+    println!(
+        "{} of {} sessions were on the killed node",
+        ended.len(),
+        clients.len()
+    );
+    assert!(
+        !ended.is_empty() && ended.len() < clients.len(),
+        "round robin spread them"
+    );
+    let mut resumed = Vec::new();
+    for (user, ticket) in ended {
+        let mut ws = tim_test_support::ws::connect(&lb.ws_url()).await;
+        send(&mut ws, &ClientFrame::Resume { seq: 2, ticket }).await;
+        match recv(&mut ws).await {
+            ServerFrame::ResumeOk { .. } => {}
+            other => panic!("{user} did not resume: {other:?}"),
+        }
+        expect_untouched(&mut ws).await;
+        resumed.push(ws);
+    }
+    let rest = Rest::new(nodes[1].addr(), APP, KEY);
+    for (user, _, _) in &clients {
+        assert_eq!(status(&rest, user).await, "Online", "{user}");
     }
 }

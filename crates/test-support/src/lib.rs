@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod bin;
+pub mod haproxy;
 pub mod http;
 pub mod node;
 pub mod ports;
@@ -20,6 +21,7 @@ pub mod ws;
 
 pub use app::{now, sig, APP, KEY, WAIT};
 pub use bin::timd_bin;
+pub use haproxy::Haproxy;
 pub use node::{TimdNode, TimdNodeBuilder};
 pub use redis::RedisServer;
 pub use server::Server;
