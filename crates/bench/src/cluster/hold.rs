@@ -1,0 +1,174 @@
+//! Sessions held at scale: `--sessions` logged-in users (one Web session each, so no policy
+//! kicks) over `--hold-nodes` nodes on one Redis, driven by `--workers` client processes.
+//! Prints timd's and Redis's memory per session, the steady load on Redis (heartbeats and
+//! lease renewals), then the restart run, and how far the same setup would go.
+
+use std::time::{Duration, Instant};
+
+use crate::redis::Redis;
+use crate::sys::mib;
+use crate::timd::Common;
+
+use super::nodes::{cluster_flags, Nodes};
+use super::workers::Workers;
+use super::{restarts, HoldArgs};
+
+/// This machine's memory, for "how far": from /proc/meminfo.
+fn mem_total() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?.to_owned();
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+pub async fn run(common: &Common, redis: &Redis, args: &HoldArgs, lease_ms: u32) -> bool {
+    let n = args.sessions;
+    // Every process may open 20,000 files at most: ≤ 16,700 sessions per node and per client.
+    let per_process = 16_700;
+    let node_count = args.hold_nodes.max(n.div_ceil(per_process));
+    let worker_count = args.workers.max(n.div_ceil(per_process));
+    let nodes_flags = cluster_flags(&redis.url(), lease_ms);
+    let mut nodes = Nodes::start(common, node_count, &nodes_flags).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_rss = nodes.rss();
+    let mem0 = redis.info_u64("memory", "used_memory");
+    let per_node: Vec<usize> = (0..node_count)
+        .map(|i| (0..n).filter(|g| g % node_count == i).count())
+        .collect();
+    println!(
+        "  hold: {n} sessions (one Web user each) on {node_count} nodes, {worker_count} client processes \
+         ({}-{} sessions each), lease {lease_ms} ms (renewed every {} ms), heartbeat 25 s (timd's default)",
+        n / worker_count,
+        n.div_ceil(worker_count),
+        lease_ms / 3
+    );
+    let mut workers = Workers::spawn(
+        worker_count,
+        n,
+        &nodes.urls(),
+        args.ips_per_worker,
+        args.login_concurrency,
+    );
+    println!(
+        "    client source addresses: {} … {} ({} per process, bound before connect)",
+        workers.binds[0][0],
+        workers.binds[worker_count - 1].last().expect("an address"),
+        args.ips_per_worker.max(1)
+    );
+    let t0 = Instant::now();
+    let (ok_logins, failed) = workers.ready().await;
+    let wall = t0.elapsed();
+    println!(
+        "    {ok_logins} logged in ({failed} failed) in {:.1} s: {:.0} logins/s over {node_count} nodes",
+        wall.as_secs_f64(),
+        ok_logins as f64 / wall.as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let online = nodes.metric("timd_sessions_online", "").await as usize;
+    let conns = nodes.metric("timd_ws_connections", "").await as usize;
+    let full_rss = nodes.rss();
+    let mem1 = redis.info_u64("memory", "used_memory");
+    let status = workers.status().await;
+    let per = |b: u64| b as f64 / 1024.0 / n as f64;
+    println!(
+        "    nodes report {online} sessions online, {conns} connections; clients report {} connected",
+        status.connected
+    );
+    println!(
+        "    timd RSS: {:.0} MiB idle ({node_count} nodes), {:.0} MiB held: {:.2} KiB per session (sum / sessions), \
+         {:.2} KiB per session above idle (target <= 8 KiB)",
+        mib(idle_rss),
+        mib(full_rss),
+        per(full_rss),
+        per(full_rss.saturating_sub(idle_rss))
+    );
+    println!(
+        "    Redis used_memory: {:.1} MiB -> {:.1} MiB: {:.0} B per session (target <= 1 KiB); Redis RSS {:.0} MiB",
+        mib(mem0),
+        mib(mem1),
+        mem1.saturating_sub(mem0) as f64 / n as f64,
+        mib(redis.rss().unwrap_or(0))
+    );
+    println!(
+        "    client processes' RSS: {:.0} MiB: {:.2} KiB per session (tim-client: a task, a session core, a socket each)",
+        mib(status.rss),
+        per(status.rss)
+    );
+
+    // Steady state: heartbeats go to the nodes only; lease renewals (one script per user
+    // per renewal round) are the Redis load.
+    let window = Duration::from_millis(lease_ms as u64).max(Duration::from_secs(args.window_secs));
+    let cmds0 = redis.info_u64("stats", "total_commands_processed");
+    let evalsha0 = redis.calls("evalsha");
+    let rcpu0 = redis.cpu();
+    let tcpu0 = nodes.cpu();
+    let renew0 = nodes.metric("timd_lease_renewals", "result=\"ok\"").await;
+    let failed0 = nodes
+        .metric("timd_lease_renewals", "result=\"failed\"")
+        .await;
+    let t = Instant::now();
+    tokio::time::sleep(window).await;
+    let secs = t.elapsed().as_secs_f64();
+    let cmds = redis.info_u64("stats", "total_commands_processed") - cmds0;
+    let evalsha = redis.calls("evalsha") - evalsha0;
+    let rcpu = redis
+        .cpu()
+        .zip(rcpu0)
+        .map_or(0.0, |(b, a)| b.saturating_sub(a).as_secs_f64());
+    let tcpu = nodes.cpu().saturating_sub(tcpu0).as_secs_f64();
+    let renewals = nodes.metric("timd_lease_renewals", "result=\"ok\"").await - renew0;
+    let renew_failed = nodes
+        .metric("timd_lease_renewals", "result=\"failed\"")
+        .await
+        - failed0;
+    println!(
+        "    steady load over {secs:.0} s (>= 1 lease): Redis {:.0} commands/s (total_commands_processed; \
+         {:.0} EVALSHA/s), {:.0} lease renewals/s ({renew_failed} failed), Redis CPU {:.1}% of a core, \
+         timd CPU {:.1}% of a core (all nodes: heartbeats + renewals)",
+        cmds as f64 / secs,
+        evalsha as f64 / secs,
+        renewals / secs,
+        rcpu * 100.0 / secs,
+        tcpu * 100.0 / secs
+    );
+
+    let mut ok = failed == 0 && status.connected == n && online == n;
+    if !args.modes.is_empty() {
+        ok &= restarts::run(
+            &mut nodes,
+            &mut workers,
+            &per_node,
+            &args.modes,
+            Duration::from_secs(args.timeout_secs),
+            Duration::from_millis(lease_ms as u64 / 3),
+        )
+        .await;
+    }
+
+    // How far: what each session costs on this machine, and what runs out first.
+    let per_session = full_rss.saturating_sub(idle_rss) as f64 / n as f64
+        + mem1.saturating_sub(mem0) as f64 / n as f64
+        + status.rss as f64 / n as f64;
+    let redis_core = rcpu / secs;
+    println!(
+        "  how far: {:.1} KiB per session all told (timd + Redis + the client processes) -> {:.0} sessions in \
+         this machine's {:.0} GiB; Redis at {:.1}% of its one core for {n} sessions -> ~{:.0} sessions \
+         before lease renewals alone saturate it (lease {lease_ms} ms); 1,000,000 sessions need >= {} nodes \
+         and >= {} client processes at 20,000 files each",
+        per_session / 1024.0,
+        mem_total() as f64 / per_session,
+        mem_total() as f64 / 1073741824.0,
+        redis_core * 100.0,
+        if redis_core > 0.0 { n as f64 / redis_core } else { f64::INFINITY },
+        1_000_000usize.div_ceil(per_process),
+        1_000_000usize.div_ceil(per_process)
+    );
+    if !ok {
+        println!("  timd logs: {}", nodes.logs());
+    }
+    workers.quit().await;
+    ok
+}

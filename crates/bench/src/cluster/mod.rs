@@ -1,0 +1,134 @@
+//! `tim-bench cluster`: timd's cluster mode on one Redis (started here, on a free loopback
+//! port): cross-node against same-node kick delivery, logins/s embedded against 1–3
+//! cluster nodes, and sessions held at scale over several nodes and client processes,
+//! through a restart of every node. Figures, not assertions; fails only when a run saw
+//! something wrong (a missing kick, a spurious kick, a lost session).
+
+mod hold;
+mod kick;
+mod logins;
+mod nodes;
+mod restarts;
+pub mod worker;
+mod workers;
+
+use clap::Args;
+
+use crate::redis::{Persistence, Redis};
+use crate::restart::Mode;
+use crate::timd::Common;
+
+use self::nodes::{cluster_flags, Nodes};
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// Cross-node vs same-node kick delivery.
+    Kick,
+    /// Logins/s: embedded vs cluster x1..x3.
+    Logins,
+    /// Sessions held at scale, memory, Redis load, restart run.
+    Hold,
+}
+
+#[derive(Args)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Which parts to run, in order.
+    #[arg(long, value_delimiter = ',', default_value = "kick,logins,hold")]
+    parts: Vec<Part>,
+    /// Redis persistence.
+    #[arg(long, value_enum, default_value = "none")]
+    persistence: Persistence,
+    /// The nodes' lease (`timd serve --lease-ms`).
+    #[arg(long, default_value_t = 30_000)]
+    lease_ms: u32,
+    /// Nodes for the kick and logins parts.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Kicks of each kind (same-node, cross-node) to measure.
+    #[arg(long, default_value_t = 1000)]
+    kicks: usize,
+    /// Warm-up kicks of each kind.
+    #[arg(long, default_value_t = 50)]
+    warmup: usize,
+    /// Users per logins configuration.
+    #[arg(long, default_value_t = 10_000)]
+    logins: usize,
+    /// Logins in flight at once (logins part).
+    #[arg(long, default_value_t = 200)]
+    concurrency: usize,
+    #[command(flatten)]
+    hold: HoldArgs,
+}
+
+#[derive(Args)]
+pub struct HoldArgs {
+    /// Sessions held (one Web user each).
+    #[arg(long, default_value_t = 100_000)]
+    sessions: usize,
+    /// Nodes holding them (at least sessions / 16,700: 20,000 files per process).
+    #[arg(long, default_value_t = 6)]
+    hold_nodes: usize,
+    /// Client processes (at least sessions / 16,700).
+    #[arg(long, default_value_t = 6)]
+    workers: usize,
+    /// Source addresses (127.0.0.x) per client process.
+    #[arg(long, default_value_t = 1)]
+    ips_per_worker: usize,
+    /// Logins in flight at once per client process.
+    #[arg(long, default_value_t = 50)]
+    login_concurrency: usize,
+    /// Steady-load window, seconds (at least one lease).
+    #[arg(long, default_value_t = 0)]
+    window_secs: u64,
+    /// Restarts of every node, in order (empty: none).
+    #[arg(long, value_delimiter = ',', default_value = "term,kill")]
+    modes: Vec<Mode>,
+    /// Sessions of a restarted node not back within this count as lost.
+    #[arg(long, default_value_t = 120)]
+    timeout_secs: u64,
+}
+
+pub async fn run(args: ClusterArgs) -> bool {
+    println!(
+        "cluster: timd {}, {}, Redis {}",
+        args.common.binary().display(),
+        Redis::version(),
+        args.persistence.describe()
+    );
+    let mut ok = true;
+    for part in &args.parts {
+        // A fresh Redis per part: the hold part's memory figures start from empty.
+        let dir = tempfile::Builder::new()
+            .prefix("tim-bench-redis-")
+            .tempdir()
+            .expect("temp dir");
+        let redis = Redis::start(dir.path(), args.persistence);
+        match part {
+            Part::Kick => {
+                let nodes = Nodes::start(
+                    &args.common,
+                    args.nodes.max(2),
+                    &cluster_flags(&redis.url(), args.lease_ms),
+                )
+                .await;
+                ok &= kick::run(&nodes.urls(), args.kicks, args.warmup).await;
+            }
+            Part::Logins => {
+                logins::run(
+                    &args.common,
+                    &redis,
+                    args.lease_ms,
+                    args.nodes,
+                    args.logins,
+                    args.concurrency,
+                )
+                .await
+            }
+            Part::Hold => ok &= hold::run(&args.common, &redis, &args.hold, args.lease_ms).await,
+        }
+    }
+    println!("cluster: {}", if ok { "OK" } else { "FAILED" });
+    ok
+}

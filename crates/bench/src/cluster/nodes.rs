@@ -1,0 +1,85 @@
+//! Several `timd` nodes in cluster mode on one Redis, each on its own loopback port and in
+//! its own directory, measured together (memory, CPU, `/metrics`).
+
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::http::metric_sum;
+use crate::timd::{Common, Timd};
+
+pub struct Nodes {
+    pub nodes: Vec<Timd>,
+    _dir: TempDir,
+}
+
+impl Nodes {
+    /// Starts `n` nodes with `extra` flags (`--redis URL --lease-ms N` for cluster mode,
+    /// nothing for an embedded node), one after another, each listening when this returns.
+    pub async fn start(common: &Common, n: usize, extra: &[String]) -> Nodes {
+        let dir = tempfile::Builder::new()
+            .prefix("tim-bench-nodes-")
+            .tempdir()
+            .expect("temp dir");
+        let mut extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        extra.extend(["--web-instances", "1", "--login-policy", "dual"]);
+        let mut nodes = Vec::with_capacity(n);
+        for i in 0..n {
+            let node_dir = dir.path().join(format!("node-{i}"));
+            std::fs::create_dir_all(&node_dir).expect("node dir");
+            let common = Common {
+                timd: common.timd.clone(),
+                log: common
+                    .log
+                    .as_ref()
+                    .map(|l| l.with_file_name(format!("node-{i}.log"))),
+            };
+            let mut timd = Timd::new(&common, &node_dir, &extra);
+            timd.start().await;
+            nodes.push(timd);
+        }
+        Nodes { nodes, _dir: dir }
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(Timd::url).collect()
+    }
+
+    pub fn rss(&self) -> u64 {
+        self.nodes.iter().filter_map(Timd::rss).sum()
+    }
+
+    pub fn cpu(&self) -> Duration {
+        self.nodes.iter().filter_map(Timd::cpu).sum()
+    }
+
+    /// The sum over the nodes of metric `name` (samples whose labels contain `label`).
+    pub async fn metric(&self, name: &str, label: &str) -> f64 {
+        let mut sum = 0.0;
+        for n in &self.nodes {
+            if let Some(text) = n.metrics().await {
+                sum += metric_sum(&text, name, label);
+            }
+        }
+        sum
+    }
+
+    /// Where each node writes its log (to point at when something went wrong).
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| n.log.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// The flags of a cluster node on `redis_url`.
+pub fn cluster_flags(redis_url: &str, lease_ms: u32) -> Vec<String> {
+    vec![
+        "--redis".into(),
+        redis_url.into(),
+        "--lease-ms".into(),
+        lease_ms.to_string(),
+    ]
+}
