@@ -10,6 +10,7 @@
 #   scripts/bench.sh browser         # kick delivery between two real tabs, login latency (Chromium, Firefox)
 #   scripts/bench.sh coldstart [--runs N]  # page cold start, tim-wasm vs tim-js-sdk 2.27.6 (Chromium, 100 ms, 10 Mbit/s)
 #   scripts/bench.sh cycles [--cycles N] [--no-gc]  # SDK create/login/logout|kicked/destroy x1000 per engine: memory, sockets, timers, listeners
+#   scripts/bench.sh background [--minutes 10] [--heartbeat-ms MS]  # a page hidden in headed Chromium under intensive throttling: reconnects; a frozen/killed timd noticed
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f scripts/env.sh ] && . scripts/env.sh
@@ -19,6 +20,13 @@ if [ "${1:-}" = cycles ]; then
   ./scripts/build-pkg.sh
   cargo build -p timd-bin --quiet
   exec node tests/e2e/bench/sdk-cycles.mjs "$@"
+fi
+# A hidden page in headed Chromium (on Xvfb) against the debug timd the e2e tests use.
+if [ "${1:-}" = background ]; then
+  shift
+  ./scripts/build-pkg.sh
+  cargo build -p timd-bin --quiet
+  exec node tests/e2e/bench/background.mjs "$@"
 fi
 # Cold start needs no timd: it runs before the release build.
 if [ "${1:-}" = coldstart ]; then
@@ -54,5 +62,5 @@ case "$what" in
     "$bench" restart --sessions 10000
     browser
     ;;
-  *) echo "usage: $0 [kick|restart|logins|browser|coldstart|cycles|all] [ARGS]" >&2; exit 2 ;;
+  *) echo "usage: $0 [kick|restart|logins|browser|coldstart|cycles|background|all] [ARGS]" >&2; exit 2 ;;
 esac
