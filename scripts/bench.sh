@@ -7,6 +7,12 @@
 #   scripts/bench.sh kick [ARGS]     # kick delivery latency (tim-bench kick --help)
 #   scripts/bench.sh restart [ARGS]  # 10,000 sessions through a SIGTERM and a kill -9 restart
 #   scripts/bench.sh logins [ARGS]   # login throughput, timd CPU per login (--perf FILE: perf record)
+#   scripts/bench.sh cluster [ARGS]  # cluster mode on a Redis of its own (tim-bench cluster --help):
+#                                    # cross- vs same-node kicks, logins/s embedded vs 1-3 nodes,
+#                                    # 100,000 sessions over 6 nodes + 6 client processes (memory,
+#                                    # Redis load, every node restarted by SIGTERM and kill -9);
+#                                    # --parts kick,logins,hold  --sessions N  --lease-ms N
+#                                    # --persistence none|aof  (about 5 minutes on 2 cores)
 #   scripts/bench.sh browser         # kick delivery between two real tabs, login latency (Chromium, Firefox)
 #   scripts/bench.sh coldstart [--runs N]  # page cold start, tim-wasm vs tim-js-sdk 2.27.6 (Chromium, 100 ms, 10 Mbit/s)
 #   scripts/bench.sh cycles [--cycles N] [--no-gc]  # SDK create/login/logout|kicked/destroy x1000 per engine: memory, sockets, timers, listeners
@@ -55,6 +61,9 @@ case "$what" in
   kick) exec "$bench" kick "$@" ;;
   restart) exec "$bench" restart "$@" ;;
   logins) exec "$bench" logins "$@" ;;
+  cluster)
+    command -v redis-server >/dev/null || { echo "redis-server missing: run scripts/setup.sh" >&2; exit 2; }
+    exec "$bench" cluster "$@" ;;
   browser) browser ;;
   all)
     "$bench" kick --kicks 1000

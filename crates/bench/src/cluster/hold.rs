@@ -45,19 +45,16 @@ pub async fn run(common: &Common, redis: &Redis, args: &HoldArgs, lease_ms: u32)
         n.div_ceil(worker_count),
         lease_ms / 3
     );
-    let mut workers = Workers::spawn(
-        worker_count,
-        n,
-        &nodes.urls(),
-        args.ips_per_worker,
-        args.login_concurrency,
-    );
-    println!(
-        "    client source addresses: {} … {} ({} per process, bound before connect)",
-        workers.binds[0][0],
-        workers.binds[worker_count - 1].last().expect("an address"),
-        args.ips_per_worker.max(1)
-    );
+    let ips = args
+        .ips_per_worker
+        .unwrap_or_else(|| n.div_ceil(worker_count).div_ceil(5_000));
+    let mut workers = Workers::spawn(worker_count, n, &nodes.urls(), ips, args.login_concurrency);
+    match (workers.binds[0].first(), workers.binds[worker_count - 1].last()) {
+        (Some(first), Some(last)) => println!(
+            "    client source addresses: {first} … {last} ({ips} per process, bound before connect)"
+        ),
+        _ => println!("    client source address: 127.0.0.1 (the kernel picks; no bind)"),
+    }
     let t0 = Instant::now();
     let (ok_logins, failed) = workers.ready().await;
     let wall = t0.elapsed();

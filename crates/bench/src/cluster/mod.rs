@@ -73,9 +73,12 @@ pub struct HoldArgs {
     /// Client processes (at least sessions / 16,700).
     #[arg(long, default_value_t = 6)]
     workers: usize,
-    /// Source addresses (127.0.0.x) per client process.
-    #[arg(long, default_value_t = 1)]
-    ips_per_worker: usize,
+    /// Source addresses (127.0.0.2, .3, …) per client process; 0: no bind (the kernel
+    /// picks 127.0.0.1 and the port). Default: one per 5,000 sessions — a bind to port 0
+    /// searches the odd half of the ephemeral range first (Linux keeps the even half for
+    /// connect), so past ~14,000 sockets on one address every bind scans the whole range.
+    #[arg(long)]
+    ips_per_worker: Option<usize>,
     /// Logins in flight at once per client process.
     #[arg(long, default_value_t = 50)]
     login_concurrency: usize,

@@ -34,8 +34,8 @@ pub struct WorkerArgs {
     /// How many users.
     #[arg(long)]
     count: usize,
-    /// Source addresses to bind the sockets to, round-robin.
-    #[arg(long, value_delimiter = ',', required = true)]
+    /// Source addresses to bind the sockets to, round-robin (none: the kernel picks).
+    #[arg(long, value_delimiter = ',')]
     bind: Vec<IpAddr>,
     /// User names are PREFIX + index.
     #[arg(long, default_value = "h")]
@@ -68,7 +68,7 @@ pub async fn run(args: WorkerArgs) -> bool {
             let g = args.first + i;
             let url = args.urls[g % nodes].clone();
             let options = Options {
-                bind: Some(args.bind[i % args.bind.len()]),
+                bind: (!args.bind.is_empty()).then(|| args.bind[i % args.bind.len()]),
                 ..Options::default()
             };
             let user = format!("{}{g}", args.prefix);

@@ -50,9 +50,9 @@ impl Workers {
         for k in 0..count {
             let first = k * sessions / count;
             let end = (k + 1) * sessions / count;
-            let ip: Vec<IpAddr> = (0..ips.max(1))
+            let ip: Vec<IpAddr> = (0..ips)
                 .map(|j| {
-                    let n = k * ips.max(1) + j;
+                    let n = k * ips + j;
                     IpAddr::V4(Ipv4Addr::new(127, 0, (n / 250) as u8, (n % 250) as u8 + 2))
                 })
                 .collect();
@@ -71,7 +71,11 @@ impl Workers {
                     "--count",
                     &(end - first).to_string(),
                 ])
-                .args(["--bind", &list(&ip)])
+                .args(if ip.is_empty() {
+                    vec![]
+                } else {
+                    vec!["--bind".to_owned(), list(&ip)]
+                })
                 .args(["--concurrency", &concurrency.to_string()])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
