@@ -2,7 +2,7 @@
 //!
 //! Out: `tim_proto`'s serde types through serde-wasm-bindgen, so the SDK writes exactly
 //! what the server reads. In: read by hand with `Reflect`: serde's derived visitors for the
-//! server's seven frame shapes cost ~7 KB of wasm, and any deserialization through serde
+//! server's eight frame shapes cost ~7 KB of wasm, and any deserialization through serde
 //! links its float-formatting error messages. The browser test `decode_matches_serde`
 //! checks the hand reader against serde_json both ways, so the shapes cannot drift.
 
@@ -18,8 +18,11 @@ pub fn encode(frame: &ClientFrame) -> Option<String> {
 
 pub fn decode(text: &str) -> Option<ServerFrame> {
     let value = JSON::parse(text).ok()?;
-    if value.as_string().as_deref() == Some("pong") {
-        return Some(ServerFrame::Pong);
+    match value.as_string().as_deref() {
+        // The server's heartbeat: the session answers it at once (`pong`).
+        Some("ping") => return Some(ServerFrame::Ping),
+        Some("pong") => return Some(ServerFrame::Pong),
+        _ => {}
     }
     if let Some(v) = field(&value, "login_ok") {
         return Some(ServerFrame::LoginOk(LoginOk {
@@ -106,6 +109,7 @@ mod tests {
     fn encode_matches_serde() {
         let frames = [
             ClientFrame::Ping,
+            ClientFrame::Pong,
             ClientFrame::Logout { seq: 7 },
             ClientFrame::Resume {
                 seq: 8,
@@ -134,6 +138,7 @@ mod tests {
     fn decode_matches_serde() {
         let frames = [
             ServerFrame::Pong,
+            ServerFrame::Ping,
             ServerFrame::LogoutOk { seq: 3 },
             ServerFrame::ResumeOk {
                 seq: 4,
@@ -184,7 +189,7 @@ mod tests {
             "",
             "{}",
             "null",
-            "\"ping\"",
+            "\"pang\"",
             r#"{"login_ok":{"seq":-1}}"#,
             r#"{"kicked":{"reason":"x"}}"#,
         ] {

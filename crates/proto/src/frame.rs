@@ -1,7 +1,14 @@
 //! Frames on the `/ws` WebSocket, one JSON text message each.
 //!
 //! Requests carry a `seq` chosen by the client; the server's answer to a request echoes it.
-//! Unsolicited server frames (`kicked`, `error` without `seq`) have none.
+//! Unsolicited server frames (`kicked`, `error` without `seq`, `ping`) have none.
+//!
+//! Liveness: the server sends `"ping"` every heartbeat interval to a logged-in socket and the
+//! client answers each with `"pong"` from its message handler, so no client timer is needed
+//! to stay online (browsers throttle the timers of hidden pages to one wake-up a minute, but
+//! deliver socket messages at once). The server drops a socket it heard nothing from for two
+//! intervals. A client may still send `"ping"` (older SDKs on their timer, a probe after a
+//! wake-up); the server answers `"pong"`.
 
 use alloc::string::String;
 use serde::{Deserialize, Serialize};
@@ -33,8 +40,11 @@ pub enum ClientFrame {
     Logout {
         seq: u32,
     },
-    /// Heartbeat; answered by `pong`.
+    /// A liveness probe (older clients' heartbeat; the SDK's check after a wake-up);
+    /// answered by `pong`.
     Ping,
+    /// The answer to the server's `ping`.
+    Pong,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,7 +86,11 @@ pub enum ServerFrame {
     Kicked {
         reason: KickReason,
     },
+    /// The answer to the client's `ping`.
     Pong,
+    /// The server's heartbeat, every `heartbeat_ms` while logged in: answer `pong` at once.
+    /// Clients that do not know it ignore it (unknown frames are skipped).
+    Ping,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,7 +98,8 @@ pub struct LoginOk {
     pub seq: u32,
     /// Opaque session ticket: a reconnect presents it instead of logging in again.
     pub ticket: String,
-    /// How often the client must send `ping`; the server drops a socket silent for twice that.
+    /// How often the server pings; it drops a socket it heard nothing from for twice that,
+    /// and a client may count a server silent for twice that (plus a margin) as gone.
     pub heartbeat_ms: u32,
     /// Unix seconds at which the UserSig expires (the session then ends with `userSigExpired`).
     pub expire_at: u64,
@@ -156,7 +171,28 @@ mod tests {
             .unwrap(),
             r#"{"renew":{"seq":4,"usersig":"s"}}"#
         );
-        for f in [login, ClientFrame::Logout { seq: 2 }, ClientFrame::Ping] {
+        assert_eq!(
+            serde_json::to_string(&ClientFrame::Pong).unwrap(),
+            r#""pong""#
+        );
+        assert_eq!(
+            serde_json::to_string(&ServerFrame::Ping).unwrap(),
+            r#""ping""#
+        );
+        assert_eq!(
+            serde_json::from_str::<ServerFrame>(r#""ping""#).unwrap(),
+            ServerFrame::Ping
+        );
+        assert_eq!(
+            serde_json::from_str::<ServerFrame>(r#""pong""#).unwrap(),
+            ServerFrame::Pong
+        );
+        for f in [
+            login,
+            ClientFrame::Logout { seq: 2 },
+            ClientFrame::Ping,
+            ClientFrame::Pong,
+        ] {
             let s = serde_json::to_string(&f).unwrap();
             assert_eq!(serde_json::from_str::<ClientFrame>(&s).unwrap(), f);
         }
@@ -166,7 +202,7 @@ mod tests {
     fn unknown_or_malformed_frames_are_errors_not_panics() {
         for bad in [
             "{}",
-            "\"pong\"",
+            "\"pang\"",
             r#"{"login":{}}"#,
             r#"{"login":{"seq":-1}}"#,
             "[]",

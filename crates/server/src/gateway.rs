@@ -136,12 +136,15 @@ struct Session {
     platform: Platform,
     /// When the UserSig expires: the session then ends with `userSigExpired`.
     expires: Instant,
+    /// When the server's next `ping` goes out (every heartbeat interval while logged in).
+    ping_at: Instant,
 }
 
 impl Session {
-    fn of(info: &InstanceInfo) -> Session {
+    fn of(info: &InstanceInfo, heartbeat: Duration) -> Session {
         let left = info.expire_at.saturating_sub(unix_now());
         Session {
+            ping_at: Instant::now() + heartbeat,
             id: info.session,
             user: info.user.clone(),
             instance: info.instance.clone(),
@@ -192,12 +195,19 @@ impl Connection {
         }
     }
 
-    /// When the socket times out (or its UserSig expires) if nothing else happens.
+    /// When the socket times out (or its UserSig expires, or the next ping is due) if
+    /// nothing else happens.
     fn deadline(&self) -> Instant {
         match &self.session {
             None => self.login_deadline,
-            Some(s) => (self.last_seen + self.state.config().idle_timeout()).min(s.expires),
+            Some(s) => self.idle_deadline().min(s.expires).min(s.ping_at),
         }
+    }
+
+    /// A logged-in socket that sent nothing (no `pong` to our pings, no frame at all) for
+    /// two heartbeat intervals is dead.
+    fn idle_deadline(&self) -> Instant {
+        self.last_seen + self.state.config().idle_timeout()
     }
 
     async fn run(mut self) {
@@ -278,7 +288,10 @@ impl Connection {
                 let message = format!("invalid frame: {}", truncate(&e.to_string(), MAX_ECHO));
                 self.send_error(None, message).await
             }
+            // Older SDKs still ping on their timer, and the SDK probes after a wake-up.
             Ok(ClientFrame::Ping) => self.send(&ServerFrame::Pong).await,
+            // The answer to our ping: receiving it already moved `last_seen`.
+            Ok(ClientFrame::Pong) => Flow::Continue,
             Ok(ClientFrame::Logout { seq }) => self.on_logout(seq).await,
             Ok(ClientFrame::Login(login)) => self.on_login(login).await,
             Ok(ClientFrame::Resume { seq, ticket }) => self.on_resume(seq, &ticket).await,
@@ -365,7 +378,7 @@ impl Connection {
         match refused {
             Ok(info) => {
                 tracing::info!(user = %info.user, instance = %info.instance, "resumed");
-                self.session = Some(Session::of(&info));
+                self.session = Some(Session::of(&info, self.state.config().heartbeat()));
                 let frame = ServerFrame::ResumeOk {
                     seq,
                     heartbeat_ms: self.state.config().heartbeat_ms,
@@ -501,7 +514,7 @@ impl Connection {
             kicked = kicked.len(),
             "login ok"
         );
-        self.session = Some(Session::of(&info));
+        self.session = Some(Session::of(&info, self.state.config().heartbeat()));
         Ok(LoginOk {
             seq: login.seq,
             ticket,
@@ -557,7 +570,7 @@ impl Connection {
             kicked,
             "login ok"
         );
-        self.session = Some(Session::of(&info));
+        self.session = Some(Session::of(&info, self.state.config().heartbeat()));
         Ok(LoginOk {
             seq: login.seq,
             ticket,
@@ -622,7 +635,7 @@ impl Connection {
             return Flow::Continue;
         };
         tracing::info!(user = %info.user, instance = %info.instance, "usersig renewed");
-        self.session = Some(Session::of(&info));
+        self.session = Some(Session::of(&info, self.state.config().heartbeat()));
         let frame = ServerFrame::RenewOk {
             seq,
             ticket: self.ticket_for(&info, now),
@@ -734,7 +747,14 @@ impl Connection {
             }
             return self.send_kicked(KickReason::UserSigExpired).await;
         }
-        if self.session.is_some() {
+        let (now, idle) = (Instant::now(), self.idle_deadline());
+        if let Some(s) = self.session.as_mut() {
+            if now < idle {
+                // The heartbeat: the client answers `pong` from its message handler, which
+                // browsers run at once even in a hidden tab whose timers they throttle.
+                s.ping_at = now + self.state.config().heartbeat();
+                return self.send(&ServerFrame::Ping).await;
+            }
             tracing::debug!("heartbeat timeout");
             Flow::Close(close::HEARTBEAT_TIMEOUT, "heartbeat timeout")
         } else {

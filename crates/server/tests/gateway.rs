@@ -176,7 +176,7 @@ async fn malformed_unknown_and_binary_frames_get_70402_and_the_socket_survives()
     for text in [
         "{not json",
         r#"{"hello":{}}"#,
-        r#""pong""#,
+        r#""pang""#,
         r#"{"login":{"seq":1}}"#,
         "[]",
     ] {
@@ -240,33 +240,6 @@ async fn login_timeout_sends_an_error_then_closes_4001() {
     );
     assert_eq!(recv_close(&mut ws).await, close::LOGIN_TIMEOUT);
     assert!(started.elapsed() >= Duration::from_millis(140));
-}
-
-#[tokio::test]
-async fn heartbeat_timeout_closes_4003_and_pings_keep_alive() {
-    let server = Server::start(|c| c.heartbeat_ms = 150).await;
-    let mut ws = server.connect().await;
-    let ok = login_ok(&mut ws, 1, "alice", "i").await;
-    assert_eq!(ok.heartbeat_ms, 150);
-    // Pinging every 100 ms for 500 ms (> 2 x heartbeat) keeps the socket alive.
-    for _ in 0..5 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        send(&mut ws, &ClientFrame::Ping).await;
-        assert_eq!(recv(&mut ws).await, ServerFrame::Pong);
-    }
-    let silent = tokio::time::Instant::now();
-    assert_eq!(recv_close(&mut ws).await, close::HEARTBEAT_TIMEOUT);
-    let waited = silent.elapsed();
-    assert!(waited >= Duration::from_millis(250), "{waited:?}");
-    eventually("instance away (resumable)", || {
-        server
-            .state
-            .registry()
-            .instances("alice")
-            .iter()
-            .all(|i| !i.attached)
-    })
-    .await;
 }
 
 #[tokio::test]

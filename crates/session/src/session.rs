@@ -22,6 +22,18 @@ pub type OpId = u32;
 /// long to answer a ping before it counts as dead.
 pub const WAKE_PROBE_MS: Millis = 5_000;
 
+/// Longest slack given to a late server ping on top of two heartbeat intervals.
+pub const DEAD_MARGIN_MS: Millis = 5_000;
+
+/// How long a connection may stay silent before the session counts the server as gone: two
+/// of the server's ping intervals plus a margin (half an interval, at most
+/// [`DEAD_MARGIN_MS`]). The server pings every interval and the session answers from
+/// [`Session::handle_frame`], so staying online takes no timer of ours; this deadline only
+/// notices a dead server, late if the driver's timers are throttled (a hidden tab).
+pub fn dead_after(heartbeat_ms: Millis) -> Millis {
+    2 * heartbeat_ms + (heartbeat_ms / 2).min(DEAD_MARGIN_MS)
+}
+
 /// A renewal starts this long before expiry at most (at most half the UserSig's remaining
 /// lifetime ahead, for short-lived ones).
 pub const RENEW_AHEAD_MS: Millis = 5 * 60_000;
@@ -224,9 +236,8 @@ pub struct Session {
     events: VecDeque<Event>,
     /// When the pending login, logout or resume gives up.
     op_deadline: Option<Millis>,
-    /// When the next heartbeat is due (while the link is up).
-    ping_at: Option<Millis>,
-    /// When silence from the server means the connection is dead (while the link is up).
+    /// When silence from the server means the connection is dead (while the link is up);
+    /// every frame from the server (its pings included) moves it.
     dead_at: Option<Millis>,
     /// The last `NET_STATE_CHANGE` emitted, so each change is reported once.
     net: Option<NetState>,
@@ -256,7 +267,6 @@ impl Session {
             io: VecDeque::new(),
             events: VecDeque::new(),
             op_deadline: None,
-            ping_at: None,
             dead_at: None,
             net: None,
             renew_at: None,
@@ -355,7 +365,7 @@ impl Session {
         let renew = self
             .renew_at
             .filter(|_| matches!(self.state, State::Online(..)));
-        [self.op_deadline, self.ping_at, self.dead_at, retry, renew]
+        [self.op_deadline, self.dead_at, retry, renew]
             .into_iter()
             .flatten()
             .min()
@@ -594,7 +604,7 @@ impl Session {
     pub fn handle_frame(&mut self, now: Millis, frame: ServerFrame) {
         if let State::Online(online, Link::Up) = &self.state {
             // Any frame proves the connection alive.
-            self.dead_at = Some(now + 2 * online.heartbeat_ms);
+            self.dead_at = Some(now + dead_after(online.heartbeat_ms));
         }
         match frame {
             ServerFrame::LoginOk(ok) => match mem::replace(&mut self.state, State::Idle) {
@@ -677,6 +687,13 @@ impl Session {
                 .push_back(Event::Error(SdkError { code, message })),
             ServerFrame::Kicked { reason } => self.kick(reason),
             ServerFrame::Pong => {}
+            // Answered here, from the socket's message handler: the server keeps a socket
+            // that answers, however throttled the page's timers are.
+            ServerFrame::Ping => {
+                if self.socket == Socket::Open {
+                    self.io.push_back(Io::Send(ClientFrame::Pong));
+                }
+            }
         }
     }
 
@@ -769,7 +786,7 @@ impl Session {
             }
         }
         if self.dead_at.is_some_and(|t| now >= t) {
-            // The server has been silent for two heartbeats: the connection is dead.
+            // The server has been silent for two of its pings (and a margin): dead.
             self.close_socket();
             self.connection_lost(now);
         }
@@ -788,12 +805,6 @@ impl Session {
         if self.renew_at.is_some_and(|t| now >= t) && matches!(self.state, State::Online(..)) {
             self.renew_at = None;
             self.events.push_back(Event::RenewUserSig);
-        }
-        if let (Some(t), State::Online(online, Link::Up)) = (self.ping_at, &self.state) {
-            if now >= t {
-                self.ping_at = Some(now + online.heartbeat_ms);
-                self.io.push_back(Io::Send(ClientFrame::Ping));
-            }
         }
     }
 
@@ -874,8 +885,7 @@ impl Session {
     /// The connection of an online session is (again) up.
     fn link_up(&mut self, now: Millis, online: Online) {
         self.op_deadline = None;
-        self.ping_at = Some(now + online.heartbeat_ms);
-        self.dead_at = Some(now + 2 * online.heartbeat_ms);
+        self.dead_at = Some(now + dead_after(online.heartbeat_ms));
         self.state = State::Online(online, Link::Up);
         self.net_state(NetState::Connected);
     }
@@ -1015,7 +1025,6 @@ impl Session {
     }
 
     fn stop_heartbeat(&mut self) {
-        self.ping_at = None;
         self.dead_at = None;
     }
 

@@ -114,8 +114,8 @@ fn lost_connection_resumes_with_the_ticket_and_the_page_sees_only_net_state() {
     assert_eq!(s.expire_at(), Some(2_000_000_001));
     assert_eq!(
         s.poll_timeout(),
-        Some(at + 9 + 30_000),
-        "heartbeat at the new interval"
+        Some(at + 9 + dead_after(30_000)),
+        "the dead-server check at the new interval"
     );
 }
 

@@ -53,7 +53,11 @@ fn renewal_timing() {
 #[test]
 fn without_get_usersig_nothing_is_asked() {
     let s = online(false, 10);
-    assert_eq!(s.poll_timeout(), Some(2_000_000_000), "only the heartbeat");
+    assert_eq!(
+        s.poll_timeout(),
+        Some(dead_after(2_000_000_000)),
+        "only the dead-server check"
+    );
 }
 
 #[test]
