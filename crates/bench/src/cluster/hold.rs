@@ -133,7 +133,7 @@ pub async fn run(common: &Common, redis: &Redis, args: &HoldArgs, lease_ms: u32)
     );
 
     let mut ok = failed == 0 && status.connected == n && online == n;
-    if !args.modes.is_empty() {
+    if !args.no_restart {
         ok &= restarts::run(
             &mut nodes,
             &mut workers,

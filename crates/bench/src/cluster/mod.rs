@@ -85,9 +85,12 @@ pub struct HoldArgs {
     /// Steady-load window, seconds (at least one lease).
     #[arg(long, default_value_t = 0)]
     window_secs: u64,
-    /// Restarts of every node, in order (empty: none).
+    /// Restarts of every node, in order.
     #[arg(long, value_delimiter = ',', default_value = "term,kill")]
     modes: Vec<Mode>,
+    /// Hold and measure only: no restart run.
+    #[arg(long)]
+    no_restart: bool,
     /// Sessions of a restarted node not back within this count as lost.
     #[arg(long, default_value_t = 120)]
     timeout_secs: u64,
