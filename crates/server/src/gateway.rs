@@ -292,10 +292,12 @@ impl Connection {
             Ok(ClientFrame::Ping) => self.send(&ServerFrame::Pong).await,
             // The answer to our ping: receiving it already moved `last_seen`.
             Ok(ClientFrame::Pong) => Flow::Continue,
-            Ok(ClientFrame::Logout { seq }) => self.on_logout(seq).await,
-            Ok(ClientFrame::Login(login)) => self.on_login(login).await,
-            Ok(ClientFrame::Resume { seq, ticket }) => self.on_resume(seq, &ticket).await,
-            Ok(ClientFrame::Renew { seq, usersig }) => self.on_renew(seq, usersig).await,
+            // Boxed: these rare steps (store and Redis calls) would otherwise size the
+            // future every idle connection keeps for its whole life.
+            Ok(ClientFrame::Logout { seq }) => Box::pin(self.on_logout(seq)).await,
+            Ok(ClientFrame::Login(login)) => Box::pin(self.on_login(login)).await,
+            Ok(ClientFrame::Resume { seq, ticket }) => Box::pin(self.on_resume(seq, &ticket)).await,
+            Ok(ClientFrame::Renew { seq, usersig }) => Box::pin(self.on_renew(seq, usersig)).await,
         }
     }
 
@@ -738,7 +740,7 @@ impl Connection {
             tracing::debug!(user = %s.user, instance = %s.instance, "usersig expired");
             self.state.metrics().kicked(KickReason::UserSigExpired);
             match self.state.cluster() {
-                Some(cluster) => cluster.expire(s.id).await,
+                Some(cluster) => Box::pin(cluster.expire(s.id)).await,
                 None => {
                     self.state
                         .registry()

@@ -83,13 +83,17 @@ async fn listen(cluster: Arc<Cluster>, shutdown: CancellationToken) {
     }
 }
 
-/// Renews the leases every third of the lease, or at once when asked (reconcile).
+/// Renews the leases every third of the lease, or at once when asked (reconcile). At a
+/// fixed rate: a round's own duration (it grows with the sessions held) does not stretch
+/// the period, so the lost-kick bound stays lease/3.
 async fn renew(cluster: Arc<Cluster>, settings: LoginSettings, shutdown: CancellationToken) {
     let every = cluster.settings().renew_every();
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
+            _ = tick.tick() => {}
             _ = cluster.reconcile.notified() => {}
         }
         let gone = cluster.renew_leases(&settings).await;
