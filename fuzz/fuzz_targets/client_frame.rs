@@ -47,6 +47,6 @@ fuzz_target!(|data: &[u8]| {
         ClientFrame::Resume { ticket, .. } => {
             let _ = Tickets::new(KEY).verify(&ticket, NOW);
         }
-        ClientFrame::Logout { .. } | ClientFrame::Ping => {}
+        ClientFrame::Logout { .. } | ClientFrame::Ping | ClientFrame::Pong => {}
     }
 });

@@ -55,6 +55,8 @@ enum Answer {
     },
     Kicked(u8),
     Pong,
+    /// The server's heartbeat: the core answers `pong` at once.
+    Ping,
 }
 
 const REASONS: [KickReason; 4] = [
@@ -112,6 +114,7 @@ fn frame(answer: Answer, seq: u32) -> ServerFrame {
             reason: REASONS[usize::from(r) % REASONS.len()],
         },
         Answer::Pong => ServerFrame::Pong,
+        Answer::Ping => ServerFrame::Ping,
     }
 }
 
@@ -121,7 +124,7 @@ fn seq_of(frame: &ClientFrame) -> Option<u32> {
         ClientFrame::Resume { seq, .. }
         | ClientFrame::Renew { seq, .. }
         | ClientFrame::Logout { seq } => Some(*seq),
-        ClientFrame::Ping => None,
+        ClientFrame::Ping | ClientFrame::Pong => None,
     }
 }
 
