@@ -127,14 +127,31 @@ export async function runBackground({
     await waitFor(() => page.evaluate(() => window.pageReady === true), { what: 'page' });
     const login = await page.evaluate(() => window.autoLogin);
     if (login?.actionStatus !== 'OK') throw new Error(`login: ${JSON.stringify(login)}`);
-    // A chained 1 s timer, as an app (or an SDK heartbeat) would have: its gaps show the
-    // throttling the page is under.
-    await page.evaluate(() => {
+    // A chained 1 s timer, as an app would have: its gaps show the throttling the page is
+    // under. And a control: a bare WebSocket client in the same page that keeps itself alive
+    // the old way, a `"ping"` from a chained timer every heartbeat interval (never answering
+    // the server's pings); its drops (4003) show what the throttling does to a timer-driven
+    // heartbeat, side by side with the SDK.
+    const controlUser = uniqueUser('bgctl');
+    await page.evaluate(({ user, usersig, sdkappid, heartbeatMs }) => {
       events.length = 0;
       window.ticks = [];
       const tick = () => { ticks.push(performance.now()); setTimeout(tick, 1000); };
       tick();
-    });
+      window.control = { drops: 0, closes: [] };
+      const connect = () => {
+        const ws = new WebSocket(`${location.origin.replace('http', 'ws')}/ws`);
+        const beat = () => { if (ws.readyState === 1) { ws.send('"ping"'); setTimeout(beat, heartbeatMs); } };
+        ws.onopen = () => ws.send(JSON.stringify({ login: { seq: 1, sdkappid, user, usersig, platform: 'Web', instance: 'control' } }));
+        ws.onmessage = (e) => { if (e.data.includes('login_ok')) setTimeout(beat, heartbeatMs); };
+        ws.onclose = (e) => {
+          control.closes.push(e.code);
+          if (e.code === 4003) control.drops++;
+          setTimeout(connect, 500);
+        };
+      };
+      connect();
+    }, { user: controlUser, usersig: official.genSig(controlUser, 86400), sdkappid: SDKAPPID, heartbeatMs });
 
     const cover = await context.newPage();
     await cover.goto('about:blank');
@@ -157,13 +174,14 @@ export async function runBackground({
       hiddenMinutes: (Date.now() - hiddenAt) / 60_000,
       heartbeatMs,
       reconnects: count(hidden, 'netStateChange:connecting'),
+      controlDrops: await page.evaluate(() => control.drops),
       notReady: count(hidden, 'sdkStateNotReady'),
       kicked: count(hidden, 'kickedOut'),
       timerProbe: probe,
       events: hidden,
       sentWhileHidden: sent.filter((f) => f.at >= hiddenAt).map((f) => ({ s: Math.round((f.at - hiddenAt) / 1000), text: f.text })),
     };
-    log(`hidden ${figures.hiddenMinutes.toFixed(1)} min: ${figures.reconnects} reconnects; chained 1 s timer woke ${probe.ticks} times, longest gap ${(probe.maxGapMs / 1000).toFixed(1)} s, ${probe.longGaps} gaps >= 30 s`);
+    log(`hidden ${figures.hiddenMinutes.toFixed(1)} min: ${figures.reconnects} reconnects (a timer-driven ping client beside it: dropped ${figures.controlDrops} times); chained 1 s timer woke ${probe.ticks} times, longest gap ${(probe.maxGapMs / 1000).toFixed(1)} s, ${probe.longGaps} gaps >= 30 s`);
 
     if (faults) {
       // A frozen server keeps its sockets open: only the SDK's own timer can tell.

@@ -22,6 +22,7 @@ if (arg('pkg')) opts.pkgDir = path.resolve(arg('pkg'));
 const f = await runBackground(opts);
 console.log(`background: ${f.hiddenMinutes.toFixed(1)} min hidden, heartbeat ${f.heartbeatMs} ms: ${f.reconnects} reconnects`
   + ` (${(f.reconnects / f.hiddenMinutes).toFixed(2)}/min), SDK_NOT_READY ${f.notReady}, KICKED_OUT ${f.kicked};`
+  + ` a client pinging from a chained timer beside it: dropped ${f.controlDrops} times (${(f.controlDrops / f.hiddenMinutes).toFixed(2)}/min);`
   + ` chained 1 s timer: ${f.timerProbe.ticks} wake-ups, longest gap ${(f.timerProbe.maxGapMs / 1000).toFixed(1)} s`);
 if (opts.faults) {
   console.log(`background: frozen timd noticed in ${f.frozenDetectedMs} ms, back ${f.frozenBackMs} ms after SIGCONT;`
