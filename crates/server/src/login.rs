@@ -430,7 +430,9 @@ mod tests {
 
     #[test]
     fn limiter_window_slides_and_memory_is_bounded() {
-        let l = FailureLimiter::new(3, Duration::from_secs(60), LIMITER_SHARDS);
+        // Room for every pair here (with one pair per shard, "u" and "v" could share a
+        // shard and "v" would go untracked: a random hasher made that a 1-in-16 flake).
+        let l = FailureLimiter::new(3, Duration::from_secs(60), 1024);
         let t0 = Instant::now();
         let a = addr("192.0.2.7");
         let limited: Vec<bool> = (0..5)
@@ -449,6 +451,7 @@ mod tests {
         assert!(!l.is_limited("u", a, t0 + Duration::from_secs(62)));
         // One pair per shard at most here: with every shard full, new pairs go
         // untracked until the old ones age out and a prune is due.
+        let l = FailureLimiter::new(3, Duration::from_secs(60), LIMITER_SHARDS);
         let mut t = t0;
         for i in 0..1000 {
             l.record(&format!("user{i}"), a, t);
