@@ -313,6 +313,12 @@ fn settle(driver: &Rc<Driver>, op: OpId, result: OpResult) {
     };
     if let Some((_, sender, promise)) = call {
         let logged_in = matches!(result, Ok(OpOk::Login { repeat: false }));
+        // Any other call settling while a login's events are still held (its zero-delay
+        // timer is late, e.g. on a busy page): they go out first, so a page awaiting this
+        // call has seen them, and the events this call causes, when it resumes.
+        if !logged_in && driver.held.borrow().is_some() {
+            release_held(driver);
+        }
         let _ = sender.send(result);
         if logged_in {
             hold_events(driver, &promise);
