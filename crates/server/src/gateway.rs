@@ -473,95 +473,24 @@ impl Connection {
             .login()
             .check(&login, unix_now(), self.client)
             .map_err(|e| (log_user.clone(), e))?;
-        if let Some(cluster) = self.state.cluster() {
-            return self
-                .cluster_login(cluster.clone(), login, claims, log_user)
-                .await;
-        }
-        // In the store's job order: a delete or kick committed before this cannot be undone
-        // by a login checked just before it.
-        let new_account = self
-            .state
-            .store()
-            .register_unless_revoked(&login.user, claims.time)
-            .await
-            .map_err(|e| (log_user.clone(), LoginError::Store(e)))?
-            .ok_or((log_user.clone(), LoginError::Revoked))?;
-        let config = self.state.config();
         let expire_at = expiry(&claims);
-        let kicks = self.state.kicks();
-        let (info, kicked) = self
-            .state
-            .registry()
-            .login_unless(
-                NewSession {
-                    user: login.user.clone(),
-                    instance: login.instance.clone(),
-                    platform: login.platform,
-                    expire_at,
-                    sig_time: claims.time,
-                    outbox: self.outbox.clone(),
-                },
-                &config.login,
-                || kicks.revokes(&login.user, claims.time),
-            )
-            .ok_or((log_user, LoginError::Revoked))?;
-        let now = unix_now();
-        let ticket = self.ticket_for(&info, now);
-        tracing::info!(
-            user = %login.user,
-            instance = %login.instance,
-            platform = login.platform.as_str(),
-            new_account,
-            kicked = kicked.len(),
-            "login ok"
-        );
-        self.session = Some(Session::of(&info, self.state.config().heartbeat()));
-        Ok(LoginOk {
-            seq: login.seq,
-            ticket,
-            heartbeat_ms: config.heartbeat_ms,
+        let session = NewSession {
+            user: login.user.clone(),
+            instance: login.instance.clone(),
+            platform: login.platform,
             expire_at,
-            expires_in: expire_at.saturating_sub(now),
-        })
-    }
-
-    /// [`Connection::try_login`] in cluster mode: the revocation check, the account and
-    /// the policy are one script in Redis.
-    async fn cluster_login(
-        &mut self,
-        cluster: std::sync::Arc<crate::cluster::Cluster>,
-        login: Login,
-        claims: tim_usersig::UserSigClaims,
-        log_user: String,
-    ) -> Result<LoginOk, (String, LoginError)> {
-        let config = self.state.config();
-        let expire_at = expiry(&claims);
-        let decided = cluster
-            .login(
-                NewSession {
-                    user: login.user.clone(),
-                    instance: login.instance.clone(),
-                    platform: login.platform,
-                    expire_at,
-                    sig_time: claims.time,
-                    outbox: self.outbox.clone(),
-                },
-                &config.login,
-            )
-            .await;
-        let (info, kicked, new_account) = match decided {
-            Ok(LoginDecision::Admitted {
-                info,
-                kicked,
-                new_account,
-            }) => (info, kicked, new_account),
-            Ok(LoginDecision::Revoked) => return Err((log_user, LoginError::Revoked)),
-            Err(e) => {
-                tracing::warn!(error = %e, "login not decided");
-                return Err((log_user, LoginError::Unavailable));
-            }
+            sig_time: claims.time,
+            outbox: self.outbox.clone(),
         };
+        let admitted = match self.state.cluster() {
+            Some(cluster) => admit_in_cluster(cluster, session, &self.state.config().login).await,
+            None => admit_embedded(&self.state, session).await,
+        };
+        let Admission {
+            info,
+            kicked,
+            new_account,
+        } = admitted.map_err(|e| (log_user, e))?;
         let now = unix_now();
         let ticket = self.ticket_for(&info, now);
         tracing::info!(
@@ -572,7 +501,8 @@ impl Connection {
             kicked,
             "login ok"
         );
-        self.session = Some(Session::of(&info, self.state.config().heartbeat()));
+        let config = self.state.config();
+        self.session = Some(Session::of(&info, config.heartbeat()));
         Ok(LoginOk {
             seq: login.seq,
             ticket,
@@ -840,6 +770,63 @@ impl Connection {
 
 /// When a UserSig expires, unix seconds, capped at 2^53 - 1 so that clients parsing JSON
 /// numbers as doubles (browsers) read it exactly ("never expires" UserSigs exist).
+/// An admitted login: its session, how many instances it evicted, whether it created the
+/// account.
+struct Admission {
+    info: InstanceInfo,
+    kicked: usize,
+    new_account: bool,
+}
+
+/// Embedded mode: the account in the store, then the policy in the registry.
+async fn admit_embedded(state: &AppState, session: NewSession) -> Result<Admission, LoginError> {
+    let (user, sig_time) = (session.user.clone(), session.sig_time);
+    // In the store's job order: a delete or kick committed before this cannot be undone
+    // by a login checked just before it.
+    let new_account = state
+        .store()
+        .register_unless_revoked(&user, sig_time)
+        .await
+        .map_err(LoginError::Store)?
+        .ok_or(LoginError::Revoked)?;
+    let kicks = state.kicks();
+    let (info, kicked) = state
+        .registry()
+        .login_unless(session, &state.config().login, || {
+            kicks.revokes(&user, sig_time)
+        })
+        .ok_or(LoginError::Revoked)?;
+    Ok(Admission {
+        info,
+        kicked: kicked.len(),
+        new_account,
+    })
+}
+
+/// Cluster mode: the revocation check, the account and the policy are one script in Redis.
+async fn admit_in_cluster(
+    cluster: &crate::cluster::Cluster,
+    session: NewSession,
+    settings: &crate::policy::LoginSettings,
+) -> Result<Admission, LoginError> {
+    match cluster.login(session, settings).await {
+        Ok(LoginDecision::Admitted {
+            info,
+            kicked,
+            new_account,
+        }) => Ok(Admission {
+            info,
+            kicked,
+            new_account,
+        }),
+        Ok(LoginDecision::Revoked) => Err(LoginError::Revoked),
+        Err(e) => {
+            tracing::warn!(error = %e, "login not decided");
+            Err(LoginError::Unavailable)
+        }
+    }
+}
+
 fn expiry(claims: &tim_usersig::UserSigClaims) -> u64 {
     claims.time.saturating_add(claims.expire).min((1 << 53) - 1)
 }
