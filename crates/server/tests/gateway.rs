@@ -202,15 +202,7 @@ async fn oversized_frame_closes_with_protocol() {
     let big = format!("\"{}\"", "x".repeat(MAX_FRAME_BYTES));
     send_text(&mut ws, &big).await;
     assert_eq!(recv_close(&mut ws).await, close::PROTOCOL);
-    eventually("instance away (resumable)", || {
-        server
-            .state
-            .registry()
-            .instances("alice")
-            .iter()
-            .all(|i| !i.attached)
-    })
-    .await;
+    wait_away(&server).await;
 }
 
 #[tokio::test]

@@ -86,15 +86,7 @@ async fn a_client_that_does_not_answer_is_dropped_after_two_intervals() {
     let bound = Duration::from_millis(2 * u64::from(HEARTBEAT_MS));
     assert!(waited >= bound - Duration::from_millis(20), "{waited:?}");
     assert!(waited < bound + Duration::from_millis(1_000), "{waited:?}");
-    eventually("instance away (resumable)", || {
-        server
-            .state
-            .registry()
-            .instances("alice")
-            .iter()
-            .all(|i| !i.attached)
-    })
-    .await;
+    wait_away(&server).await;
 }
 
 #[tokio::test]

@@ -21,3 +21,16 @@ pub async fn go_away(server: &Server, ws: Ws) {
     })
     .await;
 }
+
+/// Waits until every instance of alice is away (its socket gone, its slot resumable).
+pub async fn wait_away(server: &Server) {
+    eventually("instance away (resumable)", || {
+        server
+            .state
+            .registry()
+            .instances("alice")
+            .iter()
+            .all(|i| !i.attached)
+    })
+    .await;
+}
