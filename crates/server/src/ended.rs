@@ -163,6 +163,11 @@ impl Ended {
     pub fn is_empty(&self) -> bool {
         self.records.is_empty() && self.through_ms == 0
     }
+
+    /// Ended sessions remembered one by one (the watermark not counted).
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
 }
 
 #[cfg(test)]

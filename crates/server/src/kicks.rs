@@ -54,18 +54,18 @@ impl Kicks {
         }
     }
 
-    /// Whether a UserSig issued at `issued` (its `TLS.time`) predates `user`'s last kick.
-    pub fn revokes(&self, user: &str, issued: u64) -> bool {
-        self.kicked_at(user).is_some_and(|k| issued <= k)
-    }
-
-    /// Users with a kick time.
+    /// Users with a kick time (`/metrics`: it grows only with the kicked users).
     pub fn len(&self) -> usize {
         self.times.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Whether a UserSig issued at `issued` (its `TLS.time`) predates `user`'s last kick.
+    pub fn revokes(&self, user: &str, issued: u64) -> bool {
+        self.kicked_at(user).is_some_and(|k| issued <= k)
     }
 }
 

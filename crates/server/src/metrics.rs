@@ -34,7 +34,20 @@ pub struct Metrics {
     online_by_platform: Family<Labels, Gauge>,
     logins: Family<Vec<(&'static str, String)>, Counter>,
     kicks: Family<Labels, Counter>,
+    entries: Family<Labels, Gauge>,
+    tasks: Gauge,
     cluster: ClusterMetrics,
+}
+
+/// The gauges read at scrape time.
+pub struct Snapshot {
+    pub connections: usize,
+    pub online: usize,
+    pub per_platform: Vec<(tim_proto::Platform, usize)>,
+    /// The length of every internal map that could grow with traffic, by name.
+    pub entries: Vec<(&'static str, usize)>,
+    /// Live tokio tasks (one per connection, plus a handful of background ones).
+    pub tasks: usize,
 }
 
 impl Default for Metrics {
@@ -112,6 +125,18 @@ impl Metrics {
         ] {
             let _ = kicks.get_or_create(&vec![("type", reason.as_str())]);
         }
+        let entries = Family::<Labels, Gauge>::default();
+        registry.register(
+            "timd_state_entries",
+            "Entries of each in-memory map that traffic grows (the sweeps must keep them bounded)",
+            entries.clone(),
+        );
+        let tasks = Gauge::default();
+        registry.register(
+            "timd_tasks_alive",
+            "Live tokio tasks (one per open connection, plus the background ones)",
+            tasks.clone(),
+        );
         let cluster = ClusterMetrics {
             // 100 µs .. ~1.6 s, doubling.
             redis_seconds: Some(Histogram::new(
@@ -165,6 +190,8 @@ impl Metrics {
             online_by_platform,
             logins,
             kicks,
+            entries,
+            tasks,
             cluster,
             registry,
             refused,
@@ -220,22 +247,59 @@ impl Metrics {
     }
 
     /// The text exposition, with the gauges read now.
-    pub fn render(
-        &self,
-        connections: usize,
-        online: usize,
-        per_platform: &[(tim_proto::Platform, usize)],
-    ) -> String {
-        self.connections.set(connections as i64);
-        self.online.set(online as i64);
-        for (platform, n) in per_platform {
+    pub fn render(&self, now: &Snapshot) -> String {
+        self.connections.set(now.connections as i64);
+        self.online.set(now.online as i64);
+        for (platform, n) in &now.per_platform {
             self.online_by_platform
                 .get_or_create(&vec![("platform", platform.as_str())])
                 .set(*n as i64);
         }
+        for (map, n) in &now.entries {
+            self.entries
+                .get_or_create(&vec![("map", *map)])
+                .set(*n as i64);
+        }
+        self.tasks.set(now.tasks as i64);
         let mut text = String::new();
         encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text
+    }
+}
+
+/// Reads every gauge now. The registry's maps are walked shard by shard (each locked in
+/// turn), which a scrape every few seconds can afford.
+fn snapshot(state: &AppState) -> Snapshot {
+    let registry = state.registry().sizes();
+    let mut entries = vec![
+        ("users", registry.users),
+        ("away", registry.away),
+        ("tombstones", registry.tombstones),
+        ("ended", registry.ended),
+        ("rate_limiter", state.limits().tracked()),
+        ("failure_limiter", state.login().failures().tracked()),
+        ("kick_times", state.kicks().len()),
+    ];
+    let (online, per_platform) = match state.cluster() {
+        Some(c) => {
+            entries.push(("held", c.held().len()));
+            entries.push(("held_away", c.held().away()));
+            entries.push(("held_early_notices", c.held().early_notices()));
+            (c.held().len(), c.held().per_platform())
+        }
+        None => (
+            state.registry().online_count(),
+            state.registry().per_platform(),
+        ),
+    };
+    Snapshot {
+        connections: state.limits().open(),
+        online,
+        per_platform,
+        entries,
+        tasks: tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks(),
     }
 }
 
@@ -254,16 +318,7 @@ pub async fn handler(
         )
             .into_response();
     }
-    let (online, per_platform) = match state.cluster() {
-        Some(c) => (c.held().len(), c.held().per_platform()),
-        None => (
-            state.registry().online_count(),
-            state.registry().per_platform(),
-        ),
-    };
-    let text = state
-        .metrics()
-        .render(state.limits().open(), online, &per_platform);
+    let text = state.metrics().render(&snapshot(&state));
     let mut response = text.into_response();
     response.headers_mut().insert(
         CONTENT_TYPE,

@@ -164,6 +164,18 @@ pub struct KickRecord {
     pub at_ms: u64,
 }
 
+/// What [`Registry::sizes`] counts.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RegistrySizes {
+    /// Users with any entry (a slot, a tombstone or a remembered end).
+    pub users: usize,
+    /// Slots whose socket is gone, held for a resume.
+    pub away: usize,
+    pub tombstones: usize,
+    /// Ended sessions remembered one by one.
+    pub ended: usize,
+}
+
 /// All online instances of one user, in login order (earliest first), plus the tombstones
 /// of recently kicked ones.
 #[derive(Default)]
@@ -712,6 +724,26 @@ impl Registry {
             }
         }
         Platform::ALL.iter().copied().zip(counts).collect()
+    }
+
+    /// How much state the registry holds (`/metrics`, the soak bench): one walk over every
+    /// shard, each locked in turn.
+    pub fn sizes(&self) -> RegistrySizes {
+        let mut sizes = RegistrySizes::default();
+        for shard in self.shards.iter() {
+            let shard = lock(shard);
+            sizes.users += shard.len();
+            for sessions in shard.values() {
+                sizes.away += sessions
+                    .slots
+                    .iter()
+                    .filter(|s| matches!(s.link, Link::Away(_)))
+                    .count();
+                sizes.tombstones += sessions.tombstones.len();
+                sizes.ended += sessions.ended.len();
+            }
+        }
+        sizes
     }
 
     /// Instances holding a slot (attached or away), across all users.

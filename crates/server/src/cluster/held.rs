@@ -162,6 +162,19 @@ impl HeldSessions {
         self.len() == 0
     }
 
+    /// Held sessions whose socket is gone, waiting for a resume (`/metrics`).
+    pub fn away(&self) -> usize {
+        lock(&self.map)
+            .values()
+            .filter(|h| matches!(h.link, Link::Away(_)))
+            .count()
+    }
+
+    /// Notices waiting for their session (`/metrics`; each lives a few seconds at most).
+    pub fn early_notices(&self) -> usize {
+        lock(&self.early).len()
+    }
+
     /// Held sessions per platform (attached or away).
     pub fn per_platform(&self) -> Vec<(Platform, usize)> {
         let map = lock(&self.map);
