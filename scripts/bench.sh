@@ -13,6 +13,10 @@
 #                                    # Redis load, every node restarted by SIGTERM and kill -9);
 #                                    # --parts kick,logins,hold  --sessions N  --lease-ms N
 #                                    # --persistence none|aof  (about 5 minutes on 2 cores)
+#   scripts/bench.sh soak [--minutes 5] [ARGS]  # steady churn (logins, logouts, limit and REST kicks,
+#                                    # drops+resumes, renewals, bad frames, forged UserSigs) against
+#                                    # one timd AND, at the same time, 3 nodes on Redis: a sample a
+#                                    # minute, slopes per hour, target/soak/*.{log,csv,svg} (tim-bench soak --help)
 #   scripts/bench.sh browser         # kick delivery between two real tabs, login latency (Chromium, Firefox)
 #   scripts/bench.sh coldstart [--runs N]  # page cold start, tim-wasm vs tim-js-sdk 2.27.6 (Chromium, 100 ms, 10 Mbit/s)
 #   scripts/bench.sh cycles [--cycles N] [--no-gc]  # SDK create/login/logout|kicked/destroy x1000 per engine: memory, sockets, timers, listeners
@@ -64,6 +68,18 @@ case "$what" in
   cluster)
     command -v redis-server >/dev/null || { echo "redis-server missing: run scripts/setup.sh" >&2; exit 2; }
     exec "$bench" cluster "$@" ;;
+  soak)
+    command -v redis-server >/dev/null || { echo "redis-server missing: run scripts/setup.sh" >&2; exit 2; }
+    mkdir -p target/soak
+    # Both runs at once, each line prefixed with its target; each keeps its own log.
+    ("$bench" soak "$@" 2>&1 | tee target/soak/soak-embedded.log | sed -u 's/^/embedded| /') &
+    embedded=$!
+    ("$bench" soak --cluster "$@" 2>&1 | tee target/soak/soak-cluster.log | sed -u 's/^/cluster | /') &
+    cluster=$!
+    rc=0
+    wait "$embedded" || rc=1
+    wait "$cluster" || rc=1
+    exit "$rc" ;;
   browser) browser ;;
   all)
     "$bench" kick --kicks 1000
@@ -71,5 +87,5 @@ case "$what" in
     "$bench" restart --sessions 10000
     browser
     ;;
-  *) echo "usage: $0 [kick|restart|logins|browser|coldstart|cycles|background|all] [ARGS]" >&2; exit 2 ;;
+  *) echo "usage: $0 [kick|restart|logins|soak|browser|coldstart|cycles|background|all] [ARGS]" >&2; exit 2 ;;
 esac

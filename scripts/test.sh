@@ -23,6 +23,23 @@ cargo test --workspace --quiet
 step "fuzz smoke: every target for ${TIM_FUZZ_SMOKE_SECONDS:=10} s (scripts/fuzz.sh; 0 skips)"
 [ "$TIM_FUZZ_SMOKE_SECONDS" = 0 ] || ./scripts/fuzz.sh all "$TIM_FUZZ_SMOKE_SECONDS"
 
+step "soak smoke: 1 minute of churn against one timd and, at once, 3 nodes on Redis (tim-bench soak)"
+# The hour-long run is `scripts/bench.sh soak --minutes 60`; this one only fails on a lost
+# session, a spurious kick or an error the mix did not ask for (figures are printed).
+cargo build -p timd-bin -p tim-bench --quiet
+mkdir -p target/soak-smoke
+soak_smoke() {
+  target/debug/tim-bench soak --timd target/debug/timd --minutes 1 --sample-secs 15 --steady 50 \
+    --out target/soak-smoke "$@" > "target/soak-smoke/run${1:-}.log" 2>&1
+}
+soak_smoke & soak_embedded=$!
+soak_smoke --cluster & soak_cluster=$!
+soak_ok=0
+wait "$soak_embedded" || soak_ok=1
+wait "$soak_cluster" || soak_ok=1
+cat target/soak-smoke/run.log target/soak-smoke/run--cluster.log >&2
+[ "$soak_ok" = 0 ]
+
 step "start timd for the browser tests"
 cargo build -p timd-bin -p tim-testproxy --quiet
 tmp=$(mktemp -d)

@@ -1,4 +1,5 @@
-//! Just enough HTTP/1.1 to scrape timd's `/metrics` and read one metric from it.
+//! Just enough HTTP/1.1 to scrape timd's `/metrics` and read one metric from it, and to
+//! call the admin REST API.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -28,6 +29,34 @@ pub async fn get(addr: SocketAddr, path: &str) -> Option<String> {
         Some(body.to_owned())
     };
     tokio::time::timeout(Duration::from_secs(5), fetch)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// `POST path` with a JSON `body` on `addr` with `Connection: close`; the answer's body,
+/// whatever its status (the REST API answers errors in the body).
+pub async fn post(addr: SocketAddr, path: &str, body: &str) -> Option<String> {
+    let fetch = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            return Some(dechunk(body));
+        }
+        Some(body.to_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(10), fetch)
         .await
         .ok()
         .flatten()

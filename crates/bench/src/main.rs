@@ -14,6 +14,10 @@
 //!   embedded vs 1–3 nodes, and 100,000 sessions held over 6 nodes by 6 client processes
 //!   (memory, Redis load, a restart of every node).
 //!
+//! - `tim-bench soak`: a fixed-rate mix of logins, logouts, kicks, drops, resumes, renewals
+//!   and bad input for `--minutes`, sampling memory, descriptors, tasks, SQLite and every
+//!   internal map: slopes per hour, a CSV and an SVG chart.
+//!
 //! `scripts/bench.sh` builds both binaries (profile `server`) and runs them.
 
 mod cluster;
@@ -22,6 +26,7 @@ mod kick;
 mod logins;
 mod redis;
 mod restart;
+mod soak;
 mod stats;
 mod sys;
 mod timd;
@@ -53,6 +58,9 @@ enum Bench {
     /// answers commands on stdin.
     #[command(hide = true)]
     ClusterWorker(cluster::worker::WorkerArgs),
+    /// Steady churn for `--minutes` while sampling what could leak: slopes per hour, lost
+    /// sessions, spurious kicks, unexpected errors.
+    Soak(soak::SoakArgs),
 }
 
 fn main() {
@@ -70,6 +78,7 @@ fn main() {
         Bench::Logins(args) => runtime.block_on(logins::logins(args)),
         Bench::Cluster(args) => runtime.block_on(cluster::run(args)),
         Bench::ClusterWorker(args) => runtime.block_on(cluster::worker::run(args)),
+        Bench::Soak(args) => runtime.block_on(soak::run(args)),
     };
     // Thousands of client tasks: do not wait for them to wind down.
     runtime.shutdown_timeout(Duration::from_millis(100));

@@ -61,6 +61,11 @@ impl Timd {
         format!("ws://{}", self.addr)
     }
 
+    /// Where timd keeps `timd.sqlite3` (and its WAL).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
