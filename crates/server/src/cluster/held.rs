@@ -134,8 +134,9 @@ impl HeldSessions {
     }
 
     /// Takes out the away sessions whose grace is over (to release) and those whose
-    /// UserSig ran out while away (to expire).
+    /// UserSig ran out while away (to expire). Early notices whose session never came (it had already left this node) go too.
     pub fn due(&self, now: Instant, now_secs: u64) -> (Vec<InstanceInfo>, Vec<InstanceInfo>) {
+        lock(&self.early).retain(|_, (_, at)| now.duration_since(*at) < EARLY_NOTICE_TTL);
         let mut map = lock(&self.map);
         let mut released = Vec::new();
         let mut expired = Vec::new();
@@ -282,5 +283,20 @@ mod tests {
         );
         assert_eq!(expired.iter().map(|i| i.session.0).collect::<Vec<_>>(), [3]);
         assert_eq!(held.len(), 1);
+    }
+
+    #[test]
+    fn an_early_notice_whose_session_never_comes_is_dropped_by_due() {
+        let held = HeldSessions::default();
+        assert!(!held.apply(SessionId(9), Notice::Superseded));
+        assert_eq!(held.early_notices(), 1);
+        held.due(Instant::now(), 100);
+        assert_eq!(
+            held.early_notices(),
+            1,
+            "kept while its session may still come"
+        );
+        held.due(Instant::now() + EARLY_NOTICE_TTL, 100);
+        assert_eq!(held.early_notices(), 0);
     }
 }
