@@ -92,10 +92,16 @@ export async function launch(browser) {
   const x = browser === 'webkit' ? await xDisplay() : { stop() {} };
   const [bin, args] = driverCommand(browser, port);
   const env = x.display ? { ...process.env, DISPLAY: x.display } : process.env;
-  const driver = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'], env });
+  // A process group of its own: stopping kills the driver and the browser it started (killing
+  // the driver alone left Chromium running after an interrupted run).
+  const driver = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'], env, detached: true });
   let stderr = '';
   driver.stderr.on('data', (d) => { stderr += d; });
-  const stop = () => { running.delete(stop); driver.kill(); x.stop(); };
+  const stop = () => {
+    running.delete(stop);
+    try { process.kill(-driver.pid, 'SIGKILL'); } catch { driver.kill(); }
+    x.stop();
+  };
   running.add(stop);
   const base = `http://127.0.0.1:${port}`;
   try {
