@@ -7,6 +7,8 @@
 #   scripts/bench.sh kick [ARGS]     # kick delivery latency (tim-bench kick --help)
 #   scripts/bench.sh restart [ARGS]  # 10,000 sessions through a SIGTERM and a kill -9 restart
 #   scripts/bench.sh logins [ARGS]   # login throughput, timd CPU per login (--perf FILE: perf record)
+#   scripts/bench.sh sidebyside [ARGS]  # timd vs a bare axum WebSocket login server, 3 interleaved
+#                                    # rounds of 10,000 logins: logins/s, CPU per login, ratios (--perf DIR)
 #   scripts/bench.sh cluster [ARGS]  # cluster mode on a Redis of its own (tim-bench cluster --help):
 #                                    # cross- vs same-node kicks, logins/s embedded vs 1-3 nodes,
 #                                    # 100,000 sessions over 6 nodes + 6 client processes (memory,
@@ -65,6 +67,7 @@ case "$what" in
   kick) exec "$bench" kick "$@" ;;
   restart) exec "$bench" restart "$@" ;;
   logins) exec "$bench" logins "$@" ;;
+  sidebyside) exec "$bench" sidebyside "$@" ;;
   cluster)
     command -v redis-server >/dev/null || { echo "redis-server missing: run scripts/setup.sh" >&2; exit 2; }
     exec "$bench" cluster "$@" ;;
@@ -87,5 +90,5 @@ case "$what" in
     "$bench" restart --sessions 10000
     browser
     ;;
-  *) echo "usage: $0 [kick|restart|logins|soak|browser|coldstart|cycles|background|all] [ARGS]" >&2; exit 2 ;;
+  *) echo "usage: $0 [kick|restart|logins|sidebyside|soak|browser|coldstart|cycles|background|all] [ARGS]" >&2; exit 2 ;;
 esac

@@ -13,6 +13,9 @@
 //! - `tim-bench cluster`: cluster mode on one Redis: cross-node vs same-node kicks, logins/s
 //!   embedded vs 1–3 nodes, and 100,000 sessions held over 6 nodes by 6 client processes
 //!   (memory, Redis load, a restart of every node).
+//! - `tim-bench sidebyside`: timd's logins/s and CPU per login against a bare axum WebSocket
+//!   server that only answers the frames a login needs (`tim-bench bare-server`, hidden),
+//!   in interleaved rounds.
 //!
 //! - `tim-bench soak`: a fixed-rate mix of logins, logouts, kicks, drops, resumes, renewals
 //!   and bad input for `--minutes`, sampling memory, descriptors, tasks, SQLite and every
@@ -20,12 +23,14 @@
 //!
 //! `scripts/bench.sh` builds both binaries (profile `server`) and runs them.
 
+mod bare;
 mod cluster;
 mod http;
 mod kick;
 mod logins;
 mod redis;
 mod restart;
+mod sidebyside;
 mod soak;
 mod stats;
 mod sys;
@@ -58,9 +63,15 @@ enum Bench {
     /// answers commands on stdin.
     #[command(hide = true)]
     ClusterWorker(cluster::worker::WorkerArgs),
+    /// timd vs a bare axum WebSocket login server, interleaved rounds: logins/s, server CPU
+    /// per login, the ratios.
+    Sidebyside(sidebyside::SideBySideArgs),
     /// Steady churn for `--minutes` while sampling what could leak: slopes per hour, lost
     /// sessions, spurious kicks, unexpected errors.
     Soak(soak::SoakArgs),
+    /// The bare server of `sidebyside` (started by it): login_ok without any check.
+    #[command(hide = true)]
+    BareServer(bare::BareArgs),
 }
 
 fn main() {
@@ -78,7 +89,9 @@ fn main() {
         Bench::Logins(args) => runtime.block_on(logins::logins(args)),
         Bench::Cluster(args) => runtime.block_on(cluster::run(args)),
         Bench::ClusterWorker(args) => runtime.block_on(cluster::worker::run(args)),
+        Bench::Sidebyside(args) => runtime.block_on(sidebyside::run(args)),
         Bench::Soak(args) => runtime.block_on(soak::run(args)),
+        Bench::BareServer(args) => runtime.block_on(bare::run(args)),
     };
     // Thousands of client tasks: do not wait for them to wind down.
     runtime.shutdown_timeout(Duration::from_millis(100));
