@@ -15,6 +15,9 @@
 #                                    # Redis load, every node restarted by SIGTERM and kill -9);
 #                                    # --parts kick,logins,hold  --sessions N  --lease-ms N
 #                                    # --persistence none|aof  (about 5 minutes on 2 cores)
+#                                    # --parts storm [--sessions 50000]: every node restarted at the
+#                                    # same moment (SIGTERM, then kill -9): 5 nodes x 10,000 sessions
+#                                    # reconnect in one storm: time until back, dropped/retried SYNs
 #   scripts/bench.sh soak [--minutes 5] [ARGS]  # steady churn (logins, logouts, limit and REST kicks,
 #                                    # drops+resumes, renewals, bad frames, forged UserSigs) against
 #                                    # one timd AND, at the same time, 3 nodes on Redis: a sample a

@@ -11,7 +11,7 @@ use tim_client::{Client, Config, Event, NetState, Platform};
 use tokio::sync::Semaphore;
 
 use crate::stats::print_summary;
-use crate::sys::{fd_limit, listen_overflows, sig, APP};
+use crate::sys::{count_at_least, fd_limit, sig, Drops, APP};
 use crate::timd::{Common, Timd};
 
 #[derive(Args)]
@@ -181,7 +181,7 @@ pub async fn restart(args: RestartArgs) -> bool {
             Mode::Term => ("SIGTERM (close 1012)", libc::SIGTERM),
             Mode::Kill => ("kill -9", libc::SIGKILL),
         };
-        let overflows0 = listen_overflows();
+        let drops0 = Drops::read();
         let exited = timd.stop(signal).await;
         let up = timd.start().await;
         let deadline = t0 + Duration::from_secs(args.timeout_secs);
@@ -226,12 +226,14 @@ pub async fn restart(args: RestartArgs) -> bool {
             "    time from the signal to back connected, per session",
             &mut times,
         );
-        if let Some((a, b)) = overflows0.zip(listen_overflows()) {
-            println!(
-                "    connects dropped on a full accept queue (TcpExtListenOverflows, whole \
-                 network namespace): {}",
-                b.saturating_sub(a)
-            );
+        println!(
+            "    took 1 s or more: {} of {} (a connect whose SYN was dropped waits 1 s for its \
+             retry; the reconnect jitter alone is 0.5-1 s)",
+            count_at_least(&times, Duration::from_secs(1)),
+            times.len()
+        );
+        if let Some(d) = drops0.zip(Drops::read()).map(|(a, b)| a.since(b)) {
+            println!("    connects dropped or retried: {}", d.describe());
         }
         println!(
             "    back {back}/{n}, connected now {connected}, lost {lost}, spurious kicks {kicks}, \

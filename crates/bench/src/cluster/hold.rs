@@ -25,11 +25,11 @@ fn mem_total() -> u64 {
 }
 
 pub async fn run(common: &Common, redis: &Redis, args: &HoldArgs, lease_ms: u32) -> bool {
-    let n = args.sessions;
+    let n = args.sessions.unwrap_or(100_000);
     // Every process may open 20,000 files at most: ≤ 16,700 sessions per node and per client.
     let per_process = 16_700;
-    let node_count = args.hold_nodes.max(n.div_ceil(per_process));
-    let worker_count = args.workers.max(n.div_ceil(per_process));
+    let node_count = args.hold_nodes.unwrap_or(6).max(n.div_ceil(per_process));
+    let worker_count = args.workers.unwrap_or(6).max(n.div_ceil(per_process));
     let nodes_flags = cluster_flags(&redis.url(), lease_ms);
     let mut nodes = Nodes::start(common, node_count, &nodes_flags).await;
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -1,7 +1,8 @@
 //! `tim-bench cluster`: timd's cluster mode on one Redis (started here, on a free loopback
 //! port): cross-node against same-node kick delivery, logins/s embedded against 1–3
-//! cluster nodes, and sessions held at scale over several nodes and client processes,
-//! through a restart of every node. Figures, not assertions; fails only when a run saw
+//! cluster nodes, sessions held at scale over several nodes and client processes through a
+//! restart of every node in turn, and the reconnect storm: every node restarted at once
+//! (`--parts storm`, 50,000 sessions by default). Figures, not assertions; fails only when a run saw
 //! something wrong (a missing kick, a spurious kick, a lost session).
 
 mod hold;
@@ -9,6 +10,7 @@ mod kick;
 mod logins;
 mod nodes;
 mod restarts;
+mod storm;
 pub mod worker;
 mod workers;
 
@@ -28,6 +30,9 @@ pub enum Part {
     Logins,
     /// Sessions held at scale, memory, Redis load, restart run.
     Hold,
+    /// Every node restarted at the same moment (SIGTERM, then kill -9): all sessions
+    /// reconnect in one storm.
+    Storm,
 }
 
 #[derive(Args)]
@@ -64,15 +69,16 @@ pub struct ClusterArgs {
 
 #[derive(Args)]
 pub struct HoldArgs {
-    /// Sessions held (one Web user each).
-    #[arg(long, default_value_t = 100_000)]
-    sessions: usize,
-    /// Nodes holding them (at least sessions / 16,700: 20,000 files per process).
-    #[arg(long, default_value_t = 6)]
-    hold_nodes: usize,
-    /// Client processes (at least sessions / 16,700).
-    #[arg(long, default_value_t = 6)]
-    workers: usize,
+    /// Sessions held (one Web user each) [default: 100,000 (hold), 50,000 (storm)].
+    #[arg(long)]
+    sessions: Option<usize>,
+    /// Nodes holding them, at least sessions / 16,700 (20,000 files per process)
+    /// [default: 6 (hold), sessions / 10,000 (storm)].
+    #[arg(long)]
+    hold_nodes: Option<usize>,
+    /// Client processes, at least sessions / 16,700 [default: as the nodes].
+    #[arg(long)]
+    workers: Option<usize>,
     /// Source addresses (127.0.0.2, .3, …) per client process; 0: no bind (the kernel
     /// picks 127.0.0.1 and the port). Default: one per 5,000 sessions — a bind to port 0
     /// searches the odd half of the ephemeral range first (Linux keeps the even half for
@@ -85,7 +91,7 @@ pub struct HoldArgs {
     /// Steady-load window, seconds (at least one lease).
     #[arg(long, default_value_t = 0)]
     window_secs: u64,
-    /// Restarts of every node, in order.
+    /// Restarts of every node (hold: in turn; storm: all at once), in order.
     #[arg(long, value_delimiter = ',', default_value = "term,kill")]
     modes: Vec<Mode>,
     /// Hold and measure only: no restart run.
@@ -133,6 +139,7 @@ pub async fn run(args: ClusterArgs) -> bool {
                 .await
             }
             Part::Hold => ok &= hold::run(&args.common, &redis, &args.hold, args.lease_ms).await,
+            Part::Storm => ok &= storm::run(&args.common, &redis, &args.hold, args.lease_ms).await,
         }
     }
     println!("cluster: {}", if ok { "OK" } else { "FAILED" });
