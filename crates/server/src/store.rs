@@ -507,7 +507,13 @@ impl Control<'_> {
             self.armed.remove(i);
             return Err(StoreError::Sqlite(format!("injected fault at {point:?}")));
         }
-        self.conn.execute_batch(sql).map_err(StoreError::from)
+        if sql.contains(';') {
+            return self.conn.execute_batch(sql).map_err(StoreError::from);
+        }
+        // One statement: prepared once. Every login's job runs a SAVEPOINT and a RELEASE,
+        // which `execute_batch` would parse and compile anew each time.
+        self.conn.prepare_cached(sql)?.execute([])?;
+        Ok(())
     }
 
     /// Ends the transaction without keeping anything (a no-op if SQLite already did).
