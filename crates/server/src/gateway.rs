@@ -467,12 +467,13 @@ impl Connection {
     /// Checks, registers and records a login. On failure returns the (log-safe) user
     /// for logging with the error.
     async fn try_login(&mut self, login: Login) -> Result<LoginOk, (String, LoginError)> {
-        let log_user = truncate(&login.user, 40).escape_debug().to_string();
+        // Formatted only on failure: a successful login logs the checked UserID as it is.
+        let log_user = |user: &str| truncate(user, 40).escape_debug().to_string();
         let claims = self
             .state
             .login()
             .check(&login, unix_now(), self.client)
-            .map_err(|e| (log_user.clone(), e))?;
+            .map_err(|e| (log_user(&login.user), e))?;
         let expire_at = expiry(&claims);
         let session = NewSession {
             user: login.user.clone(),
@@ -490,7 +491,7 @@ impl Connection {
             info,
             kicked,
             new_account,
-        } = admitted.map_err(|e| (log_user, e))?;
+        } = admitted.map_err(|e| (log_user(&login.user), e))?;
         let now = unix_now();
         let ticket = self.ticket_for(&info, now);
         tracing::info!(
