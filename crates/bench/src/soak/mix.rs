@@ -1,7 +1,13 @@
 //! The churn: one operation started every 1/rate seconds, in the order of [`CYCLE`], each a
-//! task of its own that checks what it got. Every kind works on its own pool of users, large
-//! enough that an operation never overlaps an earlier one on the same user; logins rotate
-//! over the nodes, so in cluster mode the kicks cross nodes.
+//! task of its own that checks what it got. Every kind works on its own pool of users (an
+//! operation waits for the previous one on its user, so they never mix); logins rotate over
+//! the nodes, so in cluster mode the kicks cross nodes.
+//!
+//! The pools are sized so that what `timd` keeps per user reaches its bound during warm-up:
+//! tombstones (64 per user) and ended sessions (32 per user) live as long as a ticket could
+//! (24 h), so a pool of fresh users would make those maps climb for a day, bounded but not
+//! flat within the run. Kicked users are few and kicked often; instance ids repeat per user,
+//! as a device's or a restored tab's do.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -56,12 +62,13 @@ impl Kind {
         }
     }
 
-    /// Users in this kind's pool: at 20 ops/s each is reused every minute or more.
+    /// Users in this kind's pool. At 20 ops/s a limit-kick or REST-kick user is kicked
+    /// every 8 s, so its 64 tombstones are reached in about 9 minutes.
     fn pool(self) -> usize {
         match self {
             Kind::LoginLogout => 600,
-            Kind::LimitKick => 200,
-            Kind::RestKick => 300,
+            Kind::LimitKick => 16,
+            Kind::RestKick => 8,
             Kind::BadUserSig => 100,
             Kind::DropResume | Kind::BadFrame => 1,
         }
@@ -177,6 +184,8 @@ pub struct Mix {
     tally: Arc<Tally>,
     /// Operations started per kind (picks the user and the node).
     counters: [AtomicUsize; 6],
+    /// One lock per user of each pool: an operation holds its user's for its duration.
+    users: [Vec<tokio::sync::Mutex<()>>; 6],
 }
 
 impl Mix {
@@ -187,6 +196,7 @@ impl Mix {
             steady,
             tally,
             counters: Default::default(),
+            users: Kind::ALL.map(|k| (0..k.pool()).map(|_| Default::default()).collect()),
         }
     }
 
@@ -218,11 +228,14 @@ impl Mix {
 
     async fn one(&self, kind: Kind) -> Result<(), String> {
         let n = self.counters[Tally::slot(kind)].fetch_add(1, Ordering::Relaxed);
+        let _user_lock = self.users[Tally::slot(kind)][n % kind.pool()].lock().await;
         let user = format!("soak-{:?}-{}", kind, n % kind.pool()).to_lowercase();
+        // The n-th use of this user: its instance ids repeat every 4 uses.
+        let reuse = n / kind.pool() % 4;
         match kind {
-            Kind::LoginLogout => self.login_logout(&user, n).await,
-            Kind::LimitKick => self.limit_kick(&user, n).await,
-            Kind::RestKick => self.rest_kick(&user, n).await,
+            Kind::LoginLogout => self.login_logout(&user, n, reuse).await,
+            Kind::LimitKick => self.limit_kick(&user, n, reuse).await,
+            Kind::RestKick => self.rest_kick(&user, n, reuse).await,
             Kind::DropResume => self.steady.drop_and_resume(n).await,
             Kind::BadFrame => self.bad_frames(n).await,
             Kind::BadUserSig => self.forged(&user, n).await,
@@ -241,8 +254,8 @@ impl Mix {
         Ok(c)
     }
 
-    async fn login_logout(&self, user: &str, n: usize) -> Result<(), String> {
-        let mut c = self.logged_in(user, n, format!("ll-{n}")).await?;
+    async fn login_logout(&self, user: &str, n: usize, reuse: usize) -> Result<(), String> {
+        let mut c = self.logged_in(user, n, format!("ll-{reuse}")).await?;
         c.logout()
             .await
             .map_err(|e| format!("logout {user}: {} {}", e.code, e.message))?;
@@ -250,10 +263,10 @@ impl Mix {
         Ok(())
     }
 
-    async fn limit_kick(&self, user: &str, n: usize) -> Result<(), String> {
-        let mut first = self.logged_in(user, n, format!("lk-{n}-a")).await?;
-        let mut second = self.logged_in(user, n + 1, format!("lk-{n}-b")).await?;
-        let mut third = self.logged_in(user, n + 2, format!("lk-{n}-c")).await?;
+    async fn limit_kick(&self, user: &str, n: usize, reuse: usize) -> Result<(), String> {
+        let mut first = self.logged_in(user, n, format!("lk-{reuse}-a")).await?;
+        let mut second = self.logged_in(user, n + 1, format!("lk-{reuse}-b")).await?;
+        let mut third = self.logged_in(user, n + 2, format!("lk-{reuse}-c")).await?;
         let kicked = first
             .wait_for(BOUND, |e| matches!(e, Event::Kicked(_)))
             .await;
@@ -272,8 +285,8 @@ impl Mix {
         result
     }
 
-    async fn rest_kick(&self, user: &str, n: usize) -> Result<(), String> {
-        let mut c = self.logged_in(user, n, format!("rk-{n}")).await?;
+    async fn rest_kick(&self, user: &str, n: usize, reuse: usize) -> Result<(), String> {
+        let mut c = self.logged_in(user, n, format!("rk-{reuse}")).await?;
         let addr = self.addrs[(n + 1) % self.addrs.len()];
         let admin = "administrator";
         let path = format!(

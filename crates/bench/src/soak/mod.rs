@@ -49,7 +49,7 @@ pub struct SoakArgs {
     #[arg(long, default_value_t = 120)]
     usersig_secs: u64,
     /// Samples taken before this many seconds are left out of the slopes (default: the
-    /// first sixth of the run, at most 10 minutes: the users' pools fill in about 5).
+    /// first quarter of the run, at most 15 minutes: the per-user bounds fill in about 9).
     #[arg(long)]
     warmup_secs: Option<u64>,
     /// Three nodes in cluster mode on a Redis of their own instead of one embedded timd.
@@ -104,7 +104,7 @@ pub async fn run(args: SoakArgs) -> bool {
 
     let warmup = args
         .warmup_secs
-        .unwrap_or_else(|| (args.minutes * 60 / 6).min(600));
+        .unwrap_or_else(|| (args.minutes * 60 / 4).min(900));
     let ok = tally.print(started.elapsed());
     report::print_slopes(&samples, warmup);
     println!(
