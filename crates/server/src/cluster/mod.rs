@@ -42,6 +42,16 @@ use scripts::{array, int, kick_reason, local_notices, text, BadReply, Scripts};
 /// Longest a node waits for Redis before it answers "unavailable".
 pub const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Scripts one node has in flight at once. A reconnect storm (every session of a restarted
+/// node resuming together) would otherwise send thousands at once: each then waits behind
+/// the others, and with the node's CPU busy too, most ran past [`REDIS_TIMEOUT`] and were
+/// refused with 1013, to come back seconds later (a 50,000-session storm took 42–120 s).
+/// Queued here, each call's own round trip stays short.
+pub const SCRIPTS_IN_FLIGHT: usize = 64;
+
+/// Longest a script waits for its turn before the node answers "unavailable" (retry later).
+pub const SCRIPT_QUEUE_WAIT: Duration = Duration::from_secs(10);
+
 /// Why a cluster operation could not be decided.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -96,6 +106,8 @@ pub struct Cluster {
     metrics: ClusterMetrics,
     /// Wakes the renewal loop at once (after a resubscription).
     reconcile: tokio::sync::Notify,
+    /// Turns for scripts ([`SCRIPTS_IN_FLIGHT`]); fair, so the earliest caller goes first.
+    in_flight: tokio::sync::Semaphore,
 }
 
 impl Cluster {
@@ -130,6 +142,7 @@ impl Cluster {
             next_session: AtomicU64::new(1),
             metrics,
             reconcile: tokio::sync::Notify::new(),
+            in_flight: tokio::sync::Semaphore::new(SCRIPTS_IN_FLIGHT),
         };
         // One round trip now: a wrong password or database fails the start, not a login.
         let mut con = cluster.redis.clone();
@@ -191,7 +204,16 @@ impl Cluster {
         inv
     }
 
+    /// Runs a script once it has a turn: [`REDIS_TIMEOUT`] counts from then.
     async fn invoke(&self, inv: &ScriptInvocation<'_>) -> Result<Value, ClusterError> {
+        let _turn = tokio::time::timeout(SCRIPT_QUEUE_WAIT, self.in_flight.acquire())
+            .await
+            .map_err(|_| {
+                ClusterError::Unavailable(format!(
+                    "{SCRIPTS_IN_FLIGHT} Redis scripts in flight for {SCRIPT_QUEUE_WAIT:?}"
+                ))
+            })?
+            .expect("the semaphore is never closed");
         let mut con = self.redis.clone();
         self.timed(inv.invoke_async(&mut con)).await
     }
