@@ -28,6 +28,7 @@ mod cluster;
 mod http;
 mod kick;
 mod logins;
+mod perf_categories;
 mod redis;
 mod restart;
 mod sidebyside;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use crate::logins::{destroy_all, log_in_all};
+use crate::perf_categories;
 use crate::sys::{cpu_of, free_port, listen_overflows};
 use crate::timd::{Common, Timd};
 
@@ -32,7 +33,7 @@ pub struct SideBySideArgs {
     rounds: usize,
     /// Record the server of every counted run with `perf record --call-graph dwarf` during
     /// its logins only, into DIR/NN-r{round}-{timd-first|timd-returning|bare}.data (the
-    /// figures then include perf's overhead).
+    /// figures then include perf's overhead), and print where the CPU went by category.
     #[arg(long, value_name = "DIR")]
     perf: Option<PathBuf>,
 }
@@ -98,6 +99,8 @@ struct Sample {
     kind: Kind,
     rate: f64,
     cpu_us: Option<f64>,
+    /// The run's `perf record` file (with `--perf`).
+    perf_file: Option<PathBuf>,
 }
 
 /// Waits until process `pid` has used no CPU for 200 ms (at most 5 s): the previous run's
@@ -131,10 +134,10 @@ async fn measure(
             static RUNS: AtomicUsize = AtomicUsize::new(1);
             let at = RUNS.fetch_add(1, Ordering::Relaxed);
             let file = dir.join(format!("{at:02}-r{}-{}.data", r + 1, kind.slug()));
-            let p = spawn_perf(pid, file);
+            let p = spawn_perf(pid, file.clone());
             // perf needs a moment to attach; its start-up is not counted.
             tokio::time::sleep(Duration::from_millis(500)).await;
-            Some(p)
+            Some((p, file))
         }
         _ => None,
     };
@@ -144,13 +147,14 @@ async fn measure(
     let clients = log_in_all(&[url.to_owned()], prefix, n, args.concurrency, instances).await;
     let wall = t0.elapsed();
     let cpu = cpu_of(pid).zip(cpu0).map(|(b, a)| b.saturating_sub(a));
-    if let Some(p) = perf.as_mut() {
+    if let Some((p, _)) = perf.as_mut() {
         stop_perf(p);
     }
     let sample = Sample {
         kind,
         rate: n as f64 / wall.as_secs_f64(),
         cpu_us: cpu.map(|c| c.as_secs_f64() * 1e6 / n as f64),
+        perf_file: perf.map(|(_, file)| file),
     };
     let name = match (round, kind) {
         (Some(_), kind) => kind.name(),
@@ -293,6 +297,7 @@ pub async fn run(args: SideBySideArgs) -> bool {
         );
     }
     if let Some(out) = &args.perf {
+        print_profile(&samples, args.logins);
         println!(
             "  perf data: {}/NN-r*-*.data (perf report -i FILE --no-children --sort symbol; \
              --children)",
@@ -300,6 +305,50 @@ pub async fn run(args: SideBySideArgs) -> bool {
         );
     }
     true
+}
+
+/// The recorded runs' CPU by category (`perf_categories.rs`), µs per login, per kind, and
+/// timd's above the bare server's.
+fn print_profile(samples: &[Sample], logins: usize) {
+    let kinds = [Kind::TimdFirst, Kind::TimdReturning, Kind::Bare];
+    let per_login: Vec<Option<Vec<f64>>> = kinds
+        .iter()
+        .map(|&kind| {
+            let files: Vec<&PathBuf> = samples
+                .iter()
+                .filter(|s| s.kind == kind)
+                .filter_map(|s| s.perf_file.as_ref())
+                .collect();
+            let mut total: Option<Vec<u64>> = None;
+            for file in &files {
+                let ns = perf_categories::sum(file)?;
+                let t = total.get_or_insert_with(|| vec![0; ns.len()]);
+                t.iter_mut().zip(ns).for_each(|(t, n)| *t += n);
+            }
+            let runs = (files.len() * logins) as f64;
+            total.map(|t| t.iter().map(|&ns| ns as f64 / 1e3 / runs).collect())
+        })
+        .collect();
+    let [Some(first), Some(returning), Some(bare)] = &per_login[..] else {
+        println!("  profile: perf script could not read the recorded files");
+        return;
+    };
+    println!(
+        "  {:<42} {:>10} {:>10} {:>6}   timd above bare",
+        "profile, µs per login (perf samples)", "first-time", "returning", "bare"
+    );
+    let row = |name: &str, f: f64, r: f64, b: f64| {
+        println!(
+            "    {name:<40} {f:>10.1} {r:>10.1} {b:>6.1}   {:+.1} / {:+.1}",
+            f - b,
+            r - b
+        )
+    };
+    for (i, name) in perf_categories::names().enumerate() {
+        row(name, first[i], returning[i], bare[i]);
+    }
+    let sum = |v: &Vec<f64>| v.iter().sum::<f64>();
+    row("total", sum(first), sum(returning), sum(bare));
 }
 
 #[cfg(test)]
