@@ -8,58 +8,43 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `GET path` on `addr` with `Connection: close`; the body, if the answer is 200.
 pub async fn get(addr: SocketAddr, path: &str) -> Option<String> {
-    let fetch = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).await.ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.ok()?;
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        if !head.starts_with("HTTP/1.1 200") {
-            return None;
-        }
-        // axum answers small bodies with Content-Length; a chunked body would need decoding.
-        if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            return Some(dechunk(body));
-        }
-        Some(body.to_owned())
-    };
-    tokio::time::timeout(Duration::from_secs(5), fetch)
-        .await
-        .ok()
-        .flatten()
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let (head, body) = exchange(addr, request, Duration::from_secs(5)).await?;
+    head.starts_with("HTTP/1.1 200").then_some(body)
 }
 
 /// `POST path` with a JSON `body` on `addr` with `Connection: close`; the answer's body,
 /// whatever its status (the REST API answers errors in the body).
 pub async fn post(addr: SocketAddr, path: &str, body: &str) -> Option<String> {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (_, body) = exchange(addr, request, Duration::from_secs(10)).await?;
+    Some(body)
+}
+
+/// Sends `request` on a new connection and reads the answer to its end: `(head, body)`,
+/// the body de-chunked (axum answers small bodies with Content-Length, larger ones chunked).
+async fn exchange(addr: SocketAddr, request: String, within: Duration) -> Option<(String, String)> {
     let fetch = async {
         let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let req = format!(
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).await.ok()?;
+        s.write_all(request.as_bytes()).await.ok()?;
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await.ok()?;
         let text = String::from_utf8_lossy(&buf).into_owned();
         let (head, body) = text.split_once("\r\n\r\n")?;
-        if head
+        let chunked = head
             .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            return Some(dechunk(body));
-        }
-        Some(body.to_owned())
+            .contains("transfer-encoding: chunked");
+        let body = if chunked {
+            dechunk(body)
+        } else {
+            body.to_owned()
+        };
+        Some((head.to_owned(), body))
     };
-    tokio::time::timeout(Duration::from_secs(10), fetch)
-        .await
-        .ok()
-        .flatten()
+    tokio::time::timeout(within, fetch).await.ok().flatten()
 }
 
 fn dechunk(mut body: &str) -> String {

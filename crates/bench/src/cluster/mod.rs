@@ -8,7 +8,7 @@
 mod hold;
 mod kick;
 mod logins;
-mod nodes;
+pub mod nodes;
 mod restarts;
 mod storm;
 pub mod worker;

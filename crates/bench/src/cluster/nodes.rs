@@ -15,14 +15,20 @@ pub struct Nodes {
 
 impl Nodes {
     /// Starts `n` nodes with `extra` flags (`--redis URL --lease-ms N` for cluster mode,
-    /// nothing for an embedded node), one after another, each listening when this returns.
+    /// nothing for an embedded node) and one Web instance per user (dual policy), one after
+    /// another, each listening when this returns.
     pub async fn start(common: &Common, n: usize, extra: &[String]) -> Nodes {
+        let mut flags: Vec<&str> = extra.iter().map(String::as_str).collect();
+        flags.extend(["--web-instances", "1", "--login-policy", "dual"]);
+        Nodes::start_with(common, n, &flags).await
+    }
+
+    /// Starts `n` nodes with exactly `flags` beside the bench's own (see [`Timd::start`]).
+    pub async fn start_with(common: &Common, n: usize, flags: &[&str]) -> Nodes {
         let dir = tempfile::Builder::new()
             .prefix("tim-bench-nodes-")
             .tempdir()
             .expect("temp dir");
-        let mut extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        extra.extend(["--web-instances", "1", "--login-policy", "dual"]);
         let mut nodes = Vec::with_capacity(n);
         for i in 0..n {
             let node_dir = dir.path().join(format!("node-{i}"));
@@ -34,7 +40,7 @@ impl Nodes {
                     .as_ref()
                     .map(|l| l.with_file_name(format!("node-{i}.log"))),
             };
-            let mut timd = Timd::new(&common, &node_dir, &extra);
+            let mut timd = Timd::new(&common, &node_dir, flags);
             timd.start().await;
             nodes.push(timd);
         }

@@ -20,7 +20,7 @@ impl Sample {
             Some((_, sum)) => *sum += v,
             None => values.push((name.to_owned(), v)),
         };
-        for node in &target.nodes {
+        for node in target.timds() {
             let pid = node.pid().unwrap_or(0);
             add("rss_mib", node.rss().unwrap_or(0) as f64 / 1048576.0);
             add("fds", count_dir(&format!("/proc/{pid}/fd")) as f64);

@@ -6,11 +6,12 @@ use std::net::SocketAddr;
 
 use tempfile::TempDir;
 
+use crate::cluster::nodes::{cluster_flags, Nodes};
 use crate::redis::{Persistence, Redis};
 use crate::timd::{Common, Timd};
 
 pub struct Target {
-    pub nodes: Vec<Timd>,
+    pub nodes: Nodes,
     pub redis: Option<Redis>,
     _dir: TempDir,
 }
@@ -22,46 +23,30 @@ impl Target {
             .tempdir()
             .expect("temp dir");
         let redis = cluster.then(|| Redis::start(dir.path(), Persistence::Aof));
-        let mut extra: Vec<String> = ["--web-instances", "2", "--resume-grace-ms", "5000"]
+        let mut flags: Vec<String> = ["--web-instances", "2", "--resume-grace-ms", "5000"]
             .map(String::from)
             .to_vec();
         if let Some(r) = &redis {
-            extra.extend([
-                "--redis".into(),
-                r.url(),
-                "--lease-ms".into(),
-                lease_ms.to_string(),
-            ]);
+            flags.extend(cluster_flags(&r.url(), lease_ms));
         }
-        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         let count = if cluster { nodes.max(1) } else { 1 };
-        let mut started = Vec::with_capacity(count);
-        for i in 0..count {
-            let node_dir = dir.path().join(format!("node-{i}"));
-            std::fs::create_dir_all(&node_dir).expect("node dir");
-            let common = Common {
-                timd: common.timd.clone(),
-                log: common
-                    .log
-                    .as_ref()
-                    .map(|l| l.with_file_name(format!("soak-node-{i}.log"))),
-            };
-            let mut timd = Timd::new(&common, &node_dir, &extra);
-            timd.start().await;
-            started.push(timd);
-        }
         Target {
-            nodes: started,
+            nodes: Nodes::start_with(common, count, &flags).await,
             redis,
             _dir: dir,
         }
     }
 
+    pub fn timds(&self) -> &[Timd] {
+        &self.nodes.nodes
+    }
+
     pub fn urls(&self) -> Vec<String> {
-        self.nodes.iter().map(Timd::url).collect()
+        self.nodes.urls()
     }
 
     pub fn addrs(&self) -> Vec<SocketAddr> {
-        self.nodes.iter().map(|n| n.addr).collect()
+        self.timds().iter().map(|n| n.addr).collect()
     }
 }
