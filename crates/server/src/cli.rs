@@ -33,6 +33,11 @@ pub struct ServeArgs {
     /// every client of a restarted node reconnecting at once; capped by net.core.somaxconn.
     #[arg(long, env = "TIMD_LISTEN_BACKLOG", default_value_t = DEFAULT_LISTEN_BACKLOG)]
     pub listen_backlog: u32,
+    /// The apps file: one [[app]] table per app served (sdkappid, key_file or key_env,
+    /// admins, first login settings, rest_rate_limit). Replaces --sdkappid / --key / --admin
+    /// and the login settings flags.
+    #[arg(long, env = "TIMD_APPS", value_name = "FILE")]
+    pub apps: Option<PathBuf>,
     /// The app's SDKAppID (required outside --demo).
     #[arg(long, env = "TIMD_SDKAPPID")]
     pub sdkappid: Option<u32>,
@@ -115,7 +120,17 @@ impl ServeArgs {
     /// Resolves the demo defaults and the required flags, then validates.
     pub fn into_config(self) -> Result<Config, ConfigError> {
         let key = self.key.resolve()?;
+        let apps = match &self.apps {
+            Some(path) => {
+                if self.sdkappid.is_some() || key.is_some() {
+                    return Err(ConfigError::AppsAndSingleApp);
+                }
+                crate::apps_file::load(path)?
+            }
+            None => Vec::new(),
+        };
         let (sdkappid, key) = match (self.sdkappid, key, self.demo) {
+            _ if !apps.is_empty() => (apps[0].sdkappid, apps[0].key.clone()),
             (Some(id), Some(key), _) => (id, key),
             (id, key, true) => (
                 id.unwrap_or(DEMO_SDKAPPID),
@@ -156,6 +171,7 @@ impl ServeArgs {
                 redis_url,
                 lease_ms: self.lease_ms,
             }),
+            apps,
         };
         config.validate()?;
         Ok(config)

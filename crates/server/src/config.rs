@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::apps::AppConfig;
 use crate::client_addr::TrustedProxies;
 use crate::limits::LimitSettings;
 use crate::origins::AllowedOrigins;
@@ -78,6 +79,9 @@ pub struct Config {
     /// Cluster mode (`--redis`): sessions, accounts and kicks shared through Redis
     /// (`cluster/`). `None`: one process with the embedded store.
     pub cluster: Option<ClusterSettings>,
+    /// The apps of `--apps FILE`; empty: the one app of `sdkappid`, `key`, `admin`, `login`
+    /// and `rest_rate_limit` (the single-app flags).
+    pub apps: Vec<AppConfig>,
 }
 
 /// Default lease a node holds on each of its sessions in Redis (`cluster/`): a node that dies
@@ -157,6 +161,7 @@ impl fmt::Debug for Config {
             .field("allowed_origins", &self.allowed_origins)
             .field("limits", &self.limits)
             .field("cluster", &self.cluster)
+            .field("apps", &self.apps)
             .finish()
     }
 }
@@ -203,6 +208,12 @@ pub enum ConfigError {
     BadRedisUrl(String),
     #[error("--lease-ms must be between 300 and 600000")]
     BadLease,
+    #[error(transparent)]
+    AppsFile(#[from] crate::apps_file::AppsFileError),
+    #[error("app {0}: an app needs an SDKAppID, a key and 1 to 10 admins")]
+    BadApp(u32),
+    #[error("--apps names every app: do not also give --sdkappid, --key or --key-file")]
+    AppsAndSingleApp,
 }
 
 impl Config {
@@ -238,17 +249,59 @@ impl Config {
             allowed_origins: AllowedOrigins::default(),
             limits: LimitSettings::default(),
             cluster: None,
+            apps: Vec::new(),
         }
+    }
+
+    /// The apps served: those of the apps file, or the one app of the single-app flags.
+    pub fn app_configs(&self) -> Vec<AppConfig> {
+        if !self.apps.is_empty() {
+            return self.apps.clone();
+        }
+        vec![AppConfig {
+            sdkappid: self.sdkappid,
+            key: self.key.clone(),
+            admins: vec![self.admin.clone()],
+            login: self.login,
+            rest_rate_limit: self.rest_rate_limit,
+        }]
+    }
+
+    /// Where the apps' first login settings come from (for the logs and the history).
+    pub fn settings_origin(&self) -> &'static str {
+        if self.apps.is_empty() {
+            "(flags)"
+        } else {
+            "(apps file)"
+        }
+    }
+
+    /// The first app's key: demo mode hands out UserSigs only for the public demo key.
+    pub fn default_key(&self) -> String {
+        self.app_configs().swap_remove(0).key
     }
 
     /// Rejects configurations that must not start. Demo mode on a non-loopback address is the
     /// important one: its `/demo/usersig` endpoint would let anyone log in as anyone.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.sdkappid == 0 {
-            return Err(ConfigError::ZeroSdkAppId);
+        if self.apps.is_empty() {
+            if self.sdkappid == 0 {
+                return Err(ConfigError::ZeroSdkAppId);
+            }
+            if self.key.is_empty() {
+                return Err(ConfigError::EmptyKey);
+            }
         }
-        if self.key.is_empty() {
-            return Err(ConfigError::EmptyKey);
+        for app in &self.apps {
+            if app.sdkappid == 0 || app.key.is_empty() || app.admins.is_empty() {
+                return Err(ConfigError::BadApp(app.sdkappid));
+            }
+            app.login
+                .validate()
+                .map_err(ConfigError::BadLoginSettings)?;
+            if let Some(bad) = app.admins.iter().find(|a| !tim_proto::is_valid_user_id(a)) {
+                return Err(ConfigError::BadAdmin(bad.clone()));
+            }
         }
         if self.demo && !self.listen.ip().is_loopback() {
             return Err(ConfigError::DemoNotLoopback(self.listen));

@@ -8,8 +8,6 @@ pub mod devices;
 pub mod instances;
 pub mod kick;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -22,8 +20,17 @@ use serde::{Deserialize, Serialize};
 use tim_proto::ERR_INVALID_PARAMETERS;
 use tower_http::services::ServeDir;
 
+use crate::clock::unix_secs;
 use crate::config::{Config, DEFAULT_USERSIG_EXPIRE_SECS};
 use crate::state::AppState;
+
+/// What the demo routes share: the server's state and the native devices they run. The
+/// demo page shows the default app (the first one configured).
+#[derive(Clone)]
+pub struct DemoState {
+    pub app: AppState,
+    pub devices: devices::Devices,
+}
 
 /// Longest validity `/demo/usersig` hands out: 10 years.
 pub const MAX_DEMO_EXPIRE_SECS: u64 = 10 * 365 * 86_400;
@@ -31,7 +38,7 @@ pub const MAX_DEMO_EXPIRE_SECS: u64 = 10 * 365 * 86_400;
 /// Adds the demo routes to `router`: `/demo/usersig`, `/demo/settings`, `/demo/instances`,
 /// `/demo/devices`, `/demo/kick`, `/pkg/` (the SDK package) and `/` (the demo page), the
 /// static ones with dev-friendly headers.
-pub fn routes(router: Router<AppState>, config: &Config) -> Router<AppState> {
+pub fn routes(router: Router<DemoState>, config: &Config) -> Router<DemoState> {
     let statics = Router::new()
         .nest_service("/pkg", ServeDir::new(&config.pkg_dir))
         .fallback_service(ServeDir::new(&config.www_dir))
@@ -99,7 +106,7 @@ pub(crate) fn no_store(response: impl IntoResponse) -> Response {
 
 /// `GET /demo/usersig?user=U[&expire=S]`: a UserSig for U, issued now by the demo app.
 async fn demo_usersig(
-    State(state): State<AppState>,
+    State(DemoState { app: state, .. }): State<DemoState>,
     query: Result<Query<UserSigQuery>, QueryRejection>,
 ) -> Response {
     let Ok(Query(query)) = query else {
@@ -108,8 +115,9 @@ async fn demo_usersig(
     let Some(user) = query.user.filter(|u| tim_proto::is_valid_user_id(u)) else {
         return bad_request("user must be a UserID: 1 to 32 bytes of A-Z a-z 0-9 _ -");
     };
+    let app = state.apps().default_app();
     // An admin UserSig would open the REST API (kick, delete) to whoever asks.
-    if user == state.config().admin {
+    if app.is_admin(&user) {
         let body = DemoError {
             code: tim_proto::ERR_NEED_ADMIN,
             message: "the demo never signs for the app admin".into(),
@@ -125,14 +133,9 @@ async fn demo_usersig(
             ))
         }
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let config = state.config();
-    let user_sig = tim_usersig::generate(config.sdkappid, &config.key, &user, now, expire);
+    let user_sig = tim_usersig::generate(app.sdkappid, app.key(), &user, unix_secs(), expire);
     let mut response = Json(DemoUserSig {
-        sdkappid: config.sdkappid,
+        sdkappid: app.sdkappid,
         user_id: user,
         user_sig,
     })

@@ -15,7 +15,7 @@
 
 use tim_proto::KickReason;
 
-use crate::registry::ResumeRefused;
+use crate::session::ResumeRefused;
 
 /// Instances remembered per user before the oldest are folded into the watermark.
 pub const MAX_RECORDS: usize = 32;
@@ -71,6 +71,7 @@ impl End {
 /// One ended session, as journaled to the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndedSession {
+    pub app: u32,
     pub user: String,
     pub instance: String,
     /// The session's login time, unix ms (tickets carry it).

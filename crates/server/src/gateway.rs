@@ -7,7 +7,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
@@ -16,19 +17,19 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Extension;
 use tim_proto::{
-    close, ClientFrame, ErrorFrame, KickReason, Login, LoginOk, Platform, ServerFrame,
+    close, ClientFrame, ErrorFrame, KickReason, Login, LoginOk, ServerFrame,
     ERR_INVALID_PARAMETERS, ERR_USERSIG_RATE_LIMITED, MAX_FRAME_BYTES,
 };
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 use tracing::Instrument;
 
-use crate::cluster::LoginDecision;
+use crate::apps::App;
+use crate::backend::{BackendError, LoginDecision, ResumeError};
+use crate::clock::unix_secs as unix_now;
 use crate::limits::{Admitted, Refusal};
 use crate::login::LoginError;
-use crate::registry::{
-    InstanceInfo, NewSession, ResumeRefused, SessionId, SocketCommand, OUTBOX_CAPACITY,
-};
+use crate::session::{InstanceInfo, NewSession, ResumeRefused, SocketCommand, OUTBOX_CAPACITY};
 use crate::state::AppState;
 
 /// Initial read buffer per socket. tungstenite's default (128 KiB, allocated up front)
@@ -130,10 +131,9 @@ async fn refuse(mut socket: WebSocket, why: Refusal) {
 
 /// The current login of a socket.
 struct Session {
-    id: SessionId,
-    user: String,
-    instance: String,
-    platform: Platform,
+    /// Its app: settings, key, tickets.
+    app: Arc<App>,
+    info: InstanceInfo,
     /// When the UserSig expires: the session then ends with `userSigExpired`.
     expires: Instant,
     /// When the server's next `ping` goes out (every heartbeat interval while logged in).
@@ -141,16 +141,14 @@ struct Session {
 }
 
 impl Session {
-    fn of(info: &InstanceInfo, heartbeat: Duration) -> Session {
+    fn of(app: Arc<App>, info: InstanceInfo, heartbeat: Duration) -> Session {
         let left = info.expire_at.saturating_sub(unix_now());
         Session {
+            app,
             ping_at: Instant::now() + heartbeat,
-            id: info.session,
-            user: info.user.clone(),
-            instance: info.instance.clone(),
-            platform: info.platform,
             // Capped so the Instant arithmetic cannot overflow on far-future expiries.
             expires: Instant::now() + Duration::from_secs(left.min(10 * 365 * 86_400)),
+            info,
         }
     }
 }
@@ -339,12 +337,16 @@ impl Connection {
             // No error frame: the client would answer it with a login; it reconnects.
             return self.refuse_login(None).await;
         }
-        if let Some(old) = self.end_session().await {
-            tracing::info!(user = %old.user, instance = %old.instance, "logout (resume on the same socket)");
+        match self.end_session().await {
+            Ok(Some(old)) => {
+                tracing::info!(user = %old.user, instance = %old.instance, "logout (resume on the same socket)")
+            }
+            Ok(None) => {}
+            Err(flow) => return flow,
         }
         let now = unix_now();
-        let claims = match self.state.tickets().open(ticket) {
-            Ok(claims) => claims,
+        let (app, claims) = match self.state.apps().open_ticket(ticket) {
+            Ok(opened) => opened,
             Err(e) => {
                 tracing::info!(reason = %e, "resume refused");
                 return self
@@ -352,35 +354,32 @@ impl Connection {
                     .await;
             }
         };
-        let kicks = self.state.kicks();
-        let refused = if claims.expire_at <= now {
-            Err(ResumeRefused::Kicked(KickReason::UserSigExpired))
-        } else if let Some(cluster) = self.state.cluster() {
-            match cluster
-                .resume(&claims, self.outbox.clone(), &self.state.config().login)
-                .await
-            {
-                Ok(decided) => decided,
-                Err(e) => {
-                    // Not refused: the client reconnects with backoff and tries again.
-                    tracing::warn!(user = %claims.user, error = %e, "resume not decided: Redis");
-                    return Flow::Close(close::TRY_AGAIN_LATER, "session store unreachable");
-                }
-            }
+        // A REST kick after this session's UserSig was issued refuses it (checked atomically
+        // with the resume, so a concurrent kick cannot slip between).
+        let decided = if claims.expire_at <= now {
+            Err(ResumeError::Refused(ResumeRefused::Kicked(
+                KickReason::UserSigExpired,
+            )))
         } else {
-            // A REST kick after this session's UserSig was issued refuses it (checked under
-            // the user's lock, so a concurrent kick cannot slip between).
-            self.state.registry().resume_unless(
-                &claims,
-                self.outbox.clone(),
-                &self.state.config().login,
-                || kicks.revokes(&claims.user, claims.sig_time),
-            )
+            self.state
+                .backend()
+                .resume(&app, &claims, self.outbox.clone())
+                .await
+        };
+        let refused = match decided {
+            Ok(info) => Ok(info),
+            Err(ResumeError::Refused(refused)) => Err(refused),
+            Err(ResumeError::Backend(e)) => {
+                // Not refused: the client reconnects with backoff and tries again.
+                tracing::warn!(user = %claims.user, error = %e, "resume not decided");
+                return Flow::Close(close::TRY_AGAIN_LATER, "session store unreachable");
+            }
         };
         match refused {
             Ok(info) => {
                 tracing::info!(user = %info.user, instance = %info.instance, "resumed");
-                self.session = Some(Session::of(&info, self.state.config().heartbeat()));
+                let heartbeat = self.state.config().heartbeat();
+                self.session = Some(Session::of(app, info.clone(), heartbeat));
                 let frame = ServerFrame::ResumeOk {
                     seq,
                     heartbeat_ms: self.state.config().heartbeat_ms,
@@ -423,22 +422,27 @@ impl Connection {
 
     async fn on_login(&mut self, login: Login) -> Flow {
         // A login on a logged-in socket replaces its session: end the old one first.
-        if let Some(old) = self.end_session().await {
-            tracing::info!(user = %old.user, instance = %old.instance, "logout (re-login on the same socket)");
+        match self.end_session().await {
+            Ok(Some(old)) => {
+                tracing::info!(user = %old.user, instance = %old.instance, "logout (re-login on the same socket)")
+            }
+            Ok(None) => {}
+            Err(flow) => return flow,
         }
         let seq = login.seq;
+        let app = self.state.app(login.sdkappid).map(|a| a.sdkappid);
         if !self.login_attempt_allowed() {
             return self.refuse_login(Some(seq)).await;
         }
         match self.try_login(login).await {
             Ok(ok) => {
-                self.state.metrics().login(0);
+                self.state.metrics().login(app, 0);
                 self.send(&ServerFrame::LoginOk(ok)).await
             }
             Err((user, e)) => {
                 self.count_guess(&e);
                 let code = e.code();
-                self.state.metrics().login(code);
+                self.state.metrics().login(app, code);
                 match &e {
                     LoginError::Store(err) => {
                         tracing::error!(user = %user, code, error = %err, "login failed: store")
@@ -469,13 +473,18 @@ impl Connection {
     async fn try_login(&mut self, login: Login) -> Result<LoginOk, (String, LoginError)> {
         // Formatted only on failure: a successful login logs the checked UserID as it is.
         let log_user = |user: &str| truncate(user, 40).escape_debug().to_string();
-        let claims = self
+        let app = self
             .state
-            .login()
+            .app(login.sdkappid)
+            .cloned()
+            .ok_or_else(|| (log_user(&login.user), LoginError::SdkAppIdNotFound(login.sdkappid)))?;
+        let claims = app
+            .checker()
             .check(&login, unix_now(), self.client)
             .map_err(|e| (log_user(&login.user), e))?;
         let expire_at = expiry(&claims);
         let session = NewSession {
+            app: app.sdkappid,
             user: login.user.clone(),
             instance: login.instance.clone(),
             platform: login.platform,
@@ -483,17 +492,22 @@ impl Connection {
             sig_time: claims.time,
             outbox: self.outbox.clone(),
         };
-        let admitted = match self.state.cluster() {
-            Some(cluster) => admit_in_cluster(cluster, session, &self.state.config().login).await,
-            None => admit_embedded(&self.state, session).await,
+        let admitted = match self.state.backend().login(&app, session).await {
+            Ok(LoginDecision::Admitted(admission)) => Ok(admission),
+            Ok(LoginDecision::Revoked) => Err(LoginError::Revoked),
+            Err(BackendError::Store(e)) => Err(LoginError::Store(e)),
+            Err(e @ BackendError::Unavailable(_)) => {
+                tracing::warn!(error = %e, "login not decided");
+                Err(LoginError::Unavailable)
+            }
         };
-        let Admission {
+        let crate::backend::Admission {
             info,
             kicked,
             new_account,
         } = admitted.map_err(|e| (log_user(&login.user), e))?;
         let now = unix_now();
-        let ticket = self.ticket_for(&info, now);
+        let ticket = self.ticket_for(&app, &info, now);
         tracing::info!(
             user = %login.user,
             instance = %login.instance,
@@ -503,7 +517,7 @@ impl Connection {
             "login ok"
         );
         let config = self.state.config();
-        self.session = Some(Session::of(&info, config.heartbeat()));
+        self.session = Some(Session::of(app, info, config.heartbeat()));
         Ok(LoginOk {
             seq: login.seq,
             ticket,
@@ -513,11 +527,11 @@ impl Connection {
         })
     }
 
-    /// The ticket a client presents to resume `info`'s session.
-    fn ticket_for(&self, info: &InstanceInfo, now: u64) -> String {
+    /// The ticket a client presents to resume `info`'s session, signed for its app.
+    fn ticket_for(&self, app: &App, info: &InstanceInfo, now: u64) -> String {
         let lifetime = self.state.config().ticket_lifetime_secs;
         let valid_until = info.expire_at.min(now.saturating_add(lifetime));
-        self.state.tickets().issue(&info.ticket_claims(valid_until))
+        app.tickets().issue(&info.ticket_claims(valid_until))
     }
 
     /// A fresh UserSig for this socket's session: checked like a login's (same user), then
@@ -536,16 +550,17 @@ impl Connection {
         let Some(session) = &self.session else {
             return self.send_error(Some(seq), "not logged in").await;
         };
+        let app = Arc::clone(&session.app);
         let login = Login {
             seq,
-            sdkappid: self.state.config().sdkappid,
-            user: session.user.clone(),
+            sdkappid: app.sdkappid,
+            user: session.info.user.clone(),
             usersig,
-            platform: session.platform,
-            instance: session.instance.clone(),
+            platform: session.info.platform,
+            instance: session.info.instance.clone(),
         };
         let now = unix_now();
-        let claims = match self.state.login().check(&login, now, self.client) {
+        let claims = match app.checker().check(&login, now, self.client) {
             Ok(claims) => claims,
             Err(e) => {
                 self.count_guess(&e);
@@ -556,22 +571,21 @@ impl Connection {
             }
         };
         let expire_at = expiry(&claims);
-        let renewed = match self.state.cluster() {
-            Some(cluster) => cluster.renew(session.id, expire_at, claims.time).await,
-            None => self
-                .state
-                .registry()
-                .renew(&login.user, session.id, expire_at, claims.time),
-        };
+        let renewed = self
+            .state
+            .backend()
+            .renew(&session.info, expire_at, claims.time)
+            .await;
         let Some(info) = renewed else {
             // Kicked meanwhile: the kick command is on its way to this socket.
             return Flow::Continue;
         };
         tracing::info!(user = %info.user, instance = %info.instance, "usersig renewed");
-        self.session = Some(Session::of(&info, self.state.config().heartbeat()));
+        let ticket = self.ticket_for(&app, &info, now);
+        self.session = Some(Session::of(app, info, self.state.config().heartbeat()));
         let frame = ServerFrame::RenewOk {
             seq,
-            ticket: self.ticket_for(&info, now),
+            ticket,
             expire_at,
             expires_in: expire_at.saturating_sub(now),
         };
@@ -580,38 +594,31 @@ impl Connection {
 
     async fn on_logout(&mut self, seq: u32) -> Flow {
         match self.end_session().await {
-            Some(old) => {
+            Ok(Some(old)) => {
                 tracing::info!(user = %old.user, instance = %old.instance, "logout");
-                // The session's end is durable before the client hears it is over, so its
-                // tickets stay dead across a restart.
-                if let Err(e) = self.state.store().flush().await {
-                    tracing::error!(error = %e, "logout not recorded durably");
-                }
                 self.send(&ServerFrame::LogoutOk { seq }).await
             }
-            None => {
+            Ok(None) => {
                 self.send_error_code(Some(seq), ERR_INVALID_PARAMETERS, "not logged in")
                     .await
             }
+            Err(flow) => flow,
         }
     }
 
     /// Ends this socket's session (logout or re-login) and restarts the login deadline.
-    async fn end_session(&mut self) -> Option<Session> {
-        let old = self.session.take()?;
-        match self.state.cluster() {
-            Some(cluster) => {
-                if let Err(e) = cluster.logout(old.id).await {
-                    // Its lease is no longer renewed: the slot frees when it runs out.
-                    tracing::warn!(user = %old.user, error = %e, "logout not recorded in Redis");
-                }
-            }
-            None => {
-                self.state.registry().remove(&old.user, old.id);
-            }
+    /// The backend makes the end durable before it returns, so the session's tickets stay
+    /// dead across a restart. (A failure to record it is logged: the session is gone here,
+    /// and in cluster mode its slot frees when its lease runs out.)
+    async fn end_session(&mut self) -> Result<Option<InstanceInfo>, Flow> {
+        let Some(old) = self.session.take() else {
+            return Ok(None);
+        };
+        if let Err(e) = self.state.backend().logout(&old.info).await {
+            tracing::warn!(user = %old.info.user, error = %e, "logout not recorded");
         }
         self.login_deadline = Instant::now() + self.state.config().login_timeout();
-        Some(old)
+        Ok(Some(old.info))
     }
 
     /// The socket is going away without a logout: the instance keeps its slot for the
@@ -619,22 +626,17 @@ impl Connection {
     fn socket_closed(&mut self) {
         if let Some(old) = self.session.take() {
             let until = std::time::Instant::now() + self.state.config().resume_grace();
-            match self.state.cluster() {
-                Some(cluster) => cluster.detach(old.id, until),
-                None => {
-                    self.state.registry().detach(&old.user, old.id, until);
-                }
-            }
+            self.state.backend().detach(&old.info, until);
         }
     }
 
     async fn on_command(&mut self, command: SocketCommand) -> Flow {
-        let current = self.session.as_ref().map(|s| s.id);
+        let current = self.session.as_ref().map(|s| s.info.session);
         match command {
             SocketCommand::Kick { session, reason } if Some(session) == current => {
                 // The registry already removed the entry.
                 self.state.metrics().kicked(reason);
-                if let Some(s) = self.session.take() {
+                if let Some(Session { info: s, .. }) = self.session.take() {
                     tracing::info!(
                         user = %s.user,
                         instance = %s.instance,
@@ -667,17 +669,10 @@ impl Connection {
             // instance id: the same instance may be on a newer socket by now); this socket
             // ends itself rather than wait for the registry's command, which it would never
             // get if the registry no longer knew the session (the timer would spin).
-            let s = self.session.take().expect("checked above");
+            let s = self.session.take().expect("checked above").info;
             tracing::debug!(user = %s.user, instance = %s.instance, "usersig expired");
             self.state.metrics().kicked(KickReason::UserSigExpired);
-            match self.state.cluster() {
-                Some(cluster) => Box::pin(cluster.expire(s.id)).await,
-                None => {
-                    self.state
-                        .registry()
-                        .kick_session(&s.user, s.id, KickReason::UserSigExpired);
-                }
-            }
+            Box::pin(self.state.backend().expire(&s)).await;
             return self.send_kicked(KickReason::UserSigExpired).await;
         }
         let (now, idle) = (Instant::now(), self.idle_deadline());
@@ -771,72 +766,8 @@ impl Connection {
 
 /// When a UserSig expires, unix seconds, capped at 2^53 - 1 so that clients parsing JSON
 /// numbers as doubles (browsers) read it exactly ("never expires" UserSigs exist).
-/// An admitted login: its session, how many instances it evicted, whether it created the
-/// account.
-struct Admission {
-    info: InstanceInfo,
-    kicked: usize,
-    new_account: bool,
-}
-
-/// Embedded mode: the account in the store, then the policy in the registry.
-async fn admit_embedded(state: &AppState, session: NewSession) -> Result<Admission, LoginError> {
-    let (user, sig_time) = (session.user.clone(), session.sig_time);
-    // In the store's job order: a delete or kick committed before this cannot be undone
-    // by a login checked just before it.
-    let new_account = state
-        .store()
-        .register_unless_revoked(&user, sig_time)
-        .await
-        .map_err(LoginError::Store)?
-        .ok_or(LoginError::Revoked)?;
-    let kicks = state.kicks();
-    let (info, kicked) = state
-        .registry()
-        .login_unless(session, &state.config().login, || {
-            kicks.revokes(&user, sig_time)
-        })
-        .ok_or(LoginError::Revoked)?;
-    Ok(Admission {
-        info,
-        kicked: kicked.len(),
-        new_account,
-    })
-}
-
-/// Cluster mode: the revocation check, the account and the policy are one script in Redis.
-async fn admit_in_cluster(
-    cluster: &crate::cluster::Cluster,
-    session: NewSession,
-    settings: &crate::policy::LoginSettings,
-) -> Result<Admission, LoginError> {
-    match cluster.login(session, settings).await {
-        Ok(LoginDecision::Admitted {
-            info,
-            kicked,
-            new_account,
-        }) => Ok(Admission {
-            info,
-            kicked,
-            new_account,
-        }),
-        Ok(LoginDecision::Revoked) => Err(LoginError::Revoked),
-        Err(e) => {
-            tracing::warn!(error = %e, "login not decided");
-            Err(LoginError::Unavailable)
-        }
-    }
-}
-
 fn expiry(claims: &tim_usersig::UserSigClaims) -> u64 {
     claims.time.saturating_add(claims.expire).min((1 << 53) - 1)
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// At most `max` bytes of `s`, cut on a char boundary.

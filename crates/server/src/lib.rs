@@ -5,8 +5,12 @@
 //! [`app`] builds the router without a socket (router-level tests call it directly);
 //! [`serve`] binds, serves and shuts down gracefully (what `timd serve` runs).
 
+pub mod apps;
+pub mod apps_file;
+pub mod backend;
 pub mod cli;
 pub mod client_addr;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod demo;
@@ -22,6 +26,7 @@ pub mod origins;
 pub mod policy;
 pub mod registry;
 pub mod rest;
+pub mod session;
 pub mod state;
 pub mod store;
 pub mod ticket;
@@ -40,28 +45,40 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
+pub use backend::Backend;
 pub use config::{Config, ConfigError};
 pub use registry::Registry;
 pub use state::AppState;
+pub use demo::devices::Devices;
 pub use store::{Store, StoreError, StoreHandle};
 
 /// How long shutdown waits for sockets to finish their close handshakes.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// The HTTP application: `/ws`, `/healthz`, the admin REST API under `/v4`, and the demo
-/// routes when `config.demo`.
+/// routes when `config.demo` (with no native demo devices: see [`router`]).
 pub fn app(state: AppState) -> Router {
+    router(state, Devices::default())
+}
+
+/// [`app`], the demo routes running `devices`.
+pub fn router(state: AppState, devices: Devices) -> Router {
     let mut router = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::handler))
         .route("/ws", get(gateway::ws_handler));
-    router = rest::routes(router, state.config());
+    router = rest::routes(router);
     if state.config().demo {
         // Behind the loopback fence (`demo_guard.rs`).
-        let demo_key = state.config().key == config::DEMO_KEY;
-        let demo = demo::routes(Router::new(), state.config()).layer(axum::middleware::from_fn(
-            move |request, next| demo_guard::guard(demo_key, request, next),
-        ));
+        let demo_key = state.apps().default_app().key() == config::DEMO_KEY;
+        let demo = demo::routes(Router::new(), state.config())
+            .layer(axum::middleware::from_fn(move |request, next| {
+                demo_guard::guard(demo_key, request, next)
+            }))
+            .with_state(demo::DemoState {
+                app: state.clone(),
+                devices,
+            });
         router = router.merge(demo);
     }
     // Spans name the path only: query strings may carry credentials (the REST API's
@@ -113,7 +130,7 @@ pub async fn serve_with(config: Config, options: ServeOptions) -> Result<(), Ser
                 tracing::warn!(dir = %dir.display(), "demo mode: directory not found; it will 404");
             }
         }
-        if config.key != config::DEMO_KEY {
+        if config.default_key() != config::DEMO_KEY {
             tracing::warn!(
                 "demo mode with an app key of its own: /demo/usersig hands out no UserSigs; \
                  the other demo routes answer loopback pages only, as always"
@@ -122,11 +139,12 @@ pub async fn serve_with(config: Config, options: ServeOptions) -> Result<(), Ser
     }
     let addr = config.listen;
     let state = AppState::open(config).await.map_err(|e| match e {
-        state::OpenError::Store(e) => ServeError::Store(e),
-        state::OpenError::Cluster(e) => ServeError::Cluster(e),
+        backend::OpenError::Store(e) => ServeError::Store(e),
+        backend::OpenError::Cluster(e) => ServeError::Cluster(e),
     })?;
+    let devices = Devices::default();
     if let Some(driver) = options.demo_devices {
-        state.demo_devices().set_driver(driver);
+        devices.set_driver(driver);
     }
     let asked = state.config().listen_backlog;
     let listener =
@@ -144,13 +162,14 @@ pub async fn serve_with(config: Config, options: ServeOptions) -> Result<(), Ser
     tracing::info!(
         addr = %local,
         backlog = listener::effective_backlog(asked, somaxconn),
-        sdkappid = state.config().sdkappid,
+        apps = state.apps().len(),
+        sdkappid = state.apps().default_app().sdkappid,
         demo = state.config().demo,
-        cluster = state.cluster().map(|c| c.node()),
+        cluster = state.backend().cluster().map(|c| c.node()),
         data_dir = %state.config().data_dir.display(),
         "timd listening"
     );
-    run(listener, state, shutdown_signal()).await?;
+    run_with(listener, state, devices, shutdown_signal()).await?;
     Ok(())
 }
 
@@ -162,17 +181,27 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    run_with(listener, state, Devices::default(), shutdown).await
+}
+
+/// [`run`], the demo routes running `devices`.
+pub async fn run_with(
+    listener: TcpListener,
+    state: AppState,
+    devices: Devices,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
     let signal_state = state.clone();
     // Demo devices connect to this very listener.
-    state.demo_devices().set_server(listener.local_addr()?);
-    let sweeper = tokio::spawn(sweep_registry(state.clone()));
-    // Cluster tasks stop only after the sockets closed: their last acts (away) still count.
-    let cluster_stop = tokio_util::sync::CancellationToken::new();
-    let cluster_tasks = state.cluster().map(|c| {
-        tracing::info!(node = c.node(), redis = %c.settings().redacted_url(), lease_ms = c.settings().lease_ms, "cluster mode");
-        cluster::tasks::spawn(Arc::clone(c), state.config().login, cluster_stop.clone())
-    });
-    let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    devices.set_server(listener.local_addr()?);
+    let limits_sweeper = tokio::spawn(sweep_limits(state.clone()));
+    // The backend's tasks stop only after the sockets closed: their last acts (away) still
+    // count.
+    let backend_stop = tokio_util::sync::CancellationToken::new();
+    let backend_tasks = state
+        .backend()
+        .spawn_tasks(state.apps(), backend_stop.clone());
+    let service = router(state.clone(), devices).into_make_service_with_connect_info::<SocketAddr>();
     // No Nagle: a `kicked` frame must not wait for the ACK of the frame before it (the
     // peer's delayed ACK would add up to 40 ms to kick delivery).
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -187,7 +216,7 @@ pub async fn run(
         .await?;
     // Upgraded sockets are not HTTP connections any more: axum does not wait for them.
     state.shutdown();
-    sweeper.abort();
+    limits_sweeper.abort();
     state.sockets().close();
     if tokio::time::timeout(SHUTDOWN_GRACE, state.sockets().wait())
         .await
@@ -198,28 +227,20 @@ pub async fn run(
             "sockets still open after the shutdown grace period"
         );
     }
-    cluster_stop.cancel();
-    for task in cluster_tasks.into_iter().flatten() {
+    backend_stop.cancel();
+    for task in backend_tasks {
         let _ = task.await;
     }
     Ok(())
 }
 
-/// Every couple of seconds: frees the slots of instances gone longer than the resume grace
-/// period, and expires sessions whose UserSig ran out while away.
-async fn sweep_registry(state: AppState) {
+/// Every couple of seconds: forgets the abuse limits' entries that aged out.
+async fn sweep_limits(state: AppState) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let now_secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
         state.limits().sweep(tokio::time::Instant::now());
-        let dropped = state.registry().sweep(std::time::Instant::now(), now_secs);
-        if dropped > 0 {
-            tracing::debug!(dropped, "swept away instances");
-        }
     }
 }
 

@@ -108,7 +108,7 @@ impl Metrics {
         let logins = Family::<Vec<(&'static str, String)>, Counter>::default();
         registry.register(
             "timd_logins",
-            "Login frames answered, by result code (0 = logged in)",
+            "Login frames answered, by app (SDKAppID) and result code (0 = logged in)",
             logins.clone(),
         );
         let kicks = Family::<Labels, Counter>::default();
@@ -228,10 +228,12 @@ impl Metrics {
         self.cluster.clone()
     }
 
-    /// A login frame was answered with `code` (0: logged in).
-    pub fn login(&self, code: u32) {
+    /// A login frame for `app` (`None`: an SDKAppID not served here, one label for all of
+    /// them so clients cannot grow the label set) was answered with `code` (0: logged in).
+    pub fn login(&self, app: Option<u32>, code: u32) {
+        let app = app.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
         self.logins
-            .get_or_create(&vec![("code", code.to_string())])
+            .get_or_create(&vec![("app", app), ("code", code.to_string())])
             .inc();
     }
 
@@ -270,32 +272,21 @@ impl Metrics {
 /// Reads every gauge now. The registry's maps are walked shard by shard (each locked in
 /// turn), which a scrape every few seconds can afford.
 fn snapshot(state: &AppState) -> Snapshot {
-    let registry = state.registry().sizes();
-    let mut entries = vec![
-        ("users", registry.users),
-        ("away", registry.away),
-        ("tombstones", registry.tombstones),
-        ("ended", registry.ended),
-        ("rate_limiter", state.limits().tracked()),
-        ("failure_limiter", state.login().failures().tracked()),
-        ("kick_times", state.kicks().len()),
-    ];
-    let (online, per_platform) = match state.cluster() {
-        Some(c) => {
-            entries.push(("held", c.held().len()));
-            entries.push(("held_away", c.held().away()));
-            entries.push(("held_early_notices", c.held().early_notices()));
-            (c.held().len(), c.held().per_platform())
-        }
-        None => (
-            state.registry().online_count(),
-            state.registry().per_platform(),
-        ),
-    };
+    let gauges = state.backend().gauges();
+    let mut entries = gauges.entries;
+    entries.push(("rate_limiter", state.limits().tracked()));
+    entries.push((
+        "failure_limiter",
+        state
+            .apps()
+            .iter()
+            .map(|a| a.checker().failures().tracked())
+            .sum(),
+    ));
     Snapshot {
         connections: state.limits().open(),
-        online,
-        per_platform,
+        online: gauges.online,
+        per_platform: gauges.per_platform,
         entries,
         tasks: tokio::runtime::Handle::current()
             .metrics()

@@ -143,6 +143,27 @@ impl LoginSettings {
         );
         out
     }
+
+    /// Which of a user's instances (`platforms`, earliest login first) these settings no
+    /// longer allow, as `(index, reason)` (an `ApplyNow` change): the latest logins stay,
+    /// as if each had logged in in turn under these settings — an earlier instance that
+    /// conflicts with a later one's platform goes with `multipleDevice`, and beyond a
+    /// platform's limit the earliest go with `multipleAccount`.
+    pub fn over_limits(&self, platforms: &[Platform]) -> Vec<(usize, KickReason)> {
+        let mut kept: Vec<Platform> = Vec::new();
+        let mut out = Vec::new();
+        for (i, &p) in platforms.iter().enumerate().rev() {
+            if kept.iter().any(|&k| self.policy.conflicts(p, k)) {
+                out.push((i, KickReason::MultipleDevice));
+            } else if kept.iter().filter(|&&k| k == p).count() >= self.limit(p) {
+                out.push((i, KickReason::MultipleAccount));
+            } else {
+                kept.push(p);
+            }
+        }
+        out.reverse();
+        out
+    }
 }
 
 #[cfg(test)]
@@ -156,6 +177,36 @@ mod tests {
             platform_instances: other,
             policy,
         }
+    }
+
+    #[test]
+    fn over_limits_keeps_the_latest_and_names_what_a_login_would() {
+        // Web limit lowered from 3 to 1: the two earliest tabs go.
+        let s = settings(1, 1, LoginPolicy::Dual);
+        assert_eq!(
+            s.over_limits(&[Web, Web, Web]),
+            [
+                (0, KickReason::MultipleAccount),
+                (1, KickReason::MultipleAccount)
+            ]
+        );
+        // Dual: a phone and a PC conflict; the earlier (the phone) goes, the tab stays.
+        assert_eq!(
+            s.over_limits(&[Android, Web, Windows]),
+            [(0, KickReason::MultipleDevice)]
+        );
+        // Within the limits: nothing.
+        assert!(settings(2, 1, LoginPolicy::All)
+            .over_limits(&[Web, Android, Web, Mac])
+            .is_empty());
+        // Single: only the latest platform stays, and within it the limit.
+        assert_eq!(
+            settings(1, 1, LoginPolicy::Single).over_limits(&[Web, Mac, Web]),
+            [
+                (0, KickReason::MultipleAccount),
+                (1, KickReason::MultipleDevice)
+            ]
+        );
     }
 
     /// Expected conflicts, written out by hand from the console's wording.

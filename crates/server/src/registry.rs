@@ -15,13 +15,16 @@ use std::collections::hash_map::{HashMap, RandomState};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use tim_proto::{KickReason, Platform};
-use tokio::sync::mpsc;
 
+use crate::clock::unix_ms;
 use crate::ended::{End, Ended, EndedSession};
 use crate::policy::LoginSettings;
+use crate::session::{
+    InstanceInfo, KickRecord, Local, NewSession, Outbox, ResumeRefused, SessionId, SocketCommand,
+};
 use crate::ticket::{TicketClaims, TICKET_LIFETIME_SECS};
 
 /// Shards of the user map: enough that logins of different users rarely share a lock on a
@@ -32,115 +35,6 @@ const SHARDS: usize = 64;
 /// its tombstone until its ticket expires; this bounds memory under kick storms.
 const MAX_TOMBSTONES: usize = 32;
 
-/// Capacity of a socket's command channel. The registry sends at most one command per
-/// session and a socket has at most one live session, and the socket task drains commands
-/// before reading further frames, so this never fills in practice.
-pub const OUTBOX_CAPACITY: usize = 4;
-
-/// Identifies one attachment of a session to a socket. Never reused within a process, so a
-/// stale command for an earlier session on the same socket is recognizable and ignored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionId(pub u64);
-
-/// What the registry asks a socket task to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SocketCommand {
-    /// The session was kicked: send `kicked{reason}`, then close with `close::KICKED`.
-    /// The registry entry is already gone.
-    Kick {
-        session: SessionId,
-        reason: KickReason,
-    },
-    /// The same instance is now on another socket (a reconnect raced the old socket's
-    /// close): close this one without a `kicked` frame.
-    Superseded { session: SessionId },
-}
-
-/// The sending side of a socket task's command channel.
-pub type Outbox = mpsc::Sender<SocketCommand>;
-
-/// A login to record.
-#[derive(Debug)]
-pub struct NewSession {
-    pub user: String,
-    pub instance: String,
-    pub platform: Platform,
-    /// Unix seconds at which the UserSig expires.
-    pub expire_at: u64,
-    /// The UserSig's issue time, unix seconds.
-    pub sig_time: u64,
-    pub outbox: Outbox,
-}
-
-/// A snapshot of one online instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstanceInfo {
-    pub session: SessionId,
-    pub user: String,
-    pub instance: String,
-    pub platform: Platform,
-    /// When it logged in, unix milliseconds; unique per user, so it orders the instances.
-    pub since_ms: u64,
-    pub expire_at: u64,
-    pub sig_time: u64,
-    /// False while its socket is gone and it waits for a resume.
-    pub attached: bool,
-}
-
-impl InstanceInfo {
-    /// What a ticket for this session says, good until `valid_until` (unix seconds).
-    pub fn ticket_claims(&self, valid_until: u64) -> TicketClaims {
-        TicketClaims {
-            user: self.user.clone(),
-            instance: self.instance.clone(),
-            platform: self.platform,
-            since_ms: self.since_ms,
-            expire_at: self.expire_at,
-            sig_time: self.sig_time,
-            valid_until,
-        }
-    }
-}
-
-/// Why a resume was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResumeRefused {
-    /// The session was kicked while away (or would have been, had the server known).
-    Kicked(KickReason),
-    /// The instance has logged in again since: this ticket is stale.
-    Replaced,
-    /// The session is over (logged out), or the ticket past its lifetime: the holder must
-    /// log in again with its UserSig.
-    Ended,
-}
-
-enum Link {
-    Attached(Outbox),
-    /// The socket is gone; the slot is kept until then for a resume.
-    Away(Instant),
-}
-
-struct Slot {
-    info: InstanceInfo,
-    link: Link,
-}
-
-impl Slot {
-    /// Tells the socket task, if attached; never blocks. A closed channel means the socket
-    /// task is already ending: nothing to do.
-    fn notify(&self, command: SocketCommand) {
-        let Link::Attached(outbox) = &self.link else {
-            return;
-        };
-        match outbox.try_send(command) {
-            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-            Err(mpsc::error::TrySendError::Full(command)) => {
-                tracing::warn!(?command, user = %self.info.user, "socket outbox full; command dropped")
-            }
-        }
-    }
-}
-
 struct Tombstone {
     instance: String,
     platform: Platform,
@@ -150,18 +44,6 @@ struct Tombstone {
     at_ms: u64,
     /// Unix seconds after which no ticket of that session can still be valid.
     until: u64,
-}
-
-/// A recent kick of one instance, as [`Registry::recent_kicks`] reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KickRecord {
-    pub instance: String,
-    pub platform: Platform,
-    /// The kicked session's login time, unix ms.
-    pub since_ms: u64,
-    pub reason: KickReason,
-    /// When it was kicked, unix ms.
-    pub at_ms: u64,
 }
 
 /// What [`Registry::sizes`] counts.
@@ -180,7 +62,7 @@ pub struct RegistrySizes {
 /// of recently kicked ones.
 #[derive(Default)]
 pub struct UserSessions {
-    slots: Vec<Slot>,
+    slots: Vec<Local>,
     tombstones: Vec<Tombstone>,
     /// Sessions that ended otherwise (logged out, replaced), and what overflowed the
     /// tombstones: their tickets are dead (`ended.rs`).
@@ -223,6 +105,7 @@ impl UserSessions {
             self.ended.forget_up_to(gone.since_ms, gone.until);
         }
         self.journal.push(EndedSession {
+            app: slot.info.app,
             user: slot.info.user.clone(),
             instance: slot.info.instance.clone(),
             since_ms: slot.info.since_ms,
@@ -245,6 +128,7 @@ impl UserSessions {
         let until = unix_ms() / 1000 + TICKET_LIFETIME_SECS;
         self.ended.record(&info.instance, info.since_ms, end, until);
         self.journal.push(EndedSession {
+            app: info.app,
             user: info.user.clone(),
             instance: info.instance.clone(),
             since_ms: info.since_ms,
@@ -279,7 +163,7 @@ impl UserSessions {
     }
 
     /// Inserts keeping the slots ordered by `since_ms`.
-    fn insert_ordered(&mut self, slot: Slot) {
+    fn insert_ordered(&mut self, slot: Local) {
         let at = self
             .slots
             .partition_point(|s| s.info.since_ms <= slot.info.since_ms);
@@ -291,7 +175,6 @@ impl UserSessions {
 pub struct Registry {
     shards: Box<[Mutex<HashMap<String, UserSessions>>]>,
     hasher: RandomState,
-    next_session: AtomicU64,
     last_since: AtomicU64,
     online: AtomicUsize,
     /// Where ended sessions are made durable (the store), if anywhere.
@@ -307,19 +190,11 @@ impl Default for Registry {
     }
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl Registry {
     pub fn new() -> Registry {
         Registry {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
-            next_session: AtomicU64::new(1),
             last_since: AtomicU64::new(0),
             online: AtomicUsize::new(0),
             journal: None,
@@ -411,10 +286,6 @@ impl Registry {
         now_ms.max(prev + 1)
     }
 
-    fn new_session_id(&self) -> SessionId {
-        SessionId(self.next_session.fetch_add(1, Ordering::Relaxed))
-    }
-
     /// Records a login under the login settings, atomically: the same instance on another
     /// socket is superseded (no kick: it is the same tab or device), then whoever the
     /// policy and limits evict is kicked, then the newcomer takes its slot. Returns the new
@@ -438,7 +309,7 @@ impl Registry {
         settings: &LoginSettings,
         revoked: impl FnOnce() -> bool,
     ) -> Option<(InstanceInfo, Vec<InstanceInfo>)> {
-        let session = self.new_session_id();
+        let session = SessionId::next();
         let now_ms = unix_ms();
         self.with_user(&new.user.clone(), |sessions| {
             if revoked() {
@@ -455,6 +326,7 @@ impl Registry {
             let since_ms = self.next_since(now_ms);
             let info = InstanceInfo {
                 session,
+                app: new.app,
                 user: new.user,
                 instance: new.instance,
                 platform: new.platform,
@@ -462,11 +334,9 @@ impl Registry {
                 expire_at: new.expire_at,
                 sig_time: new.sig_time,
                 attached: true,
+                node: String::new(),
             };
-            sessions.insert_ordered(Slot {
-                info: info.clone(),
-                link: Link::Attached(new.outbox),
-            });
+            sessions.insert_ordered(Local::attached(info.clone(), new.outbox));
             Some((info, kicked))
         })
     }
@@ -492,7 +362,7 @@ impl Registry {
         settings: &LoginSettings,
         revoked: impl FnOnce() -> bool,
     ) -> Result<InstanceInfo, ResumeRefused> {
-        let session = self.new_session_id();
+        let session = SessionId::next();
         self.with_user(&claims.user, |sessions| {
             if revoked() {
                 return Err(ResumeRefused::Kicked(KickReason::RestApi));
@@ -528,9 +398,7 @@ impl Registry {
                 slot.notify(SocketCommand::Superseded {
                     session: slot.info.session,
                 });
-                slot.info.session = session;
-                slot.info.attached = true;
-                slot.link = Link::Attached(outbox);
+                slot.reattach(session, outbox);
                 return Ok(slot.info.clone());
             }
             // Not in the registry (grace period over, or the server restarted): an end that
@@ -551,6 +419,7 @@ impl Registry {
             }
             let info = InstanceInfo {
                 session,
+                app: claims.app,
                 user: claims.user.clone(),
                 instance: claims.instance.clone(),
                 platform: claims.platform,
@@ -558,11 +427,9 @@ impl Registry {
                 expire_at: claims.expire_at,
                 sig_time: claims.sig_time,
                 attached: true,
+                node: String::new(),
             };
-            sessions.insert_ordered(Slot {
-                info: info.clone(),
-                link: Link::Attached(outbox),
-            });
+            sessions.insert_ordered(Local::attached(info.clone(), outbox));
             Ok(info)
         })
     }
@@ -575,8 +442,7 @@ impl Registry {
                 return false;
             };
             let slot = &mut sessions.slots[i];
-            slot.info.attached = false;
-            slot.link = Link::Away(until);
+            slot.detach(until);
             true
         })
         .unwrap_or(false)
@@ -660,7 +526,7 @@ impl Registry {
                 let before = sessions.len();
                 sessions
                     .slots
-                    .retain(|s| !matches!(s.link, Link::Away(until) if until <= now));
+                    .retain(|s| !s.away_until().is_some_and(|until| until <= now));
                 while let Some(i) = sessions.position(|i| !i.attached && i.expire_at <= now_secs) {
                     sessions.kick_at(i, KickReason::UserSigExpired);
                 }
@@ -676,6 +542,29 @@ impl Registry {
             dropped += removed;
         }
         dropped
+    }
+
+    /// Kicks every instance the (new) `settings` no longer allow, earliest first, with the
+    /// reason a login would have given (`LoginSettings::over_limits`): an `ApplyNow` change.
+    /// Returns how many were kicked.
+    pub fn enforce(&self, settings: &LoginSettings) -> usize {
+        let mut kicked = 0;
+        for shard in self.shards.iter() {
+            let users: Vec<String> = lock(shard).keys().cloned().collect();
+            for user in users {
+                kicked += self
+                    .with_existing(&user, |sessions| {
+                        let platforms: Vec<Platform> = sessions.iter().map(|i| i.platform).collect();
+                        let gone = settings.over_limits(&platforms);
+                        for &(i, reason) in gone.iter().rev() {
+                            sessions.kick_at(i, reason);
+                        }
+                        gone.len()
+                    })
+                    .unwrap_or(0);
+            }
+        }
+        kicked
     }
 
     /// Snapshot of `user`'s instances (attached or away), earliest login first.
@@ -737,7 +626,7 @@ impl Registry {
                 sizes.away += sessions
                     .slots
                     .iter()
-                    .filter(|s| matches!(s.link, Link::Away(_)))
+                    .filter(|s| !s.is_attached())
                     .count();
                 sizes.tombstones += sessions.tombstones.len();
                 sizes.ended += sessions.ended.len();
@@ -764,6 +653,8 @@ mod tests {
 
     use super::*;
     use crate::policy::LoginPolicy;
+    use crate::session::OUTBOX_CAPACITY;
+    use tokio::sync::mpsc;
 
     const WEB2: LoginSettings = LoginSettings {
         web_instances: 2,
@@ -778,6 +669,7 @@ mod tests {
     ) -> (NewSession, mpsc::Receiver<SocketCommand>) {
         let (outbox, rx) = mpsc::channel(OUTBOX_CAPACITY);
         let s = NewSession {
+            app: 1,
             user: user.into(),
             instance: instance.into(),
             platform,

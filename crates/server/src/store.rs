@@ -8,16 +8,17 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::clock::unix_secs as unix_now;
 use crate::ended::{End, EndedSession};
+use crate::policy::{LoginPolicy, LoginSettings};
 use crate::registry::Journal;
 
 /// Bumped by every schema change; `open` upgrades older files and refuses newer ones.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 /// The database file inside `--data-dir`.
 pub const DATABASE_FILE: &str = "timd.sqlite3";
 
@@ -50,18 +51,38 @@ pub struct Store {
     conn: Connection,
 }
 
+/// An app's stored login settings and their version (1 = the first stored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredSettings {
+    pub version: u64,
+    pub settings: LoginSettings,
+}
+
+/// One change of an app's login settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsChange {
+    pub version: u64,
+    /// Unix seconds.
+    pub time: u64,
+    /// Who changed them: an admin UserID, or `(apps file)` / `(flags)` for the first ones.
+    pub admin: String,
+    pub settings: LoginSettings,
+}
+
 impl Store {
-    /// Opens (creating if needed) `data_dir/timd.sqlite3`, creating `data_dir` too.
-    pub fn open_in(data_dir: &Path) -> Result<Store, StoreError> {
+    /// Opens (creating if needed) `data_dir/timd.sqlite3`, creating `data_dir` too. Rows of
+    /// a file written before timd served several apps belong to `legacy_app` (the app of the
+    /// single-app flags, or the first app of the apps file).
+    pub fn open_in(data_dir: &Path, legacy_app: u32) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| StoreError::DataDir {
             path: data_dir.to_owned(),
             message: e.to_string(),
         })?;
-        Store::open(&data_dir.join(DATABASE_FILE))
+        Store::open(&data_dir.join(DATABASE_FILE), legacy_app)
     }
 
     /// Opens (creating if needed) the database file and brings its schema up to date.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    pub fn open(path: &Path, legacy_app: u32) -> Result<Store, StoreError> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -80,11 +101,11 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let store = Store { conn };
-        store.migrate()?;
+        store.migrate(legacy_app)?;
         Ok(store)
     }
 
-    fn migrate(&self) -> Result<(), StoreError> {
+    fn migrate(&self, legacy_app: u32) -> Result<(), StoreError> {
         let version: u32 = self
             .conn
             .pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -123,6 +144,75 @@ impl Store {
                  COMMIT;",
             )?;
         }
+        if version < 3 {
+            // Several apps: every key gains the app; the rows of a single-app file move to
+            // `legacy_app`, in one transaction (a crash leaves the file at version 2).
+            // Login settings, versioned, and their history, per app.
+            let moved = self.conn.execute_batch(&format!(
+                "BEGIN IMMEDIATE;
+                 ALTER TABLE accounts RENAME TO accounts_v2;
+                 ALTER TABLE kicks RENAME TO kicks_v2;
+                 ALTER TABLE ended_sessions RENAME TO ended_sessions_v2;
+                 CREATE TABLE accounts (
+                     app        INTEGER NOT NULL,
+                     user_id    TEXT NOT NULL,
+                     created_at INTEGER NOT NULL,
+                     PRIMARY KEY (app, user_id)
+                 ) WITHOUT ROWID;
+                 CREATE TABLE kicks (
+                     app       INTEGER NOT NULL,
+                     user_id   TEXT NOT NULL,
+                     kicked_at INTEGER NOT NULL,
+                     PRIMARY KEY (app, user_id)
+                 ) WITHOUT ROWID;
+                 CREATE TABLE ended_sessions (
+                     app      INTEGER NOT NULL,
+                     user_id  TEXT NOT NULL,
+                     instance TEXT NOT NULL,
+                     since_ms INTEGER NOT NULL,
+                     how      TEXT NOT NULL,
+                     until    INTEGER NOT NULL,
+                     PRIMARY KEY (app, user_id, instance)
+                 ) WITHOUT ROWID;
+                 CREATE TABLE login_settings (
+                     app       INTEGER PRIMARY KEY,
+                     version   INTEGER NOT NULL,
+                     web       INTEGER NOT NULL,
+                     other     INTEGER NOT NULL,
+                     policy    TEXT NOT NULL
+                 );
+                 CREATE TABLE login_settings_history (
+                     app     INTEGER NOT NULL,
+                     version INTEGER NOT NULL,
+                     time    INTEGER NOT NULL,
+                     admin   TEXT NOT NULL,
+                     web     INTEGER NOT NULL,
+                     other   INTEGER NOT NULL,
+                     policy  TEXT NOT NULL,
+                     PRIMARY KEY (app, version)
+                 ) WITHOUT ROWID;
+                 INSERT INTO accounts SELECT {legacy_app}, user_id, created_at FROM accounts_v2;
+                 INSERT INTO kicks SELECT {legacy_app}, user_id, kicked_at FROM kicks_v2;
+                 INSERT INTO ended_sessions
+                     SELECT {legacy_app}, user_id, instance, since_ms, how, until FROM ended_sessions_v2;
+                 DROP TABLE accounts_v2;
+                 DROP TABLE kicks_v2;
+                 DROP TABLE ended_sessions_v2;
+                 PRAGMA user_version = 3;
+                 COMMIT;"
+            ));
+            if let Err(e) = moved {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                return Err(e.into());
+            }
+            if version >= 1 {
+                tracing::info!(
+                    legacy_app,
+                    "store upgraded to schema 3 (several apps): its accounts, kicks and ended \
+                     sessions belong to app {legacy_app}"
+                );
+            }
+        }
         Ok(())
     }
 
@@ -133,28 +223,31 @@ impl Store {
     }
 
     /// Registers `user` (first login). Returns whether the account is new.
-    pub fn register_account(&self, user: &str) -> Result<bool, StoreError> {
+    pub fn register_account(&self, app: u32, user: &str) -> Result<bool, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "INSERT INTO accounts (user_id, created_at) VALUES (?1, ?2)
-             ON CONFLICT (user_id) DO NOTHING",
+            "INSERT INTO accounts (app, user_id, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (app, user_id) DO NOTHING",
         )?;
-        Ok(stmt.execute(rusqlite::params![user, unix_now() as i64])? == 1)
+        Ok(stmt.execute(rusqlite::params![app, user, unix_now() as i64])? == 1)
     }
 
-    pub fn account_exists(&self, user: &str) -> Result<bool, StoreError> {
+    pub fn account_exists(&self, app: u32, user: &str) -> Result<bool, StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT 1 FROM accounts WHERE user_id = ?1")?;
-        Ok(stmt.query_row([user], |_| Ok(())).optional()?.is_some())
+            .prepare_cached("SELECT 1 FROM accounts WHERE app = ?1 AND user_id = ?2")?;
+        Ok(stmt
+            .query_row(rusqlite::params![app, user], |_| Ok(()))
+            .optional()?
+            .is_some())
     }
 
     /// When `user`'s account was registered (unix seconds), if it exists.
-    pub fn account_created_at(&self, user: &str) -> Result<Option<u64>, StoreError> {
+    pub fn account_created_at(&self, app: u32, user: &str) -> Result<Option<u64>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT created_at FROM accounts WHERE user_id = ?1")?;
+            .prepare_cached("SELECT created_at FROM accounts WHERE app = ?1 AND user_id = ?2")?;
         Ok(stmt
-            .query_row([user], |r| r.get::<_, i64>(0))
+            .query_row(rusqlite::params![app, user], |r| r.get::<_, i64>(0))
             .optional()?
             .map(|t| t.max(0) as u64))
     }
@@ -168,15 +261,15 @@ impl Store {
 /// The REST API's accounts and kick times (`rest/`, `kicks.rs`).
 impl Store {
     /// Which of `users` have an account, in order.
-    pub fn accounts_exist(&self, users: &[String]) -> Result<Vec<bool>, StoreError> {
-        users.iter().map(|u| self.account_exists(u)).collect()
+    pub fn accounts_exist(&self, app: u32, users: &[String]) -> Result<Vec<bool>, StoreError> {
+        users.iter().map(|u| self.account_exists(app, u)).collect()
     }
 
     /// Registers every one of `users` (REST import); returns how many were new.
-    pub fn import_accounts(&self, users: &[String]) -> Result<usize, StoreError> {
+    pub fn import_accounts(&self, app: u32, users: &[String]) -> Result<usize, StoreError> {
         let mut new = 0;
         for user in users {
-            new += usize::from(self.register_account(user)?);
+            new += usize::from(self.register_account(app, user)?);
         }
         Ok(new)
     }
@@ -187,70 +280,184 @@ impl Store {
     /// before a deletion re-creates the deleted account.
     pub fn register_unless_revoked(
         &self,
+        app: u32,
         user: &str,
         sig_time: u64,
     ) -> Result<Option<bool>, StoreError> {
-        if self.kicked_at(user)?.is_some_and(|k| sig_time <= k) {
+        if self.kicked_at(app, user)?.is_some_and(|k| sig_time <= k) {
             return Ok(None);
         }
-        self.register_account(user).map(Some)
+        self.register_account(app, user).map(Some)
     }
 
     /// Records a kick of `user` at `at` (unix seconds) if the account exists; returns
     /// whether it does. A kick time never moves backwards.
-    pub fn kick_account(&self, user: &str, at: u64) -> Result<bool, StoreError> {
-        if !self.account_exists(user)? {
+    pub fn kick_account(&self, app: u32, user: &str, at: u64) -> Result<bool, StoreError> {
+        if !self.account_exists(app, user)? {
             return Ok(false);
         }
-        self.record_kick(user, at)?;
+        self.record_kick(app, user, at)?;
         Ok(true)
     }
 
     /// Deletes each of `users` that exists and records a kick at `at` for it, so that its
     /// earlier UserSigs cannot log in (and re-create it). Returns which were deleted.
-    pub fn delete_accounts(&self, users: &[String], at: u64) -> Result<Vec<bool>, StoreError> {
+    pub fn delete_accounts(
+        &self,
+        app: u32,
+        users: &[String],
+        at: u64,
+    ) -> Result<Vec<bool>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached("DELETE FROM accounts WHERE user_id = ?1")?;
+            .prepare_cached("DELETE FROM accounts WHERE app = ?1 AND user_id = ?2")?;
         let mut deleted = Vec::with_capacity(users.len());
         for user in users {
-            let gone = stmt.execute([user])? == 1;
+            let gone = stmt.execute(rusqlite::params![app, user])? == 1;
             if gone {
-                self.record_kick(user, at)?;
+                self.record_kick(app, user, at)?;
             }
             deleted.push(gone);
         }
         Ok(deleted)
     }
 
-    fn record_kick(&self, user: &str, at: u64) -> Result<(), StoreError> {
+    fn record_kick(&self, app: u32, user: &str, at: u64) -> Result<(), StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "INSERT INTO kicks (user_id, kicked_at) VALUES (?1, ?2)
-             ON CONFLICT (user_id) DO UPDATE SET kicked_at = max(kicked_at, excluded.kicked_at)",
+            "INSERT INTO kicks (app, user_id, kicked_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (app, user_id) DO UPDATE
+                 SET kicked_at = max(kicked_at, excluded.kicked_at)",
         )?;
-        stmt.execute(rusqlite::params![user, clamp_i64(at)])?;
+        stmt.execute(rusqlite::params![app, user, clamp_i64(at)])?;
         Ok(())
     }
 
     /// `user`'s last kick (unix seconds), if any.
-    pub fn kicked_at(&self, user: &str) -> Result<Option<u64>, StoreError> {
+    pub fn kicked_at(&self, app: u32, user: &str) -> Result<Option<u64>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT kicked_at FROM kicks WHERE user_id = ?1")?;
+            .prepare_cached("SELECT kicked_at FROM kicks WHERE app = ?1 AND user_id = ?2")?;
         Ok(stmt
-            .query_row([user], |r| r.get::<_, i64>(0))
+            .query_row(rusqlite::params![app, user], |r| r.get::<_, i64>(0))
             .optional()?
             .map(|t| t.max(0) as u64))
     }
 
-    /// Every kick time, to fill the in-memory cache at start.
-    pub fn kicks(&self) -> Result<Vec<(String, u64)>, StoreError> {
+    /// Every kick time of `app`, to fill the in-memory cache at start.
+    pub fn kicks(&self, app: u32) -> Result<Vec<(String, u64)>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT user_id, kicked_at FROM kicks")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            .prepare_cached("SELECT user_id, kicked_at FROM kicks WHERE app = ?1")?;
+        let rows = stmt.query_map([app], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })?;
         rows.map(|row| Ok(row.map(|(user, at)| (user, at.max(0) as u64))?))
             .collect()
+    }
+
+    /// `app`'s stored login settings, if it has any.
+    pub fn login_settings(&self, app: u32) -> Result<Option<StoredSettings>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT version, web, other, policy FROM login_settings WHERE app = ?1",
+        )?;
+        let row = stmt
+            .query_row([app], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .optional()?;
+        row.map(|(version, web, other, policy)| {
+            Ok(StoredSettings {
+                version: version.max(0) as u64,
+                settings: settings_of(web, other, &policy)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Stores `settings` as `app`'s next version, by `admin` at `time`, and records the
+    /// change in the history, unless the stored version is no longer `expected` (another
+    /// change won). Returns the new version, or `None` on a lost race.
+    pub fn set_login_settings(
+        &self,
+        app: u32,
+        expected: u64,
+        settings: LoginSettings,
+        admin: &str,
+        time: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let current = self.login_settings(app)?.map_or(0, |s| s.version);
+        if current != expected {
+            return Ok(None);
+        }
+        let version = current + 1;
+        let v = clamp_i64(version);
+        self.conn
+            .prepare_cached(
+                "INSERT INTO login_settings (app, version, web, other, policy)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (app) DO UPDATE SET version = excluded.version,
+                     web = excluded.web, other = excluded.other, policy = excluded.policy",
+            )?
+            .execute(rusqlite::params![
+                app,
+                v,
+                settings.web_instances,
+                settings.platform_instances,
+                settings.policy.as_str()
+            ])?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO login_settings_history (app, version, time, admin, web, other, policy)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(rusqlite::params![
+                app,
+                v,
+                clamp_i64(time),
+                admin,
+                settings.web_instances,
+                settings.platform_instances,
+                settings.policy.as_str()
+            ])?;
+        Ok(Some(version))
+    }
+
+    /// `app`'s login settings changes, newest first, at most `limit`.
+    pub fn login_settings_history(
+        &self,
+        app: u32,
+        limit: usize,
+    ) -> Result<Vec<SettingsChange>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT version, time, admin, web, other, policy FROM login_settings_history
+             WHERE app = ?1 ORDER BY version DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(rusqlite::params![app, clamp_i64(limit as u64)], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (version, time, admin, web, other, policy) = row?;
+            out.push(SettingsChange {
+                version: version.max(0) as u64,
+                time: time.max(0) as u64,
+                admin,
+                settings: settings_of(web, other, &policy)?,
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -260,14 +467,15 @@ impl Store {
     /// newer one.
     pub fn record_ended(&self, e: &EndedSession) -> Result<(), StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "INSERT INTO ended_sessions (user_id, instance, since_ms, how, until)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (user_id, instance) DO UPDATE SET
+            "INSERT INTO ended_sessions (app, user_id, instance, since_ms, how, until)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (app, user_id, instance) DO UPDATE SET
                  since_ms = excluded.since_ms, how = excluded.how,
                  until = max(until, excluded.until)
              WHERE excluded.since_ms >= since_ms",
         )?;
         stmt.execute(rusqlite::params![
+            e.app,
             e.user,
             e.instance,
             clamp_i64(e.since_ms),
@@ -285,22 +493,24 @@ impl Store {
             .execute([clamp_i64(now)])?;
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT user_id, instance, since_ms, how, until FROM ended_sessions")?;
+            .prepare_cached("SELECT app, user_id, instance, since_ms, how, until FROM ended_sessions")?;
         let rows = stmt.query_map([], |r| {
             Ok((
-                r.get::<_, String>(0)?,
+                r.get::<_, u32>(0)?,
                 r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, i64>(4)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (user, instance, since, how, until) = row?;
+            let (app, user, instance, since, how, until) = row?;
             // An unknown spelling (a newer timd's) still ends the session.
             let end = End::parse(&how).unwrap_or(End::LoggedOut);
             out.push(EndedSession {
+                app,
                 user,
                 instance,
                 since_ms: since.max(0) as u64,
@@ -316,11 +526,16 @@ fn clamp_i64(t: u64) -> i64 {
     i64::try_from(t).unwrap_or(i64::MAX)
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+/// Login settings as stored; a row no timd could have written is an error, not a default.
+fn settings_of(web: i64, other: i64, policy: &str) -> Result<LoginSettings, StoreError> {
+    let bad = || StoreError::Sqlite(format!("bad stored login settings: {web} {other} {policy}"));
+    let settings = LoginSettings {
+        web_instances: u8::try_from(web).map_err(|_| bad())?,
+        platform_instances: u8::try_from(other).map_err(|_| bad())?,
+        policy: policy.parse::<LoginPolicy>().map_err(|_| bad())?,
+    };
+    settings.validate().map_err(|_| bad())?;
+    Ok(settings)
 }
 
 /// One queued piece of work: `run` executes it inside its savepoint and says whether it
@@ -358,9 +573,9 @@ pub struct StoreHandle {
 }
 
 impl StoreHandle {
-    /// Opens the store in `data_dir` and starts its thread.
-    pub fn open_in(data_dir: &Path) -> Result<StoreHandle, StoreError> {
-        StoreHandle::start(Store::open_in(data_dir)?)
+    /// Opens the store in `data_dir` (see [`Store::open_in`]) and starts its thread.
+    pub fn open_in(data_dir: &Path, legacy_app: u32) -> Result<StoreHandle, StoreError> {
+        StoreHandle::start(Store::open_in(data_dir, legacy_app)?)
     }
 
     /// Starts the store thread for an open `store` (read what you need from it first).
@@ -450,26 +665,27 @@ impl StoreHandle {
     }
 
     /// See [`Store::register_account`].
-    pub async fn register_account(&self, user: &str) -> Result<bool, StoreError> {
+    pub async fn register_account(&self, app: u32, user: &str) -> Result<bool, StoreError> {
         let user = user.to_owned();
-        self.call(move |s| s.register_account(&user)).await
+        self.call(move |s| s.register_account(app, &user)).await
     }
 
     /// See [`Store::register_unless_revoked`].
     pub async fn register_unless_revoked(
         &self,
+        app: u32,
         user: &str,
         sig_time: u64,
     ) -> Result<Option<bool>, StoreError> {
         let user = user.to_owned();
-        self.call(move |s| s.register_unless_revoked(&user, sig_time))
+        self.call(move |s| s.register_unless_revoked(app, &user, sig_time))
             .await
     }
 
     /// See [`Store::account_exists`].
-    pub async fn account_exists(&self, user: &str) -> Result<bool, StoreError> {
+    pub async fn account_exists(&self, app: u32, user: &str) -> Result<bool, StoreError> {
         let user = user.to_owned();
-        self.call(move |s| s.account_exists(&user)).await
+        self.call(move |s| s.account_exists(app, &user)).await
     }
 }
 
@@ -599,20 +815,23 @@ fn run_transaction(store: &Store, batch: &mut VecDeque<Job>, armed: &mut Vec<Fau
 mod tests {
     use super::*;
 
+    /// The app of these tests.
+    pub(super) const A: u32 = 1_400_000_001;
+
     #[test]
     fn schema_is_created_once_and_accounts_persist() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("nested/data");
         {
-            let s = Store::open_in(&data).unwrap();
+            let s = Store::open_in(&data, A).unwrap();
             assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
-            assert!(!s.account_exists("alice").unwrap());
-            assert!(s.register_account("alice").unwrap());
+            assert!(!s.account_exists(A, "alice").unwrap());
+            assert!(s.register_account(A, "alice").unwrap());
             assert!(
-                !s.register_account("alice").unwrap(),
+                !s.register_account(A, "alice").unwrap(),
                 "second registration is not new"
             );
-            assert!(s.account_exists("alice").unwrap());
+            assert!(s.account_exists(A, "alice").unwrap());
             let mode: String = s
                 .connection()
                 .pragma_query_value(None, "journal_mode", |r| r.get(0))
@@ -624,9 +843,9 @@ mod tests {
                 .unwrap();
             assert_eq!(sync, 2, "synchronous=FULL");
         }
-        let s = Store::open_in(&data).unwrap();
-        assert!(s.account_exists("alice").unwrap());
-        assert!(s.account_created_at("alice").unwrap().unwrap() > 1_600_000_000);
+        let s = Store::open_in(&data, A).unwrap();
+        assert!(s.account_exists(A, "alice").unwrap());
+        assert!(s.account_created_at(A, "alice").unwrap().unwrap() > 1_600_000_000);
         let kicks: i64 = s
             .connection()
             .query_row("SELECT count(*) FROM kicks", [], |r| r.get(0))
@@ -638,28 +857,28 @@ mod tests {
     fn kicks_and_deletions_are_durable_and_only_move_forward() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let s = Store::open_in(dir.path()).unwrap();
+            let s = Store::open_in(dir.path(), A).unwrap();
             let users = ["a".to_owned(), "b".to_owned(), "c".to_owned()];
-            assert_eq!(s.import_accounts(&users[..2]).unwrap(), 2);
-            assert_eq!(s.import_accounts(&users).unwrap(), 1, "only c is new");
-            assert!(!s.kick_account("ghost", 10).unwrap(), "no account, no kick");
-            assert_eq!(s.kicked_at("ghost").unwrap(), None);
-            assert!(s.kick_account("a", 100).unwrap());
-            assert!(s.kick_account("a", 90).unwrap());
-            assert_eq!(s.kicked_at("a").unwrap(), Some(100), "never backwards");
+            assert_eq!(s.import_accounts(A, &users[..2]).unwrap(), 2);
+            assert_eq!(s.import_accounts(A, &users).unwrap(), 1, "only c is new");
+            assert!(!s.kick_account(A, "ghost", 10).unwrap(), "no account, no kick");
+            assert_eq!(s.kicked_at(A, "ghost").unwrap(), None);
+            assert!(s.kick_account(A, "a", 100).unwrap());
+            assert!(s.kick_account(A, "a", 90).unwrap());
+            assert_eq!(s.kicked_at(A, "a").unwrap(), Some(100), "never backwards");
             let gone = s
-                .delete_accounts(&["b".into(), "ghost".into(), "b".into()], 50)
+                .delete_accounts(A, &["b".into(), "ghost".into(), "b".into()], 50)
                 .unwrap();
             assert_eq!(gone, [true, false, false]);
-            assert_eq!(s.accounts_exist(&users).unwrap(), [true, false, true]);
+            assert_eq!(s.accounts_exist(A, &users).unwrap(), [true, false, true]);
             // Old UserSigs cannot re-create a deleted account; a new one can.
-            assert_eq!(s.register_unless_revoked("b", 50).unwrap(), None);
-            assert!(!s.account_exists("b").unwrap());
-            assert_eq!(s.register_unless_revoked("b", 51).unwrap(), Some(true));
-            assert_eq!(s.register_unless_revoked("c", 1).unwrap(), Some(false));
+            assert_eq!(s.register_unless_revoked(A, "b", 50).unwrap(), None);
+            assert!(!s.account_exists(A, "b").unwrap());
+            assert_eq!(s.register_unless_revoked(A, "b", 51).unwrap(), Some(true));
+            assert_eq!(s.register_unless_revoked(A, "c", 1).unwrap(), Some(false));
         }
-        let s = Store::open_in(dir.path()).unwrap();
-        let mut kicks = s.kicks().unwrap();
+        let s = Store::open_in(dir.path(), A).unwrap();
+        let mut kicks = s.kicks(A).unwrap();
         kicks.sort();
         assert_eq!(kicks, [("a".to_owned(), 100), ("b".to_owned(), 50)]);
     }
@@ -667,13 +886,13 @@ mod tests {
     #[test]
     fn refuses_a_newer_schema() {
         let dir = tempfile::tempdir().unwrap();
-        Store::open_in(dir.path())
+        Store::open_in(dir.path(), A)
             .unwrap()
             .connection()
             .execute_batch("PRAGMA user_version = 99")
             .unwrap();
         assert_eq!(
-            Store::open_in(dir.path()).err(),
+            Store::open_in(dir.path(), A).err(),
             Some(StoreError::NewerSchema(99))
         );
     }
@@ -681,18 +900,18 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn handle_batches_concurrent_jobs_and_isolates_failures() {
         let dir = tempfile::tempdir().unwrap();
-        let handle = StoreHandle::open_in(dir.path()).unwrap();
+        let handle = StoreHandle::open_in(dir.path(), A).unwrap();
         let mut tasks = Vec::new();
         for i in 0..50 {
             let h = handle.clone();
             tasks.push(tokio::spawn(async move {
-                h.register_account(&format!("u{i}")).await
+                h.register_account(A, &format!("u{i}")).await
             }));
         }
         // A failing job in the middle must not undo the others.
         let failed = handle
             .call(|s| {
-                s.register_account("rolled_back")?;
+                s.register_account(A, "rolled_back")?;
                 Err::<(), _>(StoreError::Sqlite("boom".into()))
             })
             .await;
@@ -700,13 +919,13 @@ mod tests {
         for t in tasks {
             assert_eq!(t.await.unwrap(), Ok(true));
         }
-        assert_eq!(handle.register_account("u3").await, Ok(false));
-        assert_eq!(handle.account_exists("u49").await, Ok(true));
-        assert_eq!(handle.account_exists("rolled_back").await, Ok(false));
+        assert_eq!(handle.register_account(A, "u3").await, Ok(false));
+        assert_eq!(handle.account_exists(A, "u49").await, Ok(true));
+        assert_eq!(handle.account_exists(A, "rolled_back").await, Ok(false));
         // Durable and visible to another connection.
-        let other = Store::open_in(dir.path()).unwrap();
-        assert!(other.account_exists("u0").unwrap());
-        assert!(!other.account_exists("rolled_back").unwrap());
+        let other = Store::open_in(dir.path(), A).unwrap();
+        assert!(other.account_exists(A, "u0").unwrap());
+        assert!(!other.account_exists(A, "rolled_back").unwrap());
     }
 }
 
@@ -715,6 +934,7 @@ mod tests {
 #[cfg(test)]
 mod fault_tests {
     use super::*;
+    use super::tests::A;
 
     type Call = tokio::task::JoinHandle<Result<bool, StoreError>>;
 
@@ -745,7 +965,7 @@ mod fault_tests {
             let h = handle.clone();
             let call = tokio::spawn(async move {
                 h.call(move |s| {
-                    let new = s.register_account(user)?;
+                    let new = s.register_account(A, user)?;
                     if user.starts_with("fail") {
                         return Err(StoreError::Sqlite("the job failed".into()));
                     }
@@ -768,10 +988,10 @@ mod fault_tests {
         calls: Vec<(&'static str, Call)>,
     ) -> Vec<&'static str> {
         let mut ok = Vec::new();
-        let file = Store::open_in(dir).unwrap();
+        let file = Store::open_in(dir, A).unwrap();
         for (user, call) in calls {
             let answer = call.await.unwrap();
-            let present = file.account_exists(user).unwrap();
+            let present = file.account_exists(A, user).unwrap();
             assert_eq!(
                 answer.is_ok(),
                 present,
@@ -786,7 +1006,7 @@ mod fault_tests {
 
     async fn run_with(faults: &[FaultPoint], users: &[&'static str]) -> Vec<&'static str> {
         let dir = tempfile::tempdir().unwrap();
-        let handle = StoreHandle::open_in(dir.path()).unwrap();
+        let handle = StoreHandle::open_in(dir.path(), A).unwrap();
         let release = hold(&handle).await;
         handle.inject_faults(faults);
         let calls = queue(&handle, users).await;
@@ -831,7 +1051,7 @@ mod fault_tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_transaction_sqlite_rolled_back_loses_nothing_reported_done() {
         let dir = tempfile::tempdir().unwrap();
-        let handle = StoreHandle::open_in(dir.path()).unwrap();
+        let handle = StoreHandle::open_in(dir.path(), A).unwrap();
         handle
             .call(|s| {
                 Ok(s.connection().execute_batch(
@@ -848,6 +1068,6 @@ mod fault_tests {
         let ok = outcomes_match_the_file(dir.path(), calls).await;
         assert_eq!(ok, ["c", "d"]);
         // The store keeps working.
-        assert_eq!(handle.register_account("e").await, Ok(true));
+        assert_eq!(handle.register_account(A, "e").await, Ok(true));
     }
 }

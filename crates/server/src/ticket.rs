@@ -22,6 +22,10 @@ const MAX_TICKET_LEN: usize = 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TicketClaims {
+    /// The app (SDKAppID) the session belongs to; 0 in tickets issued before timd served
+    /// several apps (they belong to the default app).
+    #[serde(rename = "a", default, skip_serializing_if = "is_zero")]
+    pub app: u32,
     #[serde(rename = "u")]
     pub user: String,
     #[serde(rename = "i")]
@@ -42,6 +46,10 @@ pub struct TicketClaims {
     pub valid_until: u64,
 }
 
+fn is_zero(app: &u32) -> bool {
+    *app == 0
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TicketError {
     #[error("session ticket is malformed")]
@@ -50,6 +58,8 @@ pub enum TicketError {
     BadSignature,
     #[error("session ticket has expired")]
     Expired,
+    #[error("session ticket names an app this server does not serve")]
+    UnknownApp,
 }
 
 /// Signs and checks tickets for one app.
@@ -108,6 +118,26 @@ impl Tickets {
         serde_json::from_slice(&json).map_err(|_| TicketError::Malformed)
     }
 
+    /// The app a ticket names, before any check (0: none, an older ticket). Only picks the
+    /// key to verify with: nothing else of an unverified ticket is trusted.
+    pub fn peek_app(ticket: &str) -> Result<u32, TicketError> {
+        #[derive(Deserialize)]
+        struct AppOnly {
+            #[serde(rename = "a", default)]
+            app: u32,
+        }
+        if ticket.len() > MAX_TICKET_LEN {
+            return Err(TicketError::Malformed);
+        }
+        let (payload, _) = ticket.split_once('.').ok_or(TicketError::Malformed)?;
+        let json = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| TicketError::Malformed)?;
+        serde_json::from_slice::<AppOnly>(&json)
+            .map(|a| a.app)
+            .map_err(|_| TicketError::Malformed)
+    }
+
     fn tag(&self, payload: &[u8]) -> [u8; 16] {
         let mut mac = self.mac.clone();
         mac.update(payload);
@@ -124,6 +154,7 @@ mod tests {
 
     fn claims() -> TicketClaims {
         TicketClaims {
+            app: 1_400_000_000,
             user: "alice".into(),
             instance: "0123456789abcdef".into(),
             platform: Platform::Web,
@@ -165,5 +196,18 @@ mod tests {
         for bad in ["", "no-dot", "a.b.c", "!!.!!", &"x".repeat(2000)] {
             assert!(t.verify(bad, 0).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_app_is_readable_before_the_check_and_older_tickets_name_none() {
+        let t = Tickets::new("key");
+        assert_eq!(Tickets::peek_app(&t.issue(&claims())), Ok(1_400_000_000));
+        let old = TicketClaims {
+            app: 0,
+            ..claims()
+        };
+        let ticket = t.issue(&old);
+        assert_eq!(Tickets::peek_app(&ticket), Ok(0));
+        assert_eq!(Tickets::peek_app("no-dot"), Err(TicketError::Malformed));
     }
 }

@@ -143,7 +143,7 @@ async fn n_plus_one_across_nodes_kicks_exactly_the_earliest() {
     expect_kicked(&mut t2, KickReason::MultipleAccount).await;
     expect_untouched(&mut t3).await;
     expect_untouched(&mut t4).await;
-    assert_eq!(a.state.cluster().unwrap().held().len(), 1);
+    assert_eq!(a.state.backend().cluster().unwrap().held().len(), 1);
 }
 
 /// What became of one instance: kicked (and why), or still online.
@@ -220,7 +220,7 @@ async fn a_login_storm_from_all_nodes_leaves_exactly_the_latest_n() {
     }
     let held_total: usize = nodes
         .iter()
-        .map(|n| n.state.cluster().unwrap().held().len())
+        .map(|n| n.state.backend().cluster().unwrap().held().len())
         .sum();
     assert_eq!(held_total, 3);
 }
@@ -440,12 +440,13 @@ async fn rest_answers_the_same_from_every_node() {
 async fn away_on(node: &Node, user: &str, instance: &str) {
     eventually_within("away", Duration::from_secs(3), || {
         node.state
+            .backend()
             .cluster()
             .unwrap()
             .held()
             .by_user()
             .iter()
-            .filter(|(u, _)| u == user)
+            .filter(|((_, u), _)| u == user)
             .flat_map(|(_, held)| held.iter())
             .any(|h| h.info.instance == instance && !h.attached)
     })
@@ -474,7 +475,7 @@ async fn a_resume_on_another_node_takes_its_own_slot_back_and_kicks_no_one() {
     assert!(matches!(recv(&mut t1).await, ServerFrame::ResumeOk { .. }));
     expect_untouched(&mut t2).await;
     eventually_within("node a let go", Duration::from_secs(3), || {
-        a.state.cluster().unwrap().held().is_empty()
+        a.state.backend().cluster().unwrap().held().is_empty()
     })
     .await;
     assert_eq!(slots(&redis, "alice").len(), 2);
@@ -513,7 +514,7 @@ async fn a_lost_pubsub_notice_still_kicks_within_the_bound() {
     let redis = RedisServer::start();
     let [a, b, _c] = three_nodes(&redis, web(1)).await;
     let (mut t1, _) = a.online("alice", "t1", Platform::Web).await;
-    let cluster = a.state.cluster().unwrap();
+    let cluster = a.state.backend().cluster().unwrap();
     let notices = cluster.metrics().channel_notices.get();
     let repaired =
         || cluster.metrics().reconciliations.get() + cluster.metrics().renewals_gone.get();
@@ -592,7 +593,7 @@ async fn redis_stopped_restarted_and_emptied() {
     let again = || {
         [&a, &b, &c]
             .iter()
-            .map(|n| n.state.cluster().unwrap().metrics().registered_again.get())
+            .map(|n| n.state.backend().cluster().unwrap().metrics().registered_again.get())
             .sum::<u64>()
     };
     let before = again();

@@ -27,7 +27,7 @@ async fn login_ok_carries_ticket_heartbeat_and_expiry() {
     assert_eq!(ok.seq, 7);
     assert_eq!(ok.heartbeat_ms, 12_345);
     assert_eq!(ok.expire_at, time + 3600);
-    let claims = server.state.tickets().verify(&ok.ticket, time).unwrap();
+    let claims = server.state.apps().default_app().tickets().verify(&ok.ticket, time).unwrap();
     assert_eq!(
         (claims.user.as_str(), claims.instance.as_str()),
         ("alice", "tab-1")
@@ -336,7 +336,7 @@ async fn same_instance_on_a_new_socket_supersedes_the_old_socket() {
     assert_eq!(recv_close(&mut old).await, close::SUPERSEDED);
     let online = server.state.registry().instances("alice");
     assert_eq!(online.len(), 1);
-    let claims = server.state.tickets().verify(&ok.ticket, now()).unwrap();
+    let claims = server.state.apps().default_app().tickets().verify(&ok.ticket, now()).unwrap();
     assert_eq!(
         online[0].since_ms, claims.since_ms,
         "the new socket keeps the slot"
@@ -377,21 +377,21 @@ async fn socket_close_keeps_the_slot_for_the_grace_period_only() {
 async fn first_login_registers_the_account_durably() {
     let server = Server::start(|_| {}).await;
     let data_dir = server.state.config().data_dir.clone();
-    assert!(!Store::open_in(&data_dir)
+    assert!(!Store::open_in(&data_dir, APP)
         .unwrap()
-        .account_exists("alice")
+        .account_exists(APP, "alice")
         .unwrap());
     let mut ws = server.connect().await;
     login_ok(&mut ws, 1, "alice", "i").await;
     // Answered only after the commit: a fresh connection to the file sees it already.
-    let store = Store::open_in(&data_dir).unwrap();
-    assert!(store.account_exists("alice").unwrap());
-    assert!(!store.account_exists("bob").unwrap());
+    let store = Store::open_in(&data_dir, APP).unwrap();
+    assert!(store.account_exists(APP, "alice").unwrap());
+    assert!(!store.account_exists(APP, "bob").unwrap());
     // A failed login registers nothing.
     send(&mut ws, &login(2, "bob", "garbage", "i")).await;
     assert_eq!(recv_error(&mut ws).await.1, 70003);
-    assert!(!store.account_exists("bob").unwrap());
-    assert_eq!(server.state.store().account_exists("alice").await, Ok(true));
+    assert!(!store.account_exists(APP, "bob").unwrap());
+    assert_eq!(server.state.store().account_exists(APP, "alice").await, Ok(true));
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use timd::{app, AppState, Config};
 use tower::ServiceExt;
 
 /// A state over a temp dir holding `www/index.html`, `pkg/tim_wasm_bg.wasm`, `pkg/tim_wasm.js`.
-fn state(demo: bool) -> (AppState, TempDir) {
+async fn state(demo: bool) -> (AppState, TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let www = dir.path().join("www");
     let pkg = dir.path().join("pkg");
@@ -28,7 +28,7 @@ fn state(demo: bool) -> (AppState, TempDir) {
     config.data_dir = dir.path().join("data");
     config.www_dir = www;
     config.pkg_dir = pkg;
-    (AppState::new(config).unwrap(), dir)
+    (AppState::open(config).await.unwrap(), dir)
 }
 
 async fn get(state: &AppState, uri: &str) -> Response {
@@ -59,7 +59,7 @@ fn header(response: &Response, name: header::HeaderName) -> &str {
 #[tokio::test]
 async fn healthz_is_ok_in_both_modes() {
     for demo in [false, true] {
-        let (state, _dir) = state(demo);
+        let (state, _dir) = state(demo).await;
         let r = get(&state, "/healthz").await;
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(body(r).await, b"ok");
@@ -68,7 +68,7 @@ async fn healthz_is_ok_in_both_modes() {
 
 #[tokio::test]
 async fn demo_usersig_verifies_for_the_demo_app() {
-    let (state, _dir) = state(true);
+    let (state, _dir) = state(true).await;
     let r = get(&state, "/demo/usersig?user=alice").await;
     assert_eq!(r.status(), StatusCode::OK);
     assert!(header(&r, header::CONTENT_TYPE).starts_with("application/json"));
@@ -93,7 +93,7 @@ async fn demo_usersig_verifies_for_the_demo_app() {
 
 #[tokio::test]
 async fn demo_usersig_rejects_bad_input_with_70402() {
-    let (state, _dir) = state(true);
+    let (state, _dir) = state(true).await;
     for uri in [
         "/demo/usersig",
         "/demo/usersig?user=",
@@ -112,7 +112,7 @@ async fn demo_usersig_rejects_bad_input_with_70402() {
 
 #[tokio::test]
 async fn demo_routes_do_not_exist_outside_demo_mode() {
-    let (state, _dir) = state(false);
+    let (state, _dir) = state(false).await;
     for uri in [
         "/demo/usersig?user=alice",
         "/",
@@ -130,7 +130,7 @@ async fn demo_routes_do_not_exist_outside_demo_mode() {
 
 #[tokio::test]
 async fn static_files_have_browser_ready_types_and_no_cache() {
-    let (state, _dir) = state(true);
+    let (state, _dir) = state(true).await;
     let r = get(&state, "/pkg/tim_wasm_bg.wasm").await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(header(&r, header::CONTENT_TYPE), "application/wasm");

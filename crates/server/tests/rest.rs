@@ -23,7 +23,7 @@ async fn start(tweak: impl FnOnce(&mut timd::Config)) -> (Server, Rest) {
 /// A second connection on the server's live SQLite file: what is durable, not what the
 /// server says.
 fn store(server: &Server) -> Store {
-    Store::open_in(&server.state.config().data_dir).unwrap()
+    Store::open_in(&server.state.config().data_dir, APP).unwrap()
 }
 
 /// Logs `user` in on a new socket with `usersig`: the socket, or the error code.
@@ -294,8 +294,8 @@ async fn every_url_failure_has_its_code_and_changes_nothing() {
         0
     );
     let s = store(&server);
-    assert!(!s.account_exists("victim").unwrap());
-    assert!(s.account_exists("ok").unwrap());
+    assert!(!s.account_exists(APP, "victim").unwrap());
+    assert!(s.account_exists(APP, "ok").unwrap());
 }
 
 #[tokio::test]
@@ -416,11 +416,11 @@ async fn every_body_failure_has_its_code_and_changes_nothing() {
     // Nothing happened: alice is still online and imported, never kicked; no victim exists.
     expect_untouched(&mut alice).await;
     let s = store(&server);
-    assert!(s.account_exists("alice").unwrap());
-    assert_eq!(s.kicked_at("alice").unwrap(), None);
-    assert!(s.kicks().unwrap().is_empty());
+    assert!(s.account_exists(APP, "alice").unwrap());
+    assert_eq!(s.kicked_at(APP, "alice").unwrap(), None);
+    assert!(s.kicks(APP).unwrap().is_empty());
     let victims: Vec<String> = many(101).into_iter().chain(["victim".into()]).collect();
-    assert!(s.accounts_exist(&victims).unwrap().iter().all(|e| !e));
+    assert!(s.accounts_exist(APP, &victims).unwrap().iter().all(|e| !e));
     // The largest valid batches pass.
     let a = rest
         .call(MULTI_IMPORT, json!({ "Accounts": many(100) }))
@@ -523,13 +523,13 @@ async fn import_check_and_delete_round_trip() {
     assert_eq!(rest.status_of("carol").await, "NotImported");
     assert_eq!(rest.status_of("alice").await, "Imported");
     let s = store(&server);
-    assert!(!s.account_exists("bob").unwrap());
+    assert!(!s.account_exists(APP, "bob").unwrap());
     assert!(
-        s.kicked_at("bob").unwrap().is_some(),
+        s.kicked_at(APP, "bob").unwrap().is_some(),
         "a deletion revokes UserSigs"
     );
     assert_eq!(
-        s.kicked_at("dave").unwrap(),
+        s.kicked_at(APP, "dave").unwrap(),
         None,
         "nothing to delete, nothing revoked"
     );
@@ -572,7 +572,7 @@ async fn kick_revokes_usersigs_up_to_its_second_and_a_new_one_works() {
     assert_eq!(a.code(), 0);
     // Durable before the answer, and answered only once its second was over.
     let k = store(&server)
-        .kicked_at("alice")
+        .kicked_at(APP, "alice")
         .unwrap()
         .expect("kick time stored");
     assert!(before <= k && k < after, "{before} <= {k} < {after}");
@@ -646,7 +646,7 @@ async fn kick_of_an_unknown_account_is_70107_and_records_nothing() {
     let a = rest.call(KICK, json!({"UserID": "ghost"})).await;
     assert_eq!(a.code(), 70107);
     assert!(a.json["ErrorInfo"].as_str().unwrap().contains("ghost"));
-    assert_eq!(store(&server).kicked_at("ghost").unwrap(), None);
+    assert_eq!(store(&server).kicked_at(APP, "ghost").unwrap(), None);
     assert!(try_login(&server, "ghost", &sig("ghost"), Platform::Web)
         .await
         .is_ok());
@@ -813,9 +813,9 @@ async fn over_the_rate_limit_calls_get_60011_and_have_no_effect() {
     assert!(ok.len() >= 5 && ok.len() <= 5 + refilled, "ok: {ok:?}");
     assert!(!limited.is_empty());
     let s = store(&server);
-    assert!(s.accounts_exist(&ok).unwrap().iter().all(|e| *e));
+    assert!(s.accounts_exist(APP, &ok).unwrap().iter().all(|e| *e));
     assert!(
-        s.accounts_exist(&limited).unwrap().iter().all(|e| !e),
+        s.accounts_exist(APP, &limited).unwrap().iter().all(|e| !e),
         "nothing half-done"
     );
     // The budget refills.
@@ -834,7 +834,7 @@ async fn a_rate_limited_kick_kicks_no_one() {
     let a = rest.call(KICK, json!({"UserID": "zed"})).await;
     assert_eq!(a.code(), 60011, "{}", a.json);
     expect_untouched(&mut zed).await;
-    assert_eq!(store(&server).kicked_at("zed").unwrap(), None);
+    assert_eq!(store(&server).kicked_at(APP, "zed").unwrap(), None);
     assert_eq!(server.state.kicked_at("zed"), None);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(rest.call(KICK, json!({"UserID": "zed"})).await.code(), 0);
@@ -871,7 +871,7 @@ async fn concurrent_kicks_all_land_and_kick_each_instance_once() {
     }
     let s = store(&server);
     for user in &users {
-        let k = s.kicked_at(user).unwrap().expect("kick time stored");
+        let k = s.kicked_at(APP, user).unwrap().expect("kick time stored");
         assert!(k >= before);
         assert_eq!(
             server.state.kicked_at(user),
@@ -936,7 +936,7 @@ async fn a_caller_hanging_up_mid_kick_still_gets_the_kick_applied() {
     busy.await.unwrap().unwrap();
     // The write happened, and so did everything that must follow it.
     expect_rest_kick(&mut alice).await;
-    let k = store(&server).kicked_at("alice").unwrap().expect("durable");
+    let k = store(&server).kicked_at(APP, "alice").unwrap().expect("durable");
     assert_eq!(server.state.kicked_at("alice"), Some(k));
     assert_eq!(
         try_login(&server, "alice", &sig_at("alice", k), Platform::Web)

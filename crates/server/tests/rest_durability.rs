@@ -196,9 +196,9 @@ async fn kill_9_in_the_middle_of_concurrent_kicks_loses_no_acknowledged_one() {
     );
 
     let timd = Timd::start(&data, &[]);
-    let store = Store::open_in(&data).unwrap();
+    let store = Store::open_in(&data, APP).unwrap();
     for (user, sent_at) in &acknowledged {
-        let k = store.kicked_at(user).unwrap();
+        let k = store.kicked_at(APP, user).unwrap();
         assert!(
             k.is_some_and(|k| k >= *sent_at),
             "{user}: acknowledged kick lost"

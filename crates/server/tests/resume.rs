@@ -85,6 +85,7 @@ async fn a_forged_or_foreign_ticket_is_an_error_and_the_socket_stays_usable() {
     }
     let foreign =
         timd::ticket::Tickets::new("another-app-key").issue(&timd::ticket::TicketClaims {
+            app: APP,
             user: "alice".into(),
             instance: "x".into(),
             platform: tim_proto::Platform::Web,
@@ -150,7 +151,7 @@ async fn a_fresh_usersig_renews_the_session_under_a_new_ticket() {
     assert!(expires_in > 7000);
     assert_ne!(ticket, ok.ticket);
     assert_eq!(
-        server.state.tickets().verify(&ticket, t).unwrap().expire_at,
+        server.state.apps().default_app().tickets().verify(&ticket, t).unwrap().expire_at,
         t + 7200
     );
     // Past the first UserSig's expiry the session is still up.
@@ -210,7 +211,7 @@ async fn a_rest_kick_while_away_is_learned_on_resume() {
     };
     go_away(&server, ws).await;
     // What the REST kick does first: revoke every UserSig issued up to now.
-    server.state.kicks().record("alice", t - 5);
+    server.state.embedded().kicks(APP).record("alice", t - 5);
     let mut ws = server.connect().await;
     send(&mut ws, &resume(2, &ok.ticket)).await;
     assert_eq!(
@@ -233,7 +234,8 @@ async fn an_old_ticket_of_a_kicked_instance_still_gets_its_kick() {
     go_away(&server, a).await;
     let mut b = server.connect().await;
     login_ok(&mut b, 1, "alice", "tab-b").await;
-    let old = server.state.tickets().issue(&timd::ticket::TicketClaims {
+    let old = server.state.apps().default_app().tickets().issue(&timd::ticket::TicketClaims {
+            app: APP,
         user: "alice".into(),
         instance: "tab-a".into(),
         platform: tim_proto::Platform::Web,

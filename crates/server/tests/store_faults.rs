@@ -17,7 +17,7 @@ use timd::Store;
 
 /// What is durable, read through a second connection on the live file.
 fn file(server: &Server) -> Store {
-    Store::open_in(&server.state.config().data_dir).unwrap()
+    Store::open_in(&server.state.config().data_dir, APP).unwrap()
 }
 
 async fn sql(server: &Server, batch: &'static str) {
@@ -61,7 +61,7 @@ async fn a_kick_on_a_read_only_store_is_70500_and_kicks_no_one() {
         None,
         "no revocation in memory"
     );
-    assert_eq!(file(&server).kicked_at("alice").unwrap(), None);
+    assert_eq!(file(&server).kicked_at(APP, "alice").unwrap(), None);
     // Nothing can run on that connection now (not even the statement that would undo
     // `query_only`): later calls fail the same way, and the session is still served.
     let answer = rest.call(KICK, json!({ "UserID": "alice" })).await;
@@ -93,7 +93,7 @@ async fn a_delete_that_fails_halfway_deletes_nothing_and_a_retry_works() {
     let answer = rest.call(DELETE, delete.clone()).await;
     assert_eq!(answer.code(), 70500, "{}", answer.json);
     assert!(
-        file(&server).account_exists("alice").unwrap(),
+        file(&server).account_exists(APP, "alice").unwrap(),
         "not deleted"
     );
     expect_untouched(&mut ws).await;
@@ -101,7 +101,7 @@ async fn a_delete_that_fails_halfway_deletes_nothing_and_a_retry_works() {
     let answer = rest.call(DELETE, delete.clone()).await;
     assert_eq!(answer.code(), 70500, "{}", answer.json);
     assert!(
-        file(&server).account_exists("alice").unwrap(),
+        file(&server).account_exists(APP, "alice").unwrap(),
         "not deleted"
     );
     expect_untouched(&mut ws).await;
@@ -109,6 +109,6 @@ async fn a_delete_that_fails_halfway_deletes_nothing_and_a_retry_works() {
     let answer = rest.call(DELETE, delete).await;
     assert_eq!(answer.code(), 0, "{}", answer.json);
     assert_eq!(answer.json["ResultItem"][0]["ResultCode"], 0);
-    assert!(!file(&server).account_exists("alice").unwrap());
+    assert!(!file(&server).account_exists(APP, "alice").unwrap());
     expect_rest_kick(&mut ws).await;
 }

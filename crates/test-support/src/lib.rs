@@ -24,7 +24,7 @@ pub use bin::timd_bin;
 pub use haproxy::Haproxy;
 pub use node::{TimdNode, TimdNodeBuilder};
 pub use redis::RedisServer;
-pub use server::Server;
+pub use server::{EmbeddedProbe, Server};
 pub use wait::eventually;
 pub use ws::{
     login, login_ok, recv, recv_close, recv_close_within, recv_error, send, send_text, Ws,

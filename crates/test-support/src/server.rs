@@ -50,7 +50,7 @@ impl Server {
         tweak(&mut config);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (state, stop, task) = serve(listener, config.clone());
+        let (state, stop, task) = serve(listener, config.clone()).await;
         Server {
             addr,
             state,
@@ -66,7 +66,7 @@ impl Server {
     pub async fn restart(&mut self) {
         self.stop().await;
         let listener = TcpListener::bind(self.addr).await.unwrap();
-        let (state, stop, task) = serve(listener, self.config.clone());
+        let (state, stop, task) = serve(listener, self.config.clone()).await;
         self.state = state;
         self.stop = Some(stop);
         self.task = Some(task);
@@ -118,7 +118,7 @@ impl Server {
         self.connect_with(&[("x-forwarded-for", addr)]).await
     }
 
-    /// `(instance, platform, attached)` of `user`'s slots, earliest first.
+    /// `(instance, platform, attached)` of `user`'s slots, earliest first (embedded mode).
     pub fn slots(&self, user: &str) -> Vec<(String, Platform, bool)> {
         self.state
             .registry()
@@ -134,7 +134,7 @@ impl Server {
     }
 }
 
-fn serve(
+async fn serve(
     listener: TcpListener,
     config: Config,
 ) -> (
@@ -142,10 +142,44 @@ fn serve(
     oneshot::Sender<()>,
     JoinHandle<std::io::Result<()>>,
 ) {
-    let state = AppState::new(config).unwrap();
+    let state = AppState::open(config).await.unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(timd::run(listener, state.clone(), async move {
         let _ = stopped.await;
     }));
     (state, stop, task)
+}
+
+/// What embedded-mode tests read of the server directly: the default app's registry.
+/// (The behaviour suite, which runs on both backends, asks `state.backend()` instead.)
+pub trait EmbeddedProbe {
+    /// The embedded backend; panics in cluster mode.
+    fn embedded(&self) -> &timd::backend::Embedded;
+    /// The registry of the default app.
+    fn registry(&self) -> &timd::Registry;
+    /// The SQLite store.
+    fn store(&self) -> &timd::StoreHandle {
+        self.embedded().store()
+    }
+    /// The default app's REST kick time of `user` (the in-memory copy).
+    fn kicked_at(&self, user: &str) -> Option<u64>;
+}
+
+impl EmbeddedProbe for AppState {
+    fn embedded(&self) -> &timd::backend::Embedded {
+        match &**self.backend() {
+            timd::Backend::Embedded(e) => e,
+            timd::Backend::Cluster(_) => panic!("this probe is for embedded mode"),
+        }
+    }
+
+    fn registry(&self) -> &timd::Registry {
+        self.embedded()
+            .registry(self.apps().default_app().sdkappid)
+    }
+
+    fn kicked_at(&self, user: &str) -> Option<u64> {
+        self.embedded()
+            .kicked_at(self.apps().default_app().sdkappid, user)
+    }
 }

@@ -10,9 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tim_proto::{KickReason, Platform};
-use tokio::sync::mpsc;
-
-use crate::registry::{InstanceInfo, Outbox, SessionId, SocketCommand};
+use crate::session::{self, InstanceInfo, Local, Outbox, SessionId, SocketCommand};
 
 /// How long an early notice waits for its session.
 const EARLY_NOTICE_TTL: Duration = Duration::from_secs(30);
@@ -26,17 +24,6 @@ pub enum Notice {
     Superseded,
 }
 
-enum Link {
-    Attached(Outbox),
-    /// The socket closed; the slot is held until then for a resume.
-    Away(Instant),
-}
-
-struct Held {
-    info: InstanceInfo,
-    link: Link,
-}
-
 /// One session as a renewal reports it to Redis.
 #[derive(Debug, Clone)]
 pub struct HeldSession {
@@ -46,7 +33,7 @@ pub struct HeldSession {
 
 #[derive(Default)]
 pub struct HeldSessions {
-    map: Mutex<HashMap<SessionId, Held>>,
+    map: Mutex<HashMap<SessionId, Local>>,
     early: Mutex<HashMap<SessionId, (Notice, Instant)>>,
 }
 
@@ -58,13 +45,7 @@ impl HeldSessions {
         match early {
             Some((notice, _)) => send(&outbox, info.session, notice),
             None => {
-                lock(&self.map).insert(
-                    info.session,
-                    Held {
-                        info,
-                        link: Link::Attached(outbox),
-                    },
-                );
+                lock(&self.map).insert(info.session, Local::attached(info, outbox));
             }
         }
     }
@@ -75,9 +56,7 @@ impl HeldSessions {
         let held = lock(&self.map).remove(&session);
         match held {
             Some(held) => {
-                if let Link::Attached(outbox) = &held.link {
-                    send(outbox, session, notice);
-                }
+                held.notify(command(session, notice));
                 true
             }
             None => {
@@ -94,8 +73,7 @@ impl HeldSessions {
     pub fn detach(&self, session: SessionId, until: Instant) -> Option<InstanceInfo> {
         let mut map = lock(&self.map);
         let held = map.get_mut(&session)?;
-        held.info.attached = false;
-        held.link = Link::Away(until);
+        held.detach(until);
         Some(held.info.clone())
     }
 
@@ -118,19 +96,31 @@ impl HeldSessions {
         Some(held.info.clone())
     }
 
-    /// Every held session, grouped by user (one renewal script per user).
-    pub fn by_user(&self) -> Vec<(String, Vec<HeldSession>)> {
-        let mut users: HashMap<String, Vec<HeldSession>> = HashMap::new();
+    /// Every held session, grouped by (app, user) (one renewal script per user).
+    pub fn by_user(&self) -> Vec<((u32, String), Vec<HeldSession>)> {
+        let mut users: HashMap<(u32, String), Vec<HeldSession>> = HashMap::new();
         for held in lock(&self.map).values() {
             users
-                .entry(held.info.user.clone())
+                .entry((held.info.app, held.info.user.clone()))
                 .or_default()
                 .push(HeldSession {
                     info: held.info.clone(),
-                    attached: matches!(held.link, Link::Attached(_)),
+                    attached: held.is_attached(),
                 });
         }
         users.into_iter().collect()
+    }
+
+    /// The users of `app` with a session held here.
+    pub fn users_of(&self, app: u32) -> Vec<String> {
+        let mut users: Vec<String> = lock(&self.map)
+            .values()
+            .filter(|h| h.info.app == app)
+            .map(|h| h.info.user.clone())
+            .collect();
+        users.sort_unstable();
+        users.dedup();
+        users
     }
 
     /// Takes out the away sessions whose grace is over (to release) and those whose
@@ -140,13 +130,12 @@ impl HeldSessions {
         let mut map = lock(&self.map);
         let mut released = Vec::new();
         let mut expired = Vec::new();
-        map.retain(|_, held| match held.link {
-            Link::Away(until) if held.info.expire_at <= now_secs => {
+        map.retain(|_, held| match held.away_until() {
+            Some(_) if held.info.expire_at <= now_secs => {
                 expired.push(held.info.clone());
-                let _ = until;
                 false
             }
-            Link::Away(until) if until <= now => {
+            Some(until) if until <= now => {
                 released.push(held.info.clone());
                 false
             }
@@ -167,7 +156,7 @@ impl HeldSessions {
     pub fn away(&self) -> usize {
         lock(&self.map)
             .values()
-            .filter(|h| matches!(h.link, Link::Away(_)))
+            .filter(|h| !h.is_attached())
             .count()
     }
 
@@ -191,14 +180,15 @@ impl HeldSessions {
     }
 }
 
-fn send(outbox: &Outbox, session: SessionId, notice: Notice) {
-    let command = match notice {
+fn command(session: SessionId, notice: Notice) -> SocketCommand {
+    match notice {
         Notice::Kick(reason) => SocketCommand::Kick { session, reason },
         Notice::Superseded => SocketCommand::Superseded { session },
-    };
-    if let Err(mpsc::error::TrySendError::Full(command)) = outbox.try_send(command) {
-        tracing::warn!(?command, "socket outbox full; command dropped");
     }
+}
+
+fn send(outbox: &Outbox, session: SessionId, notice: Notice) {
+    session::send(outbox, command(session, notice));
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -208,11 +198,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::OUTBOX_CAPACITY;
+    use crate::session::OUTBOX_CAPACITY;
+    use tokio::sync::mpsc;
 
     fn info(session: u64) -> InstanceInfo {
         InstanceInfo {
             session: SessionId(session),
+            app: 1,
+            node: "n1".into(),
             user: "alice".into(),
             instance: format!("i{session}"),
             platform: Platform::Web,

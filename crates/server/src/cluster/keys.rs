@@ -17,6 +17,23 @@ pub fn user_keys(sdkappid: u32, user: &str) -> [String; 4] {
     ]
 }
 
+/// An app's login settings: the hash (version, web, other, policy, enforce) and the history
+/// list, under one hash tag (one slot), and the hash of the version each node applied.
+pub fn settings_keys(sdkappid: u32) -> [String; 3] {
+    let tag = format!("tim:app:{{{sdkappid}}}");
+    [
+        format!("{tag}:settings"),
+        format!("{tag}:history"),
+        format!("{tag}:applied"),
+    ]
+}
+
+/// Live nodes: a sorted set of node id -> until when (unix ms) its lease runs.
+pub const NODES: &str = "tim:nodes";
+
+/// Where a settings change is announced: `<sdkappid>|<version>`.
+pub const SETTINGS_CHANNEL: &str = "tim:settings";
+
 /// The channel a node listens on for kicks of its sessions decided elsewhere.
 pub fn node_channel(node: &str) -> String {
     format!("tim:node:{node}")

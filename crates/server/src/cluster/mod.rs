@@ -22,9 +22,8 @@ pub mod keys;
 pub mod scripts;
 pub mod tasks;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
@@ -32,9 +31,14 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, ScriptInvocation, Value};
 use tim_proto::Platform;
 
+use crate::apps::{App, Apps, Versioned};
+use crate::backend::{Admission, LoginDecision, ResumeError};
+use crate::clock::{unix_ms as unix_now_ms, unix_secs as unix_now};
 use crate::config::ClusterSettings;
-use crate::policy::LoginSettings;
-use crate::registry::{InstanceInfo, NewSession, Outbox, ResumeRefused, SessionId};
+use crate::policy::{LoginPolicy, LoginSettings};
+use crate::session::{InstanceInfo, KickRecord, NewSession, Outbox, ResumeRefused, SessionId};
+use crate::store::SettingsChange;
+use crate::backend::SettingsUpdate;
 use crate::ticket::{TicketClaims, TICKET_LIFETIME_SECS};
 use held::{HeldSessions, Notice};
 use scripts::{array, int, kick_reason, local_notices, text, BadReply, Scripts};
@@ -48,6 +52,9 @@ pub const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// refused with 1013, to come back seconds later (a 50,000-session storm took 42–120 s).
 /// Queued here, each call's own round trip stays short.
 pub const SCRIPTS_IN_FLIGHT: usize = 64;
+
+/// Longest a settings change waits for the live nodes to acknowledge it.
+pub const SETTINGS_ACK_WAIT: Duration = Duration::from_secs(2);
 
 /// Longest a script waits for its turn before the node answers "unavailable" (retry later).
 pub const SCRIPT_QUEUE_WAIT: Duration = Duration::from_secs(10);
@@ -68,19 +75,6 @@ impl From<redis::RedisError> for ClusterError {
     }
 }
 
-/// What a login decided.
-#[derive(Debug)]
-pub enum LoginDecision {
-    Admitted {
-        info: InstanceInfo,
-        /// Instances kicked to make room, on any node.
-        kicked: usize,
-        new_account: bool,
-    },
-    /// The UserSig was issued at or before the user's last REST kick (70001).
-    Revoked,
-}
-
 /// Metrics the cluster keeps (registered in `metrics.rs`).
 #[derive(Clone, Default)]
 pub struct ClusterMetrics {
@@ -96,13 +90,11 @@ pub struct ClusterMetrics {
 /// This node's membership in the cluster.
 pub struct Cluster {
     node: String,
-    sdkappid: u32,
     settings: ClusterSettings,
     client: redis::Client,
     redis: ConnectionManager,
     scripts: Scripts,
     held: HeldSessions,
-    next_session: AtomicU64,
     metrics: ClusterMetrics,
     /// Wakes the renewal loop at once (after a resubscription).
     reconcile: tokio::sync::Notify,
@@ -114,7 +106,6 @@ impl Cluster {
     /// Connects to Redis (failing if it does not answer within [`REDIS_TIMEOUT`]) and picks
     /// this boot's node id.
     pub async fn connect(
-        sdkappid: u32,
         settings: ClusterSettings,
         metrics: ClusterMetrics,
     ) -> Result<Arc<Cluster>, ClusterError> {
@@ -133,13 +124,11 @@ impl Cluster {
         .map_err(|_| ClusterError::Unavailable("no answer from Redis".into()))??;
         let cluster = Cluster {
             node: node_id(),
-            sdkappid,
             settings,
             client,
             redis,
             scripts: Scripts::new(),
             held: HeldSessions::default(),
-            next_session: AtomicU64::new(1),
             metrics,
             reconcile: tokio::sync::Notify::new(),
             in_flight: tokio::sync::Semaphore::new(SCRIPTS_IN_FLIGHT),
@@ -170,10 +159,6 @@ impl Cluster {
         &self.metrics
     }
 
-    fn new_session_id(&self) -> SessionId {
-        SessionId(self.next_session.fetch_add(1, Ordering::Relaxed))
-    }
-
     /// Runs one Redis call under [`REDIS_TIMEOUT`], timing it.
     async fn timed<T>(
         &self,
@@ -193,9 +178,14 @@ impl Cluster {
     }
 
     /// Starts an invocation of `script` on `user`'s keys with the common arguments.
-    fn invocation<'a>(&self, script: &'a redis::Script, user: &str) -> ScriptInvocation<'a> {
+    fn invocation<'a>(
+        &self,
+        script: &'a redis::Script,
+        app: u32,
+        user: &str,
+    ) -> ScriptInvocation<'a> {
         let mut inv = script.prepare_invoke();
-        for key in keys::user_keys(self.sdkappid, user) {
+        for key in keys::user_keys(app, user) {
             inv.key(key);
         }
         inv.arg(&self.node)
@@ -231,8 +221,8 @@ impl Cluster {
         new: NewSession,
         settings: &LoginSettings,
     ) -> Result<LoginDecision, ClusterError> {
-        let session = self.new_session_id();
-        let mut inv = self.invocation(&self.scripts.login, &new.user);
+        let session = SessionId::next();
+        let mut inv = self.invocation(&self.scripts.login, new.app, &new.user);
         inv.arg(session.0)
             .arg(&new.instance)
             .arg(new.platform.as_str())
@@ -246,6 +236,7 @@ impl Cluster {
             Some("ok") if items.len() == 5 => {
                 let info = InstanceInfo {
                     session,
+                    app: new.app,
                     user: new.user,
                     instance: new.instance,
                     platform: new.platform,
@@ -253,14 +244,15 @@ impl Cluster {
                     expire_at: new.expire_at,
                     sig_time: new.sig_time,
                     attached: true,
+                    node: self.node.clone(),
                 };
                 self.apply_local(local_notices(&items[4])?);
                 self.held.insert(info.clone(), new.outbox);
-                Ok(LoginDecision::Admitted {
+                Ok(LoginDecision::Admitted(Admission {
                     info,
                     new_account: int(&items[2])? == 1,
                     kicked: int(&items[3])? as usize,
-                })
+                }))
             }
             _ => Err(BadReply(format!("login: {reply:?}")).into()),
         }
@@ -272,9 +264,9 @@ impl Cluster {
         claims: &TicketClaims,
         outbox: Outbox,
         settings: &LoginSettings,
-    ) -> Result<Result<InstanceInfo, ResumeRefused>, ClusterError> {
-        let session = self.new_session_id();
-        let mut inv = self.invocation(&self.scripts.resume, &claims.user);
+    ) -> Result<InstanceInfo, ResumeError> {
+        let session = SessionId::next();
+        let mut inv = self.invocation(&self.scripts.resume, claims.app, &claims.user);
         inv.arg(session.0)
             .arg(&claims.instance)
             .arg(claims.platform.as_str())
@@ -283,32 +275,41 @@ impl Cluster {
             .arg(claims.sig_time);
         policy_args(&mut inv, settings);
         inv.arg(claims.valid_until);
-        let reply = self.invoke(&inv).await?;
-        let items = array(&reply)?;
-        let refused = match items.first().map(text).transpose()?.as_deref() {
-            Some("ok") if items.len() == 5 => {
-                let info = InstanceInfo {
-                    session,
-                    user: claims.user.clone(),
-                    instance: claims.instance.clone(),
-                    platform: claims.platform,
-                    since_ms: int(&items[1])?,
-                    expire_at: int(&items[2])?,
-                    sig_time: int(&items[3])?,
-                    attached: true,
-                };
-                self.apply_local(local_notices(&items[4])?);
-                self.held.insert(info.clone(), outbox);
-                return Ok(Ok(info));
-            }
-            Some("kicked") if items.len() == 2 => {
-                ResumeRefused::Kicked(kick_reason(&text(&items[1])?)?)
-            }
-            Some("replaced") => ResumeRefused::Replaced,
-            Some("ended") => ResumeRefused::Ended,
-            _ => return Err(BadReply(format!("resume: {reply:?}")).into()),
+        let reply = self.invoke(&inv).await.map_err(ResumeError::from)?;
+        let items = array(&reply).map_err(ClusterError::from)?;
+        let decided = || -> Result<Result<InstanceInfo, ResumeRefused>, BadReply> {
+            Ok(Err(match items.first().map(text).transpose()?.as_deref() {
+                Some("ok") if items.len() == 5 => {
+                    let info = InstanceInfo {
+                        session,
+                        app: claims.app,
+                        user: claims.user.clone(),
+                        instance: claims.instance.clone(),
+                        platform: claims.platform,
+                        since_ms: int(&items[1])?,
+                        expire_at: int(&items[2])?,
+                        sig_time: int(&items[3])?,
+                        attached: true,
+                        node: self.node.clone(),
+                    };
+                    self.apply_local(local_notices(&items[4])?);
+                    return Ok(Ok(info));
+                }
+                Some("kicked") if items.len() == 2 => {
+                    ResumeRefused::Kicked(kick_reason(&text(&items[1])?)?)
+                }
+                Some("replaced") => ResumeRefused::Replaced,
+                Some("ended") => ResumeRefused::Ended,
+                _ => return Err(BadReply(format!("resume: {reply:?}"))),
+            }))
         };
-        Ok(Err(refused))
+        match decided().map_err(ClusterError::from)? {
+            Ok(info) => {
+                self.held.insert(info.clone(), outbox);
+                Ok(info)
+            }
+            Err(refused) => Err(ResumeError::Refused(refused)),
+        }
     }
 
     /// Runs `session.lua` for one of this node's sessions.
@@ -318,7 +319,7 @@ impl Cluster {
         what: &str,
         renewed: Option<(u64, u64)>,
     ) -> Result<bool, ClusterError> {
-        let mut inv = self.invocation(&self.scripts.session, &info.user);
+        let mut inv = self.invocation(&self.scripts.session, info.app, &info.user);
         inv.arg(info.session.0).arg(&info.instance).arg(what);
         if let Some((expire_at, sig_time)) = renewed {
             inv.arg(expire_at).arg(sig_time);
@@ -380,11 +381,12 @@ impl Cluster {
     /// kicks every instance wherever it is. `None` if the account does not exist.
     pub async fn kick_user(
         &self,
+        app: u32,
         user: &str,
         at: u64,
         delete: bool,
     ) -> Result<Option<usize>, ClusterError> {
-        let mut inv = self.invocation(&self.scripts.kick_user, user);
+        let mut inv = self.invocation(&self.scripts.kick_user, app, user);
         inv.arg(at).arg(if delete { "delete" } else { "kick" });
         let reply = self.invoke(&inv).await?;
         let items = array(&reply)?;
@@ -399,11 +401,11 @@ impl Cluster {
     }
 
     /// `account_import`: registers the accounts; returns how many were new.
-    pub async fn import(&self, users: &[String]) -> Result<usize, ClusterError> {
+    pub async fn import(&self, app: u32, users: &[String]) -> Result<usize, ClusterError> {
         let now = unix_now();
         let mut pipe = redis::pipe();
         for user in users {
-            pipe.hset_nx(&keys::user_keys(self.sdkappid, user)[0], "acct", now);
+            pipe.hset_nx(&keys::user_keys(app, user)[0], "acct", now);
         }
         let mut con = self.redis.clone();
         let new: Vec<i64> = self.timed(pipe.query_async(&mut con)).await?;
@@ -411,20 +413,28 @@ impl Cluster {
     }
 
     /// Which of `users` have an account.
-    pub async fn accounts_exist(&self, users: &[String]) -> Result<Vec<bool>, ClusterError> {
+    pub async fn accounts_exist(
+        &self,
+        app: u32,
+        users: &[String],
+    ) -> Result<Vec<bool>, ClusterError> {
         let mut pipe = redis::pipe();
         for user in users {
-            pipe.hexists(&keys::user_keys(self.sdkappid, user)[0], "acct");
+            pipe.hexists(&keys::user_keys(app, user)[0], "acct");
         }
         let mut con = self.redis.clone();
         self.timed(pipe.query_async(&mut con)).await
     }
 
     /// The platforms of each user's connected instances (live lease, socket attached).
-    pub async fn online(&self, users: &[String]) -> Result<Vec<Vec<Platform>>, ClusterError> {
+    pub async fn online(
+        &self,
+        app: u32,
+        users: &[String],
+    ) -> Result<Vec<Vec<Platform>>, ClusterError> {
         let mut pipe = redis::pipe();
         for user in users {
-            let [_, order, slots, _] = keys::user_keys(self.sdkappid, user);
+            let [_, order, slots, _] = keys::user_keys(app, user);
             pipe.zrange(order, 0, -1).hgetall(slots);
         }
         let mut con = self.redis.clone();
@@ -457,22 +467,23 @@ impl Cluster {
     }
 
     /// `user`'s last REST kick or deletion (unix s), from Redis.
-    pub async fn kicked_at(&self, user: &str) -> Result<Option<u64>, ClusterError> {
+    pub async fn kicked_at(&self, app: u32, user: &str) -> Result<Option<u64>, ClusterError> {
         let mut con = self.redis.clone();
-        let key = keys::user_keys(self.sdkappid, user)[0].clone();
+        let key = keys::user_keys(app, user)[0].clone();
         let at: Option<u64> = self.timed(con.hget(key, "kick")).await?;
         Ok(at)
     }
 
     /// Renews the leases of every session this node holds and applies what the renewals
     /// report (sessions kicked or superseded meanwhile). Returns how many were gone.
-    pub async fn renew_leases(&self, settings: &LoginSettings) -> usize {
+    pub async fn renew_leases(&self, apps: &Apps) -> usize {
         use futures_util::stream::{self, StreamExt};
         let users = self.held.by_user();
         let results: Vec<_> = stream::iter(users)
-            .map(|(user, sessions)| async move {
-                let mut inv = self.invocation(&self.scripts.renew_leases, &user);
-                policy_args(&mut inv, settings);
+            .map(|((app, user), sessions)| async move {
+                let mut inv = self.invocation(&self.scripts.renew_leases, app, &user);
+                let settings = apps.get(app).map(|a| a.settings()).unwrap_or_default();
+                policy_args(&mut inv, &settings);
                 for s in &sessions {
                     inv.arg(s.info.session.0)
                         .arg(&s.info.instance)
@@ -544,6 +555,307 @@ impl Cluster {
         }
     }
 
+    /// `user`'s instances with a live lease (attached or away), earliest login first, with
+    /// the node holding each: the demo page and the console.
+    pub async fn instances(&self, app: u32, user: &str) -> Result<Vec<InstanceInfo>, ClusterError> {
+        let [_, order, slots, _] = keys::user_keys(app, user);
+        let mut con = self.redis.clone();
+        let (order, slots): (Vec<String>, std::collections::HashMap<String, String>) = self
+            .timed(redis::pipe().zrange(order, 0, -1).hgetall(slots).query_async(&mut con))
+            .await?;
+        let now_ms = unix_now_ms();
+        Ok(order
+            .into_iter()
+            .filter_map(|instance| {
+                let slot = Slot::parse(slots.get(&instance)?)?;
+                (slot.lease_ms > now_ms).then(|| InstanceInfo {
+                    session: SessionId(slot.session),
+                    app,
+                    user: user.to_owned(),
+                    instance,
+                    platform: slot.platform,
+                    since_ms: slot.since_ms,
+                    expire_at: slot.expire_at,
+                    sig_time: slot.sig_time,
+                    attached: slot.attached,
+                    node: slot.node,
+                })
+            })
+            .collect())
+    }
+
+    /// `user`'s recent kicks (its tombstones), oldest first.
+    pub async fn recent_kicks(&self, app: u32, user: &str) -> Result<Vec<KickRecord>, ClusterError> {
+        let tombs = keys::user_keys(app, user)[3].clone();
+        let mut con = self.redis.clone();
+        let all: std::collections::HashMap<String, String> =
+            self.timed(con.hgetall(tombs)).await?;
+        let mut kicks: Vec<KickRecord> = all
+            .iter()
+            .filter_map(|(instance, v)| kick_record(instance, v))
+            .collect();
+        kicks.sort_by_key(|k| k.at_ms);
+        Ok(kicks)
+    }
+
+    /// Loads `app`'s stored login settings, storing `app`'s initial ones as version 1 if it
+    /// has none yet (`who` names where they came from), and applies them here.
+    pub async fn load_settings(&self, app: &App, who: &str) -> Result<Versioned, ClusterError> {
+        let [settings, history, _] = keys::settings_keys(app.sdkappid);
+        let initial = app.initial_settings();
+        let mut inv = self.scripts.settings_init.prepare_invoke();
+        inv.key(settings)
+            .key(history)
+            .arg(initial.web_instances)
+            .arg(initial.platform_instances)
+            .arg(initial.policy.as_str())
+            .arg(who);
+        let reply = self.invoke(&inv).await?;
+        let stored = versioned_of(array(&reply)?)?;
+        app.apply(stored);
+        self.ack_settings(app.sdkappid, stored.version).await?;
+        Ok(stored)
+    }
+
+    /// A login-settings change by `admin`: stored in Redis (with its history) and announced;
+    /// applied here at once (with `apply_now`, what it no longer allows is kicked); answers
+    /// when every live node has applied it, or after [`SETTINGS_ACK_WAIT`].
+    pub async fn set_settings(
+        &self,
+        apps: &Apps,
+        app: &App,
+        change: SettingsUpdate,
+        admin: &str,
+        apply_now: bool,
+    ) -> Result<Versioned, ClusterError> {
+        let [settings, history, _] = keys::settings_keys(app.sdkappid);
+        let mut inv = self.scripts.settings_set.prepare_invoke();
+        let field = |v: Option<u8>| v.map(|n| n.to_string()).unwrap_or_default();
+        inv.key(settings)
+            .key(history)
+            .arg(field(change.web_instances))
+            .arg(field(change.platform_instances))
+            .arg(change.policy.map(|p| p.as_str()).unwrap_or(""))
+            .arg(admin)
+            .arg(if apply_now { "1" } else { "0" })
+            .arg(app.sdkappid)
+            .arg(crate::backend::SETTINGS_HISTORY_KEPT);
+        let reply = self.invoke(&inv).await?;
+        let new = versioned_of(array(&reply)?)?;
+        self.refresh_settings(apps, app.sdkappid).await?;
+        self.wait_for_nodes(app.sdkappid, new.version).await;
+        Ok(new)
+    }
+
+    /// Reads `app_id`'s settings from Redis and applies them if newer than those in force
+    /// here (kicking what an `ApplyNow` change no longer allows), then acknowledges.
+    pub async fn refresh_settings(&self, apps: &Apps, app_id: u32) -> Result<(), ClusterError> {
+        let Some(app) = apps.get(app_id) else {
+            return Ok(());
+        };
+        let [key, _, _] = keys::settings_keys(app_id);
+        let mut con = self.redis.clone();
+        let fields: Vec<Option<String>> = self
+            .timed(
+                redis::cmd("HMGET")
+                    .arg(&key)
+                    .arg(&["version", "web", "other", "policy", "enforce"][..])
+                    .query_async(&mut con),
+            )
+            .await?;
+        let values: Vec<Value> = fields
+            .iter()
+            .map(|f| Value::BulkString(f.clone().unwrap_or_default().into_bytes()))
+            .collect();
+        if fields.first().is_none_or(|f| f.is_none()) {
+            return Ok(()); // never stored (Redis lost it): the next start stores it again
+        }
+        let stored = versioned_of(&values)?;
+        let enforce: u64 = fields
+            .get(4)
+            .cloned()
+            .flatten()
+            .and_then(|e| e.parse().ok())
+            .unwrap_or(0);
+        let before = app.versioned().version;
+        if app.apply(stored) {
+            tracing::info!(
+                app = app_id,
+                version = stored.version,
+                settings = ?stored.settings,
+                "login settings changed"
+            );
+            if enforce > before {
+                let kicked = self.enforce(app_id, &stored.settings).await;
+                tracing::info!(app = app_id, kicked, "login settings applied now");
+            }
+        }
+        self.ack_settings(app_id, app.versioned().version).await
+    }
+
+    /// Checks every app's settings version against Redis (each lease round: the channel
+    /// may have lost an announcement).
+    pub async fn check_settings(&self, apps: &Apps) {
+        let mut pipe = redis::pipe();
+        for app in apps.iter() {
+            pipe.hget(&keys::settings_keys(app.sdkappid)[0], "version");
+        }
+        let mut con = self.redis.clone();
+        let versions: Vec<Option<u64>> = match self.timed(pipe.query_async(&mut con)).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::debug!(error = %e, "settings check failed");
+                return;
+            }
+        };
+        for (app, version) in apps.iter().zip(versions) {
+            if version.is_some_and(|v| v > app.versioned().version) {
+                if let Err(e) = self.refresh_settings(apps, app.sdkappid).await {
+                    tracing::warn!(app = app.sdkappid, error = %e, "cannot load new login settings");
+                }
+            }
+        }
+    }
+
+    /// Kicks what `settings` no longer allow among the users this node holds sessions of
+    /// (every online session is held by a live node, so the nodes together cover them all).
+    async fn enforce(&self, app: u32, settings: &LoginSettings) -> usize {
+        let mut kicked = 0;
+        for user in self.held.users_of(app) {
+            let mut inv = self.invocation(&self.scripts.enforce, app, &user);
+            policy_args(&mut inv, settings);
+            let reply = self.invoke(&inv).await.and_then(|v| {
+                let items = array(&v)?;
+                let [count, mine] = items else {
+                    return Err(BadReply(format!("enforce: {v:?}")).into());
+                };
+                Ok((int(count)?, local_notices(mine)?))
+            });
+            match reply {
+                Ok((count, mine)) => {
+                    kicked += count as usize;
+                    self.apply_local(mine);
+                }
+                Err(e) => tracing::warn!(app, user = %user, error = %e, "ApplyNow not enforced for a user"),
+            }
+        }
+        kicked
+    }
+
+    /// Tells the cluster this node decides with `version` of `app`'s settings.
+    async fn ack_settings(&self, app: u32, version: u64) -> Result<(), ClusterError> {
+        let applied = keys::settings_keys(app)[2].clone();
+        let mut con = self.redis.clone();
+        let _: () = self
+            .timed(con.hset(applied, &self.node, version))
+            .await?;
+        Ok(())
+    }
+
+    /// Waits until every live node has acknowledged `version` of `app`'s settings, at most
+    /// [`SETTINGS_ACK_WAIT`] (a node that does not answer is on its way out: its lease
+    /// lapses, and it learns the version on its next round if it comes back).
+    async fn wait_for_nodes(&self, app: u32, version: u64) {
+        let applied = keys::settings_keys(app)[2].clone();
+        let give_up = tokio::time::Instant::now() + SETTINGS_ACK_WAIT;
+        loop {
+            let mut con = self.redis.clone();
+            let now = unix_now_ms();
+            let nodes: Result<Vec<String>, _> = self
+                .timed(con.zrangebyscore(keys::NODES, now, "+inf"))
+                .await;
+            let behind = match nodes {
+                Ok(nodes) if nodes.is_empty() => 0,
+                Ok(nodes) => {
+                    let acks: Result<Vec<Option<u64>>, _> = self
+                        .timed(
+                            redis::cmd("HMGET")
+                                .arg(&applied)
+                                .arg(&nodes)
+                                .query_async(&mut con),
+                        )
+                        .await;
+                    match acks {
+                        Ok(acks) => acks.iter().filter(|a| a.is_none_or(|v| v < version)).count(),
+                        Err(_) => nodes.len(),
+                    }
+                }
+                Err(_) => usize::MAX,
+            };
+            if behind == 0 {
+                return;
+            }
+            if tokio::time::Instant::now() >= give_up {
+                tracing::warn!(app, version, behind, "login settings: not every live node acknowledged in time");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// `app`'s settings history, newest first, at most `limit`.
+    pub async fn settings_history(
+        &self,
+        app: u32,
+        limit: usize,
+    ) -> Result<Vec<SettingsChange>, ClusterError> {
+        let history = keys::settings_keys(app)[1].clone();
+        let mut con = self.redis.clone();
+        let entries: Vec<String> = self
+            .timed(con.lrange(history, 0, limit.saturating_sub(1) as isize))
+            .await?;
+        Ok(entries.iter().filter_map(|e| history_entry(e)).collect())
+    }
+
+    /// `app`'s stored settings (what every node decides with once it has them).
+    pub async fn stored_settings(&self, app: u32) -> Result<Option<Versioned>, ClusterError> {
+        let key = keys::settings_keys(app)[0].clone();
+        let mut con = self.redis.clone();
+        let fields: Vec<Option<String>> = self
+            .timed(
+                redis::cmd("HMGET")
+                    .arg(&key)
+                    .arg(&["version", "web", "other", "policy"][..])
+                    .query_async(&mut con),
+            )
+            .await?;
+        if fields.first().is_none_or(|f| f.is_none()) {
+            return Ok(None);
+        }
+        let values: Vec<Value> = fields
+            .iter()
+            .map(|f| Value::BulkString(f.clone().unwrap_or_default().into_bytes()))
+            .collect();
+        versioned_of(&values).map(Some)
+    }
+
+    /// Marks this node alive until its lease runs out (the set nodes wait on for settings
+    /// acknowledgements), and forgets nodes whose lease ran out.
+    pub async fn announce_alive(&self) -> Result<(), ClusterError> {
+        let now = unix_now_ms();
+        let mut con = self.redis.clone();
+        let _: () = self
+            .timed(
+                redis::pipe()
+                    .zadd(keys::NODES, &self.node, now + u64::from(self.settings.lease_ms))
+                    .ignore()
+                    .zrembyscore(keys::NODES, "-inf", now)
+                    .ignore()
+                    .query_async(&mut con),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Leaves the set of live nodes (a graceful shutdown).
+    pub async fn leave(&self) {
+        let mut con = self.redis.clone();
+        let left: Result<(), _> = self.timed(con.zrem(keys::NODES, &self.node)).await;
+        if let Err(e) = left {
+            tracing::debug!(error = %e, "cannot leave the set of live nodes");
+        }
+    }
+
     /// Asks the renewal loop to run now (after a resubscription).
     pub fn reconcile_now(&self) {
         self.reconcile.notify_one();
@@ -560,10 +872,16 @@ fn policy_args(inv: &mut ScriptInvocation<'_>, settings: &LoginSettings) {
         .arg(settings.policy.as_str());
 }
 
-/// A slot as `lua/prelude.lua` encodes it (read by `online`).
+/// A slot as `lua/prelude.lua` encodes it:
+/// `since|platform|node|session|lease_ms|expire_at|sig_time|attached`.
 struct Slot {
+    since_ms: u64,
     platform: Platform,
+    node: String,
+    session: u64,
     lease_ms: u64,
+    expire_at: u64,
+    sig_time: u64,
     attached: bool,
 }
 
@@ -574,11 +892,67 @@ impl Slot {
             return None;
         }
         Some(Slot {
+            since_ms: f[0].parse().ok()?,
             platform: Platform::parse(f[1])?,
+            node: f[2].to_owned(),
+            session: f[3].parse().ok()?,
             lease_ms: f[4].parse().ok()?,
+            expire_at: f[5].parse().ok()?,
+            sig_time: f[6].parse().ok()?,
             attached: f[7] == "1",
         })
     }
+}
+
+/// A tombstone as `lua/prelude.lua` encodes it: `since|end|until_s|platform|at_ms` (the
+/// last two missing in tombstones written before the kick feed).
+fn kick_record(instance: &str, v: &str) -> Option<KickRecord> {
+    let f: Vec<&str> = v.split('|').collect();
+    let reason = kick_reason(f.get(1)?).ok()?;
+    Some(KickRecord {
+        instance: instance.to_owned(),
+        since_ms: f.first()?.parse().ok()?,
+        reason,
+        platform: Platform::parse(f.get(3)?)?,
+        at_ms: f.get(4)?.parse().ok()?,
+    })
+}
+
+/// One entry of an app's settings history: `version|time|admin|web|other|policy`.
+fn history_entry(v: &str) -> Option<SettingsChange> {
+    let f: Vec<&str> = v.split('|').collect();
+    let [version, time, admin, web, other, policy] = f.as_slice() else {
+        return None;
+    };
+    Some(SettingsChange {
+        version: version.parse().ok()?,
+        time: time.parse().ok()?,
+        admin: (*admin).to_owned(),
+        settings: settings_of(web, other, policy)?,
+    })
+}
+
+fn settings_of(web: &str, other: &str, policy: &str) -> Option<LoginSettings> {
+    let settings = LoginSettings {
+        web_instances: web.parse().ok()?,
+        platform_instances: other.parse().ok()?,
+        policy: policy.parse::<LoginPolicy>().ok()?,
+    };
+    settings.validate().ok()?;
+    Some(settings)
+}
+
+/// `[version, web, other, policy, ...]` as the settings scripts return them.
+fn versioned_of(items: &[Value]) -> Result<Versioned, ClusterError> {
+    let field = |i: usize| items.get(i).map(text).transpose().ok().flatten();
+    let bad = || BadReply(format!("login settings: {items:?}"));
+    let version = field(0).and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+    let settings = match (field(1), field(2), field(3)) {
+        (Some(w), Some(o), Some(p)) => settings_of(&w, &o, &p),
+        _ => None,
+    }
+    .ok_or_else(bad)?;
+    Ok(Versioned { version, settings })
 }
 
 /// 16 hex digits from the OS's randomness (the time and pid if it has none).
@@ -596,13 +970,3 @@ fn node_id() -> String {
     format!("{n:016x}")
 }
 
-fn unix_now() -> u64 {
-    unix_now_ms() / 1000
-}
-
-fn unix_now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}

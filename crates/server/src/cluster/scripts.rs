@@ -7,7 +7,7 @@ use redis::{Script, Value};
 use tim_proto::KickReason;
 
 use super::held::Notice;
-use crate::registry::SessionId;
+use crate::session::SessionId;
 
 const PRELUDE: &str = include_str!("lua/prelude.lua");
 
@@ -21,6 +21,10 @@ pub struct Scripts {
     pub session: Script,
     pub kick_user: Script,
     pub renew_leases: Script,
+    pub enforce: Script,
+    /// App-level (no user prelude): an app's login settings.
+    pub settings_init: Script,
+    pub settings_set: Script,
 }
 
 impl Scripts {
@@ -31,6 +35,9 @@ impl Scripts {
             session: script(include_str!("lua/session.lua")),
             kick_user: script(include_str!("lua/kick_user.lua")),
             renew_leases: script(include_str!("lua/renew_leases.lua")),
+            enforce: script(include_str!("lua/enforce.lua")),
+            settings_init: Script::new(include_str!("lua/settings_init.lua")),
+            settings_set: Script::new(include_str!("lua/settings_set.lua")),
         }
     }
 }

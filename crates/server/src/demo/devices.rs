@@ -17,7 +17,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -29,7 +29,8 @@ use tim_proto::{KickReason, Platform};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::{error, no_store};
+use super::{error, no_store, DemoState};
+use crate::clock::unix_secs as unix_now;
 use crate::state::AppState;
 
 /// Most native demo devices running at once, across all users.
@@ -186,8 +187,8 @@ impl Devices {
                     format!("at most {MAX_DEVICES} demo devices at once: log one out first"),
                 ));
             }
-            let session =
-                driver.session(&format!("ws://{server}"), state.config().sdkappid, platform);
+            let sdkappid = state.apps().default_app().sdkappid;
+            let session = driver.session(&format!("ws://{server}"), sdkappid, platform);
             let device = Device {
                 user: user.to_owned(),
                 platform,
@@ -305,13 +306,18 @@ async fn end(devices: &Devices, instance: &str, session: &dyn Session) {
 /// Signs a UserSig for the device and logs it in, within [`CALL_TIMEOUT`].
 async fn login(state: &AppState, session: &dyn Session, user: &str) -> Result<(), String> {
     // A UserSig issued in the second of a REST kick of the user would be refused.
-    if let Some(kicked_at) = state.kicked_at(user).filter(|&k| k >= unix_now()) {
+    let app = state.apps().default_app();
+    let kicked_at = state
+        .backend()
+        .kicked_at(app.sdkappid, user)
+        .await
+        .map_err(|e| format!("the device cannot log in now: {e}"))?;
+    if let Some(kicked_at) = kicked_at.filter(|&k| k >= unix_now()) {
         crate::rest::kick::settle(kicked_at).await;
     }
-    let config = state.config();
     let usersig = tim_usersig::generate(
-        config.sdkappid,
-        &config.key,
+        app.sdkappid,
+        app.key(),
         user,
         unix_now(),
         DEVICE_USERSIG_SECS,
@@ -326,12 +332,6 @@ async fn login(state: &AppState, session: &dyn Session, user: &str) -> Result<()
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 #[derive(Debug, Deserialize)]
 pub struct StartQuery {
     user: Option<String>,
@@ -339,17 +339,17 @@ pub struct StartQuery {
 }
 
 /// `GET /demo/devices`: every running demo device.
-pub async fn list(State(state): State<AppState>) -> Response {
+pub async fn list(State(demo): State<DemoState>) -> Response {
     no_store(Json(DeviceList {
         max: MAX_DEVICES,
-        devices: state.demo_devices().list(),
+        devices: demo.devices.list(),
     }))
 }
 
 /// `POST /demo/devices?user=U&platform=P`: starts a native device (P one of Android, iPhone,
 /// iPad, Windows, Mac) logged in as U. Answers the [`DeviceInfo`] once it is logged in.
 pub async fn start(
-    State(state): State<AppState>,
+    State(demo): State<DemoState>,
     query: Result<Query<StartQuery>, QueryRejection>,
 ) -> Response {
     let Ok(Query(query)) = query else {
@@ -368,7 +368,7 @@ pub async fn start(
             "platform must be Android, iPhone, iPad, Windows or Mac",
         );
     };
-    match state.demo_devices().start(&state, &user, platform).await {
+    match demo.devices.start(&demo.app, &user, platform).await {
         Ok(info) => no_store(Json(info)),
         Err((status, message)) => error(status, message),
     }
@@ -376,8 +376,8 @@ pub async fn start(
 
 /// `DELETE /demo/devices/{instance}`: logs the device out and ends it; answers its
 /// [`DeviceInfo`] (404 if no such device runs).
-pub async fn stop(State(state): State<AppState>, Path(instance): Path<String>) -> Response {
-    match state.demo_devices().stop(&instance).await {
+pub async fn stop(State(demo): State<DemoState>, Path(instance): Path<String>) -> Response {
+    match demo.devices.stop(&instance).await {
         Some(info) => no_store(Json(info)),
         None => error(StatusCode::NOT_FOUND, "no such demo device"),
     }

@@ -1,7 +1,5 @@
-//! What the demo page shows of the server: a user's instances as the registry holds them
-//! (with the recent kicks), and the app's login settings.
-
-use std::time::{SystemTime, UNIX_EPOCH};
+//! What the demo page shows of the server: a user's instances as the backend holds them
+//! (with the recent kicks), and the app's login settings — in either mode.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -12,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use tim_proto::{KickReason, Platform};
 
 use super::devices::MAX_DEVICES;
-use super::{error, no_store};
-use crate::state::AppState;
+use super::{error, no_store, DemoState};
+use crate::clock::unix_ms;
 
 /// `GET /demo/instances` body.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -38,6 +36,9 @@ pub struct DemoInstance {
     pub since: u64,
     /// Connected now; `false` while it is away (socket gone, slot kept for a resume).
     pub online: bool,
+    /// Cluster mode: the node holding it (empty in embedded mode).
+    #[serde(default)]
+    pub node: String,
     /// A native device the demo server runs (the page may log it out).
     pub demo_device: bool,
 }
@@ -67,6 +68,9 @@ pub struct DemoSettings {
     pub platform_instances: u8,
     /// Multi-platform policy: `single`, `dual`, `triple` or `all`.
     pub policy: String,
+    /// The settings' version (each `set_login_settings` bumps it).
+    #[serde(default)]
+    pub version: u64,
     /// The app admin (who the demo's REST kick acts as).
     pub admin: String,
     pub heartbeat_ms: u32,
@@ -95,17 +99,26 @@ pub fn user_of(query: Result<Query<UserQuery>, QueryRejection>) -> Result<String
 
 /// `GET /demo/instances?user=U`: U's instances (attached or away) and recent kicks.
 pub async fn instances(
-    State(state): State<AppState>,
+    State(demo): State<DemoState>,
     query: Result<Query<UserQuery>, QueryRejection>,
 ) -> Response {
     let user = match user_of(query) {
         Ok(user) => user,
         Err(response) => return *response,
     };
-    let devices = state.demo_devices();
-    let instances = state
-        .registry()
-        .instances(&user)
+    let (state, devices) = (&demo.app, &demo.devices);
+    let app = state.apps().default_app().sdkappid;
+    let backend = state.backend();
+    let (instances, kicks) = match (
+        backend.instances(app, &user).await,
+        backend.recent_kicks(app, &user).await,
+    ) {
+        (Ok(instances), Ok(kicks)) => (instances, kicks),
+        (Err(e), _) | (_, Err(e)) => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+        }
+    };
+    let instances = instances
         .into_iter()
         .map(|i| DemoInstance {
             demo_device: devices.is_device(&i.instance),
@@ -113,11 +126,10 @@ pub async fn instances(
             platform: i.platform,
             since: i.since_ms,
             online: i.attached,
+            node: i.node,
         })
         .collect();
-    let kicks = state
-        .registry()
-        .recent_kicks(&user)
+    let kicks = kicks
         .into_iter()
         .map(|k| DemoKick {
             instance: k.instance,
@@ -127,9 +139,7 @@ pub async fn instances(
             at: k.at_ms,
         })
         .collect();
-    let server_time = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let server_time = unix_ms();
     no_store(Json(DemoInstances {
         user,
         server_time,
@@ -138,15 +148,19 @@ pub async fn instances(
     }))
 }
 
-/// `GET /demo/settings`: the login settings this server enforces.
-pub async fn settings(State(state): State<AppState>) -> Response {
+/// `GET /demo/settings`: the login settings this server enforces now (they change at run
+/// time through `set_login_settings`).
+pub async fn settings(State(DemoState { app: state, .. }): State<DemoState>) -> Response {
     let config = state.config();
+    let app = state.apps().default_app();
+    let now = app.versioned();
     no_store(Json(DemoSettings {
-        sdkappid: config.sdkappid,
-        web_instances: config.login.web_instances,
-        platform_instances: config.login.platform_instances,
-        policy: config.login.policy.as_str().to_owned(),
-        admin: config.admin.clone(),
+        sdkappid: app.sdkappid,
+        web_instances: now.settings.web_instances,
+        platform_instances: now.settings.platform_instances,
+        policy: now.settings.policy.as_str().to_owned(),
+        version: now.version,
+        admin: app.admins()[0].clone(),
         heartbeat_ms: config.heartbeat_ms,
         resume_grace_ms: config.resume_grace_ms,
         max_demo_devices: MAX_DEVICES,

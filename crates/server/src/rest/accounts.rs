@@ -6,19 +6,19 @@ use serde::Serialize;
 use tim_proto::{ERR_ACCOUNT_NOT_FOUND, ERR_INVALID_PARAMETERS};
 
 use super::body::{self, Object};
-use super::kick::{revocation_time, revoke_and_kick, settle};
-use super::{detached, fields, Fields, RestError, MAX_BATCH};
+use super::kick::{revocation_time, settle};
+use super::{detached, fields, Caller, Fields, RestError, MAX_BATCH};
 use crate::state::AppState;
 
 /// `account_import`: creates `UserID` (already existing is fine).
-pub async fn import(state: &AppState, body: &Object) -> Result<Fields, RestError> {
+pub async fn import(state: &AppState, caller: &Caller, body: &Object) -> Result<Fields, RestError> {
     let user = body::user_id(body, "")?;
     // Accepted for compatibility and type-checked, but not stored: timd has no profiles.
     for name in ["Nick", "FaceUrl"] {
         body::optional_string(body, name)?;
     }
     let users = vec![user.clone()];
-    let new = import_accounts(state, users).await?;
+    let new = import_accounts(state, caller.app.sdkappid, users).await?;
     tracing::info!(user = %user, new = new == 1, "REST account_import");
     Ok(Fields::new())
 }
@@ -31,7 +31,11 @@ struct MultiImportAnswer {
 
 /// `multiaccount_import`: creates each valid UserID of `Accounts`; invalid ones are listed
 /// in `FailAccounts` and the rest are still imported.
-pub async fn multi_import(state: &AppState, body: &Object) -> Result<Fields, RestError> {
+pub async fn multi_import(
+    state: &AppState,
+    caller: &Caller,
+    body: &Object,
+) -> Result<Fields, RestError> {
     let accounts = body::string_list(body, "Accounts", MAX_BATCH)?;
     let (valid, fail_accounts): (Vec<String>, Vec<String>) = accounts
         .into_iter()
@@ -40,7 +44,7 @@ pub async fn multi_import(state: &AppState, body: &Object) -> Result<Fields, Res
     let new = if valid.is_empty() {
         0
     } else {
-        import_accounts(state, valid).await?
+        import_accounts(state, caller.app.sdkappid, valid).await?
     };
     tracing::info!(
         imported = count,
@@ -96,36 +100,23 @@ fn per_item<T: Copy>(ids: Vec<String>, answers: &[T]) -> Vec<(String, Result<T, 
 /// `account_delete`: deletes each account of `DeleteItem`. A deleted account's online
 /// instances are kicked (`REST_API_Kick`) and its UserSigs issued until now are revoked,
 /// so only a newly generated UserSig can log in (and re-create it).
-pub async fn delete(state: &AppState, body: &Object) -> Result<Fields, RestError> {
+pub async fn delete(state: &AppState, caller: &Caller, body: &Object) -> Result<Fields, RestError> {
     let ids = body::item_user_ids(body, "DeleteItem", MAX_BATCH)?;
     let valid = valid_ids(&ids);
     let at = revocation_time();
+    let app = caller.app.sdkappid;
     let deleted = if valid.is_empty() {
         Vec::new()
     } else {
-        let state = state.clone();
+        let backend = state.backend().clone();
         detached(async move {
-            if let Some(cluster) = state.cluster() {
-                let mut deleted = Vec::with_capacity(valid.len());
-                for user in &valid {
-                    let online = cluster.kick_user(user, at, true).await?;
-                    if let Some(online) = online {
-                        tracing::info!(user = %user, kicked_at = at, online, "REST account_delete");
-                    }
-                    deleted.push(online.is_some());
+            let outcomes = backend.delete_accounts(app, &valid, at).await?;
+            for (user, online) in valid.iter().zip(&outcomes) {
+                if let Some(online) = online {
+                    tracing::info!(app, user = %user, kicked_at = at, online, "REST account_delete");
                 }
-                return Ok(deleted);
             }
-            let users = valid.clone();
-            let deleted = state
-                .store()
-                .call(move |s| s.delete_accounts(&users, at))
-                .await?;
-            for (user, _) in valid.iter().zip(&deleted).filter(|(_, gone)| **gone) {
-                let online = revoke_and_kick(&state, user, at);
-                tracing::info!(user = %user, kicked_at = at, online, "REST account_delete");
-            }
-            Ok(deleted)
+            Ok(outcomes.iter().map(Option::is_some).collect::<Vec<bool>>())
         })
         .await?
     };
@@ -156,13 +147,13 @@ pub async fn delete(state: &AppState, body: &Object) -> Result<Fields, RestError
 }
 
 /// `account_check`: `Imported` / `NotImported` for each account of `CheckItem`.
-pub async fn check(state: &AppState, body: &Object) -> Result<Fields, RestError> {
+pub async fn check(state: &AppState, caller: &Caller, body: &Object) -> Result<Fields, RestError> {
     let ids = body::item_user_ids(body, "CheckItem", MAX_BATCH)?;
     let valid = valid_ids(&ids);
     let exist = if valid.is_empty() {
         Vec::new()
     } else {
-        accounts_exist(state, valid).await?
+        accounts_exist(state, caller.app.sdkappid, valid).await?
     };
     let result_item = per_item(ids, &exist)
         .into_iter()
@@ -182,28 +173,18 @@ pub async fn check(state: &AppState, body: &Object) -> Result<Fields, RestError>
     Ok(fields(ResultItems { result_item }))
 }
 
-/// A store job run detached (see [`detached`]), its error mapped to 70500.
-pub async fn store_call<T, F>(state: &AppState, f: F) -> Result<T, RestError>
-where
-    T: Send + 'static,
-    F: FnOnce(&crate::store::Store) -> Result<T, crate::store::StoreError> + Send + 'static,
-{
-    let store = state.store().clone();
-    detached(async move { Ok(store.call(f).await?) }).await
+/// Registers `users`; returns how many were new.
+async fn import_accounts(state: &AppState, app: u32, users: Vec<String>) -> Result<usize, RestError> {
+    let backend = state.backend().clone();
+    detached(async move { Ok(backend.import(app, &users).await?) }).await
 }
 
-/// Registers `users` (in Redis in cluster mode); returns how many were new.
-async fn import_accounts(state: &AppState, users: Vec<String>) -> Result<usize, RestError> {
-    if let Some(cluster) = state.cluster().cloned() {
-        return detached(async move { Ok(cluster.import(&users).await?) }).await;
-    }
-    store_call(state, move |s| s.import_accounts(&users)).await
-}
-
-/// Which of `users` have an account (in Redis in cluster mode).
-pub async fn accounts_exist(state: &AppState, users: Vec<String>) -> Result<Vec<bool>, RestError> {
-    if let Some(cluster) = state.cluster().cloned() {
-        return detached(async move { Ok(cluster.accounts_exist(&users).await?) }).await;
-    }
-    store_call(state, move |s| s.accounts_exist(&users)).await
+/// Which of `users` have an account.
+pub async fn accounts_exist(
+    state: &AppState,
+    app: u32,
+    users: Vec<String>,
+) -> Result<Vec<bool>, RestError> {
+    let backend = state.backend().clone();
+    detached(async move { Ok(backend.accounts_exist(app, &users).await?) }).await
 }

@@ -5,9 +5,10 @@
 
 use tim_usersig::UserSigError;
 
+use std::sync::Arc;
+
 use super::error::RestError;
-use crate::config::Config;
-use crate::kicks::Kicks;
+use crate::apps::{App, Apps};
 
 /// Longest caller-supplied text echoed back in an `ErrorInfo`.
 const MAX_ECHO: usize = 40;
@@ -75,23 +76,29 @@ fn decode(s: &str) -> Result<String, RestError> {
         .map_err(|_| RestError::BadUrl("the query string is not UTF-8 once decoded".into()))
 }
 
-/// Checks everything the URL must prove, at `now` (unix seconds): the app, the request
-/// format, and that the caller is the app admin holding a valid, unrevoked UserSig.
-pub fn authenticate(
-    query: &RestQuery,
-    config: &Config,
-    kicks: &Kicks,
-    now: u64,
-) -> Result<(), RestError> {
+/// Who a REST call proved to be: an admin of `app`, holding a UserSig issued at `sig_time`.
+pub struct Caller {
+    pub app: Arc<App>,
+    pub admin: String,
+    pub sig_time: u64,
+}
+
+/// Checks everything the URL must prove, at `now` (unix seconds): the app (one of `apps`),
+/// the request format, and that the caller is one of that app's admins holding a valid
+/// UserSig. Whether a REST kick of that admin revoked the UserSig is [`check_admin_kick`]'s
+/// to say (it needs the backend: called only once everything here passed).
+pub fn authenticate(query: &RestQuery, apps: &Apps, now: u64) -> Result<Caller, RestError> {
     let sdkappid = query
         .sdkappid
         .as_deref()
         .filter(|s| !s.is_empty())
         .ok_or(RestError::MissingSdkAppId)?;
     // Its canonical decimal spelling only: no sign, no leading zero.
-    if !is_canonical_u32(sdkappid) || sdkappid.parse::<u32>() != Ok(config.sdkappid) {
-        return Err(RestError::UnknownSdkAppId(echo(sdkappid)));
-    }
+    let app = is_canonical_u32(sdkappid)
+        .then(|| sdkappid.parse::<u32>().ok())
+        .flatten()
+        .and_then(|id| apps.get(id))
+        .ok_or_else(|| RestError::UnknownSdkAppId(echo(sdkappid)))?;
     match query.random.as_deref() {
         None => {
             return Err(RestError::BadUrl(
@@ -114,23 +121,35 @@ pub fn authenticate(
             )));
         }
     }
-    if query.identifier.as_deref() != Some(config.admin.as_str()) {
-        return Err(RestError::NotAdmin);
-    }
+    let admin = match query.identifier.as_deref() {
+        Some(id) if app.is_admin(id) => id,
+        _ => return Err(RestError::NotAdmin),
+    };
     let usersig = query
         .usersig
         .as_deref()
         .filter(|s| !s.is_empty())
         .ok_or(RestError::MissingUserSig)?;
-    let claims = tim_usersig::verify(usersig, &config.key, config.sdkappid, &config.admin, now)
-        .map_err(|e| match e {
+    let claims = tim_usersig::verify(usersig, app.key(), app.sdkappid, admin, now).map_err(
+        |e| match e {
             UserSigError::Empty => RestError::MissingUserSig,
             e => RestError::AdminUserSig(e),
-        })?;
+        },
+    )?;
     if let Some(ahead) = crate::login::issued_ahead(claims.time, now) {
         return Err(RestError::AdminUserSigFromTheFuture(ahead));
     }
-    if kicks.revokes(&config.admin, claims.time) {
+    Ok(Caller {
+        app: Arc::clone(app),
+        admin: admin.to_owned(),
+        sig_time: claims.time,
+    })
+}
+
+/// 70001 if the admin's UserSig was issued at or before a REST kick of that admin account
+/// (`kicked_at`, unix seconds).
+pub fn check_admin_kick(caller: &Caller, kicked_at: Option<u64>) -> Result<(), RestError> {
+    if kicked_at.is_some_and(|k| caller.sig_time <= k) {
         return Err(RestError::AdminUserSigKicked);
     }
     Ok(())
@@ -164,8 +183,8 @@ mod tests {
     const KEY: &str = "rest-unit-key";
     const NOW: u64 = 1_700_000_000;
 
-    fn config() -> Config {
-        Config::new(APP, KEY)
+    fn apps() -> Apps {
+        Apps::new(&crate::config::Config::new(APP, KEY).app_configs())
     }
 
     fn query(sig: &str) -> String {
@@ -173,11 +192,14 @@ mod tests {
     }
 
     fn code(raw: &str) -> u32 {
-        code_with(raw, &Kicks::default())
+        code_with(raw, None)
     }
 
-    fn code_with(raw: &str, kicks: &Kicks) -> u32 {
-        match parse_query(raw).and_then(|q| authenticate(&q, &config(), kicks, NOW)) {
+    fn code_with(raw: &str, admin_kicked_at: Option<u64>) -> u32 {
+        match parse_query(raw)
+            .and_then(|q| authenticate(&q, &apps(), NOW))
+            .and_then(|caller| check_admin_kick(&caller, admin_kicked_at))
+        {
             Ok(()) => 0,
             Err(e) => e.code(),
         }
@@ -269,10 +291,8 @@ mod tests {
 
     #[test]
     fn a_kick_of_the_admin_revokes_its_earlier_usersigs() {
-        let kicks = Kicks::default();
-        kicks.record("administrator", NOW - 5);
-        assert_eq!(code_with(&query(&admin_sig(NOW - 5)), &kicks), 70001);
-        assert_eq!(code_with(&query(&admin_sig(NOW - 4)), &kicks), 0);
+        assert_eq!(code_with(&query(&admin_sig(NOW - 5)), Some(NOW - 5)), 70001);
+        assert_eq!(code_with(&query(&admin_sig(NOW - 4)), Some(NOW - 5)), 0);
     }
 
     #[test]

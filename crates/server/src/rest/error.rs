@@ -74,10 +74,15 @@ pub enum RestError {
     Unavailable,
 }
 
-impl From<crate::cluster::ClusterError> for RestError {
-    fn from(e: crate::cluster::ClusterError) -> Self {
-        tracing::warn!(error = %e, "REST call not decided: Redis");
-        RestError::Unavailable
+impl From<crate::backend::BackendError> for RestError {
+    fn from(e: crate::backend::BackendError) -> Self {
+        match e {
+            crate::backend::BackendError::Store(e) => RestError::Store(e),
+            e @ crate::backend::BackendError::Unavailable(_) => {
+                tracing::warn!(error = %e, "REST call not decided");
+                RestError::Unavailable
+            }
+        }
     }
 }
 

@@ -8,12 +8,11 @@
 //! that second. Every UserSig generated after the caller hears back therefore has a later
 //! `TLS.time` and works.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use tim_proto::KickReason;
+use std::time::Duration;
 
 use super::body::{self, Object};
-use super::{detached, unix_now, Fields, RestError};
+use super::{detached, unix_now, Caller, Fields, RestError};
+use crate::clock::unix_ms;
 use crate::kicks::USERSIG_MAX_FUTURE_SECS;
 use crate::state::AppState;
 
@@ -23,29 +22,22 @@ pub const MAX_SETTLE: Duration = Duration::from_secs(3);
 
 /// Kicks every online instance of `UserID` (`KICKED_OUT` `REST_API_Kick`) and revokes its
 /// UserSigs issued up to now. 70107 if the account does not exist.
-pub async fn kick(state: &AppState, body: &Object) -> Result<Fields, RestError> {
+pub async fn kick(state: &AppState, caller: &Caller, body: &Object) -> Result<Fields, RestError> {
     let user = body::user_id(body, "")?;
     let at = revocation_time();
+    let app = caller.app.sdkappid;
     let online = {
-        let state = state.clone();
+        let backend = state.backend().clone();
         let user = user.clone();
         detached(async move {
-            if let Some(cluster) = state.cluster() {
-                return cluster
-                    .kick_user(&user, at, false)
-                    .await?
-                    .ok_or(RestError::AccountNotFound(user));
-            }
-            let u = user.clone();
-            let exists = state.store().call(move |s| s.kick_account(&u, at)).await?;
-            if !exists {
-                return Err(RestError::AccountNotFound(user));
-            }
-            Ok(revoke_and_kick(&state, &user, at))
+            backend
+                .kick_user(app, &user, at)
+                .await?
+                .ok_or(RestError::AccountNotFound(user))
         })
         .await?
     };
-    tracing::info!(user = %user, kicked_at = at, online, "REST kick");
+    tracing::info!(app, user = %user, kicked_at = at, online, "REST kick");
     settle(at).await;
     Ok(Fields::new())
 }
@@ -55,24 +47,13 @@ pub fn revocation_time() -> u64 {
     unix_now() + USERSIG_MAX_FUTURE_SECS
 }
 
-/// After a durable kick (or delete) of `user` at `at`: later logins with older UserSigs
-/// are refused, then every online instance is kicked. Returns how many were online.
-/// The cache is updated first, so a login racing the kick either sees the new kick time
-/// or is registered in time to be kicked.
-pub fn revoke_and_kick(state: &AppState, user: &str, at: u64) -> usize {
-    state.kicks().record(user, at);
-    state.registry().kick_user(user, KickReason::RestApi)
-}
-
 /// Returns once the wall clock has passed second `at` (see the module doc), waiting at
 /// most [`MAX_SETTLE`].
 pub async fn settle(at: u64) {
     let give_up = tokio::time::Instant::now() + MAX_SETTLE;
     let next_second = Duration::from_secs(at.saturating_add(1));
     loop {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let now = Duration::from_millis(unix_ms());
         if now >= next_second {
             return;
         }

@@ -16,10 +16,10 @@ pub mod error;
 pub mod kick;
 pub mod limit;
 pub mod online;
+pub mod settings;
 
 use std::future::Future;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
@@ -29,10 +29,10 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
+pub use auth::Caller;
 pub use error::RestError;
-use limit::RateLimiter;
 
-use crate::config::Config;
+pub use crate::clock::unix_secs as unix_now;
 use crate::state::AppState;
 
 /// Items per batch call (`multiaccount_import`, `account_delete`, `account_check`).
@@ -51,16 +51,22 @@ pub enum Api {
     AccountDelete,
     AccountCheck,
     QueryOnlineStatus,
+    GetLoginSettings,
+    SetLoginSettings,
+    GetLoginSettingsHistory,
 }
 
 impl Api {
-    pub const ALL: [Api; 6] = [
+    pub const ALL: [Api; 9] = [
         Api::Kick,
         Api::AccountImport,
         Api::MultiAccountImport,
         Api::AccountDelete,
         Api::AccountCheck,
         Api::QueryOnlineStatus,
+        Api::GetLoginSettings,
+        Api::SetLoginSettings,
+        Api::GetLoginSettingsHistory,
     ];
 
     pub const fn path(self) -> &'static str {
@@ -71,6 +77,9 @@ impl Api {
             Api::AccountDelete => "/v4/im_open_login_svc/account_delete",
             Api::AccountCheck => "/v4/im_open_login_svc/account_check",
             Api::QueryOnlineStatus => "/v4/openim/query_online_status",
+            Api::GetLoginSettings => "/v4/timd/get_login_settings",
+            Api::SetLoginSettings => "/v4/timd/set_login_settings",
+            Api::GetLoginSettingsHistory => "/v4/timd/get_login_settings_history",
         }
     }
 
@@ -79,12 +88,10 @@ impl Api {
     }
 }
 
-/// Mounts the REST API on `router`: the six APIs, and 60009 for anything else under `/v4`.
-pub fn routes(router: Router<AppState>, config: &Config) -> Router<AppState> {
-    let limiter = Arc::new(RateLimiter::new(config.rest_rate_limit));
-    let handler = move |State(state): State<AppState>, request: Request| {
-        let limiter = Arc::clone(&limiter);
-        async move { handle(state, &limiter, request).await }
+/// Mounts the REST API on `router`: the APIs, and 60009 for anything else under `/v4`.
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    let handler = |State(state): State<AppState>, request: Request| async move {
+        handle(state, request).await
     };
     router
         .route("/v4", any(handler.clone()))
@@ -103,10 +110,10 @@ pub fn fields(value: impl Serialize) -> Fields {
     }
 }
 
-async fn handle(state: AppState, limiter: &RateLimiter, request: Request) -> Response {
+async fn handle(state: AppState, request: Request) -> Response {
     // Caller-chosen: bounded and escaped before it reaches the logs.
     let path = auth::echo(request.uri().path());
-    let result = call(&state, limiter, request).await;
+    let result = call(&state, request).await;
     if let Err(e) = &result {
         let code = e.code();
         match e {
@@ -143,43 +150,37 @@ pub fn envelope(result: Result<Fields, RestError>) -> Fields {
 
 /// Checks and runs one call, in the documented order: nothing that fails a check has an
 /// effect, and a call over the rate limit reads no body.
-async fn call(
-    state: &AppState,
-    limiter: &RateLimiter,
-    request: Request,
-) -> Result<Fields, RestError> {
+async fn call(state: &AppState, request: Request) -> Result<Fields, RestError> {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
     let api = Api::from_path(path).ok_or_else(|| RestError::NoSuchApi(auth::echo(path)))?;
     // Any method: Tencent's service reads the JSON body whatever the method, and published
     // clients send e.g. `account_check` as a GET with a body.
     let query = auth::parse_query(parts.uri.query().unwrap_or(""))?;
-    match state.cluster() {
-        // The admin's own kick time lives in Redis, like every user's.
-        Some(cluster) => {
-            let admin = &state.config().admin;
-            let kicks = crate::kicks::Kicks::from_entries(
-                cluster
-                    .kicked_at(admin)
-                    .await?
-                    .map(|at| (admin.clone(), at)),
-            );
-            auth::authenticate(&query, state.config(), &kicks, unix_now())?
-        }
-        None => auth::authenticate(&query, state.config(), state.kicks(), unix_now())?,
-    };
+    let caller = auth::authenticate(&query, state.apps(), unix_now())?;
+    let limiter = caller.app.rest_limiter();
     if !limiter.try_acquire(Instant::now()) {
         state.metrics().rest_rate_limited();
         return Err(RestError::RateLimited(limiter.per_second()));
     }
+    // The admin's own kick time lives where every user's does; asked only once the caller
+    // proved a valid admin UserSig and is within the app's rate.
+    let admin_kicked_at = state
+        .backend()
+        .kicked_at(caller.app.sdkappid, &caller.admin)
+        .await?;
+    auth::check_admin_kick(&caller, admin_kicked_at)?;
     let body = body::read_object(body).await?;
     match api {
-        Api::Kick => kick::kick(state, &body).await,
-        Api::AccountImport => accounts::import(state, &body).await,
-        Api::MultiAccountImport => accounts::multi_import(state, &body).await,
-        Api::AccountDelete => accounts::delete(state, &body).await,
-        Api::AccountCheck => accounts::check(state, &body).await,
-        Api::QueryOnlineStatus => online::query(state, &body).await,
+        Api::Kick => kick::kick(state, &caller, &body).await,
+        Api::AccountImport => accounts::import(state, &caller, &body).await,
+        Api::MultiAccountImport => accounts::multi_import(state, &caller, &body).await,
+        Api::AccountDelete => accounts::delete(state, &caller, &body).await,
+        Api::AccountCheck => accounts::check(state, &caller, &body).await,
+        Api::QueryOnlineStatus => online::query(state, &caller, &body).await,
+        Api::GetLoginSettings => settings::get(state, &caller, &body).await,
+        Api::SetLoginSettings => settings::set(state, &caller, &body).await,
+        Api::GetLoginSettingsHistory => settings::history(state, &caller, &body).await,
     }
 }
 
@@ -196,14 +197,6 @@ pub async fn detached<T: Send + 'static>(
         }
         Err(_) => Err(RestError::Timeout),
     }
-}
-
-/// Unix seconds now.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! `openim/query_online_status`: who of `To_Account` is online, and with `IsNeedDetail: 1`
-//! on which platforms. Read from the in-memory registry; accounts that are not online are
+//! on which platforms. Read from the backend; accounts that are not online are
 //! looked up in the store, so an unknown account is listed in `ErrorList` (70107, or 70402
 //! for an invalid UserID) rather than reported "Offline".
 
@@ -9,7 +9,7 @@ use tim_proto::{Platform, ERR_ACCOUNT_NOT_FOUND, ERR_INVALID_PARAMETERS};
 use super::accounts::accounts_exist;
 use super::body::{self, Object};
 use super::detached;
-use super::{fields, Fields, RestError, MAX_QUERY_ACCOUNTS};
+use super::{fields, Caller, Fields, RestError, MAX_QUERY_ACCOUNTS};
 use crate::state::AppState;
 
 /// Status of an account, and of each of its instances. Tencent's third value,
@@ -59,12 +59,13 @@ pub fn detail_platform(platform: Platform) -> &'static str {
     }
 }
 
-pub async fn query(state: &AppState, body: &Object) -> Result<Fields, RestError> {
+pub async fn query(state: &AppState, caller: &Caller, body: &Object) -> Result<Fields, RestError> {
+    let app = caller.app.sdkappid;
     let accounts = body::string_list(body, "To_Account", MAX_QUERY_ACCOUNTS)?;
     let need_detail = body::optional_flag(body, "IsNeedDetail")?;
     // Online first (registry snapshot); whoever is not online is checked in the store.
     // An instance whose socket is gone (waiting for a resume) is not online.
-    let platforms = online_platforms(state, &accounts).await?;
+    let platforms = online_platforms(state, app, &accounts).await?;
     let online: Vec<Option<Vec<Detail>>> = platforms
         .into_iter()
         .map(|platforms| {
@@ -88,7 +89,7 @@ pub async fn query(state: &AppState, body: &Object) -> Result<Fields, RestError>
     let exist = if offline.is_empty() {
         Vec::new()
     } else {
-        accounts_exist(state, offline).await?
+        accounts_exist(state, app, offline).await?
     };
     let mut exist = exist.into_iter();
     let mut answer = Answer {
@@ -118,9 +119,10 @@ pub async fn query(state: &AppState, body: &Object) -> Result<Fields, RestError>
 }
 
 /// The platforms of each account's connected instances, earliest login first (none for an
-/// invalid UserID): this node's registry, or Redis in cluster mode.
+/// invalid UserID).
 async fn online_platforms(
     state: &AppState,
+    app: u32,
     accounts: &[String],
 ) -> Result<Vec<Vec<Platform>>, RestError> {
     let valid: Vec<String> = accounts
@@ -128,22 +130,10 @@ async fn online_platforms(
         .filter(|u| body::check_user_id(u).is_ok())
         .cloned()
         .collect();
-    let mut found = match state.cluster().cloned() {
-        Some(cluster) => detached(async move { Ok(cluster.online(&valid).await?) }).await?,
-        None => valid
-            .iter()
-            .map(|user| {
-                state
-                    .registry()
-                    .instances(user)
-                    .into_iter()
-                    .filter(|i| i.attached)
-                    .map(|i| i.platform)
-                    .collect()
-            })
-            .collect::<Vec<Vec<Platform>>>(),
-    }
-    .into_iter();
+    let backend = state.backend().clone();
+    let mut found = detached(async move { Ok(backend.online(app, &valid).await?) })
+        .await?
+        .into_iter();
     Ok(accounts
         .iter()
         .map(|user| match body::check_user_id(user) {

@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub use tim_test_support::{
+    EmbeddedProbe,
     eventually, login, login_ok, now, recv, recv_close, recv_close_within, recv_error, send,
     send_text, sig, RedisServer, Server, TimdNode, Ws, APP, KEY, WAIT,
 };

@@ -14,7 +14,7 @@ local others = {}
 for _, e in ipairs(live_slots()) do
   if e.inst == INST then
     drop(INST)
-    tomb(INST, e.s.since, 'R')
+    tomb(INST, e.s.since, 'R', e.s.platform)
     notify(e.s, 'S', '')
   else
     others[#others + 1] = e

@@ -4,7 +4,8 @@
 --                       last (the user's fencing counter: last login order, ms), wm
 --   KEYS[2] zset        instance -> login order (earliest first)
 --   KEYS[3] slot hash   instance -> since|platform|node|session|lease_ms|expire_at|sig_time|attached
---   KEYS[4] tomb hash   instance -> since|end|until_s  (the instance's last ended session)
+--   KEYS[4] tomb hash   instance -> since|end|until_s|platform|at_ms  (the instance's last
+--                       ended session; platform and at_ms feed the kick feed)
 -- ARGV[1] this node's id, ARGV[2] how long a tombstone is kept (s), ARGV[3] the lease (ms);
 -- each script's own arguments follow. Time is Redis's own clock (TIME): one clock for all
 -- nodes.
@@ -46,7 +47,8 @@ local function parse_tomb(v)
     return nil
   end
   local f = split(v)
-  return { since = tonumber(f[1]), why = f[2], till = tonumber(f[3]) }
+  return { since = tonumber(f[1]), why = f[2], till = tonumber(f[3]), platform = f[4],
+    at = tonumber(f[5]) }
 end
 
 -- The user's last REST kick (unix s), or nil.
@@ -61,8 +63,9 @@ end
 
 -- Remembers how `inst`'s session `since` ended: a kick reason, 'L' (logged out) or
 -- 'R' (replaced by a newer login of the same instance). Bounded per user.
-local function tomb(inst, since, why)
-  redis.call('HSET', T, inst, since .. '|' .. why .. '|' .. num(now_s + TOMB_SECS))
+local function tomb(inst, since, why, platform)
+  redis.call('HSET', T, inst, table.concat({ since, why, num(now_s + TOMB_SECS), platform or '',
+    num(now_ms) }, '|'))
   redis.call('EXPIRE', T, TOMB_SECS)
   if redis.call('HLEN', T) <= MAX_TOMBS then
     return
@@ -176,7 +179,7 @@ end
 
 local function kick(inst, s, reason)
   drop(inst)
-  tomb(inst, s.since, reason)
+  tomb(inst, s.since, reason, s.platform)
   notify(s, 'K', reason)
 end
 

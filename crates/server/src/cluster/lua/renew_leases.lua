@@ -36,7 +36,7 @@ for n = 7, #ARGV, 7 do
       local gone = evictions(live_slots(), plat, WEB, OTHER, POLICY)
       if #gone > 0 then
         why = refusal(gone)
-        tomb(inst, since, why)
+        tomb(inst, since, why, plat)
       else
         admit(inst, since, plat, sid, exp, sig, att)
         again = again + 1

@@ -19,9 +19,9 @@ if WHAT == 'away' or WHAT == 'renew' then
 else
   drop(INST)
   if WHAT == 'logout' then
-    tomb(INST, s.since, 'L')
+    tomb(INST, s.since, 'L', s.platform)
   elseif WHAT == 'expired' then
-    tomb(INST, s.since, 'userSigExpired')
+    tomb(INST, s.since, 'userSigExpired', s.platform)
   end
 end
 finish()

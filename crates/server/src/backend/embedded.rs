@@ -1,0 +1,340 @@
+//! The embedded backend: one process, sessions in memory (one [`Registry`] per app),
+//! accounts, kick times, ended sessions and login settings in SQLite (`store.rs`).
+//!
+//! A decision is atomic under the user's registry lock; what must be durable (an account,
+//! a kick, a logout's end, a settings change) is committed by the store thread before the
+//! caller hears of it.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use tim_proto::{KickReason, Platform};
+
+use super::{Admission, BackendError, LoginDecision, ResumeError, SettingsUpdate};
+use crate::apps::{App, Apps, Versioned};
+use crate::clock::unix_secs;
+use crate::config::Config;
+use crate::ended::EndedSession;
+use crate::kicks::Kicks;
+use crate::registry::{Registry, RegistrySizes};
+use crate::session::{InstanceInfo, KickRecord, NewSession, Outbox, SessionId};
+use crate::store::{SettingsChange, Store, StoreError, StoreHandle};
+use crate::ticket::TicketClaims;
+
+/// One app's share of the process: nothing is shared between apps.
+struct Space {
+    registry: Registry,
+    /// The REST kick times (durable ones only), read by every login and resume.
+    kicks: Kicks,
+}
+
+pub struct Embedded {
+    store: StoreHandle,
+    spaces: HashMap<u32, Space>,
+}
+
+impl Embedded {
+    /// Opens the store under `config.data_dir` (upgrading an older file in place), loads
+    /// each app's kick times, ended sessions and login settings, and starts the store thread.
+    pub fn open(config: &Config, apps: &Apps) -> Result<Embedded, StoreError> {
+        let store = Store::open_in(&config.data_dir, apps.default_app().sdkappid)?;
+        let now = unix_secs();
+        // Tickets of sessions that ended before a restart stay dead.
+        let mut ended: HashMap<u32, Vec<EndedSession>> = HashMap::new();
+        for e in store.ended_sessions(now)? {
+            ended.entry(e.app).or_default().push(e);
+        }
+        let mut loaded = Vec::with_capacity(apps.len());
+        for app in apps.iter() {
+            let kicks = Kicks::from_entries(store.kicks(app.sdkappid)?);
+            let stored = match store.login_settings(app.sdkappid)? {
+                Some(stored) => Versioned {
+                    version: stored.version,
+                    settings: stored.settings,
+                },
+                None => {
+                    let settings = app.initial_settings();
+                    let version = store
+                        .set_login_settings(app.sdkappid, 0, settings, config.settings_origin(), now)?
+                        .unwrap_or(1);
+                    Versioned { version, settings }
+                }
+            };
+            super::note_stored_settings(app, stored, config.settings_origin());
+            app.apply(stored);
+            loaded.push((app.sdkappid, kicks));
+        }
+        let store = StoreHandle::start(store)?;
+        let spaces = loaded
+            .into_iter()
+            .map(|(id, kicks)| {
+                let registry = Registry::new().with_journal(store.ended_journal());
+                registry.restore_ended(ended.remove(&id).unwrap_or_default(), now);
+                (id, Space { registry, kicks })
+            })
+            .collect();
+        Ok(Embedded { store, spaces })
+    }
+
+    fn space(&self, app: u32) -> &Space {
+        self.spaces
+            .get(&app)
+            .expect("apps are looked up in `Apps` before they reach the backend")
+    }
+
+    /// The store (fault injection in tests).
+    pub fn store(&self) -> &StoreHandle {
+        &self.store
+    }
+
+    /// `app`'s registry (the sweeper, gauges).
+    pub fn registry(&self, app: u32) -> &Registry {
+        &self.space(app).registry
+    }
+
+    pub async fn login(&self, app: &App, new: NewSession) -> Result<LoginDecision, BackendError> {
+        let (user, sig_time) = (new.user.clone(), new.sig_time);
+        let space = self.space(app.sdkappid);
+        // In the store's job order: a delete or kick committed before this cannot be undone
+        // by a login checked just before it.
+        let Some(new_account) = self
+            .store
+            .register_unless_revoked(app.sdkappid, &user, sig_time)
+            .await?
+        else {
+            return Ok(LoginDecision::Revoked);
+        };
+        let kicks = &space.kicks;
+        Ok(
+            match space
+                .registry
+                .login_unless(new, &app.settings(), || kicks.revokes(&user, sig_time))
+            {
+                Some((info, kicked)) => LoginDecision::Admitted(Admission {
+                    info,
+                    kicked: kicked.len(),
+                    new_account,
+                }),
+                None => LoginDecision::Revoked,
+            },
+        )
+    }
+
+    pub fn resume(
+        &self,
+        app: &App,
+        claims: &TicketClaims,
+        outbox: Outbox,
+    ) -> Result<InstanceInfo, ResumeError> {
+        let space = self.space(app.sdkappid);
+        let kicks = &space.kicks;
+        space
+            .registry
+            .resume_unless(claims, outbox, &app.settings(), || {
+                kicks.revokes(&claims.user, claims.sig_time)
+            })
+            .map_err(ResumeError::Refused)
+    }
+
+    pub fn renew(
+        &self,
+        app: u32,
+        user: &str,
+        session: SessionId,
+        expire_at: u64,
+        sig_time: u64,
+    ) -> Option<InstanceInfo> {
+        self.space(app)
+            .registry
+            .renew(user, session, expire_at, sig_time)
+    }
+
+    /// The session ends; its end is durable before this returns, so its tickets stay dead
+    /// across a restart.
+    pub async fn logout(
+        &self,
+        app: u32,
+        user: &str,
+        session: SessionId,
+    ) -> Result<bool, BackendError> {
+        let removed = self.space(app).registry.remove(user, session).is_some();
+        if removed {
+            self.store.flush().await?;
+        }
+        Ok(removed)
+    }
+
+    pub fn detach(&self, app: u32, user: &str, session: SessionId, until: Instant) {
+        self.space(app).registry.detach(user, session, until);
+    }
+
+    pub fn expire(&self, app: u32, user: &str, session: SessionId) {
+        self.space(app)
+            .registry
+            .kick_session(user, session, KickReason::UserSigExpired);
+    }
+
+    /// After a durable kick (or delete) of `user` at `at`: later logins with older
+    /// UserSigs are refused, then every online instance is kicked. The cache is updated
+    /// first, so a login racing the kick either sees the new kick time or is registered in
+    /// time to be kicked.
+    fn revoke_and_kick(&self, app: u32, user: &str, at: u64) -> usize {
+        let space = self.space(app);
+        space.kicks.record(user, at);
+        space.registry.kick_user(user, KickReason::RestApi)
+    }
+
+    pub async fn kick_user(
+        &self,
+        app: u32,
+        user: &str,
+        at: u64,
+    ) -> Result<Option<usize>, BackendError> {
+        let u = user.to_owned();
+        let exists = self
+            .store
+            .call(move |s| s.kick_account(app, &u, at))
+            .await?;
+        Ok(exists.then(|| self.revoke_and_kick(app, user, at)))
+    }
+
+    pub async fn delete_accounts(
+        &self,
+        app: u32,
+        users: &[String],
+        at: u64,
+    ) -> Result<Vec<Option<usize>>, BackendError> {
+        let list = users.to_vec();
+        let deleted = self
+            .store
+            .call(move |s| s.delete_accounts(app, &list, at))
+            .await?;
+        Ok(users
+            .iter()
+            .zip(deleted)
+            .map(|(user, gone)| gone.then(|| self.revoke_and_kick(app, user, at)))
+            .collect())
+    }
+
+    pub async fn import(&self, app: u32, users: &[String]) -> Result<usize, BackendError> {
+        let users = users.to_vec();
+        Ok(self
+            .store
+            .call(move |s| s.import_accounts(app, &users))
+            .await?)
+    }
+
+    pub async fn accounts_exist(
+        &self,
+        app: u32,
+        users: &[String],
+    ) -> Result<Vec<bool>, BackendError> {
+        let users = users.to_vec();
+        Ok(self
+            .store
+            .call(move |s| s.accounts_exist(app, &users))
+            .await?)
+    }
+
+    pub fn instances(&self, app: u32, user: &str) -> Vec<InstanceInfo> {
+        self.space(app).registry.instances(user)
+    }
+
+    pub fn recent_kicks(&self, app: u32, user: &str) -> Vec<KickRecord> {
+        self.space(app).registry.recent_kicks(user)
+    }
+
+    /// `app`'s in-memory kick times (tests reach in to race a kick).
+    pub fn kicks(&self, app: u32) -> &Kicks {
+        &self.space(app).kicks
+    }
+
+    pub fn kicked_at(&self, app: u32, user: &str) -> Option<u64> {
+        self.space(app).kicks.kicked_at(user)
+    }
+
+    /// Stores `settings` as the app's next version (durable before it is in force), then
+    /// applies it here, and with `apply_now` kicks what it no longer allows.
+    pub async fn set_settings(
+        &self,
+        app: &App,
+        update: SettingsUpdate,
+        admin: &str,
+        apply_now: bool,
+    ) -> Result<Versioned, BackendError> {
+        let (id, admin, initial) = (app.sdkappid, admin.to_owned(), app.initial_settings());
+        // Settings changes of one app are serialized by the store thread: the stored ones
+        // are read, changed and bumped in the same job, so concurrent changes of different
+        // fields both stay.
+        let new = self
+            .store
+            .call(move |s| {
+                let (version, current) = s
+                    .login_settings(id)?
+                    .map_or((0, initial), |c| (c.version, c.settings));
+                let settings = update.applied_to(current);
+                let version = s
+                    .set_login_settings(id, version, settings, &admin, unix_secs())?
+                    .ok_or(StoreError::Unavailable)?;
+                Ok(Versioned { version, settings })
+            })
+            .await?;
+        let settings = new.settings;
+        app.apply(new);
+        if apply_now {
+            let kicked = self.space(id).registry.enforce(&settings);
+            tracing::info!(app = id, kicked, "login settings applied now");
+        }
+        Ok(new)
+    }
+
+    pub async fn settings_history(
+        &self,
+        app: u32,
+        limit: usize,
+    ) -> Result<Vec<SettingsChange>, BackendError> {
+        Ok(self
+            .store
+            .call(move |s| s.login_settings_history(app, limit))
+            .await?)
+    }
+
+    /// Frees the slots of instances gone longer than the resume grace period and expires
+    /// sessions whose UserSig ran out while away, in every app. Returns how many went.
+    pub fn sweep(&self, now: Instant) -> usize {
+        let now_secs = unix_secs();
+        self.spaces
+            .values()
+            .map(|s| s.registry.sweep(now, now_secs))
+            .sum()
+    }
+
+    pub fn online_count(&self) -> usize {
+        self.spaces.values().map(|s| s.registry.online_count()).sum()
+    }
+
+    pub fn per_platform(&self) -> Vec<(Platform, usize)> {
+        let mut counts: Vec<(Platform, usize)> = Platform::ALL.iter().map(|&p| (p, 0)).collect();
+        for space in self.spaces.values() {
+            for (i, (_, n)) in space.registry.per_platform().into_iter().enumerate() {
+                counts[i].1 += n;
+            }
+        }
+        counts
+    }
+
+    /// The sizes of every map that traffic grows, summed over the apps.
+    pub fn sizes(&self) -> (RegistrySizes, usize) {
+        let mut sizes = RegistrySizes::default();
+        let mut kicks = 0;
+        for space in self.spaces.values() {
+            let s = space.registry.sizes();
+            sizes.users += s.users;
+            sizes.away += s.away;
+            sizes.tombstones += s.tombstones;
+            sizes.ended += s.ended;
+            kicks += space.kicks.len();
+        }
+        (sizes, kicks)
+    }
+}

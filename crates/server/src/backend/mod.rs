@@ -1,0 +1,454 @@
+//! Where decisions live: the one seam between the server (gateway, REST API, demo, metrics)
+//! and its two modes. Callers never ask which mode runs; each decision stays atomic where
+//! its data lives (the embedded registry's user lock and SQLite, or one Lua script in Redis).
+//!
+//! - [`Embedded`] (`embedded.rs`): one process, sessions in memory, SQLite under
+//!   `--data-dir`.
+//! - Cluster (`cluster/`): several nodes on Redis (`--redis`), no local store.
+//!
+//! The behaviour suite (`tests/backend_suite.rs`) runs the same test bodies against both.
+
+pub mod embedded;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tim_proto::Platform;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use embedded::Embedded;
+
+use crate::apps::{App, Apps, Versioned};
+use crate::cluster::{Cluster, ClusterError, ClusterMetrics};
+use crate::config::Config;
+use crate::policy::{LoginPolicy, LoginSettings};
+use crate::session::{InstanceInfo, KickRecord, NewSession, Outbox, ResumeRefused};
+use crate::store::{SettingsChange, StoreError};
+use crate::ticket::TicketClaims;
+
+/// Settings changes kept in an app's history.
+pub const SETTINGS_HISTORY_KEPT: usize = 1000;
+
+/// Why a backend could not decide. Nothing was changed unless said otherwise.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// Cluster mode: Redis did not answer (down, unreachable, too slow). Retry later.
+    #[error("session store unreachable: {0}")]
+    Unavailable(String),
+    /// Embedded mode: the SQLite store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ClusterError> for BackendError {
+    fn from(e: ClusterError) -> Self {
+        BackendError::Unavailable(e.to_string())
+    }
+}
+
+/// An admitted login.
+#[derive(Debug)]
+pub struct Admission {
+    pub info: InstanceInfo,
+    /// Instances kicked to make room (on any node).
+    pub kicked: usize,
+    /// Whether this login created the account.
+    pub new_account: bool,
+}
+
+/// What a login decided.
+#[derive(Debug)]
+pub enum LoginDecision {
+    Admitted(Admission),
+    /// The UserSig was issued at or before the user's last REST kick (70001).
+    Revoked,
+}
+
+/// Why a resume did not take its slot back.
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    #[error("resume refused: {0:?}")]
+    Refused(ResumeRefused),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+impl From<ClusterError> for ResumeError {
+    fn from(e: ClusterError) -> Self {
+        ResumeError::Backend(e.into())
+    }
+}
+
+/// A `set_login_settings` call: the fields it changes (the others stay).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SettingsUpdate {
+    pub web_instances: Option<u8>,
+    pub platform_instances: Option<u8>,
+    pub policy: Option<LoginPolicy>,
+}
+
+impl SettingsUpdate {
+    /// `current` with this update's fields.
+    pub fn applied_to(&self, current: LoginSettings) -> LoginSettings {
+        LoginSettings {
+            web_instances: self.web_instances.unwrap_or(current.web_instances),
+            platform_instances: self.platform_instances.unwrap_or(current.platform_instances),
+            policy: self.policy.unwrap_or(current.policy),
+        }
+    }
+}
+
+/// The sizes of what traffic grows, for `/metrics` and the soak bench.
+#[derive(Debug, Default, Clone)]
+pub struct Gauges {
+    /// Instances holding a slot here (connected or waiting for a resume).
+    pub online: usize,
+    pub per_platform: Vec<(Platform, usize)>,
+    /// Each internal map's length, by name.
+    pub entries: Vec<(&'static str, usize)>,
+}
+
+/// The seam: embedded or cluster.
+pub enum Backend {
+    Embedded(Embedded),
+    Cluster(Arc<Cluster>),
+}
+
+impl Backend {
+    /// Opens the backend `config` asks for and loads every app's settings from it.
+    pub async fn open(
+        config: &Config,
+        apps: &Apps,
+        metrics: ClusterMetrics,
+    ) -> Result<Backend, OpenError> {
+        match &config.cluster {
+            None => Ok(Backend::Embedded(Embedded::open(config, apps)?)),
+            Some(settings) => {
+                let cluster = Cluster::connect(settings.clone(), metrics).await?;
+                for app in apps.iter() {
+                    let stored = cluster.load_settings(app, config.settings_origin()).await?;
+                    note_stored_settings(app, stored, config.settings_origin());
+                }
+                Ok(Backend::Cluster(cluster))
+            }
+        }
+    }
+
+    /// Cluster mode's membership, for the little that is cluster-only by nature (the node
+    /// id in logs, Redis metrics); `None` in embedded mode.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        match self {
+            Backend::Cluster(c) => Some(c),
+            Backend::Embedded(_) => None,
+        }
+    }
+
+    /// Starts the background work (sweeps; in cluster mode the node channel, lease renewals
+    /// and settings checks); it ends when `shutdown` is cancelled.
+    pub fn spawn_tasks(
+        self: &Arc<Self>,
+        apps: &Arc<Apps>,
+        shutdown: CancellationToken,
+    ) -> Vec<JoinHandle<()>> {
+        match &**self {
+            Backend::Embedded(_) => {
+                let backend = Arc::clone(self);
+                vec![tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = tick.tick() => {}
+                        }
+                        if let Backend::Embedded(e) = &*backend {
+                            let dropped = e.sweep(Instant::now());
+                            if dropped > 0 {
+                                tracing::debug!(dropped, "swept away instances");
+                            }
+                        }
+                    }
+                })]
+            }
+            Backend::Cluster(c) => {
+                tracing::info!(
+                    node = c.node(),
+                    redis = %c.settings().redacted_url(),
+                    lease_ms = c.settings().lease_ms,
+                    "cluster mode"
+                );
+                crate::cluster::tasks::spawn(Arc::clone(c), Arc::clone(apps), shutdown)
+            }
+        }
+    }
+
+    /// A login whose UserSig verified: the revocation check, the account and the policy,
+    /// as one decision.
+    pub async fn login(&self, app: &App, new: NewSession) -> Result<LoginDecision, BackendError> {
+        match self {
+            Backend::Embedded(e) => e.login(app, new).await,
+            Backend::Cluster(c) => Ok(c.login(new, &app.settings()).await?),
+        }
+    }
+
+    /// A resume with a verified ticket: its own slot back, or why not. Never kicks.
+    pub async fn resume(
+        &self,
+        app: &App,
+        claims: &TicketClaims,
+        outbox: Outbox,
+    ) -> Result<InstanceInfo, ResumeError> {
+        match self {
+            Backend::Embedded(e) => e.resume(app, claims, outbox),
+            Backend::Cluster(c) => c.resume(claims, outbox, &app.settings()).await,
+        }
+    }
+
+    /// The session runs on a renewed UserSig; `None` if it is no longer registered (kicked
+    /// meanwhile: the kick is on its way to the socket).
+    pub async fn renew(
+        &self,
+        info: &InstanceInfo,
+        expire_at: u64,
+        sig_time: u64,
+    ) -> Option<InstanceInfo> {
+        match self {
+            Backend::Embedded(e) => {
+                e.renew(info.app, &info.user, info.session, expire_at, sig_time)
+            }
+            Backend::Cluster(c) => c.renew(info.session, expire_at, sig_time).await,
+        }
+    }
+
+    /// A logout: the session ends and its tickets die. `Ok(false)`: it was no longer
+    /// registered. An error: the end may not be durable.
+    pub async fn logout(&self, info: &InstanceInfo) -> Result<bool, BackendError> {
+        match self {
+            Backend::Embedded(e) => e.logout(info.app, &info.user, info.session).await,
+            Backend::Cluster(c) => Ok(c.logout(info.session).await?),
+        }
+    }
+
+    /// The socket closed without a logout: the slot is held for a resume until `until`.
+    pub fn detach(&self, info: &InstanceInfo, until: Instant) {
+        match self {
+            Backend::Embedded(e) => e.detach(info.app, &info.user, info.session, until),
+            Backend::Cluster(c) => c.detach(info.session, until),
+        }
+    }
+
+    /// The session's UserSig ran out while its socket was up: kicked `userSigExpired`.
+    pub async fn expire(&self, info: &InstanceInfo) {
+        match self {
+            Backend::Embedded(e) => e.expire(info.app, &info.user, info.session),
+            Backend::Cluster(c) => c.expire(info.session).await,
+        }
+    }
+
+    /// REST `kick`: records the revocation time `at` durably, then kicks every instance of
+    /// `user` wherever it is. `None` if the account does not exist.
+    pub async fn kick_user(
+        &self,
+        app: u32,
+        user: &str,
+        at: u64,
+    ) -> Result<Option<usize>, BackendError> {
+        match self {
+            Backend::Embedded(e) => e.kick_user(app, user, at).await,
+            Backend::Cluster(c) => Ok(c.kick_user(app, user, at, false).await?),
+        }
+    }
+
+    /// REST `account_delete`: deletes each of `users` that exists, revoking its UserSigs
+    /// up to `at` and kicking its instances. For each, `None` if it did not exist, else
+    /// how many instances were online.
+    pub async fn delete_accounts(
+        &self,
+        app: u32,
+        users: &[String],
+        at: u64,
+    ) -> Result<Vec<Option<usize>>, BackendError> {
+        match self {
+            Backend::Embedded(e) => e.delete_accounts(app, users, at).await,
+            Backend::Cluster(c) => {
+                let mut out = Vec::with_capacity(users.len());
+                for user in users {
+                    out.push(c.kick_user(app, user, at, true).await?);
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Registers `users`; returns how many were new.
+    pub async fn import(&self, app: u32, users: &[String]) -> Result<usize, BackendError> {
+        match self {
+            Backend::Embedded(e) => e.import(app, users).await,
+            Backend::Cluster(c) => Ok(c.import(app, users).await?),
+        }
+    }
+
+    /// Which of `users` have an account.
+    pub async fn accounts_exist(
+        &self,
+        app: u32,
+        users: &[String],
+    ) -> Result<Vec<bool>, BackendError> {
+        match self {
+            Backend::Embedded(e) => e.accounts_exist(app, users).await,
+            Backend::Cluster(c) => Ok(c.accounts_exist(app, users).await?),
+        }
+    }
+
+    /// The platforms of each user's connected instances, earliest login first.
+    pub async fn online(
+        &self,
+        app: u32,
+        users: &[String],
+    ) -> Result<Vec<Vec<Platform>>, BackendError> {
+        match self {
+            Backend::Embedded(e) => Ok(users
+                .iter()
+                .map(|user| {
+                    e.instances(app, user)
+                        .into_iter()
+                        .filter(|i| i.attached)
+                        .map(|i| i.platform)
+                        .collect()
+                })
+                .collect()),
+            Backend::Cluster(c) => Ok(c.online(app, users).await?),
+        }
+    }
+
+    /// `user`'s instances holding a slot (connected or away), earliest login first.
+    pub async fn instances(&self, app: u32, user: &str) -> Result<Vec<InstanceInfo>, BackendError> {
+        match self {
+            Backend::Embedded(e) => Ok(e.instances(app, user)),
+            Backend::Cluster(c) => Ok(c.instances(app, user).await?),
+        }
+    }
+
+    /// `user`'s recent kicks, oldest first.
+    pub async fn recent_kicks(&self, app: u32, user: &str) -> Result<Vec<KickRecord>, BackendError> {
+        match self {
+            Backend::Embedded(e) => Ok(e.recent_kicks(app, user)),
+            Backend::Cluster(c) => Ok(c.recent_kicks(app, user).await?),
+        }
+    }
+
+    /// `user`'s last REST kick or deletion (unix seconds).
+    pub async fn kicked_at(&self, app: u32, user: &str) -> Result<Option<u64>, BackendError> {
+        match self {
+            Backend::Embedded(e) => Ok(e.kicked_at(app, user)),
+            Backend::Cluster(c) => Ok(c.kicked_at(app, user).await?),
+        }
+    }
+
+    /// The app's stored login settings (what every node decides with once it answers).
+    pub async fn settings(&self, app: &App) -> Result<Versioned, BackendError> {
+        match self {
+            Backend::Embedded(_) => Ok(app.versioned()),
+            Backend::Cluster(c) => Ok(c
+                .stored_settings(app.sdkappid)
+                .await?
+                .unwrap_or_else(|| app.versioned())),
+        }
+    }
+
+    /// A login-settings change by `admin`; with `apply_now`, what the new settings no longer
+    /// allow is kicked at once. In force on every node when this returns.
+    pub async fn set_settings(
+        &self,
+        apps: &Apps,
+        app: &App,
+        change: SettingsUpdate,
+        admin: &str,
+        apply_now: bool,
+    ) -> Result<Versioned, BackendError> {
+        match self {
+            Backend::Embedded(e) => e.set_settings(app, change, admin, apply_now).await,
+            Backend::Cluster(c) => Ok(c.set_settings(apps, app, change, admin, apply_now).await?),
+        }
+    }
+
+    /// The app's settings changes, newest first.
+    pub async fn settings_history(&self, app: u32) -> Result<Vec<SettingsChange>, BackendError> {
+        match self {
+            Backend::Embedded(e) => e.settings_history(app, SETTINGS_HISTORY_KEPT).await,
+            Backend::Cluster(c) => Ok(c.settings_history(app, SETTINGS_HISTORY_KEPT).await?),
+        }
+    }
+
+    /// What `/metrics` shows of the sessions this process holds.
+    pub fn gauges(&self) -> Gauges {
+        match self {
+            Backend::Embedded(e) => {
+                let (sizes, kicks) = e.sizes();
+                Gauges {
+                    online: e.online_count(),
+                    per_platform: e.per_platform(),
+                    entries: vec![
+                        ("users", sizes.users),
+                        ("away", sizes.away),
+                        ("tombstones", sizes.tombstones),
+                        ("ended", sizes.ended),
+                        ("kick_times", kicks),
+                    ],
+                }
+            }
+            Backend::Cluster(c) => {
+                let held = c.held();
+                Gauges {
+                    online: held.len(),
+                    per_platform: held.per_platform(),
+                    entries: vec![
+                        ("held", held.len()),
+                        ("held_away", held.away()),
+                        ("held_early_notices", held.early_notices()),
+                    ],
+                }
+            }
+        }
+    }
+
+    /// Whether `session` of `info`'s user is still where this process can reach it (tests).
+    pub fn holds(&self, info: &InstanceInfo) -> bool {
+        match self {
+            Backend::Embedded(e) => e
+                .instances(info.app, &info.user)
+                .iter()
+                .any(|i| i.session == info.session),
+            Backend::Cluster(c) => c.held().get(info.session).is_some(),
+        }
+    }
+}
+
+/// Logs which login settings apply to `app` at start, and why, when the stored ones differ
+/// from its configured initial ones: a restart never silently undoes an API change.
+pub(crate) fn note_stored_settings(app: &App, stored: Versioned, origin: &str) {
+    let initial = app.initial_settings();
+    if stored.settings != initial {
+        tracing::warn!(
+            app = app.sdkappid,
+            version = stored.version,
+            stored = ?stored.settings,
+            configured = ?initial,
+            "login settings: the stored ones apply (changed through set_login_settings, or \
+             stored by an earlier start); the {origin} values are only the first settings of \
+             an app with none stored — change them with set_login_settings"
+        );
+    } else {
+        tracing::info!(app = app.sdkappid, version = stored.version, settings = ?stored.settings, "login settings");
+    }
+}
+
+/// Why the backend could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot join the cluster: {0}")]
+    Cluster(#[from] ClusterError),
+}
