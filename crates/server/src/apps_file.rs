@@ -63,10 +63,16 @@ pub fn load(path: &Path) -> Result<Vec<AppConfig>, AppsFileError> {
     let file: File = toml::from_str(&text).map_err(|e| err("syntax", e.to_string()))?;
     let entries = file.app.unwrap_or_default();
     if entries.is_empty() {
-        return Err(err("file", "no [[app]] table: name at least one app".into()));
+        return Err(err(
+            "file",
+            "no [[app]] table: name at least one app".into(),
+        ));
     }
     if entries.len() > MAX_APPS {
-        return Err(err("file", format!("{} apps; at most {MAX_APPS}", entries.len())));
+        return Err(err(
+            "file",
+            format!("{} apps; at most {MAX_APPS}", entries.len()),
+        ));
     }
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut apps: Vec<AppConfig> = Vec::with_capacity(entries.len());
@@ -88,7 +94,11 @@ pub fn load(path: &Path) -> Result<Vec<AppConfig>, AppsFileError> {
         }
         let key = match (entry.key_file, entry.key_env) {
             (Some(file), None) => {
-                let file = if file.is_relative() { dir.join(file) } else { file };
+                let file = if file.is_relative() {
+                    dir.join(file)
+                } else {
+                    file
+                };
                 resolve_key(None, Some(&file))
                     .map_err(|e| err(&format!("{where_}, field key_file"), e.to_string()))?
                     .unwrap_or_default()

@@ -473,11 +473,12 @@ impl Connection {
     async fn try_login(&mut self, login: Login) -> Result<LoginOk, (String, LoginError)> {
         // Formatted only on failure: a successful login logs the checked UserID as it is.
         let log_user = |user: &str| truncate(user, 40).escape_debug().to_string();
-        let app = self
-            .state
-            .app(login.sdkappid)
-            .cloned()
-            .ok_or_else(|| (log_user(&login.user), LoginError::SdkAppIdNotFound(login.sdkappid)))?;
+        let app = self.state.app(login.sdkappid).cloned().ok_or_else(|| {
+            (
+                log_user(&login.user),
+                LoginError::SdkAppIdNotFound(login.sdkappid),
+            )
+        })?;
         let claims = app
             .checker()
             .check(&login, unix_now(), self.client)

@@ -47,9 +47,9 @@ use tower_http::trace::TraceLayer;
 
 pub use backend::Backend;
 pub use config::{Config, ConfigError};
+pub use demo::devices::Devices;
 pub use registry::Registry;
 pub use state::AppState;
-pub use demo::devices::Devices;
 pub use store::{Store, StoreError, StoreHandle};
 
 /// How long shutdown waits for sockets to finish their close handshakes.
@@ -201,7 +201,8 @@ pub async fn run_with(
     let backend_tasks = state
         .backend()
         .spawn_tasks(state.apps(), backend_stop.clone());
-    let service = router(state.clone(), devices).into_make_service_with_connect_info::<SocketAddr>();
+    let service =
+        router(state.clone(), devices).into_make_service_with_connect_info::<SocketAddr>();
     // No Nagle: a `kicked` frame must not wait for the ACK of the frame before it (the
     // peer's delayed ACK would add up to 40 ms to kick delivery).
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {

@@ -526,7 +526,7 @@ impl Registry {
                 let before = sessions.len();
                 sessions
                     .slots
-                    .retain(|s| !s.away_until().is_some_and(|until| until <= now));
+                    .retain(|s| s.away_until().is_none_or(|until| until > now));
                 while let Some(i) = sessions.position(|i| !i.attached && i.expire_at <= now_secs) {
                     sessions.kick_at(i, KickReason::UserSigExpired);
                 }
@@ -554,7 +554,8 @@ impl Registry {
             for user in users {
                 kicked += self
                     .with_existing(&user, |sessions| {
-                        let platforms: Vec<Platform> = sessions.iter().map(|i| i.platform).collect();
+                        let platforms: Vec<Platform> =
+                            sessions.iter().map(|i| i.platform).collect();
                         let gone = settings.over_limits(&platforms);
                         for &(i, reason) in gone.iter().rev() {
                             sessions.kick_at(i, reason);
@@ -623,11 +624,7 @@ impl Registry {
             let shard = lock(shard);
             sizes.users += shard.len();
             for sessions in shard.values() {
-                sizes.away += sessions
-                    .slots
-                    .iter()
-                    .filter(|s| !s.is_attached())
-                    .count();
+                sizes.away += sessions.slots.iter().filter(|s| !s.is_attached()).count();
                 sizes.tombstones += sessions.tombstones.len();
                 sizes.ended += sessions.ended.len();
             }

@@ -348,9 +348,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT user_id, kicked_at FROM kicks WHERE app = ?1")?;
-        let rows = stmt.query_map([app], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-        })?;
+        let rows = stmt.query_map([app], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
         rows.map(|row| Ok(row.map(|(user, at)| (user, at.max(0) as u64))?))
             .collect()
     }
@@ -491,9 +489,9 @@ impl Store {
         self.conn
             .prepare_cached("DELETE FROM ended_sessions WHERE until <= ?1")?
             .execute([clamp_i64(now)])?;
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT app, user_id, instance, since_ms, how, until FROM ended_sessions")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT app, user_id, instance, since_ms, how, until FROM ended_sessions",
+        )?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, u32>(0)?,
@@ -861,7 +859,10 @@ mod tests {
             let users = ["a".to_owned(), "b".to_owned(), "c".to_owned()];
             assert_eq!(s.import_accounts(A, &users[..2]).unwrap(), 2);
             assert_eq!(s.import_accounts(A, &users).unwrap(), 1, "only c is new");
-            assert!(!s.kick_account(A, "ghost", 10).unwrap(), "no account, no kick");
+            assert!(
+                !s.kick_account(A, "ghost", 10).unwrap(),
+                "no account, no kick"
+            );
             assert_eq!(s.kicked_at(A, "ghost").unwrap(), None);
             assert!(s.kick_account(A, "a", 100).unwrap());
             assert!(s.kick_account(A, "a", 90).unwrap());
@@ -933,8 +934,8 @@ mod tests {
 /// batch and under SQLite rolling a transaction back on its own.
 #[cfg(test)]
 mod fault_tests {
-    use super::*;
     use super::tests::A;
+    use super::*;
 
     type Call = tokio::task::JoinHandle<Result<bool, StoreError>>;
 

@@ -202,10 +202,7 @@ mod tests {
     fn the_app_is_readable_before_the_check_and_older_tickets_name_none() {
         let t = Tickets::new("key");
         assert_eq!(Tickets::peek_app(&t.issue(&claims())), Ok(1_400_000_000));
-        let old = TicketClaims {
-            app: 0,
-            ..claims()
-        };
+        let old = TicketClaims { app: 0, ..claims() };
         let ticket = t.issue(&old);
         assert_eq!(Tickets::peek_app(&ticket), Ok(0));
         assert_eq!(Tickets::peek_app("no-dot"), Err(TicketError::Malformed));

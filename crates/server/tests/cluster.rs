@@ -272,6 +272,9 @@ async fn every_policy_and_platform_sequence_decides_as_one_process_does() {
             platform_instances: 1,
             policy,
         };
+        // The app's settings live in Redis, and the first stored win over a node's flags:
+        // each policy starts from an empty Redis.
+        redis.command(&["FLUSHALL"]);
         let nodes = three_nodes(&redis, settings).await;
         let embedded = Server::start(|c| {
             c.login = settings;
@@ -593,7 +596,15 @@ async fn redis_stopped_restarted_and_emptied() {
     let again = || {
         [&a, &b, &c]
             .iter()
-            .map(|n| n.state.backend().cluster().unwrap().metrics().registered_again.get())
+            .map(|n| {
+                n.state
+                    .backend()
+                    .cluster()
+                    .unwrap()
+                    .metrics()
+                    .registered_again
+                    .get()
+            })
             .sum::<u64>()
     };
     let before = again();

@@ -27,7 +27,13 @@ async fn login_ok_carries_ticket_heartbeat_and_expiry() {
     assert_eq!(ok.seq, 7);
     assert_eq!(ok.heartbeat_ms, 12_345);
     assert_eq!(ok.expire_at, time + 3600);
-    let claims = server.state.apps().default_app().tickets().verify(&ok.ticket, time).unwrap();
+    let claims = server
+        .state
+        .apps()
+        .default_app()
+        .tickets()
+        .verify(&ok.ticket, time)
+        .unwrap();
     assert_eq!(
         (claims.user.as_str(), claims.instance.as_str()),
         ("alice", "tab-1")
@@ -336,7 +342,13 @@ async fn same_instance_on_a_new_socket_supersedes_the_old_socket() {
     assert_eq!(recv_close(&mut old).await, close::SUPERSEDED);
     let online = server.state.registry().instances("alice");
     assert_eq!(online.len(), 1);
-    let claims = server.state.apps().default_app().tickets().verify(&ok.ticket, now()).unwrap();
+    let claims = server
+        .state
+        .apps()
+        .default_app()
+        .tickets()
+        .verify(&ok.ticket, now())
+        .unwrap();
     assert_eq!(
         online[0].since_ms, claims.since_ms,
         "the new socket keeps the slot"
@@ -391,7 +403,10 @@ async fn first_login_registers_the_account_durably() {
     send(&mut ws, &login(2, "bob", "garbage", "i")).await;
     assert_eq!(recv_error(&mut ws).await.1, 70003);
     assert!(!store.account_exists(APP, "bob").unwrap());
-    assert_eq!(server.state.store().account_exists(APP, "alice").await, Ok(true));
+    assert_eq!(
+        server.state.store().account_exists(APP, "alice").await,
+        Ok(true)
+    );
 }
 
 #[tokio::test]

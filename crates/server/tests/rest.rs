@@ -936,7 +936,10 @@ async fn a_caller_hanging_up_mid_kick_still_gets_the_kick_applied() {
     busy.await.unwrap().unwrap();
     // The write happened, and so did everything that must follow it.
     expect_rest_kick(&mut alice).await;
-    let k = store(&server).kicked_at(APP, "alice").unwrap().expect("durable");
+    let k = store(&server)
+        .kicked_at(APP, "alice")
+        .unwrap()
+        .expect("durable");
     assert_eq!(server.state.kicked_at("alice"), Some(k));
     assert_eq!(
         try_login(&server, "alice", &sig_at("alice", k), Platform::Web)

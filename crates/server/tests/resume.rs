@@ -151,7 +151,14 @@ async fn a_fresh_usersig_renews_the_session_under_a_new_ticket() {
     assert!(expires_in > 7000);
     assert_ne!(ticket, ok.ticket);
     assert_eq!(
-        server.state.apps().default_app().tickets().verify(&ticket, t).unwrap().expire_at,
+        server
+            .state
+            .apps()
+            .default_app()
+            .tickets()
+            .verify(&ticket, t)
+            .unwrap()
+            .expire_at,
         t + 7200
     );
     // Past the first UserSig's expiry the session is still up.
@@ -234,16 +241,21 @@ async fn an_old_ticket_of_a_kicked_instance_still_gets_its_kick() {
     go_away(&server, a).await;
     let mut b = server.connect().await;
     login_ok(&mut b, 1, "alice", "tab-b").await;
-    let old = server.state.apps().default_app().tickets().issue(&timd::ticket::TicketClaims {
+    let old = server
+        .state
+        .apps()
+        .default_app()
+        .tickets()
+        .issue(&timd::ticket::TicketClaims {
             app: APP,
-        user: "alice".into(),
-        instance: "tab-a".into(),
-        platform: tim_proto::Platform::Web,
-        since_ms: a_info.since_ms,
-        expire_at: a_info.expire_at,
-        sig_time: a_info.sig_time,
-        valid_until: now() - 1,
-    });
+            user: "alice".into(),
+            instance: "tab-a".into(),
+            platform: tim_proto::Platform::Web,
+            since_ms: a_info.since_ms,
+            expire_at: a_info.expire_at,
+            sig_time: a_info.sig_time,
+            valid_until: now() - 1,
+        });
     let mut a2 = server.connect().await;
     send(&mut a2, &resume(1, &old)).await;
     assert_eq!(

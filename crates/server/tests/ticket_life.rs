@@ -114,7 +114,12 @@ async fn a_ticket_past_its_lifetime_is_refused_even_with_its_slot_held() {
     login_ok(&mut ws, 1, "alice", "tab").await;
     let info = server.state.registry().instances("alice")[0].clone();
     go_away(&server, ws).await;
-    let stale = server.state.apps().default_app().tickets().issue(&info.ticket_claims(now() - 1));
+    let stale = server
+        .state
+        .apps()
+        .default_app()
+        .tickets()
+        .issue(&info.ticket_claims(now() - 1));
     let refused = try_resume(&server, &stale).await.unwrap_err();
     assert!(is_error(&refused), "{refused:?}");
     // The same session's live ticket still works.

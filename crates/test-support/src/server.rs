@@ -174,8 +174,7 @@ impl EmbeddedProbe for AppState {
     }
 
     fn registry(&self) -> &timd::Registry {
-        self.embedded()
-            .registry(self.apps().default_app().sdkappid)
+        self.embedded().registry(self.apps().default_app().sdkappid)
     }
 
     fn kicked_at(&self, user: &str) -> Option<u64> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tim_client::{Client, Config, Event, KickReason, NetState, Platform};
 use timd::policy::{LoginPolicy, LoginSettings};
 
-pub use tim_test_support::{EmbeddedProbe, eventually, now, sig, Server, APP, KEY, WAIT};
+pub use tim_test_support::{eventually, now, sig, EmbeddedProbe, Server, APP, KEY, WAIT};
 
 /// How long to watch for something that must *not* happen.
 pub const QUIET: Duration = Duration::from_millis(300);

@@ -55,7 +55,13 @@ impl Embedded {
                 None => {
                     let settings = app.initial_settings();
                     let version = store
-                        .set_login_settings(app.sdkappid, 0, settings, config.settings_origin(), now)?
+                        .set_login_settings(
+                            app.sdkappid,
+                            0,
+                            settings,
+                            config.settings_origin(),
+                            now,
+                        )?
                         .unwrap_or(1);
                     Versioned { version, settings }
                 }
@@ -310,7 +316,10 @@ impl Embedded {
     }
 
     pub fn online_count(&self) -> usize {
-        self.spaces.values().map(|s| s.registry.online_count()).sum()
+        self.spaces
+            .values()
+            .map(|s| s.registry.online_count())
+            .sum()
     }
 
     pub fn per_platform(&self) -> Vec<(Platform, usize)> {

@@ -93,7 +93,9 @@ impl SettingsUpdate {
     pub fn applied_to(&self, current: LoginSettings) -> LoginSettings {
         LoginSettings {
             web_instances: self.web_instances.unwrap_or(current.web_instances),
-            platform_instances: self.platform_instances.unwrap_or(current.platform_instances),
+            platform_instances: self
+                .platform_instances
+                .unwrap_or(current.platform_instances),
             policy: self.policy.unwrap_or(current.policy),
         }
     }
@@ -331,7 +333,11 @@ impl Backend {
     }
 
     /// `user`'s recent kicks, oldest first.
-    pub async fn recent_kicks(&self, app: u32, user: &str) -> Result<Vec<KickRecord>, BackendError> {
+    pub async fn recent_kicks(
+        &self,
+        app: u32,
+        user: &str,
+    ) -> Result<Vec<KickRecord>, BackendError> {
         match self {
             Backend::Embedded(e) => Ok(e.recent_kicks(app, user)),
             Backend::Cluster(c) => Ok(c.recent_kicks(app, user).await?),

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tim_proto::{KickReason, Platform};
 use crate::session::{self, InstanceInfo, Local, Outbox, SessionId, SocketCommand};
+use tim_proto::{KickReason, Platform};
 
 /// How long an early notice waits for its session.
 const EARLY_NOTICE_TTL: Duration = Duration::from_secs(30);

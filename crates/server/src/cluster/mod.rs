@@ -32,13 +32,13 @@ use redis::{AsyncCommands, ScriptInvocation, Value};
 use tim_proto::Platform;
 
 use crate::apps::{App, Apps, Versioned};
+use crate::backend::SettingsUpdate;
 use crate::backend::{Admission, LoginDecision, ResumeError};
 use crate::clock::{unix_ms as unix_now_ms, unix_secs as unix_now};
 use crate::config::ClusterSettings;
 use crate::policy::{LoginPolicy, LoginSettings};
 use crate::session::{InstanceInfo, KickRecord, NewSession, Outbox, ResumeRefused, SessionId};
 use crate::store::SettingsChange;
-use crate::backend::SettingsUpdate;
 use crate::ticket::{TicketClaims, TICKET_LIFETIME_SECS};
 use held::{HeldSessions, Notice};
 use scripts::{array, int, kick_reason, local_notices, text, BadReply, Scripts};
@@ -561,7 +561,12 @@ impl Cluster {
         let [_, order, slots, _] = keys::user_keys(app, user);
         let mut con = self.redis.clone();
         let (order, slots): (Vec<String>, std::collections::HashMap<String, String>) = self
-            .timed(redis::pipe().zrange(order, 0, -1).hgetall(slots).query_async(&mut con))
+            .timed(
+                redis::pipe()
+                    .zrange(order, 0, -1)
+                    .hgetall(slots)
+                    .query_async(&mut con),
+            )
             .await?;
         let now_ms = unix_now_ms();
         Ok(order
@@ -585,11 +590,14 @@ impl Cluster {
     }
 
     /// `user`'s recent kicks (its tombstones), oldest first.
-    pub async fn recent_kicks(&self, app: u32, user: &str) -> Result<Vec<KickRecord>, ClusterError> {
+    pub async fn recent_kicks(
+        &self,
+        app: u32,
+        user: &str,
+    ) -> Result<Vec<KickRecord>, ClusterError> {
         let tombs = keys::user_keys(app, user)[3].clone();
         let mut con = self.redis.clone();
-        let all: std::collections::HashMap<String, String> =
-            self.timed(con.hgetall(tombs)).await?;
+        let all: std::collections::HashMap<String, String> = self.timed(con.hgetall(tombs)).await?;
         let mut kicks: Vec<KickRecord> = all
             .iter()
             .filter_map(|(instance, v)| kick_record(instance, v))
@@ -736,7 +744,9 @@ impl Cluster {
                     kicked += count as usize;
                     self.apply_local(mine);
                 }
-                Err(e) => tracing::warn!(app, user = %user, error = %e, "ApplyNow not enforced for a user"),
+                Err(e) => {
+                    tracing::warn!(app, user = %user, error = %e, "ApplyNow not enforced for a user")
+                }
             }
         }
         kicked
@@ -746,9 +756,7 @@ impl Cluster {
     async fn ack_settings(&self, app: u32, version: u64) -> Result<(), ClusterError> {
         let applied = keys::settings_keys(app)[2].clone();
         let mut con = self.redis.clone();
-        let _: () = self
-            .timed(con.hset(applied, &self.node, version))
-            .await?;
+        let _: () = self.timed(con.hset(applied, &self.node, version)).await?;
         Ok(())
     }
 
@@ -776,7 +784,10 @@ impl Cluster {
                         )
                         .await;
                     match acks {
-                        Ok(acks) => acks.iter().filter(|a| a.is_none_or(|v| v < version)).count(),
+                        Ok(acks) => acks
+                            .iter()
+                            .filter(|a| a.is_none_or(|v| v < version))
+                            .count(),
                         Err(_) => nodes.len(),
                     }
                 }
@@ -786,7 +797,12 @@ impl Cluster {
                 return;
             }
             if tokio::time::Instant::now() >= give_up {
-                tracing::warn!(app, version, behind, "login settings: not every live node acknowledged in time");
+                tracing::warn!(
+                    app,
+                    version,
+                    behind,
+                    "login settings: not every live node acknowledged in time"
+                );
                 return;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -837,7 +853,11 @@ impl Cluster {
         let _: () = self
             .timed(
                 redis::pipe()
-                    .zadd(keys::NODES, &self.node, now + u64::from(self.settings.lease_ms))
+                    .zadd(
+                        keys::NODES,
+                        &self.node,
+                        now + u64::from(self.settings.lease_ms),
+                    )
                     .ignore()
                     .zrembyscore(keys::NODES, "-inf", now)
                     .ignore()
@@ -969,4 +989,3 @@ fn node_id() -> String {
     };
     format!("{n:016x}")
 }
-

@@ -24,7 +24,11 @@ pub fn spawn(
     shutdown: CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     vec![
-        tokio::spawn(listen(Arc::clone(&cluster), Arc::clone(&apps), shutdown.clone())),
+        tokio::spawn(listen(
+            Arc::clone(&cluster),
+            Arc::clone(&apps),
+            shutdown.clone(),
+        )),
         tokio::spawn(renew(Arc::clone(&cluster), apps, shutdown.clone())),
         tokio::spawn(sweep(cluster, shutdown)),
     ]

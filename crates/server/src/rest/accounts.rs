@@ -174,7 +174,11 @@ pub async fn check(state: &AppState, caller: &Caller, body: &Object) -> Result<F
 }
 
 /// Registers `users`; returns how many were new.
-async fn import_accounts(state: &AppState, app: u32, users: Vec<String>) -> Result<usize, RestError> {
+async fn import_accounts(
+    state: &AppState,
+    app: u32,
+    users: Vec<String>,
+) -> Result<usize, RestError> {
     let backend = state.backend().clone();
     detached(async move { Ok(backend.import(app, &users).await?) }).await
 }

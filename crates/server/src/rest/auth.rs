@@ -130,12 +130,11 @@ pub fn authenticate(query: &RestQuery, apps: &Apps, now: u64) -> Result<Caller, 
         .as_deref()
         .filter(|s| !s.is_empty())
         .ok_or(RestError::MissingUserSig)?;
-    let claims = tim_usersig::verify(usersig, app.key(), app.sdkappid, admin, now).map_err(
-        |e| match e {
+    let claims =
+        tim_usersig::verify(usersig, app.key(), app.sdkappid, admin, now).map_err(|e| match e {
             UserSigError::Empty => RestError::MissingUserSig,
             e => RestError::AdminUserSig(e),
-        },
-    )?;
+        })?;
     if let Some(ahead) = crate::login::issued_ahead(claims.time, now) {
         return Err(RestError::AdminUserSigFromTheFuture(ahead));
     }

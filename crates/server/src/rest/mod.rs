@@ -94,8 +94,8 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         handle(state, request).await
     };
     router
-        .route("/v4", any(handler.clone()))
-        .route("/v4/", any(handler.clone()))
+        .route("/v4", any(handler))
+        .route("/v4/", any(handler))
         .route("/v4/{*rest}", any(handler))
 }
 
