@@ -40,7 +40,8 @@ impl TimdNodeBuilder {
         self
     }
 
-    /// The app (`TIMD_SDKAPPID`, `TIMD_KEY`); default [`APP`]/[`KEY`].
+    /// The app (`TIMD_SDKAPPID`, `TIMD_KEY`); default [`APP`]/[`KEY`]; `0`: none (an
+    /// `--apps` file names them).
     pub fn app(mut self, sdkappid: u32, key: &str) -> Self {
         self.sdkappid = sdkappid;
         self.key = key.to_owned();
@@ -252,10 +253,13 @@ impl TimdNode {
                 cmd.env_remove(name);
             }
         }
-        cmd.arg("serve")
-            .env("TIMD_SDKAPPID", self.spec.sdkappid.to_string())
-            .env("TIMD_KEY", &self.spec.key)
-            .env("TIMD_LISTEN", self.addr().to_string())
+        cmd.arg("serve");
+        // App 0: no single app (the test names its apps with `--apps`).
+        if self.spec.sdkappid != 0 {
+            cmd.env("TIMD_SDKAPPID", self.spec.sdkappid.to_string())
+                .env("TIMD_KEY", &self.spec.key);
+        }
+        cmd.env("TIMD_LISTEN", self.addr().to_string())
             .env("TIMD_DATA_DIR", self.data_dir())
             .env("RUST_LOG", "info");
         if let Some(url) = &self.spec.redis {

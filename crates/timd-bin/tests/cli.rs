@@ -155,3 +155,72 @@ fn the_fixtures_find_this_binary() {
     let found = tim_test_support::timd_bin().canonicalize().unwrap();
     assert_eq!(found, std::path::Path::new(TIMD).canonicalize().unwrap());
 }
+
+/// `--apps FILE`: a bad file is refused at start (exit 2) with the file, the app and the
+/// field named; a good one serves every app it lists, each with its own key and admins.
+#[test]
+fn serve_takes_an_apps_file_and_refuses_a_bad_one_naming_app_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.key"), "key-of-a\n").unwrap();
+    let file = dir.path().join("apps.toml");
+    std::fs::write(
+        &file,
+        "[[app]]\nsdkappid = 1400000101\nkey_file = \"a.key\"\n\n\
+         [[app]]\nsdkappid = 1400000102\nkey_file = \"a.key\"\nweb_instances = 12\n",
+    )
+    .unwrap();
+    let out = timd(&["serve", "--apps", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("apps.toml")
+            && stderr.contains("app #2 (sdkappid 1400000102)")
+            && stderr.contains("field web_instances"),
+        "{stderr}"
+    );
+    let out = timd(&[
+        "serve",
+        "--apps",
+        file.to_str().unwrap(),
+        "--sdkappid",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--apps names every app"));
+
+    std::fs::write(
+        &file,
+        format!(
+            "[[app]]\nsdkappid = {APP}\nkey_env = \"TIMD_TEST_APP_KEY\"\n\n\
+             [[app]]\nsdkappid = 1400000102\nkey_file = \"a.key\"\nadmins = [\"ops\"]\n"
+        ),
+    )
+    .unwrap();
+    let node = TimdNode::builder()
+        .app(0, "")
+        .arg("--apps")
+        .arg(file.as_os_str())
+        .env("TIMD_TEST_APP_KEY", KEY)
+        .start();
+    for (sdkappid, key, admin) in [(APP, KEY, "administrator"), (1400000102, "key-of-a", "ops")] {
+        let sig = tim_usersig::generate(sdkappid, key, admin, tim_test_support::now(), 600);
+        let path = format!(
+            "/v4/timd/get_login_settings?sdkappid={sdkappid}&identifier={admin}&usersig={sig}&random=1&contenttype=json"
+        );
+        let (status, answer) =
+            tim_test_support::http::post(node.addr(), &path, "{}", Duration::from_secs(5))
+                .expect("an answer");
+        assert_eq!(status, 200);
+        assert!(answer.contains("\"ErrorCode\":0"), "{sdkappid}: {answer}");
+        // The other app's admin is not this app's admin.
+        let other = if sdkappid == APP { "ops" } else { "administrator" };
+        let sig = tim_usersig::generate(sdkappid, key, other, tim_test_support::now(), 600);
+        let path = format!(
+            "/v4/timd/get_login_settings?sdkappid={sdkappid}&identifier={other}&usersig={sig}&random=1&contenttype=json"
+        );
+        let (_, answer) =
+            tim_test_support::http::post(node.addr(), &path, "{}", Duration::from_secs(5))
+                .expect("an answer");
+        assert!(answer.contains("\"ErrorCode\":70403"), "{sdkappid}: {answer}");
+    }
+}
