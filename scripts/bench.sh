@@ -9,6 +9,10 @@
 #   scripts/bench.sh logins [ARGS]   # login throughput, timd CPU per login (--perf FILE: perf record)
 #   scripts/bench.sh sidebyside [ARGS]  # timd vs a bare axum WebSocket login server, 3 interleaved
 #                                    # rounds of 10,000 logins: logins/s, CPU per login, ratios (--perf DIR)
+#   scripts/bench.sh apps [ARGS]     # login throughput and CPU per login, 1 app vs 100 apps (logins
+#                                    # spread over them), interleaved rounds (tim-bench apps --help)
+#   scripts/bench.sh settings [ARGS] # 3 nodes on Redis, 100 set_login_settings: answer time p50/max,
+#                                    # nodes not yet applying a change when it answered (must be 0)
 #   scripts/bench.sh cluster [ARGS]  # cluster mode on a Redis of its own (tim-bench cluster --help):
 #                                    # cross- vs same-node kicks, logins/s embedded vs 1-3 nodes,
 #                                    # 100,000 sessions over 6 nodes + 6 client processes (memory,
@@ -71,6 +75,10 @@ case "$what" in
   restart) exec "$bench" restart "$@" ;;
   logins) exec "$bench" logins "$@" ;;
   sidebyside) exec "$bench" sidebyside "$@" ;;
+  apps) exec "$bench" apps "$@" ;;
+  settings)
+    command -v redis-server >/dev/null || { echo "redis-server missing: run scripts/setup.sh" >&2; exit 2; }
+    exec "$bench" settings "$@" ;;
   cluster)
     command -v redis-server >/dev/null || { echo "redis-server missing: run scripts/setup.sh" >&2; exit 2; }
     exec "$bench" cluster "$@" ;;
@@ -93,5 +101,5 @@ case "$what" in
     "$bench" restart --sessions 10000
     browser
     ;;
-  *) echo "usage: $0 [kick|restart|logins|sidebyside|soak|browser|coldstart|cycles|background|all] [ARGS]" >&2; exit 2 ;;
+  *) echo "usage: $0 [kick|restart|logins|sidebyside|apps|settings|cluster|soak|browser|coldstart|cycles|background|all] [ARGS]" >&2; exit 2 ;;
 esac

@@ -8,29 +8,33 @@ import { Feed, InstanceView, clock, short } from './instances.js';
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 
-// ---- the server's login settings -------------------------------------------------------
-const settings = await api.settings();
+// ---- the server's login settings (live: the admin changes them at run time) -----------
+let settings = await api.settings();
 const POLICIES = {
   single: 'one platform at a time, Web included',
   dual: 'one mobile or desktop device, plus Web',
   triple: 'one mobile and one desktop device, plus Web',
   all: 'every platform at once',
 };
-$('set-web').textContent = settings.webInstances;
-$('set-platform').textContent = settings.platformInstances;
-$('set-policy').textContent = settings.policy;
-$('set-policy-text').textContent = POLICIES[settings.policy] ?? '';
-$('set-app').textContent = settings.SDKAppID;
-$('set-admin').textContent = settings.admin;
-$('max-devices').textContent = settings.maxDemoDevices;
+const showSettings = () => {
+  $('set-web').textContent = settings.webInstances;
+  $('set-platform').textContent = settings.platformInstances;
+  $('set-policy').textContent = settings.policy;
+  $('set-policy-text').textContent = POLICIES[settings.policy] ?? '';
+  $('set-version').textContent = settings.version;
+  $('set-app').textContent = settings.SDKAppID;
+  $('set-admin').textContent = settings.admin;
+  $('max-devices').textContent = settings.maxDemoDevices;
+};
+showSettings();
 
 const REASONS = {
-  multipleAccount: `a newer login on the same platform went over its limit (Web: ${settings.webInstances}, others: ${settings.platformInstances}); the earliest goes`,
-  multipleDevice: `a login on another platform, which the "${settings.policy}" policy does not allow beside it`,
-  userSigExpired: 'its UserSig expired',
-  REST_API_Kick: `the admin (${settings.admin}) kicked the user through the REST API`,
+  multipleAccount: () => `a newer login on the same platform went over its limit (Web: ${settings.webInstances}, others: ${settings.platformInstances}); the earliest goes`,
+  multipleDevice: () => `a login on another platform, which the "${settings.policy}" policy does not allow beside it`,
+  userSigExpired: () => 'its UserSig expired',
+  REST_API_Kick: () => `the admin (${settings.admin}) kicked the user through the REST API`,
 };
-const reasonText = (reason) => REASONS[reason] ?? '';
+const reasonText = (reason) => REASONS[reason]?.() ?? '';
 
 // ---- this tab's SDK instance -----------------------------------------------------------
 const tim = TIM.create({ SDKAppID: settings.SDKAppID });
@@ -172,6 +176,17 @@ $('rest-kick').addEventListener('click', async () => {
 // ---- start -------------------------------------------------------------------------------
 view.start();
 log(`SDK loaded (SDKAppID ${settings.SDKAppID})`);
+
+// A settings change (set_login_settings) shows within SETTINGS_POLL_MS, noted in the log.
+const SETTINGS_POLL_MS = 1000;
+setInterval(async () => {
+  let now;
+  try { now = await api.settings(); } catch (_) { return; /* the server restarts: next time */ }
+  if (now.version === settings.version) return;
+  settings = now;
+  showSettings();
+  log(`login settings changed (version ${now.version}): Web ${now.webInstances}, others ${now.platformInstances}, policy ${now.policy}`);
+}, SETTINGS_POLL_MS);
 const prefilled = params.get('user');
 if (prefilled) {
   $('user').value = prefilled;

@@ -23,6 +23,7 @@
 //!
 //! `scripts/bench.sh` builds both binaries (profile `server`) and runs them.
 
+mod apps;
 mod bare;
 mod cluster;
 mod http;
@@ -52,6 +53,11 @@ struct Cli {
 enum Bench {
     /// Kick delivery latency: new login's frame sent -> KICKED_OUT in the old instance.
     Kick(kick::KickArgs),
+    /// Login throughput with 1 app and with 100 apps (same run, interleaved rounds).
+    Apps(apps::AppsArgs),
+    /// 3 nodes on Redis: login-settings changes, how long each takes to answer and whether
+    /// every node decides with it when it does.
+    Settings(apps::SettingsArgs),
     /// Restart timd under N logged-in sessions (SIGTERM, then kill -9): time until all are
     /// back connected, spurious kicks, lost sessions.
     Restart(restart::RestartArgs),
@@ -86,6 +92,8 @@ fn main() {
     let runtime = builder.enable_all().build().expect("tokio runtime");
     let ok = match cli.command {
         Bench::Kick(args) => runtime.block_on(kick::kick(args)),
+        Bench::Apps(args) => runtime.block_on(apps::apps(args)),
+        Bench::Settings(args) => runtime.block_on(apps::settings(args)),
         Bench::Restart(args) => runtime.block_on(restart::restart(args)),
         Bench::Logins(args) => runtime.block_on(logins::logins(args)),
         Bench::Cluster(args) => runtime.block_on(cluster::run(args)),

@@ -4,6 +4,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const APP: u32 = 1_400_000_077;
+/// [`APP`] as command lines spell it.
+pub const APP_STR: &str = "1400000077";
 pub const KEY: &str = "tim-bench-key";
 
 /// Sockets are files: raise the soft limit to the hard one (timd inherits it).

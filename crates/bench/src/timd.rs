@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use crate::sys::{cpu_of, free_port, rss_of, APP, KEY};
+use crate::sys::{cpu_of, free_port, rss_of, APP_STR, KEY};
 
 #[derive(Args, Clone)]
 pub struct Common {
@@ -42,6 +42,7 @@ pub struct Timd {
     data_dir: PathBuf,
     pub log: PathBuf,
     extra: Vec<String>,
+    envs: Vec<(String, String)>,
     pub child: Option<Child>,
 }
 
@@ -53,8 +54,15 @@ impl Timd {
             data_dir: dir.join("data"),
             log: common.log.clone().unwrap_or_else(|| dir.join("timd.log")),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            envs: Vec::new(),
             child: None,
         }
+    }
+
+    /// Environment variables for the process (e.g. the keys an apps file names).
+    pub fn with_envs(mut self, envs: Vec<(String, String)>) -> Timd {
+        self.envs = envs;
+        self
     }
 
     pub fn url(&self) -> String {
@@ -77,10 +85,16 @@ impl Timd {
             .append(true)
             .open(&self.log)
             .expect("timd log file");
+        // With an apps file, the file names every app.
+        let single_app: &[&str] = if self.extra.iter().any(|a| a == "--apps") {
+            &[]
+        } else {
+            &["--sdkappid", APP_STR, "--key", KEY]
+        };
         let child = Command::new(&self.binary)
             .arg("serve")
             .args(["--listen", &self.addr.to_string()])
-            .args(["--sdkappid", &APP.to_string(), "--key", KEY])
+            .args(single_app)
             // One loopback client address opens 10,000 sessions: no per-address limits.
             .args([
                 "--max-connections-per-addr",
@@ -92,6 +106,7 @@ impl Timd {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(&self.extra)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -35,6 +35,7 @@ pub struct Metrics {
     logins: Family<Vec<(&'static str, String)>, Counter>,
     kicks: Family<Labels, Counter>,
     entries: Family<Labels, Gauge>,
+    settings_version: Family<Vec<(&'static str, String)>, Gauge>,
     tasks: Gauge,
     cluster: ClusterMetrics,
 }
@@ -48,6 +49,8 @@ pub struct Snapshot {
     pub entries: Vec<(&'static str, usize)>,
     /// Live tokio tasks (one per connection, plus a handful of background ones).
     pub tasks: usize,
+    /// The version of each app's login settings this process decides with.
+    pub settings_versions: Vec<(u32, u64)>,
 }
 
 impl Default for Metrics {
@@ -131,6 +134,12 @@ impl Metrics {
             "Entries of each in-memory map that traffic grows (the sweeps must keep them bounded)",
             entries.clone(),
         );
+        let settings_version = Family::<Vec<(&'static str, String)>, Gauge>::default();
+        registry.register(
+            "timd_login_settings_version",
+            "The version of each app's login settings this process decides with (set_login_settings bumps it)",
+            settings_version.clone(),
+        );
         let tasks = Gauge::default();
         registry.register(
             "timd_tasks_alive",
@@ -191,6 +200,7 @@ impl Metrics {
             logins,
             kicks,
             entries,
+            settings_version,
             tasks,
             cluster,
             registry,
@@ -263,6 +273,11 @@ impl Metrics {
                 .set(*n as i64);
         }
         self.tasks.set(now.tasks as i64);
+        for (app, version) in &now.settings_versions {
+            self.settings_version
+                .get_or_create(&vec![("app", app.to_string())])
+                .set(*version as i64);
+        }
         let mut text = String::new();
         encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text
@@ -291,6 +306,11 @@ fn snapshot(state: &AppState) -> Snapshot {
         tasks: tokio::runtime::Handle::current()
             .metrics()
             .num_alive_tasks(),
+        settings_versions: state
+            .apps()
+            .iter()
+            .map(|a| (a.sdkappid, a.versioned().version))
+            .collect(),
     }
 }
 

@@ -178,13 +178,7 @@ fn serve_takes_an_apps_file_and_refuses_a_bad_one_naming_app_and_field() {
             && stderr.contains("field web_instances"),
         "{stderr}"
     );
-    let out = timd(&[
-        "serve",
-        "--apps",
-        file.to_str().unwrap(),
-        "--sdkappid",
-        "1",
-    ]);
+    let out = timd(&["serve", "--apps", file.to_str().unwrap(), "--sdkappid", "1"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--apps names every app"));
 
@@ -213,7 +207,11 @@ fn serve_takes_an_apps_file_and_refuses_a_bad_one_naming_app_and_field() {
         assert_eq!(status, 200);
         assert!(answer.contains("\"ErrorCode\":0"), "{sdkappid}: {answer}");
         // The other app's admin is not this app's admin.
-        let other = if sdkappid == APP { "ops" } else { "administrator" };
+        let other = if sdkappid == APP {
+            "ops"
+        } else {
+            "administrator"
+        };
         let sig = tim_usersig::generate(sdkappid, key, other, tim_test_support::now(), 600);
         let path = format!(
             "/v4/timd/get_login_settings?sdkappid={sdkappid}&identifier={other}&usersig={sig}&random=1&contenttype=json"
@@ -221,6 +219,9 @@ fn serve_takes_an_apps_file_and_refuses_a_bad_one_naming_app_and_field() {
         let (_, answer) =
             tim_test_support::http::post(node.addr(), &path, "{}", Duration::from_secs(5))
                 .expect("an answer");
-        assert!(answer.contains("\"ErrorCode\":70403"), "{sdkappid}: {answer}");
+        assert!(
+            answer.contains("\"ErrorCode\":70403"),
+            "{sdkappid}: {answer}"
+        );
     }
 }
