@@ -577,9 +577,18 @@ impl Connection {
             .backend()
             .renew(&session.info, expire_at, claims.time)
             .await;
-        let Some(info) = renewed else {
+        let info = match renewed {
+            Ok(Some(info)) => info,
             // Kicked meanwhile: the kick command is on its way to this socket.
-            return Flow::Continue;
+            Ok(None) => return Flow::Continue,
+            Err(e) => {
+                // The session goes on with its UserSig; the SDK retries the renewal.
+                tracing::warn!(user = %login.user, error = %e, "renewal not recorded");
+                let e = LoginError::Unavailable;
+                return self
+                    .send_error_code(Some(seq), e.code(), e.to_string())
+                    .await;
+            }
         };
         tracing::info!(user = %info.user, instance = %info.instance, "usersig renewed");
         let ticket = self.ticket_for(&app, &info, now);
@@ -673,7 +682,9 @@ impl Connection {
             let s = self.session.take().expect("checked above").info;
             tracing::debug!(user = %s.user, instance = %s.instance, "usersig expired");
             self.state.metrics().kicked(KickReason::UserSigExpired);
-            Box::pin(self.state.backend().expire(&s)).await;
+            if let Err(e) = Box::pin(self.state.backend().expire(&s)).await {
+                tracing::warn!(user = %s.user, error = %e, "expiry not recorded");
+            }
             return self.send_kicked(KickReason::UserSigExpired).await;
         }
         let (now, idle) = (Instant::now(), self.idle_deadline());

@@ -208,18 +208,19 @@ impl Backend {
     }
 
     /// The session runs on a renewed UserSig; `None` if it is no longer registered (kicked
-    /// meanwhile: the kick is on its way to the socket).
+    /// meanwhile: the kick is on its way to the socket). An error: not renewed (the session
+    /// goes on with its UserSig; the client retries).
     pub async fn renew(
         &self,
         info: &InstanceInfo,
         expire_at: u64,
         sig_time: u64,
-    ) -> Option<InstanceInfo> {
+    ) -> Result<Option<InstanceInfo>, BackendError> {
         match self {
             Backend::Embedded(e) => {
-                e.renew(info.app, &info.user, info.session, expire_at, sig_time)
+                Ok(e.renew(info.app, &info.user, info.session, expire_at, sig_time))
             }
-            Backend::Cluster(c) => c.renew(info.session, expire_at, sig_time).await,
+            Backend::Cluster(c) => Ok(c.renew(info.session, expire_at, sig_time).await?),
         }
     }
 
@@ -240,11 +241,16 @@ impl Backend {
         }
     }
 
-    /// The session's UserSig ran out while its socket was up: kicked `userSigExpired`.
-    pub async fn expire(&self, info: &InstanceInfo) {
+    /// The session's UserSig ran out while its socket was up: kicked `userSigExpired`. An
+    /// error: the end is not recorded (in cluster mode the slot frees when the lease, no
+    /// longer renewed, runs out).
+    pub async fn expire(&self, info: &InstanceInfo) -> Result<(), BackendError> {
         match self {
-            Backend::Embedded(e) => e.expire(info.app, &info.user, info.session),
-            Backend::Cluster(c) => c.expire(info.session).await,
+            Backend::Embedded(e) => {
+                e.expire(info.app, &info.user, info.session);
+                Ok(())
+            }
+            Backend::Cluster(c) => Ok(c.expire(info.session).await?),
         }
     }
 

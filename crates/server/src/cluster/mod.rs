@@ -337,12 +337,12 @@ impl Cluster {
     }
 
     /// The session's UserSig ran out while its socket was up: kicked `userSigExpired`.
-    pub async fn expire(&self, session: SessionId) {
+    pub async fn expire(&self, session: SessionId) -> Result<(), ClusterError> {
         if let Some(info) = self.held.remove(session) {
-            if let Err(e) = self.session_change(&info, "expired", None).await {
-                tracing::warn!(error = %e, "expiry not recorded in Redis; the lease will free the slot");
-            }
+            // Not recorded: the lease (no longer renewed) frees the slot.
+            self.session_change(&info, "expired", None).await?;
         }
+        Ok(())
     }
 
     /// The socket closed without a logout: the slot is held for a resume until `until`.
@@ -364,17 +364,21 @@ impl Cluster {
         session: SessionId,
         expire_at: u64,
         sig_time: u64,
-    ) -> Option<InstanceInfo> {
-        let info = self.held.renewed(session, expire_at, sig_time)?;
-        if let Err(e) = self
+    ) -> Result<Option<InstanceInfo>, ClusterError> {
+        let Some(mut info) = self.held.get(session) else {
+            return Ok(None);
+        };
+        info.expire_at = expire_at;
+        info.sig_time = sig_time;
+        // Recorded in Redis first: a resume elsewhere then carries the new expiry. A slot
+        // that is no longer this session's was kicked meanwhile (the notice is on its way).
+        if !self
             .session_change(&info, "renew", Some((expire_at, sig_time)))
-            .await
+            .await?
         {
-            // The ticket carries the new expiry; Redis's copy only matters to a resume
-            // elsewhere, which the next renewal or resume corrects.
-            tracing::warn!(error = %e, "renewed UserSig not recorded in Redis");
+            return Ok(None);
         }
-        Some(info)
+        Ok(self.held.renewed(session, expire_at, sig_time))
     }
 
     /// REST `kick` (or `account_delete` when `delete`): records the revocation time `at`,
