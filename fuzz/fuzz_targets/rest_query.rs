@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use timd::kicks::Kicks;
+use timd::apps::Apps;
 use timd::rest::auth::{authenticate, parse_query};
 use timd::Config;
 
@@ -18,9 +18,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // Strict decoding: every value is valid UTF-8 and the parameter names are unique.
-    let config = Config::new(1_400_000_000, "fuzz-app-key");
-    let kicks = Kicks::default();
-    if authenticate(&query, &config, &kicks, NOW).is_ok() {
+    let apps = Apps::new(&Config::new(1_400_000_000, "fuzz-app-key").app_configs());
+    if authenticate(&query, &apps, NOW).is_ok() {
         // Only a real admin UserSig passes; the fuzzer cannot forge one.
         panic!("authenticated without the key: {query:?}");
     }

@@ -12,7 +12,8 @@ use libfuzzer_sys::fuzz_target;
 use sha2::Sha256;
 use tim_proto::Platform;
 use timd::policy::{LoginPolicy, LoginSettings};
-use timd::registry::{NewSession, Registry, OUTBOX_CAPACITY};
+use timd::registry::Registry;
+use timd::session::{NewSession, OUTBOX_CAPACITY};
 use timd::ticket::{TicketClaims, Tickets};
 use tokio::sync::mpsc;
 
@@ -32,6 +33,7 @@ fn sign(payload: &[u8]) -> String {
 
 #[derive(Debug, Arbitrary)]
 struct Claims {
+    app: u32,
     user: String,
     instance: String,
     platform: u8,
@@ -55,6 +57,7 @@ fn resume(claims: &TicketClaims) {
         keep.push(rx);
         registry.login(
             NewSession {
+                app: claims.app,
                 user: claims.user.clone(),
                 instance: instance.into(),
                 platform,
@@ -94,6 +97,7 @@ fuzz_target!(|data: &[u8]| {
                 return;
             };
             let claims = TicketClaims {
+                app: c.app,
                 user: c.user,
                 instance: c.instance,
                 platform: Platform::ALL[usize::from(c.platform) % Platform::ALL.len()],
