@@ -37,6 +37,16 @@ impl Tab {
         self.rec.names()
     }
 
+    /// After a round trip with the server (everything it sent this tab before has then been
+    /// handled), whether the tab saw a kick or lost its session.
+    async fn disturbed_settled(&self) -> bool {
+        assert!(
+            self.frame.round_trip().await,
+            "a round trip on a live connection"
+        );
+        self.disturbed()
+    }
+
     /// Whether it saw a kick or lost its session.
     fn disturbed(&self) -> bool {
         self.events()
@@ -85,8 +95,8 @@ async fn the_seed_scenario_with_two_web_instances() {
     assert!(!a1.tim.is_ready());
     assert_eq!(a1.tim.login_status(), 3);
     assert!(a2.tim.is_ready() && a3.tim.is_ready());
-    assert!(!a2.disturbed(), "{:?}", a2.events());
-    assert!(!a3.disturbed(), "{:?}", a3.events());
+    assert!(!a2.disturbed_settled().await, "{:?}", a2.events());
+    assert!(!a3.disturbed_settled().await, "{:?}", a3.events());
 
     // A kicked instance stays out: nothing happens by itself, over several backoff periods.
     pause(2_500).await;
@@ -99,7 +109,7 @@ async fn the_seed_scenario_with_two_web_instances() {
     // logout of one instance leaves the other untouched.
     a2.rec.clear();
     a3.tim.logout().await.unwrap();
-    pause(200).await;
+    assert!(a2.frame.round_trip().await);
     assert!(a2.tim.is_ready());
     assert_eq!(a2.events(), Vec::<String>::new());
     for t in [a1, a2, a3] {
@@ -123,7 +133,7 @@ async fn with_one_web_instance_the_newer_login_wins() {
     assert_eq!(b1.tim.login_status(), 3, "logged out after a kick");
     assert_eq!(b1.tim.login_user(), "");
     assert!(b2.tim.is_ready());
-    assert!(!b2.disturbed(), "{:?}", b2.events());
+    assert!(!b2.disturbed_settled().await, "{:?}", b2.events());
     b1.close().await;
     b2.close().await;
 }
@@ -152,7 +162,7 @@ async fn a_lost_connection_resumes_without_kicking_its_sibling() {
     assert!(a.tim.is_ready());
     assert_eq!(a.tim.login_status(), 1);
     assert_eq!(a.frame.sockets(), 2, "one new connection");
-    pause(100).await;
+    assert!(b.frame.round_trip().await);
     assert_eq!(b.events(), Vec::<String>::new(), "the sibling saw nothing");
     assert!(b.tim.is_ready());
     a.close().await;
@@ -166,21 +176,42 @@ async fn kicked_while_away_learns_it_on_return() {
     let u = user("away");
     let (a, b) = (Tab::open(URL).await, Tab::open(URL).await);
     a.login(&u).await.unwrap();
+    a.rec.wait_for("sdkStateReady").await;
+    a.rec.clear();
+    // The connection drops and the network stays down (`offline`): a cannot come back (its
+    // first retry would otherwise come after 0.5 s) before b has logged in.
     a.frame.drop_socket();
-    // b logs in while a is away (a's first retry comes after at least 0.5 s).
+    a.frame.set_online(false);
+    a.rec.wait_for("netStateChange:disconnected").await;
     b.login(&u).await.unwrap();
+    assert!(
+        !a.events().iter().any(|e| e.starts_with("kickedOut")),
+        "away, a cannot have heard of the kick: {:?}",
+        a.events()
+    );
+    assert_eq!(a.frame.sockets(), 1);
+    a.frame.set_online(true);
     a.rec.wait_for("sdkStateNotReady").await;
     let events = a.events();
-    let at = events
-        .iter()
-        .position(|e| e == "kickedOut:multipleAccount")
-        .unwrap_or_else(|| panic!("a is kicked: {events:?}"));
-    assert_eq!(events[at + 1], "sdkStateNotReady", "{events:?}");
+    assert_eq!(
+        events,
+        [
+            "netStateChange:disconnected",
+            "netStateChange:connecting",
+            "kickedOut:multipleAccount",
+            "sdkStateNotReady"
+        ],
+        "learnt on its way back"
+    );
+    assert_eq!(
+        a.frame.sockets(),
+        2,
+        "one connection back, which was told of the kick"
+    );
     assert!(!a.tim.is_ready());
     assert_eq!(a.tim.login_status(), 3);
     assert!(b.tim.is_ready());
-    pause(300).await;
-    assert!(!b.disturbed(), "{:?}", b.events());
+    assert!(!b.disturbed_settled().await, "{:?}", b.events());
     a.close().await;
     b.close().await;
 }

@@ -115,10 +115,12 @@ let pendingKick = Promise.resolve();
 $('form').addEventListener('submit', async (e) => {
   e.preventDefault();
   const userID = $('user').value.trim();
-  if (/^[A-Za-z0-9_-]{1,32}$/.test(userID)) useUser(userID);
+  const valid = /^[A-Za-z0-9_-]{1,32}$/.test(userID);
+  if (valid) useUser(userID);
   try {
     await pendingKick;
-    const { userSig } = await api.usersig(userID);
+    // A name that is no UserID has no UserSig to sign: the SDK refuses it itself (2002).
+    const userSig = valid ? (await api.usersig(userID)).userSig : '';
     const started = Date.now();
     const imResponse = await tim.login({ userID, userSig });
     loginWindow = [started - 1000, Date.now() + 1000];

@@ -31,7 +31,23 @@ export function openFrame() {
       const sockets = [];
       const Native = window.WebSocket;
       window.WebSocket = class extends Native {
-        constructor(...args) { super(...args); sockets.push(this); }
+        constructor(...args) {
+          super(...args);
+          sockets.push(this);
+          this.pings = 0;
+          this.pongs = 0;
+          this.waiting = [];
+          this.addEventListener('message', (e) => {
+            if (e.data !== '"pong"') return;
+            this.pongs++;
+            this.waiting = this.waiting.filter((w) => (w[0] <= this.pongs ? (w[1](true), false) : true));
+          });
+          this.addEventListener('close', () => { this.waiting.forEach((w) => w[1](false)); this.waiting = []; });
+        }
+        send(data) {
+          if (data === '"ping"') this.pings++;
+          return super.send(data);
+        }
       };
       window.__timSockets = sockets;
       try {
@@ -50,6 +66,21 @@ export function frameSockets(frame) { return frame.contentWindow.__timSockets.le
 export function dropFrameSocket(frame, i) {
   frame.contentWindow.__timSockets[i].close(4999, 'test drops the connection');
 }
+// A round trip on the frame's latest socket: a "ping", resolved with true once its "pong" is in
+// (the server answers in order: whatever it sent the frame before has arrived and the SDK has
+// handled it); false without an open socket or if it closes first.
+export function frameRoundTrip(frame) {
+  const sockets = frame.contentWindow.__timSockets;
+  const ws = sockets[sockets.length - 1];
+  if (!ws || ws.readyState !== 1) return Promise.resolve(false);
+  ws.send('"ping"');
+  const n = ws.pings;
+  return new Promise((resolve) => ws.waiting.push([n, resolve]));
+}
+// The frame's window tells its page the network went away (or came back), as a browser does.
+export function frameNetwork(frame, online) {
+  frame.contentWindow.dispatchEvent(new Event(online ? 'online' : 'offline'));
+}
 "#)]
 extern "C" {
     #[wasm_bindgen(js_name = openFrame)]
@@ -58,6 +89,10 @@ extern "C" {
     fn frame_sockets(frame: &JsValue) -> u32;
     #[wasm_bindgen(js_name = dropFrameSocket)]
     fn drop_frame_socket(frame: &JsValue, i: u32);
+    #[wasm_bindgen(js_name = frameNetwork)]
+    fn frame_network(frame: &JsValue, online: bool);
+    #[wasm_bindgen(js_name = frameRoundTrip)]
+    fn frame_round_trip(frame: &JsValue) -> Promise;
     /// `String(e)` and its stack, for a failure message.
     fn describe(e: &JsValue) -> String;
 }
@@ -98,6 +133,22 @@ impl Frame {
     /// Closes the frame's latest WebSocket with 4999, as a lost network would.
     pub fn drop_socket(&self) {
         drop_frame_socket(&self.element, self.sockets() - 1);
+    }
+
+    /// A round trip with the server on the frame's socket: once it is back (true), whatever
+    /// the server sent the frame before has been handled by its SDK. False without an open
+    /// socket, or if it closes before the answer.
+    pub async fn round_trip(&self) -> bool {
+        JsFuture::from(frame_round_trip(&self.element))
+            .await
+            .map(|v| v.is_truthy())
+            .unwrap_or(false)
+    }
+
+    /// Fires `offline` (false) or `online` (true) on the frame's window: while offline the
+    /// SDK does not try to reconnect.
+    pub fn set_online(&self, online: bool) {
+        frame_network(&self.element, online);
     }
 }
 

@@ -159,6 +159,8 @@ for (const browser of BROWSERS) {
       // A bad name is refused with the SDK's code, shown on the page.
       await b.run(() => { const i = document.getElementById('user'); i.removeAttribute('pattern'); i.value = 'no spaces'; document.getElementById('login').click(); });
       await waitFor(async () => /login error/.test(await log(b)), { what: 'error shown' });
+      assert.match(await log(b), /login error 2002: userID must be/, 'the SDK\'s own code for a bad userID');
+      await stateIs(b, 'not logged in');
     } catch (e) {
       // What the page showed, to tell why.
       const shown = await b.run(() => `state: ${document.getElementById('state').textContent}\nfeed:\n${document.getElementById('feed').innerText}\nlog:\n${document.getElementById('log').textContent}`).catch(() => '');

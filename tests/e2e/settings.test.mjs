@@ -51,8 +51,9 @@ async function inTab(b, handle, fn, ...args) {
 }
 
 const kickTypes = (b, h) => inTab(b, h, () => kicks().map((e) => e.detail));
-/** Every frame the server sent this tab before the pong has arrived (issue 23's barrier). */
-const roundTrip = (b, h) => inTab(b, h, () => (typeof roundTrip === 'function' ? roundTrip() : tim.isReady()));
+/** A round trip on tab `h`'s socket (the page's `roundTrip`): every frame the server sent it
+ * before the pong has arrived, so "no kick came" is proven, not guessed from a silence. */
+const roundTrip = async (b, h) => assert.equal(await inTab(b, h, () => roundTrip()), true, 'a round trip with the server');
 
 for (const browser of BROWSERS) {
   test(`${browser}: a Web limit raised through set_login_settings decides the next tab`, { timeout: 120000 }, async () => {

@@ -150,6 +150,8 @@ enum Command {
     Offline,
     Online,
     Wake,
+    /// A `ping` on the current socket; the sender learns when its `pong` is handled.
+    RoundTrip(oneshot::Sender<bool>),
 }
 
 /// What the task and the handles share.
@@ -220,6 +222,10 @@ impl Client {
             events: events_tx,
             renew: options.renew,
             renewed: renewed_tx,
+            pings: 0,
+            pongs: 0,
+            rounds: Vec::new(),
+            settled: Vec::new(),
         };
         tokio::spawn(driver.run(commands_rx, renewed_rx));
         Client {
@@ -246,6 +252,10 @@ impl Client {
 
     pub fn try_next_event(&mut self) -> Option<Event> {
         self.events.try_next()
+    }
+
+    pub fn try_next_event_at(&mut self) -> Option<(Instant, Event)> {
+        self.events.try_next_at()
     }
 
     /// Waits for an event matching `pred`, skipping others, for at most `within`.
@@ -322,6 +332,20 @@ impl Handle {
         let _ = self.commands.send(Command::Wake);
     }
 
+    /// A round trip with the server on the current connection: sends a `ping` and returns
+    /// `true` once its `pong` has been handled, and so every frame the server sent before
+    /// it, with the events they caused queued ([`Client::try_next_event`]). `false` without
+    /// an open connection, or when it is lost before the `pong`. Tests use it as a barrier
+    /// to show that something did *not* happen; the session sees an extra `pong`, which it
+    /// ignores.
+    pub async fn round_trip(&self) -> bool {
+        let (reply, rx) = oneshot::channel();
+        if self.commands.send(Command::RoundTrip(reply)).is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+
     /// When this client last wrote a `login` frame (kick-latency measurements start there).
     pub fn last_login_sent(&self) -> Option<Instant> {
         match self.shared.login_sent.load(Ordering::Acquire) {
@@ -359,6 +383,11 @@ impl Events {
 
     pub fn try_next(&mut self) -> Option<Event> {
         self.rx.try_recv().ok().map(|(_, e)| e)
+    }
+
+    /// An event already queued, with the moment the session emitted it.
+    pub fn try_next_at(&mut self) -> Option<(Instant, Event)> {
+        self.rx.try_recv().ok()
     }
 
     /// Waits for an event matching `pred`, skipping others, for at most `within`.
@@ -436,6 +465,14 @@ struct Driver {
     renew: Option<RenewFn>,
     /// Where renewals report their fresh UserSig (or none).
     renewed: mpsc::UnboundedSender<Option<String>>,
+    /// The `ping`s sent on the current socket, the session's and the round trips', and the
+    /// `pong`s received on it: the server answers them in order.
+    pings: u64,
+    pongs: u64,
+    /// Round trips waiting for the `pong` that answers their `ping` (its number).
+    rounds: Vec<(u64, oneshot::Sender<bool>)>,
+    /// Round trips settled, answered once the events before them are handed out.
+    settled: Vec<(oneshot::Sender<bool>, bool)>,
 }
 
 /// What woke the driver.
@@ -459,6 +496,13 @@ impl Driver {
     ) {
         loop {
             self.pump().await;
+            // Round trips settle once the events of the frames before them are handed out.
+            if self.socket.is_none() {
+                self.socket_gone();
+            }
+            for (reply, answered) in self.settled.drain(..) {
+                let _ = reply.send(answered);
+            }
             let deadline = self
                 .session
                 .poll_timeout()
@@ -472,6 +516,9 @@ impl Driver {
             };
             let now = self.now();
             match wake {
+                Wake::Command(Some(Command::RoundTrip(reply))) => {
+                    self.start_round_trip(reply).await
+                }
                 Wake::Command(Some(command)) => self.on_command(now, command),
                 Wake::Command(None) => {
                     // Every handle is gone: destroy (logout + close) and end.
@@ -484,6 +531,7 @@ impl Driver {
                     self.connecting = None;
                     match result {
                         Ok(ws) => {
+                            self.socket_gone();
                             self.socket = Some(*ws);
                             self.close_code = None;
                             self.session.handle_open(now);
@@ -542,6 +590,27 @@ impl Driver {
             }
             Command::Online => self.session.handle_online(now),
             Command::Wake => self.session.handle_wake(now),
+            // The loop sends these itself (`start_round_trip` writes to the socket).
+            Command::RoundTrip(reply) => self.settled.push((reply, false)),
+        }
+    }
+
+    /// Sends a `ping` for a round trip; without a socket (or if the send fails) the round
+    /// trip fails.
+    async fn start_round_trip(&mut self, reply: oneshot::Sender<bool>) {
+        if self.socket.is_some() && self.send_frame(&ClientFrame::Ping).await {
+            self.rounds.push((self.pings, reply));
+        } else {
+            self.settled.push((reply, false));
+        }
+    }
+
+    /// The current socket is gone (or replaced): its round trips cannot be answered.
+    fn socket_gone(&mut self) {
+        self.pings = 0;
+        self.pongs = 0;
+        for (_, reply) in self.rounds.drain(..) {
+            self.settled.push((reply, false));
         }
     }
 
@@ -554,7 +623,18 @@ impl Driver {
             Some(Ok(Message::Text(text))) => {
                 // A newer server may send frames this client does not know: ignore them.
                 if let Ok(frame) = serde_json::from_str::<ServerFrame>(text.as_str()) {
+                    let pong = frame == ServerFrame::Pong;
                     self.session.handle_frame(now, frame);
+                    if pong {
+                        self.pongs += 1;
+                        let pongs = self.pongs;
+                        for i in (0..self.rounds.len()).rev() {
+                            if self.rounds[i].0 <= pongs {
+                                let (_, reply) = self.rounds.swap_remove(i);
+                                self.settled.push((reply, true));
+                            }
+                        }
+                    }
                 }
             }
             Some(Ok(Message::Close(frame))) => {
@@ -614,27 +694,36 @@ impl Driver {
                 )));
             }
             Io::Send(frame) => {
-                let Some(ws) = self.socket.as_mut() else {
-                    return;
-                };
-                let text = match serde_json::to_string(&frame) {
-                    Ok(t) => t,
-                    Err(_) => return,
-                };
-                if matches!(frame, ClientFrame::Login(_)) {
-                    let at = self.shared.base.elapsed().as_nanos() as u64 + 1;
-                    self.shared.login_sent.store(at, Ordering::Release);
-                }
-                let sent =
-                    tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::Text(text.into()))).await;
-                if !matches!(sent, Ok(Ok(()))) {
-                    self.socket = None;
-                    let now = self.now();
-                    self.session.handle_close(now, 1006);
-                }
+                self.send_frame(&frame).await;
             }
             Io::Close => self.close_socket(),
         }
+    }
+
+    /// Writes `frame` on the current socket (counting `ping`s); whether it went out. A
+    /// socket that does not take it is lost.
+    async fn send_frame(&mut self, frame: &ClientFrame) -> bool {
+        let Some(ws) = self.socket.as_mut() else {
+            return false;
+        };
+        let Ok(text) = serde_json::to_string(frame) else {
+            return false;
+        };
+        if matches!(frame, ClientFrame::Login(_)) {
+            let at = self.shared.base.elapsed().as_nanos() as u64 + 1;
+            self.shared.login_sent.store(at, Ordering::Release);
+        }
+        let sent = tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::Text(text.into()))).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            self.socket = None;
+            let now = self.now();
+            self.session.handle_close(now, 1006);
+            return false;
+        }
+        if *frame == ClientFrame::Ping {
+            self.pings += 1;
+        }
+        true
     }
 
     /// Closes the current socket gracefully in the background (bounded), so the server sees

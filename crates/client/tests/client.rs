@@ -139,6 +139,29 @@ async fn a_dropped_connection_resumes_its_own_slot_with_only_net_state_events() 
     assert_eq!(server.state.registry().online_count(), 1);
 }
 
+/// `round_trip` is a barrier: when it returns, every frame the server sent before its `pong`
+/// has been handled and its events are queued; without a connection it fails at once.
+#[tokio::test]
+async fn a_round_trip_brings_in_everything_sent_before_it() {
+    let server = Server::start(settings(LoginPolicy::All, 1, 1)).await;
+    let mut old = server.online("alice", Platform::Web, "old").await;
+    assert!(old.round_trip().await, "a live connection answers");
+    assert_eq!(drain(&mut old), [], "a pong is no event");
+    // The newcomer's login answers after the old one's kick is sent: a round trip of the
+    // old one, begun after that, finds its socket closed by the kick, and the kick handled.
+    let newer = server.online("alice", Platform::Web, "new").await;
+    assert!(!old.round_trip().await, "the kick closed the connection");
+    assert_eq!(
+        drain(&mut old),
+        [Event::Kicked(KickReason::MultipleAccount), Event::NotReady]
+    );
+    assert!(!old.round_trip().await, "no connection: fails at once");
+    assert!(newer.round_trip().await);
+    // Many at once, beside the session's own pings: each is answered.
+    let trips = futures_util::future::join_all((0..20).map(|_| newer.round_trip())).await;
+    assert!(trips.iter().all(|t| *t), "{trips:?}");
+}
+
 #[tokio::test]
 async fn dropping_the_client_logs_out() {
     let server = Server::start(settings(LoginPolicy::All, 1, 1)).await;
@@ -147,7 +170,9 @@ async fn dropping_the_client_logs_out() {
     let clone = handle.clone();
     drop(handle);
     drop(events);
-    tokio::time::sleep(QUIET).await;
+    // The task goes on: a round trip through it and the server (a logout it had sent would
+    // have been answered before the pong).
+    assert!(clone.round_trip().await, "the connection is still up");
     assert_eq!(
         server.instances("alice"),
         ["tab"],

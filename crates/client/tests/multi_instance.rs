@@ -102,7 +102,8 @@ async fn policy_table_every_platform_pair() {
                 cases.push((existing, new, expected(cell), user, old, newer));
             }
         }
-        // Kicks first (each within the wait bound), then a quiet spell for everything else.
+        // Kicks first (each within the wait bound), then a round trip on every socket for
+        // everything else: a wrong kick was decided before the newcomer's login answered.
         for (existing, new, want, _, old, _) in &mut cases {
             if want.is_some() {
                 assert_eq!(
@@ -112,14 +113,18 @@ async fn policy_table_every_platform_pair() {
                 );
             }
         }
-        tokio::time::sleep(QUIET).await;
         for (existing, new, want, user, old, newer) in &mut cases {
             let what = format!("{policy}: {existing:?} then {new:?}");
-            assert!(
-                drain(old).iter().all(|e| !matches!(e, Event::Kicked(_))),
+            assert_eq!(
+                settled(old).await,
+                [],
                 "{what}: old kicked twice or unexpectedly"
             );
-            assert_eq!(drain(newer), [], "{what}: the newcomer is untouched");
+            assert_eq!(
+                settled(newer).await,
+                [],
+                "{what}: the newcomer is untouched"
+            );
             let mut want_slots = vec![];
             if want.is_none() {
                 want_slots.push("old".to_string());
@@ -194,16 +199,11 @@ async fn policy_with_several_instances_online() {
         for &(i, reason) in want {
             assert_eq!(kicked(&mut clients[i]).await, Some(reason), "{what}: c{i}");
         }
-        tokio::time::sleep(QUIET).await;
         for c in &mut clients {
-            let events = drain(c);
-            assert!(
-                events.iter().all(|e| !matches!(e, Event::Kicked(_))),
-                "{what}: {} {events:?}",
-                c.instance()
-            );
+            let events = settled(c).await;
+            assert_eq!(events, [], "{what}: {}", c.instance());
         }
-        assert_eq!(drain(&mut newcomer), [], "{what}");
+        assert_eq!(settled(&mut newcomer).await, [], "{what}");
         let mut expect: Vec<String> = (0..online.len())
             .filter(|i| !want.iter().any(|(k, _)| k == i))
             .map(|i| format!("c{i}"))
@@ -255,18 +255,11 @@ async fn instance_limits_kick_the_earliest_only() {
                 got.sort_by_key(|i| i != "bystander");
                 assert_eq!(got, want, "{what}");
             }
-            tokio::time::sleep(QUIET).await;
             for (i, c) in clients.iter_mut().enumerate() {
-                let events = drain(c);
-                assert!(
-                    events
-                        .iter()
-                        .all(|e| !matches!(e, Event::Kicked(_) | Event::NotReady)),
-                    "{platform:?} limit {limit}: {} touched: {events:?}",
-                    i
-                );
+                let events = settled(c).await;
+                assert_eq!(events, [], "{platform:?} limit {limit}: {i} touched");
             }
-            assert_eq!(drain(&mut bystander), [], "bystander untouched");
+            assert_eq!(settled(&mut bystander).await, [], "bystander untouched");
         }
     }
 }
@@ -285,11 +278,13 @@ async fn racing_logins_end_with_exactly_the_limit_online() {
             futures_util::future::join_all(clients.iter().map(|c| c.login("racer", &usersig)))
                 .await;
         assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
-        tokio::time::sleep(QUIET).await;
+        // Every login has answered, so every kick is decided: a round trip on each socket
+        // brings in whatever was sent to it.
         let mut kicks: HashMap<String, Vec<KickReason>> = HashMap::new();
         let mut ready = Vec::new();
         for c in &mut clients {
-            let k: Vec<KickReason> = drain(c)
+            let k: Vec<KickReason> = settled(c)
+                .await
                 .into_iter()
                 .filter_map(|e| match e {
                     Event::Kicked(r) => Some(r),
@@ -353,7 +348,7 @@ async fn resume_after_being_kicked_while_away() {
         assert_eq!(server.instances("alice"), ["new"]);
         old.online();
         assert_eq!(kicked(&mut old).await, Some(reason), "{policy}");
-        let events = quiet_events(&mut old).await;
+        let events = settled(&mut old).await;
         assert_eq!(events, [], "{policy}: nothing after the kick");
         let status = old.status().await.unwrap();
         assert!(!status.ready && status.kicked == Some(reason));
@@ -363,7 +358,7 @@ async fn resume_after_being_kicked_while_away() {
             "{policy}: the slot is not taken back"
         );
         assert_eq!(
-            drain(&mut newer),
+            settled(&mut newer).await,
             [],
             "{policy}: the newer instance is untouched"
         );
@@ -386,13 +381,15 @@ async fn resume_after_being_replaced_does_not_take_the_slot_back() {
     let mut newer = server.online("alice", Web, "tab").await;
     let since = server.state.registry().instances("alice")[0].since_ms;
     old.online();
-    let events = quiet_events(&mut old).await;
-    tokio::time::sleep(QUIET).await;
-    assert!(
-        !old.status().await.unwrap().ready,
-        "the stale session ends: {events:?}"
+    // Its resume is refused as a kicked one is (docs/security.md), so it steps aside.
+    assert_eq!(kicked(&mut old).await, Some(KickReason::MultipleAccount));
+    assert_eq!(settled(&mut old).await, [], "nothing after the kick");
+    assert!(!old.status().await.unwrap().ready, "the stale session ends");
+    assert_eq!(
+        settled(&mut newer).await,
+        [],
+        "the newer login is untouched"
     );
-    assert_eq!(drain(&mut newer), [], "the newer login is untouched");
     let now = server.state.registry().instances("alice");
     assert_eq!(now.len(), 1);
     assert_eq!(now[0].since_ms, since, "the newer login keeps its slot");
@@ -411,7 +408,17 @@ async fn resume_after_being_replaced_settles_without_a_loop() {
     .await;
     let mut newer = server.online("alice", Web, "tab").await;
     old.online();
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // The old one's return ends one way or the other: it steps aside (kicked), or it is
+    // back (and then the newer one was kicked before its answer went out).
+    let back = old
+        .wait_for(WAIT, |e| {
+            matches!(e, Event::Kicked(_) | Event::NetState(NetState::Connected))
+        })
+        .await
+        .expect("the old instance's return settles");
+    let mut old_events = vec![back];
+    old_events.extend(settled(&mut old).await);
+    let newer_events = settled(&mut newer).await;
     let old_ready = old.status().await.unwrap().ready;
     let newer_ready = newer.status().await.unwrap().ready;
     assert!(
@@ -426,7 +433,7 @@ async fn resume_after_being_replaced_settles_without_a_loop() {
             .count()
     };
     assert!(
-        kicks(drain(&mut old)) + kicks(drain(&mut newer)) <= 1,
+        kicks(old_events) + kicks(newer_events) <= 1,
         "at most one step aside"
     );
 }
@@ -468,7 +475,10 @@ async fn a_reconnect_resumes_its_own_slot_and_kicks_no_one() {
     }
     // Offline for a while, then back.
     b.offline();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually("the server sees b away", || {
+        server.slots("alice") == [("a".into(), Web, true), ("b".into(), Web, false)]
+    })
+    .await;
     b.online();
     let seen = reconnected(&mut b, Duration::from_secs(5)).await;
     assert_eq!(
@@ -479,11 +489,7 @@ async fn a_reconnect_resumes_its_own_slot_and_kicks_no_one() {
             Event::NetState(NetState::Connected)
         ]
     );
-    assert_eq!(
-        quiet_events(&mut a).await,
-        [],
-        "a untouched by b's reconnect"
-    );
+    assert_eq!(settled(&mut a).await, [], "a untouched by b's reconnect");
     assert_eq!(server.instances("alice"), ["a", "b"]);
 }
 
@@ -502,10 +508,10 @@ async fn a_server_restart_resumes_everyone() {
         };
         clients.push(server.online(&user, platform, &format!("c{i}")).await);
     }
-    tokio::time::sleep(QUIET).await;
     for c in &mut clients {
-        assert!(
-            drain(c).is_empty(),
+        assert_eq!(
+            settled(c).await,
+            [],
             "{}: the setup kicks nobody",
             c.instance()
         );
@@ -520,9 +526,8 @@ async fn a_server_restart_resumes_everyone() {
         );
     }
     assert_eq!(server.state.registry().online_count(), 10);
-    tokio::time::sleep(QUIET).await;
     for c in &mut clients {
-        assert_eq!(drain(c), [], "{}", c.instance());
+        assert_eq!(settled(c).await, [], "{}", c.instance());
         assert!(c.status().await.unwrap().connected);
     }
 }
@@ -601,14 +606,16 @@ async fn two_clients_logging_in_repeatedly_end_with_exactly_one_online() {
     };
     let ((mut a, a_calls, a_fresh, a_kicks), (mut b, b_calls, b_fresh, b_kicks)) =
         tokio::join!(player("a"), player("b"));
-    tokio::time::sleep(QUIET).await;
+    // Every login has answered: a round trip on each socket brings in the last kicks.
     let a_kicks = a_kicks
-        + drain(&mut a)
+        + settled(&mut a)
+            .await
             .iter()
             .filter(|e| matches!(e, Event::Kicked(_)))
             .count() as u32;
     let b_kicks = b_kicks
-        + drain(&mut b)
+        + settled(&mut b)
+            .await
             .iter()
             .filter(|e| matches!(e, Event::Kicked(_)))
             .count() as u32;
@@ -639,7 +646,11 @@ async fn two_clients_logging_in_repeatedly_end_with_exactly_one_online() {
 
 /// Kick delivery is not held back by Nagle's algorithm: with it, the `kicked` frame waits
 /// for the ACK of the previous frame, which the client delays by up to 40 ms (a mean of
-/// ~20 ms over many kicks). `tim-bench kick` measures the real figure.
+/// ~20 ms over many kicks), so most kicks would reach the old instance tens of milliseconds
+/// after the newcomer's `login_ok` (sent right after the kick, on a fresh connection).
+/// Measured between those two arrivals, the login's own work is left out; the median is
+/// checked, as a busy machine stalls some rounds, never most of them. `tim-bench kick`
+/// measures the real figure.
 #[tokio::test]
 async fn kicks_arrive_without_a_delayed_ack_wait() {
     let server = Server::start(settings(LoginPolicy::Dual, 1, 1)).await;
@@ -647,7 +658,7 @@ async fn kicks_arrive_without_a_delayed_ack_wait() {
     let mut a = server.client(Web, "a");
     let mut b = server.client(Web, "b");
     a.login("alice", &usersig).await.unwrap();
-    let mut total = Duration::ZERO;
+    let mut took = Vec::new();
     let rounds = 30;
     for round in 0..rounds {
         let (new, old) = if round % 2 == 0 {
@@ -656,20 +667,30 @@ async fn kicks_arrive_without_a_delayed_ack_wait() {
             (&mut a, &mut b)
         };
         new.login("alice", &usersig).await.unwrap();
-        let sent = new.last_login_sent().unwrap();
-        let at = loop {
+        let ready = loop {
+            match new.try_next_event_at() {
+                Some((at, Event::Ready)) => break at,
+                Some(_) => continue,
+                None => panic!("round {round}: no SDK_READY queued"),
+            }
+        };
+        let kicked = loop {
             match tokio::time::timeout(WAIT, old.next_event_at()).await {
                 Ok(Some((at, Event::Kicked(_)))) => break at,
                 Ok(Some(_)) => continue,
                 other => panic!("round {round}: no kick: {other:?}"),
             }
         };
-        total += at.saturating_duration_since(sent);
-        drain(new);
+        took.push(kicked.saturating_duration_since(ready));
     }
-    let mean = total / rounds;
+    took.sort();
+    let median = took[took.len() / 2];
+    println!(
+        "kick after the newcomer's SDK_READY, over {rounds} rounds: median {median:?}, max {:?}",
+        took[took.len() - 1]
+    );
     assert!(
-        mean < Duration::from_millis(10),
-        "mean kick delivery {mean:?}"
+        median < Duration::from_millis(10),
+        "median {median:?}: {took:?}"
     );
 }

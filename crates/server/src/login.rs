@@ -452,15 +452,79 @@ mod tests {
         // One pair per shard at most here: with every shard full, new pairs go
         // untracked until the old ones age out and a prune is due.
         let l = FailureLimiter::new(3, Duration::from_secs(60), LIMITER_SHARDS);
-        let mut t = t0;
         for i in 0..1000 {
-            l.record(&format!("user{i}"), a, t);
+            l.record(&format!("user{i}"), a, t0);
         }
-        assert!(l.tracked() <= LIMITER_SHARDS, "{}", l.tracked());
-        t += Duration::from_secs(120);
-        l.record("late", a, t);
-        assert!(l.is_limited("late", a, t) || l.tracked() <= LIMITER_SHARDS);
-        assert!(l.tracked() <= LIMITER_SHARDS);
+        assert_eq!(l.tracked(), LIMITER_SHARDS, "every shard full");
+        // Untracked, so never limited, however often it fails.
+        for _ in 0..5 {
+            assert!(!l.record("late", a, t0 + Duration::from_secs(1)));
+        }
+        assert!(!l.is_limited("late", a, t0 + Duration::from_secs(1)));
+        // Once the old pairs have aged out, its shard's prune makes room for it.
+        let t = t0 + Duration::from_secs(120);
+        assert!(!l.record("late", a, t));
+        assert_eq!(l.tracked(), LIMITER_SHARDS, "one pair out, one in");
+        assert!(!l.record("late", a, t));
+        assert!(!l.record("late", a, t));
+        assert!(
+            l.record("late", a, t),
+            "tracked: the fourth failure is over 3"
+        );
+        assert!(l.is_limited("late", a, t));
+    }
+
+    /// The documented bounds, in virtual time (the limiter takes the time as an argument):
+    /// at most [`MAX_TRACKED`] pairs, and at most one prune per shard per window / 8
+    /// (7.5 s), which drops exactly the pairs whose last failure left the window.
+    #[test]
+    fn the_limiter_holds_its_documented_bounds() {
+        let c = LoginChecker::new(APP, KEY);
+        let l = c.failures();
+        assert_eq!(FAILURE_WINDOW / 8, Duration::from_millis(7_500));
+        let t0 = Instant::now();
+        let a = addr("192.0.2.9");
+        let prunes = || l.prunes.load(Ordering::Relaxed);
+        // Twice the cap of new pairs at once: exactly the cap is tracked (every shard full),
+        // and each shard, once full, pruned once (finding nothing to drop).
+        for i in 0..2 * MAX_TRACKED {
+            l.record(&format!("a{i}"), a, t0);
+        }
+        assert_eq!(l.tracked(), MAX_TRACKED);
+        assert_eq!(prunes(), LIMITER_SHARDS);
+        // Just under 7.5 s later: still full, no shard scans again.
+        let almost = t0 + Duration::from_millis(7_499);
+        for i in 0..10_000 {
+            l.record(&format!("b{i}"), a, almost);
+        }
+        assert_eq!(prunes(), LIMITER_SHARDS, "no prune within 7.5 s");
+        assert_eq!(l.tracked(), MAX_TRACKED);
+        // At 7.5 s each shard may prune once more; nothing has aged out yet (60 s window).
+        let due = t0 + Duration::from_millis(7_500);
+        for i in 0..10_000 {
+            l.record(&format!("c{i}"), a, due);
+        }
+        assert_eq!(prunes(), 2 * LIMITER_SHARDS, "one prune per shard");
+        assert_eq!(l.tracked(), MAX_TRACKED);
+        // A pair still failing keeps its entry through a prune; the rest age out at 60 s.
+        let kept = "a0";
+        let refreshed = t0 + Duration::from_secs(30);
+        l.record(kept, a, refreshed);
+        let aged = t0 + FAILURE_WINDOW;
+        for i in 0..10_000 {
+            l.record(&format!("d{i}"), a, aged);
+        }
+        assert_eq!(prunes(), 3 * LIMITER_SHARDS);
+        // Every shard emptied of the t0 pairs, then filled again by the "d" pairs (10,000
+        // of them, 625 a shard on average, far under the 4,096 a shard holds) and `kept`.
+        assert_eq!(l.tracked(), 10_000 + 1);
+        // Its failure at 30 s is still in the window (the one at 0 s is not): nine more
+        // make ten, and the eleventh is over the limit.
+        assert!(!l.is_limited(kept, a, aged));
+        for _ in 0..MAX_FAILURES - 1 {
+            assert!(!l.record(kept, a, aged));
+        }
+        assert!(l.record(kept, a, aged));
     }
 
     /// A flood of new pairs on a full limiter does not rescan it for every failure.

@@ -595,6 +595,13 @@ impl StoreHandle {
         lock(&self.faults).extend_from_slice(points);
     }
 
+    /// Test hook: jobs queued that the store thread has not taken yet (a test holding the
+    /// thread knows when a call is waiting behind it).
+    #[doc(hidden)]
+    pub fn queued(&self) -> usize {
+        QUEUE_DEPTH - self.jobs.capacity()
+    }
+
     /// Runs `f` on the store thread inside a savepoint of the current batch, and returns its
     /// result once that batch is committed (so an `Ok` is durable). An `Err` — from `f`, or
     /// from the transaction around it — means nothing `f` did was kept. `f` must stop at

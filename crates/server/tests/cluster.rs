@@ -6,7 +6,7 @@ mod rest_client;
 
 use std::time::Duration;
 
-use common::{recv, recv_close, send, sig, RedisServer, Server, Ws, APP, KEY};
+use common::{expect_untouched, recv, recv_close, send, sig, RedisServer, Server, Ws, APP, KEY};
 use futures_util::StreamExt;
 use rest_client::{Rest, CHECK, DELETE, IMPORT, KICK, ONLINE};
 use serde_json::json;
@@ -120,12 +120,6 @@ async fn expect_kicked(ws: &mut Ws, reason: KickReason) {
         other => panic!("expected kicked {reason:?}, got {other:?}"),
     }
     assert_eq!(recv_close(ws).await, close::KICKED);
-}
-
-/// Nothing arrives on `ws` for a while (it is still online): a ping gets its pong.
-async fn expect_untouched(ws: &mut Ws) {
-    send(ws, &ClientFrame::Ping).await;
-    assert_eq!(recv(ws).await, ServerFrame::Pong, "still online");
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ mod rest_client;
 
 use std::time::{Duration, Instant};
 
-use common::{recv, recv_close, send, sig, RedisServer, TimdNode, Ws, APP, KEY};
+use common::{expect_untouched, recv, recv_close, send, sig, RedisServer, TimdNode, Ws, APP, KEY};
 use futures_util::StreamExt;
 use rest_client::{Rest, KICK, ONLINE};
 use serde_json::json;
@@ -40,11 +40,6 @@ async fn online(node: &TimdNode, user: &str, instance: &str) -> (Ws, String) {
         ServerFrame::LoginOk(ok) => (ws, ok.ticket),
         other => panic!("{user}/{instance}: {other:?}"),
     }
-}
-
-async fn expect_untouched(ws: &mut Ws) {
-    send(ws, &ClientFrame::Ping).await;
-    assert_eq!(recv(ws).await, ServerFrame::Pong, "still online");
 }
 
 async fn status(rest: &Rest, user: &str) -> String {

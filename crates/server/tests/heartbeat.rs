@@ -1,6 +1,8 @@
 //! Liveness over real sockets: the server pings every heartbeat interval, a client that
 //! answers `pong` stays, one that sends nothing is dropped (4003) after two intervals, and
-//! an older client that pings on its own timer still gets `pong` and stays.
+//! an older client that pings on its own timer still gets `pong` and stays. The interval is
+//! 1 s, so a stall of the test on a busy machine shorter than that cannot fail them; only
+//! the lower bounds of the timings are asserted.
 
 mod common;
 
@@ -13,7 +15,11 @@ use tim_proto::{close, ClientFrame, Platform, ServerFrame};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
-const HEARTBEAT_MS: u32 = 200;
+/// The interval: a client has a whole interval to answer a ping (it is dropped after two
+/// without a frame), and the server pings an interval after the last one, so this is how
+/// long a stall of the test (or of the server in it) on a busy machine may last without
+/// failing a test whose socket must stay, or must be pinged before it is dropped.
+const HEARTBEAT_MS: u32 = 1_000;
 
 /// What the server sent next within `bound`: a frame, a close code, or nothing.
 #[derive(Debug, PartialEq)]
@@ -48,31 +54,40 @@ fn attached(server: &Server) -> bool {
 #[tokio::test]
 async fn the_server_pings_and_a_client_that_answers_stays_online() {
     let server = Server::start(|c| c.heartbeat_ms = HEARTBEAT_MS).await;
+    let interval = Duration::from_millis(HEARTBEAT_MS.into());
     let mut ws = server.connect().await;
+    let logged_in = Instant::now();
     let ok = login_ok(&mut ws, 1, "alice", "i").await;
     assert_eq!(ok.heartbeat_ms, HEARTBEAT_MS);
-    // Ten intervals (five times the drop bound), sending nothing but the answers.
-    let (started, mut pings) = (Instant::now(), 0);
-    while started.elapsed() < Duration::from_millis(10 * u64::from(HEARTBEAT_MS)) {
-        match next(&mut ws, Duration::from_millis(100)).await {
-            Got::Frame(ServerFrame::Ping) => {
-                pings += 1;
-                send(&mut ws, &ClientFrame::Pong).await;
-            }
-            Got::Nothing => {}
+    // Four pings, each answered, and nothing else: the socket stays (four intervals, twice
+    // the drop bound).
+    const PINGS: u32 = 4;
+    for pings in 0..PINGS {
+        match next(&mut ws, interval + WAIT).await {
+            Got::Frame(ServerFrame::Ping) => send(&mut ws, &ClientFrame::Pong).await,
             other => panic!("unexpected {other:?} after {pings} pings"),
         }
     }
-    assert!((5..=11).contains(&pings), "one ping per interval: {pings}");
+    // One ping per interval, never more often: the n-th comes n intervals after the login
+    // at the earliest (load only makes it later).
+    let took = logged_in.elapsed();
+    println!(
+        "{PINGS} pings in {took:?} (interval {interval:?}): one every {:?}",
+        took / PINGS
+    );
+    assert!(took >= interval * PINGS, "{PINGS} pings in {took:?}");
     assert!(attached(&server));
+    expect_untouched(&mut ws).await;
 }
 
 #[tokio::test]
 async fn a_client_that_does_not_answer_is_dropped_after_two_intervals() {
     let server = Server::start(|c| c.heartbeat_ms = HEARTBEAT_MS).await;
     let mut ws = server.connect().await;
+    // The server last heard from the socket when the login arrived, after this.
+    let before_login = Instant::now();
     login_ok(&mut ws, 1, "alice", "i").await;
-    let (silent, mut pings) = (Instant::now(), 0);
+    let mut pings = 0;
     let code = loop {
         match next(&mut ws, WAIT).await {
             Got::Frame(ServerFrame::Ping) => pings += 1,
@@ -80,12 +95,14 @@ async fn a_client_that_does_not_answer_is_dropped_after_two_intervals() {
             other => panic!("unexpected {other:?}"),
         }
     };
-    let waited = silent.elapsed();
+    let waited = before_login.elapsed();
     assert_eq!(code, close::HEARTBEAT_TIMEOUT);
     assert!(pings >= 1, "pinged before being dropped");
+    // Never before two intervals of silence (how much later depends on the machine's load:
+    // the loop above waits for the close with a generous bound).
     let bound = Duration::from_millis(2 * u64::from(HEARTBEAT_MS));
-    assert!(waited >= bound - Duration::from_millis(20), "{waited:?}");
-    assert!(waited < bound + Duration::from_millis(1_000), "{waited:?}");
+    println!("dropped {waited:?} after the login (bound {bound:?}), after {pings} pings");
+    assert!(waited >= bound, "{waited:?}");
     wait_away(&server).await;
 }
 
@@ -94,9 +111,10 @@ async fn an_older_client_pinging_on_its_timer_gets_pong_and_stays() {
     let server = Server::start(|c| c.heartbeat_ms = HEARTBEAT_MS).await;
     let mut ws = server.connect().await;
     login_ok(&mut ws, 1, "alice", "i").await;
-    // It never answers the server's pings (it does not know them), but pings every 150 ms.
+    // It never answers the server's pings (it does not know them), but pings every 300 ms,
+    // for three intervals (past the two after which a silent socket is dropped).
     for _ in 0..10 {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         send_text(&mut ws, r#""ping""#).await;
         loop {
             match next(&mut ws, WAIT).await {
@@ -120,27 +138,24 @@ async fn an_older_client_pinging_on_its_timer_gets_pong_and_stays() {
 
 #[tokio::test]
 async fn no_pings_before_login_and_a_stray_pong_is_harmless() {
-    let server = Server::start(|c| c.heartbeat_ms = 50).await;
+    let server = Server::start(|c| c.heartbeat_ms = HEARTBEAT_MS).await;
+    let interval = Duration::from_millis(HEARTBEAT_MS.into());
     let mut ws = server.connect().await;
-    assert_eq!(
-        next(&mut ws, Duration::from_millis(300)).await,
-        Got::Nothing
-    );
+    // Two and a half intervals logged out (within the 5 s login timeout): a ping would have
+    // come after one.
+    assert_eq!(next(&mut ws, interval * 5 / 2).await, Got::Nothing);
     send(&mut ws, &ClientFrame::Pong).await;
-    assert_eq!(
-        next(&mut ws, Duration::from_millis(100)).await,
-        Got::Nothing
-    );
+    expect_untouched(&mut ws).await;
     login_ok(&mut ws, 1, "alice", "i").await;
     assert_eq!(
-        next(&mut ws, WAIT).await,
+        next(&mut ws, interval + WAIT).await,
         Got::Frame(ServerFrame::Ping),
         "pinged once logged in"
     );
 }
 
 /// The native client (the same session core as the SDK) stays online on the server's pings
-/// alone: no reconnect over twenty intervals.
+/// alone: no reconnect over five intervals (more than twice the drop bound).
 #[tokio::test]
 async fn the_native_client_stays_online_on_the_servers_pings() {
     let server = Server::start(|c| c.heartbeat_ms = HEARTBEAT_MS).await;
@@ -153,7 +168,7 @@ async fn the_native_client_stays_online_on_the_servers_pings() {
         .await
         .unwrap();
     let other = client
-        .wait_for(Duration::from_millis(20 * u64::from(HEARTBEAT_MS)), |e| {
+        .wait_for(Duration::from_millis(5 * u64::from(HEARTBEAT_MS)), |e| {
             !matches!(e, Event::Ready)
         })
         .await;

@@ -5,10 +5,7 @@
 mod common;
 mod rest_client;
 
-use std::time::Duration;
-
 use common::*;
-use futures_util::StreamExt;
 use rest_client::*;
 use serde_json::json;
 use tim_proto::{close, KickReason, ServerFrame};
@@ -27,12 +24,6 @@ async fn sql(server: &Server, batch: &'static str) {
         .call(move |s| Ok(s.connection().execute_batch(batch)?))
         .await
         .unwrap();
-}
-
-/// Expects the socket to stay quiet (not kicked) for a moment.
-async fn expect_untouched(ws: &mut Ws) {
-    let next = tokio::time::timeout(Duration::from_millis(150), ws.next()).await;
-    assert!(next.is_err(), "expected silence, got {next:?}");
 }
 
 async fn expect_rest_kick(ws: &mut Ws) {

@@ -62,8 +62,14 @@ async fn a_replaced_sessions_ticket_is_dead_after_the_new_one_logs_out() {
     let mut new = server.connect().await;
     login_ok(&mut new, 1, "alice", "tab").await;
     logout(&mut new, 2).await;
-    let refused = try_resume(&server, &first.ticket).await.unwrap_err();
-    assert_ne!(refused, ServerFrame::Pong);
+    // Refused as a kicked one is (docs/security.md): an error would make its holder log in
+    // again and take the slot back.
+    assert_eq!(
+        try_resume(&server, &first.ticket).await,
+        Err(ServerFrame::Kicked {
+            reason: KickReason::MultipleAccount
+        })
+    );
     assert!(server.state.registry().instances("alice").is_empty());
 }
 
@@ -145,6 +151,9 @@ async fn a_client_whose_ticket_died_logs_in_again_with_its_usersig() {
         .wait_for(WAIT, |e| matches!(e, Event::Ready))
         .await
         .unwrap();
+    let first_login = handle.last_login_sent().expect("the login went out");
+    let since = server.state.registry().instances("alice")[0].since_ms;
+    // The ticket's lifetime (1 s, whole seconds) is over.
     tokio::time::sleep(Duration::from_millis(2_100)).await;
     handle.drop_connection();
     client
@@ -155,6 +164,17 @@ async fn a_client_whose_ticket_died_logs_in_again_with_its_usersig() {
         .unwrap();
     let status = handle.status().await.unwrap();
     assert!(status.ready && status.connected, "{status:?}");
+    // Back by a login (a new session of the instance), not a resume of the old one.
+    assert!(
+        handle.last_login_sent() > Some(first_login),
+        "a second login frame went out"
+    );
+    let now = server.state.registry().instances("alice");
+    assert_eq!(now.len(), 1);
+    assert!(
+        now[0].since_ms > since,
+        "a new session, not the resumed one"
+    );
     assert!(server.state.registry().is_online("alice", "tab"));
     while let Some(event) = client.try_next_event() {
         assert!(

@@ -419,11 +419,38 @@ fn same_user_login_while_reconnecting_is_a_repeat_login() {
     assert_eq!(drain_events(&mut s), vec![Event::NotReady]);
     s.handle_open(3);
     let io = drain_io(&mut s);
-    assert!(
-        matches!(&io[..], [Io::Send(ClientFrame::Login(l))] if l.user == "bob"),
-        "{io:?}"
+    let seq = match &io[..] {
+        [Io::Send(ClientFrame::Login(l))] if l.user == "bob" && l.usersig == "sig-b" => l.seq,
+        other => panic!("expected bob's login, got {other:?}"),
+    };
+    assert_eq!(
+        drain_events(&mut s),
+        vec![Event::NetState(NetState::Connected)]
     );
-    let _ = op;
+    s.handle_frame(
+        4,
+        ServerFrame::LoginOk(LoginOk {
+            seq,
+            ticket: "TB".into(),
+            heartbeat_ms: 25_000,
+            expire_at: 2_000_000_000,
+            expires_in: 3_600,
+        }),
+    );
+    assert_eq!(
+        drain_events(&mut s),
+        vec![
+            Event::Done {
+                op,
+                result: Ok(OpOk::Login { repeat: false })
+            },
+            Event::Ready
+        ],
+        "the switch settles as a fresh login of bob"
+    );
+    assert!(s.is_ready());
+    assert_eq!(s.login_user(), "bob");
+    assert_eq!(s.ticket(), Some("TB"));
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //!
 //! - [`app`]: the test app (SDKAppID, key, UserSigs) and the wait bound.
 //! - [`server`]: a real `timd` served in the test's own process ([`Server`]).
-//! - [`ws`]: a raw WebSocket client speaking the frames ([`Ws`], [`send`], [`recv`], ...).
+//! - [`ws`]: a raw WebSocket client speaking the frames ([`Ws`], [`send`], [`recv`], ...),
+//!   and the round-trip barrier ([`round_trip`], [`expect_untouched`]).
 //! - [`redis`]: a real `redis-server` process ([`RedisServer`]).
 //! - [`node`]: a real `timd` binary process ([`TimdNode`]); [`bin`] finds the binary.
 
@@ -27,5 +28,6 @@ pub use redis::RedisServer;
 pub use server::{EmbeddedProbe, Server};
 pub use wait::eventually;
 pub use ws::{
-    login, login_ok, recv, recv_close, recv_close_within, recv_error, send, send_text, Ws,
+    expect_untouched, login, login_ok, recv, recv_close, recv_close_within, recv_error, round_trip,
+    send, send_text, Ws,
 };

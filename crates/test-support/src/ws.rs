@@ -75,6 +75,35 @@ pub async fn recv(ws: &mut Ws) -> ServerFrame {
     }
 }
 
+/// A round-trip barrier: sends a `ping` on `ws` and returns every frame the server sent
+/// before its `pong` (the server's own heartbeat `ping`s left out). The server answers a
+/// socket's frames in order, and a kick already decided for this socket goes out before
+/// anything the socket sends afterwards (its task takes registry commands first), so once
+/// the `pong` is here, everything the server had decided for this socket when it read the
+/// `ping` has arrived. This is how a test proves that something did *not* happen, without a
+/// quiet window a late frame could miss.
+pub async fn round_trip(ws: &mut Ws) -> Vec<ServerFrame> {
+    send(ws, &ClientFrame::Ping).await;
+    let mut before = Vec::new();
+    loop {
+        match recv(ws).await {
+            ServerFrame::Pong => return before,
+            ServerFrame::Ping => continue,
+            other => before.push(other),
+        }
+    }
+}
+
+/// Nothing arrived for `ws` (it is not kicked, not told anything): a [`round_trip`] finds
+/// no frame before its `pong`.
+pub async fn expect_untouched(ws: &mut Ws) {
+    let before = round_trip(ws).await;
+    assert!(
+        before.is_empty(),
+        "expected nothing before the pong, got {before:?}"
+    );
+}
+
 /// Waits for the server's close frame and returns its code.
 pub async fn recv_close(ws: &mut Ws) -> u16 {
     recv_close_within(ws, WAIT).await

@@ -148,8 +148,9 @@ impl Tally {
         }
     }
 
-    /// Prints the totals; whether the run was clean.
-    pub fn print(&self, took: Duration) -> bool {
+    /// Prints the totals; whether the run was clean. With `check_rate`, a mix that fell
+    /// behind its rate fails too (a smoke run only reports it).
+    pub fn print(&self, took: Duration, check_rate: bool) -> bool {
         println!("  totals over {} s:", took.as_secs());
         let mut unexpected = self.errors.load(Ordering::Relaxed);
         for kind in Kind::ALL {
@@ -178,14 +179,20 @@ impl Tally {
         println!(
             "    lost sessions: {lost}, spurious kicks: {spurious}, unexpected errors: {unexpected}"
         );
-        // A mix that fell behind its rate did not soak what it claims to.
+        // A mix that fell behind its rate did not soak what it claims to. A smoke run on a
+        // busy machine (CI's debug builds) may: it says so, and only checks the rest.
         let on_rate = behind * 100 <= started;
         if !on_rate {
             println!(
-                "    the mix fell behind its rate: more than 1% of its operations not started"
+                "    the mix fell behind its rate: more than 1% of its operations not started{}",
+                if check_rate {
+                    ""
+                } else {
+                    " (a smoke run: reported, not a failure)"
+                }
             );
         }
-        lost == 0 && spurious == 0 && unexpected == 0 && on_rate
+        lost == 0 && spurious == 0 && unexpected == 0 && (on_rate || !check_rate)
     }
 }
 

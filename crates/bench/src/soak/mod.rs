@@ -2,8 +2,8 @@
 //! nodes on one Redis), sampling what could grow: memory, descriptors, threads, tasks, the
 //! SQLite file and its WAL, and every internal map `/metrics` reports. What a leak looks like
 //! is a slope after warm-up; the run prints each series' slope per hour, writes the samples
-//! (CSV) and a chart (SVG), and fails on a lost session, a spurious kick or an error the mix
-//! did not ask for.
+//! (CSV) and a chart (SVG), and fails on a lost session, a spurious kick, an error the mix
+//! did not ask for, or (except in a `--smoke` run) a mix more than 1% behind its rate.
 //!
 //! The mix, at a fixed rate (see [`mix::CYCLE`]): logins then logouts, instance-limit kicks
 //! (three Web logins over a limit of two), admin REST kicks, socket drops of steady sessions
@@ -64,6 +64,11 @@ pub struct SoakArgs {
     /// Where the samples (CSV) and the chart (SVG) go.
     #[arg(long, default_value = "target/soak")]
     out: PathBuf,
+    /// A smoke run (CI, debug builds on a shared machine): the rate the mix achieved is
+    /// printed but not checked; lost sessions, spurious kicks and unexpected errors still
+    /// fail it. A real run also fails when the mix falls more than 1% behind its rate.
+    #[arg(long)]
+    smoke: bool,
 }
 
 /// Runs the soak; whether it saw nothing wrong.
@@ -105,7 +110,7 @@ pub async fn run(args: SoakArgs) -> bool {
     let warmup = args
         .warmup_secs
         .unwrap_or_else(|| (args.minutes * 60 / 4).min(900));
-    let ok = tally.print(started.elapsed());
+    let ok = tally.print(started.elapsed(), !args.smoke);
     report::print_slopes(&samples, warmup);
     println!(
         "  after the steady sessions logged out: online {}, tasks {}, fds {}",

@@ -10,9 +10,6 @@ use timd::policy::{LoginPolicy, LoginSettings};
 
 pub use tim_test_support::{eventually, now, sig, EmbeddedProbe, Server, APP, KEY, WAIT};
 
-/// How long to watch for something that must *not* happen.
-pub const QUIET: Duration = Duration::from_millis(300);
-
 /// The config tweak for `Server::start`: these login settings.
 pub fn settings(policy: LoginPolicy, web: u8, other: u8) -> impl FnOnce(&mut timd::Config) {
     move |config| {
@@ -73,14 +70,21 @@ pub async fn kicked(c: &mut Client) -> Option<KickReason> {
     Some(reason)
 }
 
-/// Events arriving within `QUIET` (for "nothing happens" checks).
-pub async fn quiet_events(c: &mut Client) -> Vec<Event> {
-    let mut out = Vec::new();
-    let end = tokio::time::Instant::now() + QUIET;
-    while let Ok(Some(e)) = tokio::time::timeout_at(end, c.next_event()).await {
-        out.push(e);
+/// Every event the server's frames so far have led to: a round trip with the server (every
+/// frame it sent before its `pong` is then handled, see [`tim_client::Handle::round_trip`]),
+/// then the queued events. A client without a connection (kicked, offline) has handled
+/// everything it got: its queued events. This is how a test shows that nothing (more)
+/// happened to `c`, without a quiet window that a late frame could miss.
+pub async fn settled(c: &mut Client) -> Vec<Event> {
+    if !c.round_trip().await {
+        let status = c.status().await.expect("the client's task runs");
+        assert!(
+            !status.connected,
+            "{}: no round trip on a live connection: {status:?}",
+            c.instance()
+        );
     }
-    out
+    drain(c)
 }
 
 /// Waits for `NET_STATE_CHANGE connected`, returning every event seen on the way.

@@ -4,8 +4,9 @@
 #![allow(dead_code, unused_imports)]
 
 pub use tim_test_support::{
-    eventually, login, login_ok, now, recv, recv_close, recv_close_within, recv_error, send,
-    send_text, sig, EmbeddedProbe, RedisServer, Server, TimdNode, Ws, APP, KEY, WAIT,
+    eventually, expect_untouched, login, login_ok, now, recv, recv_close, recv_close_within,
+    recv_error, round_trip, send, send_text, sig, EmbeddedProbe, RedisServer, Server, TimdNode,
+    Ws, APP, KEY, WAIT,
 };
 
 /// The network drops under `ws` (no logout): waits until alice's instance is away.
