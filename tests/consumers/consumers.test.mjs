@@ -58,6 +58,15 @@ const CONSUMERS = {
       return { origin: srv.origin, diagnose: () => `files the page asked for and did not get: ${JSON.stringify(srv.missing)}` };
     },
   },
+  'script-tag page (<script src>, global TIM)': {
+    template: 'script-tag',
+    async serve() {
+      const dir = await project(this.template);
+      const srv = await serveStatic(dir);
+      cleanups.push(srv.close);
+      return { origin: srv.origin, diagnose: () => `files the page asked for and did not get: ${JSON.stringify(srv.missing)}` };
+    },
+  },
   'Vite dev server': {
     template: 'vite',
     async serve() {

@@ -48,14 +48,31 @@ export async function mustRun(what, cmd, args, opts) {
  */
 export async function createProject(template, dir, tarball) {
   cpSync(path.join(templates, template), dir, { recursive: true });
-  if (template !== 'typescript') {
+  if (template === 'script-tag') {
+    // The same seed sample against the global TIM the script-tag build defines: all but its
+    // import line, as a classic script.
+    mkdirSync(path.join(dir, 'src'), { recursive: true });
+    const sample = readFileSync(path.join(templates, 'seed-app.js'), 'utf8');
+    const global = sample.replace(/^import TIM from 'tim-wasm';\n/m, '');
+    if (global === sample) throw new Error('seed-app.js has no `import TIM from \'tim-wasm\';` line to drop');
+    writeFileSync(path.join(dir, 'src/seed-global.js'), global);
+  } else if (template !== 'typescript') {
     mkdirSync(path.join(dir, 'src'), { recursive: true });
     cpSync(path.join(templates, 'seed-app.js'), path.join(dir, 'src/index.js'));
+  }
+  if (template !== 'typescript') {
     const html = path.join(dir, 'index.html');
     writeFileSync(html, readFileSync(html, 'utf8').replace('<!--error-catcher-->', ERROR_CATCHER));
   }
   await mustRun(`npm install of the tarball in the ${template} project`, 'npm',
     ['install', tarball, '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: dir });
+  if (template === 'script-tag') {
+    // <script src> of the file CDNs serve for the bare name (package.json's "unpkg").
+    const pkg = JSON.parse(readFileSync(path.join(dir, 'node_modules/tim-wasm/package.json'), 'utf8'));
+    if (typeof pkg.unpkg !== 'string') throw new Error('the installed package.json names no "unpkg" script');
+    const html = path.join(dir, 'index.html');
+    writeFileSync(html, readFileSync(html, 'utf8').replace('__SCRIPT__', path.posix.normalize(pkg.unpkg)));
+  }
   if (template === 'plain') {
     // The import map points 'tim-wasm' at the entry that package.json's "exports" names.
     const pkg = JSON.parse(readFileSync(path.join(dir, 'node_modules/tim-wasm/package.json'), 'utf8'));
