@@ -42,12 +42,21 @@ export async function mustRun(what, cmd, args, opts) {
   return output;
 }
 
+/** The templates whose page is the seed sample as src/index.js. */
+const SEED_PAGES = ['plain', 'vite', 'webpack', 'esbuild'];
+
 /**
  * Creates the project `template` in `dir` and installs `tarball` into it with the template's
- * pinned devDependencies (from npm's cache where possible).
+ * pinned devDependencies (from npm's cache where possible). `files`: more files to write into
+ * it first ({ relative path: contents }).
  */
-export async function createProject(template, dir, tarball) {
+export async function createProject(template, dir, tarball, { files = {} } = {}) {
   cpSync(path.join(templates, template), dir, { recursive: true });
+  if (template === 'ssr') cpSync(path.join(templates, 'node/guard.mjs'), path.join(dir, 'guard.mjs'));
+  for (const [f, body] of Object.entries(files)) {
+    mkdirSync(path.dirname(path.join(dir, f)), { recursive: true });
+    writeFileSync(path.join(dir, f), body);
+  }
   if (template === 'script-tag') {
     // The same seed sample against the global TIM the script-tag build defines: all but its
     // import line, as a classic script.
@@ -56,12 +65,12 @@ export async function createProject(template, dir, tarball) {
     const global = sample.replace(/^import TIM from 'tim-wasm';\n/m, '');
     if (global === sample) throw new Error('seed-app.js has no `import TIM from \'tim-wasm\';` line to drop');
     writeFileSync(path.join(dir, 'src/seed-global.js'), global);
-  } else if (template !== 'typescript') {
+  } else if (SEED_PAGES.includes(template)) {
     mkdirSync(path.join(dir, 'src'), { recursive: true });
     cpSync(path.join(templates, 'seed-app.js'), path.join(dir, 'src/index.js'));
   }
-  if (template !== 'typescript') {
-    const html = path.join(dir, 'index.html');
+  const html = path.join(dir, 'index.html');
+  if (existsSync(html)) {
     writeFileSync(html, readFileSync(html, 'utf8').replace('<!--error-catcher-->', ERROR_CATCHER));
   }
   await mustRun(`npm install of the tarball in the ${template} project`, 'npm',
