@@ -3,6 +3,9 @@
 //! close 4010, 70169). A login rejects with the refusal's own code; an online session
 //! reports it as one `ERROR` and backs off, except for a refused origin, which ends it.
 
+mod common;
+
+use common::{drain_events, drain_io, failure, login_ok};
 use tim_proto::*;
 use tim_session::*;
 
@@ -14,14 +17,6 @@ fn session() -> Session {
     let mut s = Session::new(Config::new(APP, Platform::Web, "tab-1".into()));
     s.set_endpoint(SERVER.into(), ORIGIN.into());
     s
-}
-
-fn drain_io(s: &mut Session) -> Vec<Io> {
-    std::iter::from_fn(|| s.poll_io()).collect()
-}
-
-fn drain_events(s: &mut Session) -> Vec<Event> {
-    std::iter::from_fn(|| s.poll_event()).collect()
 }
 
 /// The session's login frame after `handle_open`.
@@ -45,33 +40,10 @@ fn logging_in() -> (Session, OpId, u32) {
 /// A session online as alice at t=0 (ticket "T1"), queues drained.
 fn online() -> Session {
     let (mut s, _, seq) = logging_in();
-    s.handle_frame(
-        2,
-        ServerFrame::LoginOk(LoginOk {
-            seq,
-            ticket: "T1".into(),
-            heartbeat_ms: 25_000,
-            expire_at: 2_000_000_000,
-            expires_in: 3_600,
-        }),
-    );
+    s.handle_frame(2, login_ok(seq, "T1"));
     drain_events(&mut s);
     assert!(s.is_ready());
     s
-}
-
-/// The failure of `op` among `events`.
-fn failure(events: &[Event], op: OpId) -> SdkError {
-    events
-        .iter()
-        .find_map(|e| match e {
-            Event::Done {
-                op: o,
-                result: Err(e),
-            } if *o == op => Some(e.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("op {op} did not fail: {events:?}"))
 }
 
 fn errors(events: &[Event]) -> Vec<u32> {
@@ -99,6 +71,15 @@ fn attempt(s: &mut Session) -> (Millis, u32) {
 
 fn next_attempt(s: &mut Session) -> Millis {
     attempt(s).0
+}
+
+/// Online, the connection lost at 1 s, the first reconnect's resume out: when, and its seq.
+fn reconnecting() -> (Session, Millis, u32) {
+    let mut s = online();
+    s.handle_close(1_000, 1006);
+    drain_events(&mut s);
+    let (at, seq) = attempt(&mut s);
+    (s, at, seq)
 }
 
 const REFUSALS: [(u16, u32); 5] = [
@@ -331,10 +312,7 @@ fn once_back_the_next_outage_reports_its_refusal_again() {
 #[test]
 fn a_resume_put_off_with_70169_is_error_2813_and_a_retry_not_a_login() {
     // timd says 70169 in a frame before its close 1013 (which WebKitGTK never shows a page).
-    let mut s = online();
-    s.handle_close(1_000, 1006);
-    drain_events(&mut s);
-    let (at, seq) = attempt(&mut s);
+    let (mut s, at, seq) = reconnecting();
     s.handle_frame(
         at,
         ServerFrame::Error(ErrorFrame {
@@ -357,10 +335,7 @@ fn a_resume_put_off_with_70169_is_error_2813_and_a_retry_not_a_login() {
 
 #[test]
 fn a_resume_closed_4010_is_an_error_event_and_a_retry() {
-    let mut s = online();
-    s.handle_close(1_000, 1006);
-    drain_events(&mut s);
-    let at = next_attempt(&mut s);
+    let (mut s, at, _) = reconnecting();
     s.handle_close(at, close::LOGIN_RATE);
     let events = drain_events(&mut s);
     assert_eq!(errors(&events), vec![SDK_LOGIN_TOO_FAST]);
@@ -370,10 +345,7 @@ fn a_resume_closed_4010_is_an_error_event_and_a_retry() {
 
 #[test]
 fn a_refused_origin_after_sdk_ready_ends_the_session_without_retrying() {
-    let mut s = online();
-    s.handle_close(1_000, 1006);
-    drain_events(&mut s);
-    let at = next_attempt(&mut s);
+    let (mut s, at, _) = reconnecting();
     s.handle_close(at, close::ORIGIN_NOT_ALLOWED);
     let events = drain_events(&mut s);
     let [Event::Error(e), Event::NetState(NetState::Disconnected), Event::NotReady] =
@@ -395,16 +367,7 @@ fn a_refused_origin_after_sdk_ready_ends_the_session_without_retrying() {
     assert_eq!(drain_io(&mut s), vec![Io::Connect]);
     s.handle_open(at + 70_001);
     let seq = sent_login(&mut s);
-    s.handle_frame(
-        at + 70_002,
-        ServerFrame::LoginOk(LoginOk {
-            seq,
-            ticket: "T2".into(),
-            heartbeat_ms: 25_000,
-            expire_at: 2_000_000_000,
-            expires_in: 3_600,
-        }),
-    );
+    s.handle_frame(at + 70_002, login_ok(seq, "T2"));
     let events = drain_events(&mut s);
     assert!(events.contains(&Event::Done {
         op,
@@ -415,10 +378,7 @@ fn a_refused_origin_after_sdk_ready_ends_the_session_without_retrying() {
 
 /// Online, the connection dropped, the ticket refused: the fallback login is out.
 fn relogging() -> (Session, Millis, u32) {
-    let mut s = online();
-    s.handle_close(1_000, 1006);
-    drain_events(&mut s);
-    let (at, resume_seq) = attempt(&mut s);
+    let (mut s, at, resume_seq) = reconnecting();
     s.handle_frame(
         at,
         ServerFrame::Error(ErrorFrame {
