@@ -31,7 +31,8 @@ const WEBSOCKET_FLAGS = NODE_MAJOR >= 22 ? [] : ['--experimental-websocket'];
 
 let work;
 let tarball;
-let timd;
+let timd; // demo mode: the SSR page (a loopback origin) may connect
+let plainTimd; // as in production, no --allowed-origins: Node's WebSocket sends no Origin
 const cleanups = [];
 const memo = new Map();
 const once = (key, fn) => { if (!memo.has(key)) memo.set(key, fn()); return memo.get(key); };
@@ -43,11 +44,13 @@ before(async () => {
     ? path.resolve(process.env.TIM_WASM_TARBALL)
     : packPackage(path.join(root, 'pkg'), path.join(work, 'pack')).tarball;
   timd = await startTimd();
+  plainTimd = await startTimd([], { demo: false });
 });
 
 after(async () => {
   for (const c of cleanups.reverse()) await Promise.resolve().then(c).catch(() => {});
   await timd?.stop();
+  await plainTimd?.stop();
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
@@ -80,7 +83,7 @@ test('Node: importing tim-wasm and every call but login read no page global; a l
 test(`Node ${process.version}: TIM logs in to timd with Node's global WebSocket${WEBSOCKET_FLAGS.length ? ` (${WEBSOCKET_FLAGS.join(' ')})` : ''}, and the process then ends by itself`, { timeout: 300000 }, async (t) => {
   const dir = await nodeProject();
   const user = uniqueUser('node');
-  const r = await node([...WEBSOCKET_FLAGS, 'login.mjs', `ws://127.0.0.1:${timd.port}`, String(SDKAPPID), user, official.genSig(user, 600)], dir);
+  const r = await node([...WEBSOCKET_FLAGS, 'login.mjs', `ws://127.0.0.1:${plainTimd.port}`, String(SDKAPPID), user, official.genSig(user, 600)], dir);
   assert.equal(r.code, 0, `login.mjs exit (${r.ms} ms): ${r.stderr}`);
   const out = JSON.parse(r.stdout.trim().split('\n').pop());
   assert.equal(out.error, undefined, JSON.stringify(out));
@@ -94,7 +97,7 @@ test(`Node ${process.version}: TIM logs in to timd with Node's global WebSocket$
 
 test('Node without a WebSocket: login rejects with 2800 saying which Node has one', { timeout: 300000 }, async () => {
   const dir = await nodeProject();
-  const r = await node(['login.mjs', `ws://127.0.0.1:${timd.port}`, String(SDKAPPID), 'nows', 'sig', '--no-websocket'], dir);
+  const r = await node(['login.mjs', `ws://127.0.0.1:${plainTimd.port}`, String(SDKAPPID), 'nows', 'sig', '--no-websocket'], dir);
   assert.equal(r.code, 0, r.stderr);
   const out = JSON.parse(r.stdout.trim().split('\n').pop());
   assert.equal(out.error && out.error.code, 2800, JSON.stringify(out));
