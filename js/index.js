@@ -13,10 +13,12 @@ const deflated = new Uint8Array(packed.length);
 for (let i = 0; i < packed.length; i++) deflated[i] = packed.charCodeAt(i);
 initSync({ module: inflate(deflated, new Uint8Array(WASM_BYTES)) });
 
-const { EVENT, TYPES } = timConstants();
+const { EVENT, TYPES, ERROR_CODE } = timConstants();
 Object.defineProperties(TIM, {
   EVENT: { value: EVENT, enumerable: true },
   TYPES: { value: TYPES, enumerable: true },
+  // The SDK-side error codes by name (tim-wasm's addition; tim-js-sdk has no such table).
+  ERROR_CODE: { value: ERROR_CODE, enumerable: true },
   // The package's version (Cargo.toml's), put in by scripts/bundle-pkg.mjs.
   VERSION: { value: __TIM_VERSION__, enumerable: true },
 });

@@ -150,12 +150,21 @@ export function checkTarball(tarball, { expectedVersion, expectedName = 'tim-was
       ...exportTargets(pkg.exports).map((t) => ['exports', t]),
       ...['main', 'module', 'types', 'typings'].filter((k) => typeof pkg[k] === 'string').map((k) => [k, pkg[k]]),
       ...(typeof pkg.browser === 'string' ? [['browser', pkg.browser]] : []),
+      ...['unpkg', 'jsdelivr'].filter((k) => typeof pkg[k] === 'string').map((k) => [k, pkg[k]]),
     ];
     for (const [field, target] of entryFiles) {
       const f = path.posix.normalize(target);
       if (!shipped.has(f)) problems.push(`package.json "${field}" names ${target}, which is not in the tarball`);
     }
     if (pkg.exports !== undefined && !resolveEntry(pkg)) problems.push('package.json "exports" has no "." entry for browser/import/default');
+    // What CDNs serve for the bare package name is loaded with <script src>: a classic script.
+    for (const field of ['unpkg', 'jsdelivr']) {
+      const f = typeof pkg[field] === 'string' && path.posix.normalize(pkg[field]);
+      if (!f || !shipped.has(f)) continue;
+      try { acorn.parse(read(f), { ecmaVersion: 'latest', sourceType: 'script' }); } catch (e) {
+        problems.push(`package.json "${field}" names ${pkg[field]}, which is not a classic script for <script src> (${e.message})`);
+      }
+    }
 
     // Every module's file references.
     const deps = new Set([...Object.keys(pkg.dependencies || {}), ...Object.keys(pkg.peerDependencies || {}), pkg.name]);

@@ -81,14 +81,14 @@ if ! DISPLAY=$WEBKIT_DISPLAY wasm-pack test --headless --chrome --firefox --safa
   for f in "$tmp"/*.log; do echo "--- $f" >&2; tail -30 "$f" >&2; done; exit 1
 fi
 
-step "npm package and its size"
+step "npm package and its size (the ES module and the script-tag build, each)"
 ./scripts/build-pkg.sh
 ./scripts/size.sh
 
-step "the packed tarball as web projects install it: package check; plain page, Vite, webpack, esbuild in Chromium, Firefox and WebKit; tsc (scripts/consumers.sh)"
+step "the packed tarball as web projects install it: package check; plain page, <script src> page, Vite, webpack, esbuild in Chromium, Firefox and WebKit; tsc; Node and Vite SSR (scripts/consumers.sh)"
 ./scripts/consumers.sh --no-build
 
-step "end to end: seed, demo, tabs, faults, visibility, parity, leaks in real Chromium, Firefox and WebKit (node --test tests/e2e)"
+step "end to end: seed, demo, tabs, settings, faults, refusals, visibility, parity, leaks in real Chromium, Firefox and WebKit (node --test tests/e2e)"
 node --test --test-concurrency=1 tests/e2e/
 
 echo "== test: all passed" >&2

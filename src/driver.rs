@@ -20,8 +20,9 @@ use wasm_bindgen_futures::{future_to_promise, spawn_local, JsFuture};
 
 use crate::clock::now_ms;
 use crate::listeners::Listeners;
+use crate::options::get;
 use crate::page_events::{self, PageEvent, PageEvents};
-use crate::socket::Socket;
+use crate::socket::{self, Socket};
 use crate::{instance, log, renewal, values, wire};
 
 pub type OpResult = Result<OpOk, SdkError>;
@@ -38,8 +39,12 @@ pub fn timer_delay(deadline: u64, now: u64) -> u32 {
 
 pub struct Driver {
     pub session: RefCell<Session>,
-    /// `<serverURL>/ws`.
-    url: String,
+    /// `TIM.create`'s `serverURL`, if the page gave one.
+    server_url: Option<String>,
+    /// `<serverURL>/ws` (the page's origin by default), once [`Driver::start`] has run.
+    url: RefCell<String>,
+    /// Whether [`Driver::start`] has run.
+    started: Cell<bool>,
     socket: RefCell<Option<Socket>>,
     /// The armed wake-up and its deadline (re-armed only when the deadline changes).
     timer: RefCell<Option<(u64, Timeout)>>,
@@ -63,15 +68,19 @@ pub struct Driver {
 }
 
 impl Driver {
+    /// Touches nothing of the page (no `window`, `location`, `sessionStorage`, Web Locks):
+    /// `TIM.create` runs during server-side rendering too. [`Driver::start`] does, at the
+    /// first `login`.
     pub fn new(
         session: Session,
-        url: String,
-        claim: Promise,
+        server_url: Option<String>,
         get_usersig: Option<Function>,
     ) -> Rc<Driver> {
-        let driver = Rc::new(Driver {
+        Rc::new(Driver {
             session: RefCell::new(session),
-            url,
+            server_url,
+            url: RefCell::new(String::new()),
+            started: Cell::new(false),
             socket: RefCell::new(None),
             timer: RefCell::new(None),
             listeners: RefCell::new(Listeners::default()),
@@ -83,9 +92,22 @@ impl Driver {
             renewal: RefCell::new(None),
             held: RefCell::new(None),
             on_destroyed: RefCell::new(None),
-        });
-        let weak = Rc::downgrade(&driver);
-        *driver.page.borrow_mut() = Some(PageEvents::attach(move |event| {
+        })
+    }
+
+    /// What a login needs of the page, once: the server URL (default: the page's origin),
+    /// the browser's online / offline / visibility events, and this tab's instance id
+    /// (`sessionStorage`, under a Web Lock: see `instance`), claimed while the socket opens.
+    pub fn start(self: &Rc<Self>) {
+        if self.started.replace(true) || self.session.borrow().is_destroyed() {
+            return;
+        }
+        let origin = page_origin();
+        let url = ws_url(self.server_url.as_deref().unwrap_or(&origin));
+        *self.url.borrow_mut() = url.clone();
+        self.session.borrow_mut().set_endpoint(url, origin);
+        let weak = Rc::downgrade(self);
+        *self.page.borrow_mut() = Some(PageEvents::attach(move |event| {
             with(&weak, |d, now| {
                 let mut session = d.session.borrow_mut();
                 match event {
@@ -96,9 +118,10 @@ impl Driver {
             })
         }));
         if page_events::offline_now() {
-            driver.session.borrow_mut().handle_offline(now_ms());
+            self.session.borrow_mut().handle_offline(now_ms());
         }
-        let weak = Rc::downgrade(&driver);
+        let claim = instance::claim(self.session.borrow().config().sdkappid);
+        let weak = Rc::downgrade(self);
         spawn_local(async move {
             let claimed = JsFuture::from(claim).await;
             let claimed = claimed.unwrap_or(JsValue::UNDEFINED);
@@ -111,7 +134,6 @@ impl Driver {
                 }
             }
         });
-        driver
     }
 
     /// Runs `f` as `destroy` finishes, before the `SDK_DESTROY` handlers.
@@ -240,17 +262,22 @@ fn execute(driver: &Rc<Driver>, io: Io) {
                 Rc::downgrade(driver),
                 Rc::downgrade(driver),
             );
+            let url = driver.url.borrow().clone();
             let socket = Socket::open(
-                &driver.url,
+                &url,
                 move || with(&a, |d, now| d.session.borrow_mut().handle_open(now)),
                 move |text| with(&b, |d, now| on_text(d, now, &text)),
                 move |code| with(&c, |d, now| d.session.borrow_mut().handle_close(now, code)),
             );
             match socket {
                 Ok(s) => *driver.socket.borrow_mut() = Some(s),
-                Err(_) => {
-                    log::log(log::ERROR, "cannot open a WebSocket to the server URL");
-                    driver.session.borrow_mut().handle_close(now_ms(), 1006);
+                Err(e) => {
+                    let why = socket::open_error(&url, &e);
+                    log::log(log::ERROR, &why);
+                    driver
+                        .session
+                        .borrow_mut()
+                        .handle_connect_failed(now_ms(), &why);
                 }
             }
         }
@@ -400,9 +427,35 @@ fn arm_timer(driver: &Rc<Driver>) {
     }
 }
 
+/// `location.origin`, or `''` outside a page (then a login without `serverURL` fails with
+/// a network error saying so).
+fn page_origin() -> String {
+    let location = get(&js_sys::global(), "location");
+    get(&location, "origin").as_string().unwrap_or_default()
+}
+
+/// `<base>/ws` with an `http(s)` scheme turned into `ws(s)`.
+fn ws_url(base: &str) -> String {
+    let base = base.trim_end_matches('/');
+    let base = if let Some(rest) = base.strip_prefix("http") {
+        ["ws", rest].concat()
+    } else {
+        base.to_owned()
+    };
+    [base.as_str(), "/ws"].concat()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_url_becomes_the_ws_endpoint() {
+        assert_eq!(ws_url("ws://127.0.0.1:9000"), "ws://127.0.0.1:9000/ws");
+        assert_eq!(ws_url("http://h:1/"), "ws://h:1/ws");
+        assert_eq!(ws_url("https://h"), "wss://h/ws");
+        assert_eq!(ws_url("wss://h/base"), "wss://h/base/ws");
+    }
 
     #[test]
     fn timer_delays_never_wrap() {

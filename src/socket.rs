@@ -71,6 +71,27 @@ impl Socket {
     }
 }
 
+/// Why a WebSocket could not even be created, for the login's error: this environment has
+/// none (Node.js before 22 without its flag), or the URL is not one.
+pub fn open_error(url: &str, e: &JsValue) -> String {
+    if crate::options::get(&js_sys::global(), "WebSocket").is_undefined() {
+        return "this environment has no WebSocket: Node.js has one from version 22 \
+                (20 and 21: node --experimental-websocket)"
+            .into();
+    }
+    let detail = crate::options::get(e, "message")
+        .as_string()
+        .unwrap_or_default();
+    [
+        "cannot open a WebSocket to ",
+        url,
+        " (",
+        &detail,
+        "): check TIM.create's serverURL",
+    ]
+    .concat()
+}
+
 impl Drop for Socket {
     fn drop(&mut self) {
         self.ws.set_onopen(None);

@@ -4,14 +4,14 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use js_sys::{Function, Promise, Reflect};
-use tim_proto::{Platform, EVENTS, TYPES};
+use tim_proto::{Platform, ERROR_CODES, EVENTS, TYPES};
 use tim_session::{Config, Session};
 use wasm_bindgen::prelude::*;
 
 use crate::clock::random_seed;
 use crate::driver::Driver;
-use crate::options::{get, CreateOptions, LoginOptions};
-use crate::{instance, log, values};
+use crate::options::{CreateOptions, LoginOptions};
+use crate::{log, values};
 
 /// One SDK instance (one tab's login). Create with `TIM.create({ SDKAppID, serverURL })`.
 #[wasm_bindgen]
@@ -39,13 +39,13 @@ impl TIM {
         if let Some(tim) = cached(sdkappid) {
             return tim;
         }
-        let base = options.server_url.unwrap_or_else(page_origin);
         let get_usersig = options.get_usersig;
         let mut config = Config::new(sdkappid, Platform::Web, String::new());
         config.seed = random_seed();
         config.renew = get_usersig.is_some();
-        let claim = instance::claim(sdkappid);
-        let driver = Driver::new(Session::new(config), ws_url(&base), claim, get_usersig);
+        // Nothing of the page is touched until `login` (server-side rendering imports and
+        // creates too): the instance id is claimed, and page events listened to, from there.
+        let driver = Driver::new(Session::new(config), options.server_url, get_usersig);
         let tim = JsValue::from(TIM {
             driver: driver.clone(),
         });
@@ -65,6 +65,7 @@ impl TIM {
         let LoginOptions { user, usersig } = LoginOptions::from_js(&options);
         // The socket opens now; the login frame waits for this tab's instance id if it is
         // still being claimed (see `instance`).
+        self.driver.start();
         self.driver.command(|s, now| s.login(now, &user, &usersig))
     }
 
@@ -134,13 +135,18 @@ impl TIM {
     }
 }
 
-/// `{ EVENT, TYPES }`, from the protocol crate so they cannot drift from the server's names.
-/// `index.js` attaches them to `TIM` as static properties.
+/// `{ EVENT, TYPES, ERROR_CODE }`, from the protocol crate so they cannot drift from the
+/// server's names and codes. `index.js` attaches them to `TIM` as static properties.
 #[wasm_bindgen(js_name = timConstants)]
 pub fn tim_constants() -> JsValue {
     let constants = js_sys::Object::new();
     let _ = Reflect::set(&constants, &"EVENT".into(), &values::str_map(EVENTS));
     let _ = Reflect::set(&constants, &"TYPES".into(), &values::str_map(TYPES));
+    let _ = Reflect::set(
+        &constants,
+        &"ERROR_CODE".into(),
+        &values::code_map(ERROR_CODES),
+    );
     constants.into()
 }
 
@@ -155,34 +161,4 @@ fn cached(sdkappid: u32) -> Option<JsValue> {
             .find(|(id, _)| *id == sdkappid)
             .map(|(_, tim)| tim.clone())
     })
-}
-
-/// `location.origin`, or `''` outside a page (then `login` fails with a network error).
-fn page_origin() -> String {
-    let location = get(&js_sys::global(), "location");
-    get(&location, "origin").as_string().unwrap_or_default()
-}
-
-/// `<base>/ws` with an `http(s)` scheme turned into `ws(s)`.
-fn ws_url(base: &str) -> String {
-    let base = base.trim_end_matches('/');
-    let base = if let Some(rest) = base.strip_prefix("http") {
-        ["ws", rest].concat()
-    } else {
-        base.to_owned()
-    };
-    [base.as_str(), "/ws"].concat()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ws_url;
-
-    #[test]
-    fn server_url_becomes_the_ws_endpoint() {
-        assert_eq!(ws_url("ws://127.0.0.1:9000"), "ws://127.0.0.1:9000/ws");
-        assert_eq!(ws_url("http://h:1/"), "ws://h:1/ws");
-        assert_eq!(ws_url("https://h"), "wss://h/ws");
-        assert_eq!(ws_url("wss://h/base"), "wss://h/base/ws");
-    }
 }

@@ -133,9 +133,18 @@ fn net(state: NetState) -> Data<'static> {
 
 /// `{ KEY: 'value', ... }`, frozen.
 pub fn str_map(pairs: &[(&str, &str)]) -> JsValue {
+    frozen(pairs.iter().map(|(k, v)| (*k, JsValue::from_str(v))))
+}
+
+/// `{ KEY: 2800, ... }`, frozen.
+pub fn code_map(pairs: &[(&str, u32)]) -> JsValue {
+    frozen(pairs.iter().map(|(k, v)| (*k, JsValue::from(*v))))
+}
+
+fn frozen<'a>(pairs: impl Iterator<Item = (&'a str, JsValue)>) -> JsValue {
     let obj = js_sys::Object::new();
     for (k, v) in pairs {
-        let _ = Reflect::set(&obj, &JsValue::from_str(k), &JsValue::from_str(v));
+        let _ = Reflect::set(&obj, &JsValue::from_str(k), &v);
     }
     js_sys::Object::freeze(&obj).into()
 }

@@ -131,6 +131,34 @@ fn constants_match_reference() {
     ] {
         assert_eq!(get(&c, k).as_string().as_deref(), Some(v), "{k}");
     }
+    // The SDK's error codes by name (README "Errors"): tim-js-sdk's where it has them, then
+    // the refusals (28xx, the close code's last two digits).
+    for (k, v) in [
+        ("NO_SDKAPPID", 2000),
+        ("NO_IDENTIFIER", 2002),
+        ("NO_USERSIG", 2003),
+        ("USER_NOT_LOGGED_IN", 2024),
+        ("REPEAT_LOGIN", 2025),
+        ("NETWORK_ERROR", 2800),
+        ("NETWORK_TIMEOUT", 2801),
+        ("NO_NETWORK", 2805),
+        ("ORIGIN_NOT_ALLOWED", 2806),
+        ("SERVER_FULL", 2807),
+        ("TOO_MANY_CONNECTIONS", 2808),
+        ("CONNECTING_TOO_FAST", 2809),
+        ("LOGIN_TOO_FAST", 2810),
+        ("SERVER_UNAVAILABLE", 2813),
+        ("UNCAUGHT_ERROR", 2903),
+        ("INVALID_OPERATION", 2905),
+        ("KICKED_OUT_MULT_DEVICE", 3002),
+        ("KICKED_OUT_MULT_ACCOUNT", 3003),
+        ("KICKED_OUT_USERSIG_EXPIRED", 3004),
+        ("LOGGED_OUT", 3005),
+        ("KICKED_OUT_REST_API", 3006),
+    ] {
+        let key = ["ERROR_CODE.", k].concat();
+        assert_eq!(get(&c, &key).as_f64(), Some(f64::from(v)), "{key}");
+    }
 }
 
 #[wasm_bindgen_test]
@@ -693,7 +721,14 @@ async fn unreachable_server_rejects_with_network_error() {
     .await;
     let rec = Recorder::on(&tim);
     let u = user("nowhere");
-    assert_eq!(code(&tim.login(&u, &sig(&u)).await.unwrap_err()), 2800);
+    let err = tim.login(&u, &sig(&u)).await.unwrap_err();
+    assert_eq!(code(&err), 2800);
+    // The message says where and what to check.
+    let message = get(&err, "message").as_string().unwrap();
+    assert!(
+        message.contains("ws://127.0.0.1:9/ws") && message.contains("serverURL"),
+        "{message}"
+    );
     assert_eq!(
         rec.names(),
         ["netStateChange:connecting", "netStateChange:disconnected"]
@@ -704,7 +739,16 @@ async fn unreachable_server_rejects_with_network_error() {
         ("SDKAppID", APP.into()),
         ("serverURL", "not a url".into()),
     ]));
-    assert_eq!(code(&bad.login(&u, &sig(&u)).await.unwrap_err()), 2800);
+    let err = bad.login(&u, &sig(&u)).await.unwrap_err();
+    assert_eq!(code(&err), 2800);
+    // Refused by the WebSocket constructor ("cannot open a WebSocket to …"), or taken as a
+    // path of the page's origin (browsers that resolve relative WebSocket URLs) and not found
+    // there ("cannot reach the server at …"): either way the message names it.
+    let message = get(&err, "message").as_string().unwrap();
+    assert!(
+        message.contains("not a url/ws") && message.contains("serverURL"),
+        "{message}"
+    );
     bad.destroy().await.unwrap();
 }
 

@@ -101,6 +101,19 @@ test('package.json must be publish-ready', () => {
   }
 });
 
+test('the script-tag file that "unpkg" and "jsdelivr" name must ship, as a classic script', () => {
+  const script = { 'cdn.js': '(()=>{globalThis.TIM={};})();\n' };
+  const withScript = (p) => ({ ...p, unpkg: './cdn.js', jsdelivr: './cdn.js', files: [...p.files, 'cdn.js'] });
+  assert.deepEqual(check(withScript, script).problems, [], 'a shipped classic script is fine');
+  const missing = check((p) => ({ ...withScript(p), files: p.files }), script).problems;
+  for (const field of ['unpkg', 'jsdelivr']) {
+    assert.ok(missing.some((x) => x.includes(`"${field}" names ./cdn.js, which is not in the tarball`)), JSON.stringify(missing));
+  }
+  // An ES module cannot be loaded with <script src>: `import`/`export` are syntax errors there.
+  const module = check(withScript, { 'cdn.js': 'export default {};\n' }).problems;
+  assert.ok(module.some((x) => x.includes('"unpkg" names ./cdn.js, which is not a classic script')), JSON.stringify(module));
+});
+
 test('the CLI exits 1 and lists the problem for a broken tarball, 0 for a good one', async () => {
   const cli = (tgz) => new Promise((resolve) => {
     execFile(process.execPath, [path.join(root, 'scripts/check-package.mjs'), tgz], (err, stdout, stderr) => resolve({ code: err ? err.code : 0, stderr }));
@@ -121,14 +134,14 @@ test('the real package (pkg/) fails when any file it refers to is left out of "f
   mkdirSync(packed);
   const { tarball, files } = packPackage(path.join(root, 'pkg'), packed);
   const pkg = JSON.parse(readFileSync(path.join(root, 'pkg/package.json'), 'utf8'));
-  const referenced = new Set([resolveEntry(pkg), path.posix.normalize(pkg.types)]);
+  const referenced = new Set([resolveEntry(pkg), path.posix.normalize(pkg.types), path.posix.normalize(pkg.unpkg)]);
   for (const f of files.filter((x) => /\.m?js$/.test(x))) {
     for (const { spec } of moduleReferences(readFileSync(path.join(root, 'pkg', f), 'utf8'))) {
       const target = spec && path.posix.normalize(path.posix.join(path.posix.dirname(f), spec));
       if (target && files.includes(target)) referenced.add(target);
     }
   }
-  assert.ok(referenced.size >= 2, `the entry and its declarations at least: ${[...referenced]}`);
+  assert.ok(referenced.size >= 3, `the entry, its declarations and the script-tag build at least: ${[...referenced]}`);
   const baseline = new Set(checkTarball(tarball).problems);
   const tried = [];
   for (const file of referenced) {

@@ -47,17 +47,17 @@ function browser(name) {
   });
 }
 
+/** Serves the files of `template`'s project as a plain web host does (no build step). */
+async function staticSite(template) {
+  const srv = await serveStatic(await project(template));
+  cleanups.push(srv.close);
+  return { origin: srv.origin, diagnose: () => `files the page asked for and did not get: ${JSON.stringify(srv.missing)}` };
+}
+
 /** Each consumer: how its project is built and served; `diagnose` tells why a page did not start. */
 const CONSUMERS = {
-  'plain module page (import map)': {
-    template: 'plain',
-    async serve() {
-      const dir = await project(this.template);
-      const srv = await serveStatic(dir);
-      cleanups.push(srv.close);
-      return { origin: srv.origin, diagnose: () => `files the page asked for and did not get: ${JSON.stringify(srv.missing)}` };
-    },
-  },
+  'plain module page (import map)': { template: 'plain', serve() { return staticSite(this.template); } },
+  'script-tag page (<script src>, global TIM)': { template: 'script-tag', serve() { return staticSite(this.template); } },
   'Vite dev server': {
     template: 'vite',
     async serve() {

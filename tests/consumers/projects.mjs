@@ -42,20 +42,46 @@ export async function mustRun(what, cmd, args, opts) {
   return output;
 }
 
+/** The templates whose page is the seed sample as src/index.js. */
+const SEED_PAGES = ['plain', 'vite', 'webpack', 'esbuild'];
+
 /**
  * Creates the project `template` in `dir` and installs `tarball` into it with the template's
- * pinned devDependencies (from npm's cache where possible).
+ * pinned devDependencies (from npm's cache where possible). `files`: more files to write into
+ * it first ({ relative path: contents }).
  */
-export async function createProject(template, dir, tarball) {
+export async function createProject(template, dir, tarball, { files = {} } = {}) {
   cpSync(path.join(templates, template), dir, { recursive: true });
-  if (template !== 'typescript') {
+  if (template === 'ssr') cpSync(path.join(templates, 'node/guard.mjs'), path.join(dir, 'guard.mjs'));
+  for (const [f, body] of Object.entries(files)) {
+    mkdirSync(path.dirname(path.join(dir, f)), { recursive: true });
+    writeFileSync(path.join(dir, f), body);
+  }
+  if (template === 'script-tag') {
+    // The same seed sample against the global TIM the script-tag build defines: all but its
+    // import line, as a classic script.
+    mkdirSync(path.join(dir, 'src'), { recursive: true });
+    const sample = readFileSync(path.join(templates, 'seed-app.js'), 'utf8');
+    const global = sample.replace(/^import TIM from 'tim-wasm';\n/m, '');
+    if (global === sample) throw new Error('seed-app.js has no `import TIM from \'tim-wasm\';` line to drop');
+    writeFileSync(path.join(dir, 'src/seed-global.js'), global);
+  } else if (SEED_PAGES.includes(template)) {
     mkdirSync(path.join(dir, 'src'), { recursive: true });
     cpSync(path.join(templates, 'seed-app.js'), path.join(dir, 'src/index.js'));
-    const html = path.join(dir, 'index.html');
+  }
+  const html = path.join(dir, 'index.html');
+  if (existsSync(html)) {
     writeFileSync(html, readFileSync(html, 'utf8').replace('<!--error-catcher-->', ERROR_CATCHER));
   }
   await mustRun(`npm install of the tarball in the ${template} project`, 'npm',
     ['install', tarball, '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: dir });
+  if (template === 'script-tag') {
+    // <script src> of the file CDNs serve for the bare name (package.json's "unpkg").
+    const pkg = JSON.parse(readFileSync(path.join(dir, 'node_modules/tim-wasm/package.json'), 'utf8'));
+    if (typeof pkg.unpkg !== 'string') throw new Error('the installed package.json names no "unpkg" script');
+    const html = path.join(dir, 'index.html');
+    writeFileSync(html, readFileSync(html, 'utf8').replace('__SCRIPT__', path.posix.normalize(pkg.unpkg)));
+  }
   if (template === 'plain') {
     // The import map points 'tim-wasm' at the entry that package.json's "exports" names.
     const pkg = JSON.parse(readFileSync(path.join(dir, 'node_modules/tim-wasm/package.json'), 'utf8'));

@@ -70,14 +70,6 @@ async function webOnline(node, user) {
   return found?.Status === 'Online' ? found.Detail.filter((d) => d.Platform === 'Web' && d.Status === 'Online').length : 0;
 }
 
-/** One line of `node`'s Prometheus text, e.g. `timd_sessions_online{platform="Web"}`. */
-async function metric(node, series) {
-  const text = await (await fetch(`${node.origin}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  if (!line) throw new Error(`no ${series} in node ${node.port}'s /metrics`);
-  return Number(line.slice(series.length + 1));
-}
-
 /** Asserts what every node sees: `online` tabs holding the user's Web slots, each on its own node. */
 async function assertOnline(nodes, user, online) {
   // Every node answers the REST query the same (the decisions live in Redis, not in one node).
@@ -88,8 +80,8 @@ async function assertOnline(nodes, user, online) {
   // Each node holds exactly the sessions of its own online tabs: the tabs really are spread.
   for (const node of nodes) {
     const want = online.filter((t) => t.node === node).length;
-    await waitFor(async () => (await metric(node, 'timd_sessions_online{platform="Web"}')) === want, { timeoutMs: 3000, what: 'metrics' })
-      .catch(async () => assert.fail(`node ${node.port} holds ${await metric(node, 'timd_sessions_online{platform="Web"}')} Web sessions, want ${want}`));
+    await waitFor(async () => (await node.metric('timd_sessions_online{platform="Web"}')) === want, { timeoutMs: 3000, what: 'metrics' })
+      .catch(async () => assert.fail(`node ${node.port} holds ${await node.metric('timd_sessions_online{platform="Web"}')} Web sessions, want ${want}`));
   }
 }
 
@@ -118,7 +110,7 @@ async function scenario(t, nodes, limit) {
   const sig = official.genSig(user, 600);
   const tabs = [];
   const latencies = [];
-  const kicksOn = async (node) => metric(node, 'timd_kicks_total{type="multipleAccount"}');
+  const kicksOn = async (node) => node.metric('timd_kicks_total{type="multipleAccount"}');
   for (let i = 0; i < limit + 2; i++) {
     const tab = await openTab(browsers[i % browsers.length], nodes[i % nodes.length]);
     const victim = i >= limit ? tabs[i - limit] : undefined;

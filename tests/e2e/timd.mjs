@@ -31,15 +31,19 @@ function exited(child) {
   return new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', r)));
 }
 
-/** Starts timd with `args` added; returns { origin, port, restart(), stop() }. */
-export async function startTimd(args = []) {
+/**
+ * Starts timd with `args` added; returns { origin, port, restart(), stop() }. In demo mode (the
+ * default) it serves the e2e pages and pkg/, and lets every loopback page connect; `demo: false`
+ * starts it as in production (pages of other origins need --allowed-origins).
+ */
+export async function startTimd(args = [], { demo = true } = {}) {
   const port = await freePort();
   const dataDir = mkdtempSync(path.join(tmpdir(), 'tim-e2e-'));
   const origin = `http://127.0.0.1:${port}`;
+  const demoArgs = demo ? ['--demo', '--www-dir', path.join(root, 'tests/e2e/pages'), '--pkg-dir', path.join(root, 'pkg')] : [];
   const spawnTimd = async () => {
-    const child = track(spawn(process.env.TIMD_BIN || path.join(root, 'target/debug/timd'), ['serve', '--demo', '--listen', `127.0.0.1:${port}`,
-      '--sdkappid', String(SDKAPPID), '--key', KEY, '--data-dir', dataDir,
-      '--www-dir', path.join(root, 'tests/e2e/pages'), '--pkg-dir', path.join(root, 'pkg'), ...args],
+    const child = track(spawn(process.env.TIMD_BIN || path.join(root, 'target/debug/timd'), ['serve', ...demoArgs, '--listen', `127.0.0.1:${port}`,
+      '--sdkappid', String(SDKAPPID), '--key', KEY, '--data-dir', dataDir, ...args],
     { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' } }));
     await waitFor(async () => (await fetch(`${origin}/healthz`)).ok, { what: 'timd' }).catch((e) => { child.kill('SIGKILL'); throw e; });
     return child;
@@ -49,11 +53,20 @@ export async function startTimd(args = []) {
     origin,
     port,
     /** Stops timd (SIGTERM, or SIGKILL for a crash) and starts it again on the same port
-     * and data; resolves once the new one answers. */
-    async restart({ crash = false } = {}) {
+     * and data, with `with` instead of its arguments if given; resolves once the new one
+     * answers. */
+    async restart({ crash = false, with: newArgs } = {}) {
       child.kill(crash ? 'SIGKILL' : 'SIGTERM');
       await exited(child);
+      if (newArgs) args = newArgs;
       child = await spawnTimd();
+    },
+    /** The value of one series of its `/metrics`, e.g. `timd_ws_refused_total{reason="origin"}`. */
+    async metric(series) {
+      const text = await (await fetch(`${origin}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+      if (!line) throw new Error(`no ${series} in timd's /metrics`);
+      return Number(line.slice(series.length + 1));
     },
     async stop() {
       child.kill('SIGTERM');
@@ -106,7 +119,14 @@ export async function startRedis() {
       if (attempt < 5 && log.includes('Address already in use')) continue;
       throw new Error(`redis-server did not start: ${log}`);
     }
-    return { port, url: (db = 0) => `redis://127.0.0.1:${port}/${db}`, stop };
+    return {
+      port,
+      url: (db = 0) => `redis://127.0.0.1:${port}/${db}`,
+      stop,
+      /** Freezes Redis (SIGSTOP): its sockets stay open and nothing answers, as an unreachable one. */
+      pause: () => child.kill('SIGSTOP'),
+      resume: () => child.kill('SIGCONT'),
+    };
   }
 }
 

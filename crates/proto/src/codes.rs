@@ -10,6 +10,20 @@ pub const SDK_REPEAT_LOGIN: u32 = 2025;
 pub const SDK_NETWORK_ERROR: u32 = 2800;
 pub const SDK_NETWORK_TIMEOUT: u32 = 2801;
 pub const SDK_NO_NETWORK: u32 = 2805;
+// The server was reached and refused the connection (tim-wasm's own, beside 2800/2801: 28xx
+// with the last two digits of the close code that says why; see [`refusal_code`]).
+/// Close 4006: the page's origin is not in `timd --allowed-origins`. Not retried.
+pub const SDK_ORIGIN_NOT_ALLOWED: u32 = 2806;
+/// Close 4007: the server holds `--max-connections`.
+pub const SDK_SERVER_FULL: u32 = 2807;
+/// Close 4008: this address holds `--max-connections-per-addr`.
+pub const SDK_TOO_MANY_CONNECTIONS: u32 = 2808;
+/// Close 4009: this address opens connections faster than `--connection-rate-per-addr`.
+pub const SDK_CONNECTING_TOO_FAST: u32 = 2809;
+/// Close 4010: this address sends logins faster than `--login-rate-per-addr`.
+pub const SDK_LOGIN_TOO_FAST: u32 = 2810;
+/// Close 1013: the server cannot decide now (cluster mode: its Redis is unreachable).
+pub const SDK_SERVER_UNAVAILABLE: u32 = 2813;
 pub const SDK_UNCAUGHT_ERROR: u32 = 2903;
 pub const SDK_INVALID_OPERATION: u32 = 2905;
 pub const SDK_IS_NOT_READY: u32 = 2999;
@@ -21,6 +35,47 @@ pub const SDK_KICKED_OUT_USERSIG_EXPIRED: u32 = 3004;
 pub const SDK_LOGGED_OUT: u32 = 3005;
 pub const SDK_KICKED_OUT_REST_API: u32 = 3006;
 pub const SDK_ERR_USER_SIG_EXPIRED: u32 = 6206;
+
+/// The SDK error code of a connection the server refused with close code `close`: the abuse
+/// limits right after the handshake (4006-4010) and 1013 (try again later). `None` for every
+/// other close (a lost connection, a restart, ...).
+pub const fn refusal_code(close: u16) -> Option<u32> {
+    match close {
+        close::ORIGIN_NOT_ALLOWED => Some(SDK_ORIGIN_NOT_ALLOWED),
+        close::SERVER_FULL => Some(SDK_SERVER_FULL),
+        close::TOO_MANY_CONNECTIONS => Some(SDK_TOO_MANY_CONNECTIONS),
+        close::CONNECTION_RATE => Some(SDK_CONNECTING_TOO_FAST),
+        close::LOGIN_RATE => Some(SDK_LOGIN_TOO_FAST),
+        close::TRY_AGAIN_LATER => Some(SDK_SERVER_UNAVAILABLE),
+        _ => None,
+    }
+}
+
+/// `TIM.ERROR_CODE.*`: the SDK-side codes the SDK produces, `(key, value)`, with
+/// `tim-js-sdk`'s names where it has the code (it exposes no such table itself).
+pub const ERROR_CODES: &[(&str, u32)] = &[
+    ("NO_SDKAPPID", SDK_NO_SDKAPPID),
+    ("NO_IDENTIFIER", SDK_NO_IDENTIFIER),
+    ("NO_USERSIG", SDK_NO_USERSIG),
+    ("USER_NOT_LOGGED_IN", SDK_USER_NOT_LOGGED_IN),
+    ("REPEAT_LOGIN", SDK_REPEAT_LOGIN),
+    ("NETWORK_ERROR", SDK_NETWORK_ERROR),
+    ("NETWORK_TIMEOUT", SDK_NETWORK_TIMEOUT),
+    ("NO_NETWORK", SDK_NO_NETWORK),
+    ("ORIGIN_NOT_ALLOWED", SDK_ORIGIN_NOT_ALLOWED),
+    ("SERVER_FULL", SDK_SERVER_FULL),
+    ("TOO_MANY_CONNECTIONS", SDK_TOO_MANY_CONNECTIONS),
+    ("CONNECTING_TOO_FAST", SDK_CONNECTING_TOO_FAST),
+    ("LOGIN_TOO_FAST", SDK_LOGIN_TOO_FAST),
+    ("SERVER_UNAVAILABLE", SDK_SERVER_UNAVAILABLE),
+    ("UNCAUGHT_ERROR", SDK_UNCAUGHT_ERROR),
+    ("INVALID_OPERATION", SDK_INVALID_OPERATION),
+    ("KICKED_OUT_MULT_DEVICE", SDK_KICKED_OUT_MULT_DEVICE),
+    ("KICKED_OUT_MULT_ACCOUNT", SDK_KICKED_OUT_MULT_ACCOUNT),
+    ("KICKED_OUT_USERSIG_EXPIRED", SDK_KICKED_OUT_USERSIG_EXPIRED),
+    ("LOGGED_OUT", SDK_LOGGED_OUT),
+    ("KICKED_OUT_REST_API", SDK_KICKED_OUT_REST_API),
+];
 
 // Server side (login and REST).
 pub const ERR_USERSIG_EXPIRED: u32 = 70001;
@@ -80,4 +135,38 @@ pub mod close {
     /// The server could not decide (cluster mode, Redis unreachable): reconnect later.
     /// The standard "Try Again Later"; the SDK reconnects with backoff as on any drop.
     pub const TRY_AGAIN_LATER: u16 = 1013;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_map_to_their_own_codes() {
+        let pairs = [
+            (close::ORIGIN_NOT_ALLOWED, 2806),
+            (close::SERVER_FULL, 2807),
+            (close::TOO_MANY_CONNECTIONS, 2808),
+            (close::CONNECTION_RATE, 2809),
+            (close::LOGIN_RATE, 2810),
+            (close::TRY_AGAIN_LATER, 2813),
+        ];
+        for (close, code) in pairs {
+            assert_eq!(refusal_code(close), Some(code), "close {close}");
+            // 28xx: the close code's last two digits.
+            assert_eq!(code % 100, u32::from(close % 100));
+            assert!(ERROR_CODES.iter().any(|&(_, c)| c == code));
+        }
+        for other in [
+            1000, 1001, 1006, 1012, 4000, 4001, 4002, 4003, 4004, 4005, 4011,
+        ] {
+            assert_eq!(refusal_code(other), None, "close {other}");
+        }
+        // Names and values are unique.
+        for (i, (name, code)) in ERROR_CODES.iter().enumerate() {
+            for (other_name, other_code) in &ERROR_CODES[i + 1..] {
+                assert!(name != other_name && code != other_code, "{name} {code}");
+            }
+        }
+    }
 }

@@ -18,7 +18,7 @@ use axum::response::Response;
 use axum::Extension;
 use tim_proto::{
     close, ClientFrame, ErrorFrame, KickReason, Login, LoginOk, ServerFrame,
-    ERR_INVALID_PARAMETERS, ERR_USERSIG_RATE_LIMITED, MAX_FRAME_BYTES,
+    ERR_INVALID_PARAMETERS, ERR_SERVER_TIMEOUT, ERR_USERSIG_RATE_LIMITED, MAX_FRAME_BYTES,
 };
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
@@ -44,6 +44,9 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// After sending a close frame, how long to wait for the peer's close before dropping the
 /// TCP connection (closing first with unread input would reset it and could eat our close).
 pub const CLOSE_DRAIN: Duration = Duration::from_secs(1);
+/// The 70169 message of a resume put off by an unreachable Redis (a login's says the same:
+/// `LoginError::Unavailable`).
+const UNAVAILABLE: &str = "session store unreachable: retry later";
 /// Longest peer-controlled text echoed back in an error message.
 const MAX_ECHO: usize = 120;
 
@@ -370,8 +373,17 @@ impl Connection {
             Ok(info) => Ok(info),
             Err(ResumeError::Refused(refused)) => Err(refused),
             Err(ResumeError::Backend(e)) => {
-                // Not refused: the client reconnects with backoff and tries again.
+                // Not refused: the client reconnects with backoff and tries again. Said in an
+                // error frame first (70169, as a login gets): WebKitGTK's WebSocket (libsoup)
+                // fails a connection closed with 1013 as a protocol error, so its pages would
+                // never see the code.
                 tracing::warn!(user = %claims.user, error = %e, "resume not decided");
+                let flow = self
+                    .send_error_code(Some(seq), ERR_SERVER_TIMEOUT, UNAVAILABLE)
+                    .await;
+                if !matches!(flow, Flow::Continue) {
+                    return flow;
+                }
                 return Flow::Close(close::TRY_AGAIN_LATER, "session store unreachable");
             }
         };

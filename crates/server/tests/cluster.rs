@@ -554,6 +554,11 @@ async fn redis_stopped_restarted_and_emptied() {
     }
     let mut ws = a.connect().await;
     send(&mut ws, &resume(&ticket)).await;
+    // 70169 in a frame (a WebKitGTK page sees no 1013), then the close.
+    match recv(&mut ws).await {
+        ServerFrame::Error(e) => assert_eq!((e.seq, e.code), (Some(2), 70169), "{e:?}"),
+        other => panic!("expected 70169, got {other:?}"),
+    }
     assert_eq!(recv_close(&mut ws).await, close::TRY_AGAIN_LATER);
     let answer = Rest::new(b.addr, APP, KEY)
         .call(KICK, json!({"UserID": "alice"}))

@@ -32,6 +32,14 @@ impl Backoff {
         self.min + self.next() % (cap - self.min + 1)
     }
 
+    /// After a refusal (server full, rate limits, try again later): "equal jitter", a
+    /// uniform time in `[cap / 2, cap]`, so that a refused client never comes back at once.
+    pub fn refused_delay(&mut self, attempt: u32) -> Millis {
+        let cap = self.cap(attempt);
+        let half = cap / 2;
+        half.max(self.min) + self.next() % (cap - half.max(self.min) + 1)
+    }
+
     /// xorshift64*: small, no dependencies, plenty for jitter.
     fn next(&mut self) -> u64 {
         self.rng ^= self.rng >> 12;
@@ -63,6 +71,27 @@ mod tests {
         assert_eq!(b.cap(0), 1_000);
         assert_eq!(b.cap(1), 2_000);
         assert_eq!(b.cap(5), 20_000);
+    }
+
+    #[test]
+    fn refused_delays_stay_in_the_upper_half() {
+        let mut b = Backoff::new(500, 20_000, 7);
+        for attempt in 0..40 {
+            let cap = b.cap(attempt);
+            for _ in 0..200 {
+                let d = b.refused_delay(attempt);
+                assert!(
+                    (cap / 2).max(500) <= d && d <= cap,
+                    "attempt {attempt}: {d} not in {}..={cap}",
+                    cap / 2
+                );
+            }
+        }
+        // Still spread: 1000 clients at the same attempt do not come back together.
+        let delays: Vec<u64> = (0..1000)
+            .map(|seed| Backoff::new(500, 20_000, seed * 7919 + 1).refused_delay(2))
+            .collect();
+        assert!(*delays.iter().min().unwrap() < 2_200 && *delays.iter().max().unwrap() > 3_800);
     }
 
     #[test]

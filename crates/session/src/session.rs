@@ -4,10 +4,12 @@ use alloc::string::String;
 use core::mem;
 
 use tim_proto::{
-    close, is_valid_user_id, ClientFrame, ErrorFrame, KickReason, Login, NetState, Platform,
-    ServerFrame, ERR_USERSIG_EXPIRED, SDK_INVALID_OPERATION, SDK_LOGGED_OUT, SDK_NETWORK_ERROR,
-    SDK_NETWORK_TIMEOUT, SDK_NO_IDENTIFIER, SDK_NO_NETWORK, SDK_NO_SDKAPPID, SDK_NO_USERSIG,
-    SDK_REPEAT_LOGIN, SDK_USER_NOT_LOGGED_IN,
+    close, is_valid_user_id, refusal_code, ClientFrame, ErrorFrame, KickReason, Login, NetState,
+    Platform, ServerFrame, ERR_SERVER_TIMEOUT, ERR_USERSIG_EXPIRED, ERR_USERSIG_RATE_LIMITED,
+    SDK_CONNECTING_TOO_FAST, SDK_INVALID_OPERATION, SDK_LOGGED_OUT, SDK_LOGIN_TOO_FAST,
+    SDK_NETWORK_ERROR, SDK_NETWORK_TIMEOUT, SDK_NO_IDENTIFIER, SDK_NO_NETWORK, SDK_NO_SDKAPPID,
+    SDK_NO_USERSIG, SDK_ORIGIN_NOT_ALLOWED, SDK_REPEAT_LOGIN, SDK_SERVER_FULL,
+    SDK_SERVER_UNAVAILABLE, SDK_TOO_MANY_CONNECTIONS, SDK_USER_NOT_LOGGED_IN,
 };
 
 use crate::backoff::Backoff;
@@ -48,6 +50,11 @@ pub const LOGIN_STATUS_LOGGED_IN: u8 = 1;
 pub const LOGIN_STATUS_LOGGING_IN: u8 = 2;
 pub const LOGIN_STATUS_LOGGED_OUT: u8 = 3;
 
+/// A reconnect the server refused for now (close 4007-4010, 1013; a login put off) waits as
+/// attempt this many at least: 2 to 4 s first, then doubling to the cap (see
+/// `Backoff::refused_delay`).
+pub const REFUSED_MIN_ATTEMPT: u32 = 2;
+
 /// When to renew a UserSig that expires `expires_in` seconds from now.
 pub fn renew_delay(expires_in: u64) -> Millis {
     let ttl = expires_in.saturating_mul(1_000);
@@ -74,6 +81,10 @@ pub struct Config {
     /// The page can supply fresh UserSigs (`getUserSig`): ask for one ahead of expiry
     /// ([`Event::RenewUserSig`]) and renew the session without dropping it.
     pub renew: bool,
+    /// The server's URL and the page's origin (`""` when unknown), named in error messages
+    /// so that they say what to fix. See [`Session::set_endpoint`].
+    pub server: String,
+    pub origin: String,
 }
 
 impl Config {
@@ -88,6 +99,8 @@ impl Config {
             reconnect_max_ms: 20_000,
             seed: 0x5EED,
             renew: false,
+            server: String::new(),
+            origin: String::new(),
         }
     }
 }
@@ -170,6 +183,10 @@ enum State {
         usersig: String,
         op: OpId,
         seq: u32,
+        /// The server answered 70050, and a `ping` went out to learn why: too many bad
+        /// UserSigs for this user (the server answers the ping), or logins too fast from this
+        /// address (it closes with 4010 instead). The login fails with one or the other.
+        refused: Option<SdkError>,
     },
     /// Logged in (`SDK_READY` was emitted); the connection may be up or coming back.
     Online(Online, Link),
@@ -248,6 +265,9 @@ pub struct Session {
     renew_unsent: bool,
     /// The browser said it is offline (and has not said online since).
     offline: bool,
+    /// The code of the last `ERROR` a refused reconnect reported, so that an outage reports
+    /// each refusal once, not once per attempt; cleared when the connection is back.
+    reported: Option<u32>,
 }
 
 impl Session {
@@ -273,11 +293,20 @@ impl Session {
             renew_seq: None,
             renew_unsent: false,
             offline: false,
+            reported: None,
         }
     }
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The server's URL and the page's origin, for error messages (known once the driver
+    /// starts connecting: an SDK imported during server-side rendering reads nothing of the
+    /// page before it needs to).
+    pub fn set_endpoint(&mut self, server: String, origin: String) {
+        self.config.server = server;
+        self.config.origin = origin;
     }
 
     /// The instance id may change before the first login (a duplicated tab takes a new one).
@@ -613,6 +642,7 @@ impl Session {
                     usersig,
                     op,
                     seq,
+                    refused: None,
                 } if seq == ok.seq => {
                     let online = Online {
                         user,
@@ -686,7 +716,13 @@ impl Session {
                 .events
                 .push_back(Event::Error(SdkError { code, message })),
             ServerFrame::Kicked { reason } => self.kick(reason),
-            ServerFrame::Pong => {}
+            ServerFrame::Pong => {
+                // The server answered the ping after a 70050: not the address's login rate.
+                if let Some((op, error)) = self.take_refused_login() {
+                    self.close_socket();
+                    self.done(op, Err(error));
+                }
+            }
             // Answered here, from the socket's message handler: the server keeps a socket
             // that answers, however throttled the page's timers are.
             ServerFrame::Ping => {
@@ -710,7 +746,29 @@ impl Session {
             self.kick(KickReason::MultipleAccount);
             return;
         }
-        self.connection_lost(now);
+        match refusal_code(code) {
+            Some(code) => self.refused(now, self.refusal(code)),
+            None => match self.take_refused_login() {
+                // A 70050 not followed by 4010: the UserSig failure limit.
+                Some((op, error)) => self.done(op, Err(error)),
+                None => self.connection_lost(now, false),
+            },
+        }
+    }
+
+    /// The driver could not open a socket at all (no `WebSocket` in this environment, a
+    /// malformed server URL): a failed connection, and a login in progress fails with `why`.
+    pub fn handle_connect_failed(&mut self, now: Millis, why: &str) {
+        if let (Socket::Opening, State::Connecting { .. }) = (self.socket, &self.state) {
+            self.socket = Socket::Closed;
+            if let State::Connecting { op, .. } = mem::replace(&mut self.state, State::Idle) {
+                self.op_deadline = None;
+                self.net_state(NetState::Disconnected);
+                self.done(op, Err(SdkError::new(SDK_NETWORK_ERROR, why)));
+            }
+        } else {
+            self.handle_close(now, 1006);
+        }
     }
 
     /// The browser reports the network gone (`offline`, or `navigator.onLine` false at
@@ -721,7 +779,7 @@ impl Session {
             self.net_state(NetState::Disconnected);
             if link == Link::Up || self.socket != Socket::Closed {
                 self.close_socket();
-                self.connection_lost(now);
+                self.connection_lost(now, false);
             }
             if let State::Online(_, Link::Waiting { retry_at, .. }) = &mut self.state {
                 *retry_at = None;
@@ -762,6 +820,14 @@ impl Session {
         if self.op_deadline.is_some_and(|t| now >= t) {
             self.op_deadline = None;
             match mem::replace(&mut self.state, State::Idle) {
+                State::LoggingIn {
+                    op,
+                    refused: Some(error),
+                    ..
+                } => {
+                    self.close_socket();
+                    self.done(op, Err(error));
+                }
                 State::Connecting { op, .. } | State::LoggingIn { op, .. } => {
                     self.close_socket();
                     self.done(
@@ -780,7 +846,7 @@ impl Session {
                     // A resume (or re-login) got no answer: try again on a new connection.
                     self.state = s;
                     self.close_socket();
-                    self.connection_lost(now);
+                    self.connection_lost(now, false);
                 }
                 s => self.state = s,
             }
@@ -788,7 +854,7 @@ impl Session {
         if self.dead_at.is_some_and(|t| now >= t) {
             // The server has been silent for two of its pings (and a margin): dead.
             self.close_socket();
-            self.connection_lost(now);
+            self.connection_lost(now, false);
         }
         if let State::Online(_, Link::Waiting { attempt, retry_at }) = self.state {
             if retry_at.is_some_and(|t| now >= t) {
@@ -866,6 +932,7 @@ impl Session {
             usersig: usersig.to_owned(),
             op,
             seq,
+            refused: None,
         };
     }
 
@@ -885,6 +952,7 @@ impl Session {
     /// The connection of an online session is (again) up.
     fn link_up(&mut self, now: Millis, online: Online) {
         self.op_deadline = None;
+        self.reported = None;
         self.dead_at = Some(now + dead_after(online.heartbeat_ms));
         self.state = State::Online(online, Link::Up);
         self.net_state(NetState::Connected);
@@ -896,6 +964,25 @@ impl Session {
             return self.renew_failed(now);
         }
         match mem::replace(&mut self.state, State::Idle) {
+            State::LoggingIn {
+                seq: s,
+                op,
+                user,
+                usersig,
+                refused: None,
+            } if s == seq && error.code == ERR_USERSIG_RATE_LIMITED => {
+                // Which limit? A ping tells (see `State::LoggingIn::refused`).
+                self.io.push_back(Io::Send(ClientFrame::Ping));
+                let probe = now + WAKE_PROBE_MS;
+                self.op_deadline = Some(self.op_deadline.map_or(probe, |d| d.min(probe)));
+                self.state = State::LoggingIn {
+                    user,
+                    usersig,
+                    op,
+                    seq,
+                    refused: Some(error),
+                };
+            }
             State::LoggingIn { seq: s, op, .. } if s == seq => {
                 self.op_deadline = None;
                 self.close_socket();
@@ -908,6 +995,14 @@ impl Session {
                     self.finish_logout();
                 }
             }
+            s @ State::Online(_, Link::Resuming { seq: r, .. })
+                if r == seq && error.code == ERR_SERVER_TIMEOUT =>
+            {
+                // Put off (cluster mode, Redis unreachable; close 1013 follows): again later.
+                self.state = s;
+                self.close_socket();
+                self.refused(now, self.refusal(SDK_SERVER_UNAVAILABLE));
+            }
             State::Online(online, Link::Resuming { attempt, seq: s }) if s == seq => {
                 // The ticket is unusable (e.g. it expired): log in again with the UserSig.
                 let seq = self.send_login_frame(&online.user, &online.usersig);
@@ -919,6 +1014,19 @@ impl Session {
                 if error.code == ERR_USERSIG_EXPIRED {
                     self.state = State::Online(online, link);
                     self.kick(KickReason::UserSigExpired);
+                } else if matches!(error.code, ERR_USERSIG_RATE_LIMITED | ERR_SERVER_TIMEOUT) {
+                    // Put off, not refused: logins too fast from this address (the kept
+                    // UserSig is valid, so 70050 is the address's rate; close 4010 follows),
+                    // or the session store unreachable (70169). Again later, with backoff,
+                    // reported as the close codes of those are.
+                    let error = self.refusal(if error.code == ERR_USERSIG_RATE_LIMITED {
+                        SDK_LOGIN_TOO_FAST
+                    } else {
+                        SDK_SERVER_UNAVAILABLE
+                    });
+                    self.state = State::Online(online, link);
+                    self.close_socket();
+                    self.refused(now, error);
                 } else {
                     self.op_deadline = None;
                     self.stop_heartbeat();
@@ -931,17 +1039,106 @@ impl Session {
         }
     }
 
-    fn connection_lost(&mut self, now: Millis) {
+    /// The server refused the connection (or put a login off): a login in progress fails
+    /// with `error`; an online session reports it (`ERROR`, once per outage and code) and
+    /// reconnects with the longer backoff of a refusal, except for a refused origin, which
+    /// will not change by itself: that session ends (`ERROR`, then `SDK_NOT_READY`).
+    fn refused(&mut self, now: Millis, error: SdkError) {
+        self.socket = Socket::Closed;
+        match mem::replace(&mut self.state, State::Idle) {
+            State::Connecting { op, .. } | State::LoggingIn { op, .. } => {
+                self.op_deadline = None;
+                self.net_state(NetState::Disconnected);
+                self.done(op, Err(error));
+            }
+            State::Online(..) if error.code == SDK_ORIGIN_NOT_ALLOWED => {
+                self.op_deadline = None;
+                self.stop_heartbeat();
+                self.events.push_back(Event::Error(error));
+                self.net_state(NetState::Disconnected);
+                self.events.push_back(Event::NotReady);
+            }
+            s => {
+                self.state = s;
+                if matches!(self.state, State::Online(..)) && self.reported != Some(error.code) {
+                    self.reported = Some(error.code);
+                    self.events.push_back(Event::Error(error));
+                }
+                self.connection_lost(now, true);
+            }
+        }
+    }
+
+    /// The error of a refusal (an SDK code of [`refusal_code`]), saying what to do about it.
+    fn refusal(&self, code: u32) -> SdkError {
+        let origin = match self.config.origin.as_str() {
+            "" => "(unknown)",
+            o => o,
+        };
+        let message = match code {
+            SDK_ORIGIN_NOT_ALLOWED => [
+                "timd refused this page's origin ",
+                origin,
+                ": start it with --allowed-origins ",
+                origin,
+                " (or TIMD_ALLOWED_ORIGINS)",
+            ]
+            .concat(),
+            SDK_SERVER_FULL => "timd is full (--max-connections): try again later".into(),
+            SDK_TOO_MANY_CONNECTIONS => {
+                "too many connections from this address (timd --max-connections-per-addr)".into()
+            }
+            SDK_CONNECTING_TOO_FAST => "connecting too fast from this address (timd --connection-rate-per-addr): try again in a moment".into(),
+            SDK_LOGIN_TOO_FAST => "logging in too fast from this address (timd --login-rate-per-addr): try again in a moment".into(),
+            // SDK_SERVER_UNAVAILABLE (close 1013).
+            _ => "timd's session store (Redis, cluster mode) is unreachable: try again later".into(),
+        };
+        SdkError { code, message }
+    }
+
+    /// A login waiting to learn why it got 70050 (see `State::LoggingIn::refused`), taken
+    /// out: its op and that 70050.
+    fn take_refused_login(&mut self) -> Option<(OpId, SdkError)> {
+        if !matches!(
+            self.state,
+            State::LoggingIn {
+                refused: Some(_),
+                ..
+            }
+        ) {
+            return None;
+        }
+        match mem::replace(&mut self.state, State::Idle) {
+            State::LoggingIn {
+                op,
+                refused: Some(error),
+                ..
+            } => {
+                self.op_deadline = None;
+                self.net_state(NetState::Disconnected);
+                Some((op, error))
+            }
+            _ => None,
+        }
+    }
+
+    fn connection_lost(&mut self, now: Millis, refused: bool) {
         self.stop_heartbeat();
         self.socket = Socket::Closed;
         match mem::replace(&mut self.state, State::Idle) {
             State::Connecting { op, .. } | State::LoggingIn { op, .. } => {
                 self.op_deadline = None;
                 self.net_state(NetState::Disconnected);
-                self.done(
-                    op,
-                    Err(SdkError::new(SDK_NETWORK_ERROR, "cannot reach the server")),
-                );
+                let message = match self.config.server.as_str() {
+                    "" => "cannot reach the server".into(),
+                    url => [
+                        "cannot reach the server at ",
+                        url,
+                        ": check serverURL and that timd is running there",
+                    ]
+                    .concat(),
+                };
+                self.done(op, Err(SdkError::new(SDK_NETWORK_ERROR, message)));
             }
             State::Online(online, link) => {
                 self.op_deadline = None;
@@ -957,7 +1154,13 @@ impl Session {
                     | Link::Resuming { attempt, .. }
                     | Link::Relogging { attempt, .. } => attempt.saturating_add(1),
                 };
-                let retry_at = Some(now + self.backoff.delay(attempt));
+                let (attempt, delay) = if refused {
+                    let attempt = attempt.max(REFUSED_MIN_ATTEMPT);
+                    (attempt, self.backoff.refused_delay(attempt))
+                } else {
+                    (attempt, self.backoff.delay(attempt))
+                };
+                let retry_at = Some(now + delay);
                 self.state = State::Online(online, Link::Waiting { attempt, retry_at });
                 if self.net != Some(NetState::Disconnected) {
                     self.net_state(NetState::Connecting);

@@ -2,18 +2,13 @@
 //! while away, falling back to a login, backoff bounds, offline / wake, destroy and logout
 //! mid-reconnect.
 
+mod common;
+
+use common::{drain_events, drain_io, login_ok};
 use tim_proto::*;
 use tim_session::*;
 
 const APP: u32 = 1_400_000_000;
-
-fn drain_io(s: &mut Session) -> Vec<Io> {
-    std::iter::from_fn(|| s.poll_io()).collect()
-}
-
-fn drain_events(s: &mut Session) -> Vec<Event> {
-    std::iter::from_fn(|| s.poll_event()).collect()
-}
 
 /// A session logged in as alice at t=0 with ticket "T1"; queues drained.
 fn online() -> Session {
@@ -24,16 +19,7 @@ fn online() -> Session {
         [Io::Connect, Io::Send(ClientFrame::Login(l))] => l.seq,
         other => panic!("{other:?}"),
     };
-    s.handle_frame(
-        0,
-        ServerFrame::LoginOk(LoginOk {
-            seq,
-            ticket: "T1".into(),
-            heartbeat_ms: 25_000,
-            expire_at: 2_000_000_000,
-            expires_in: 3_600,
-        }),
-    );
+    s.handle_frame(0, login_ok(seq, "T1"));
     drain_events(&mut s);
     s
 }

@@ -1,5 +1,8 @@
 //! The session core in virtual time: every test drives `Session` by hand, playing the server.
 
+mod common;
+
+use common::{drain_events, drain_io, failure, login_ok};
 use tim_proto::*;
 use tim_session::*;
 
@@ -7,14 +10,6 @@ const APP: u32 = 1_400_000_000;
 
 fn session() -> Session {
     Session::new(Config::new(APP, Platform::Web, "inst-1".into()))
-}
-
-fn drain_io(s: &mut Session) -> Vec<Io> {
-    std::iter::from_fn(|| s.poll_io()).collect()
-}
-
-fn drain_events(s: &mut Session) -> Vec<Event> {
-    std::iter::from_fn(|| s.poll_event()).collect()
 }
 
 fn login_seq(io: &[Io]) -> u32 {
@@ -26,22 +21,12 @@ fn login_seq(io: &[Io]) -> u32 {
         .expect("a login frame was sent")
 }
 
-fn login_ok(seq: u32) -> ServerFrame {
-    ServerFrame::LoginOk(LoginOk {
-        seq,
-        ticket: "t1".into(),
-        heartbeat_ms: 25_000,
-        expire_at: 2_000_000_000,
-        expires_in: 3_600,
-    })
-}
-
 /// Logs `user` in at `now` and returns the login op; the session is ready afterwards.
 fn logged_in(s: &mut Session, now: Millis, user: &str) -> OpId {
     let op = s.login(now, user, "sig");
     s.handle_open(now);
     let io = drain_io(s);
-    s.handle_frame(now, login_ok(login_seq(&io)));
+    s.handle_frame(now, login_ok(login_seq(&io), "t1"));
     drain_events(s);
     assert!(s.is_ready());
     op
@@ -52,16 +37,7 @@ fn done(op: OpId, result: Result<OpOk, SdkError>) -> Event {
 }
 
 fn err_code(events: &[Event], op: OpId) -> u32 {
-    events
-        .iter()
-        .find_map(|e| match e {
-            Event::Done {
-                op: o,
-                result: Err(e),
-            } if *o == op => Some(e.code),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("op {op} did not fail: {events:?}"))
+    failure(events, op).code
 }
 
 #[test]
@@ -94,7 +70,7 @@ fn login_connects_sends_and_becomes_ready() {
     );
     assert_eq!(s.login_user(), "");
 
-    s.handle_frame(9, login_ok(login_seq(&io)));
+    s.handle_frame(9, login_ok(login_seq(&io), "t1"));
     assert_eq!(
         drain_events(&mut s),
         vec![done(op, Ok(OpOk::Login { repeat: false })), Event::Ready]
@@ -176,7 +152,7 @@ fn another_user_switches_accounts_old_session_ends_first() {
         vec![],
         "the old logout's answer must not close the socket"
     );
-    s.handle_frame(3, login_ok(login_seq(&io)));
+    s.handle_frame(3, login_ok(login_seq(&io), "t1"));
     assert_eq!(
         drain_events(&mut s),
         vec![done(op, Ok(OpOk::Login { repeat: false })), Event::Ready]
@@ -393,7 +369,7 @@ fn pings_outside_an_open_socket_are_not_answered() {
         vec![Io::Send(ClientFrame::Pong)],
         "open, logging in"
     );
-    s.handle_frame(4, login_ok(login_seq(&io)));
+    s.handle_frame(4, login_ok(login_seq(&io), "t1"));
     assert!(drain_events(&mut s).contains(&done(op, Ok(OpOk::Login { repeat: false }))));
 }
 
@@ -523,7 +499,7 @@ fn every_op_settles_exactly_once_under_random_schedules() {
                 0 | 1 => ops.push(s.login(now, ["alice", "bob"][next(2) as usize], "sig")),
                 2 => ops.push(s.logout(now)),
                 3 => s.handle_open(now),
-                4 => s.handle_frame(now, login_ok(last_seq)),
+                4 => s.handle_frame(now, login_ok(last_seq, "t1")),
                 5 => s.handle_frame(now, ServerFrame::LogoutOk { seq: last_seq }),
                 6 => s.handle_frame(
                     now,
@@ -595,7 +571,7 @@ fn login_waits_for_the_instance_id_while_the_socket_opens() {
         matches!(&io[..], [Io::Send(ClientFrame::Login(l))] if l.instance == "claimed"),
         "{io:?}"
     );
-    s.handle_frame(3, login_ok(login_seq(&io)));
+    s.handle_frame(3, login_ok(login_seq(&io), "t1"));
     assert!(drain_events(&mut s).contains(&done(op, Ok(OpOk::Login { repeat: false }))));
     s.set_instance(4, "claimed".into());
     assert!(s.is_ready());

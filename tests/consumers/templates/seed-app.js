@@ -1,6 +1,7 @@
 // The seed sample (shared/seeds/000_908553e08782f3da.txt: login, logout, destroy, login
 // settings) as the page of a web project that installed tim-wasm from npm, plus `serverURL`.
-// Each consumer project gets this file as src/index.js. The test passes the app, timd's URL and
+// Each consumer project gets this file as src/index.js (the script-tag page gets it without its
+// import line, as a classic script using the global TIM). The test passes the app, timd's URL and
 // the user in the query string and reads what happened from window.* through WebDriver.
 import TIM from 'tim-wasm';
 

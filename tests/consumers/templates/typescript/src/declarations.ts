@@ -18,6 +18,21 @@ tim.login({ userID: 'alice', userSig: 'sig' }).then((imResponse) => {
   console.log(status);
 }, (imError: { code: number }) => console.log(imError.code));
 
+// The SDK's error codes by name, as literal types; the ERROR event's data has `code`.
+const originRefused: 2806 = TIM.ERROR_CODE.ORIGIN_NOT_ALLOWED;
+const serverFull: 2807 = TIM.ERROR_CODE.SERVER_FULL;
+tim.on(TIM.EVENT.ERROR, (event) => {
+  if (event.data.code === TIM.ERROR_CODE.SERVER_UNAVAILABLE) console.log(event.data.message);
+});
+console.log(originRefused, serverFull);
+// @ts-expect-error there is no such code
+console.log(TIM.ERROR_CODE.NO_SUCH_CODE);
+
+// From a <script src> page: the global the script-tag build defines, typed from the package.
+declare const GlobalTIM: typeof import('tim-wasm').default;
+const fromScript: 2810 = GlobalTIM.ERROR_CODE.LOGIN_TOO_FAST;
+console.log(fromScript);
+
 // @ts-expect-error login needs a userSig
 tim.login({ userID: 'alice' });
 // @ts-expect-error TIM.create needs its options
