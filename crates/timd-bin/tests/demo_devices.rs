@@ -116,7 +116,23 @@ async fn start(node: &TimdNode, user: &str, platform: &str) -> String {
 
 #[tokio::test]
 async fn devices_log_in_are_kicked_and_log_out_as_the_page_sees_them() {
-    let node = demo_node();
+    devices_as_the_page_sees_them(demo_node()).await;
+}
+
+/// The same in cluster mode: the page's instances come from Redis, its kicks from the
+/// tombstones there, and the devices read kick times through the backend.
+#[tokio::test]
+async fn devices_as_the_page_sees_them_in_cluster_mode() {
+    let redis = tim_test_support::RedisServer::start();
+    let node = TimdNode::builder()
+        .bin(TIMD)
+        .arg("--demo")
+        .redis(&redis.url())
+        .start();
+    devices_as_the_page_sees_them(node).await;
+}
+
+async fn devices_as_the_page_sees_them(node: TimdNode) {
     let user = "demo_alice";
     let mut tab = tim_test_support::ws::connect(&node.ws_url()).await;
     login_ok(&mut tab, 1, user, "tab-1").await;
