@@ -51,13 +51,16 @@ export function makeCerts() {
   };
 }
 
-/** `template` with every `{{NAME}}` replaced by `values[NAME]`; a placeholder left over throws. */
+/**
+ * `template` with every `{{NAME}}` outside `#` comments replaced by `values[NAME]`; one without
+ * a value throws.
+ */
 export function fill(template, values) {
-  const text = template.replace(/\{\{(\w+)\}\}/g, (m, name) => {
-    if (!(name in values)) throw new Error(`no value for ${m}`);
-    return values[name];
-  });
-  return text;
+  return template.split('\n').map((line) => (line.trimStart().startsWith('#') ? line
+    : line.replace(/\{\{(\w+)\}\}/g, (m, name) => {
+      if (!(name in values)) throw new Error(`no value for ${m}`);
+      return values[name];
+    }))).join('\n');
 }
 
 /**
