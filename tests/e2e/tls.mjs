@@ -10,17 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { freePort, waitFor } from './webdriver.mjs';
-import { root, SDKAPPID, KEY } from './timd.mjs';
-
-// Processes still running when node exits (a failed or interrupted run) go with it.
-const children = new Set();
-process.on('exit', () => { for (const child of children) child.kill('SIGKILL'); });
-function track(child) {
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  return child;
-}
-const exited = (child) => new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', r)));
+import { root, SDKAPPID, KEY, track, exited } from './timd.mjs';
 
 const openssl = (dir, ...args) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
 
