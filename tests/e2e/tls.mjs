@@ -71,7 +71,7 @@ export async function startNode(args = []) {
     await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).ok, { what: 'timd' })
       .catch((e) => { child.kill('SIGKILL'); throw new Error(`${e.message}: ${log}`); });
   };
-  await spawnNode();
+  await spawnNode().catch((e) => { rmSync(dataDir, { recursive: true, force: true }); throw e; });
   return {
     port,
     log: () => log,
@@ -137,7 +137,12 @@ export async function startProxy(kind, { certs, nodes, app, wwwRoot, pkgDir }) {
   await waitFor(async () => {
     if (child.exitCode !== null) throw new Error('exited');
     return (await get(origin, '/healthz', certs.ca)).status === 200;
-  }, { what: kind, timeoutMs: 10000 }).catch((e) => { child.kill('SIGKILL'); throw new Error(`${kind} did not start (${e.message}): ${out}`); });
+  }, { what: kind, timeoutMs: 10000 }).catch(async (e) => {
+    child.kill('SIGKILL');
+    await exited(child);
+    rmSync(prefix, { recursive: true, force: true });
+    throw new Error(`${kind} did not start (${e.message}): ${out}`);
+  });
   return {
     kind, port, origin,
     async stop() { child.kill('SIGTERM'); await exited(child); rmSync(prefix, { recursive: true, force: true }); },
