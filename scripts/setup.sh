@@ -40,6 +40,10 @@ command -v WebKitWebDriver >/dev/null || need_apt+=(webkit2gtk-driver)
 command -v Xvfb >/dev/null || need_apt+=(xvfb)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v haproxy >/dev/null || need_apt+=(haproxy)
+# The TLS proxy examples in deploy/ (tests/e2e/tls.test.mjs runs nginx and haproxy in front of timd).
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
+# systemd-analyze verify checks deploy/timd.service (in the same test).
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   step "apt-get install ${need_apt[*]}"

@@ -88,7 +88,7 @@ step "npm package and its size (the ES module and the script-tag build, each)"
 step "the packed tarball as web projects install it: package check; plain page, <script src> page, Vite, webpack, esbuild in Chromium, Firefox and WebKit; tsc; Node and Vite SSR (scripts/consumers.sh)"
 ./scripts/consumers.sh --no-build
 
-step "end to end: seed, demo, tabs, settings, faults, refusals, visibility, parity, leaks in real Chromium, Firefox and WebKit (node --test tests/e2e)"
+step "end to end: seed, demo, tabs, settings, faults, refusals, visibility, parity, leaks, cluster, wss through the deploy/ nginx and HAProxy examples (tls) in real Chromium, Firefox and WebKit (node --test tests/e2e)"
 node --test --test-concurrency=1 tests/e2e/
 
 echo "== test: all passed" >&2

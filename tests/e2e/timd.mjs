@@ -21,13 +21,15 @@ export const official = new TLSSigAPIv2.Api(SDKAPPID, KEY);
 // Processes still running when node exits (a failed or interrupted run) go with it.
 const children = new Set();
 process.on('exit', () => { for (const child of children) child.kill('SIGKILL'); });
-function track(child) {
+/** Kills `child` when node exits, if it still runs. */
+export function track(child) {
   children.add(child);
   child.once('exit', () => children.delete(child));
   return child;
 }
 
-function exited(child) {
+/** Resolves once `child` has exited. */
+export function exited(child) {
   return new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', r)));
 }
 

@@ -38,14 +38,16 @@ const CHROME_ARGS = ['--headless=new', '--no-sandbox', '--disable-gpu', '--disab
 // ones WebKitWebDriver reads (its defaults too, spelled out so a wrong path fails loudly).
 const MINIBROWSER = '/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser';
 
-function capabilities(browser) {
+/** `extra`: capabilities added (`acceptInsecureCerts`), `chromeArgs` added to Chromium's. */
+function capabilities(browser, { chromeArgs = [], ...extra } = {}) {
   if (browser === 'webkit') {
-    return { browserName: 'MiniBrowser', 'webkitgtk:browserOptions': { binary: process.env.MINIBROWSER_BIN || MINIBROWSER, args: ['--automation'] } };
+    return { ...extra, browserName: 'MiniBrowser', 'webkitgtk:browserOptions': { binary: process.env.MINIBROWSER_BIN || MINIBROWSER, args: ['--automation'] } };
   }
   if (browser === 'chrome') {
-    return { browserName: 'chrome', 'goog:chromeOptions': { binary: process.env.CHROME_BIN || '/usr/bin/chromium', args: CHROME_ARGS } };
+    return { ...extra, browserName: 'chrome', 'goog:chromeOptions': { binary: process.env.CHROME_BIN || '/usr/bin/chromium', args: [...CHROME_ARGS, ...chromeArgs] } };
   }
   return {
+    ...extra,
     browserName: 'firefox',
     'moz:firefoxOptions': {
       binary: process.env.FIREFOX_BIN || '/usr/bin/firefox-esr',
@@ -86,8 +88,11 @@ const running = new Set();
 process.on('exit', () => { for (const stop of running) stop(); });
 for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]]) process.once(signal, () => process.exit(code));
 
-/** Starts chromedriver, geckodriver or WebKitWebDriver (on an X server) and opens one browser session. */
-export async function launch(browser) {
+/**
+ * Starts chromedriver, geckodriver or WebKitWebDriver (on an X server) and opens one browser
+ * session; `options` as `capabilities` takes them.
+ */
+export async function launch(browser, options) {
   const port = await freePort();
   const x = browser === 'webkit' ? await xDisplay() : { stop() {} };
   const [bin, args] = driverCommand(browser, port);
@@ -109,7 +114,7 @@ export async function launch(browser) {
     const res = await fetch(`${base}/session`, {
       method: 'POST',
       headers: JSON_HEADERS,
-      body: JSON.stringify({ capabilities: { alwaysMatch: capabilities(browser) } }),
+      body: JSON.stringify({ capabilities: { alwaysMatch: capabilities(browser, options) } }),
     });
     const body = await res.json();
     if (!res.ok) throw new Error(`new session failed: ${JSON.stringify(body)} ${stderr}`);
