@@ -6,6 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { launch, waitFor, BROWSERS } from './webdriver.mjs';
 import { startTimd, official, uniqueUser, SDKAPPID } from './timd.mjs';
+import { tabUrl, openTab, inTab, kickTypes, settled } from './tab-page.mjs';
 
 let timd; // the defaults: one Web instance, dual policy
 
@@ -30,31 +31,6 @@ async function rest(api, body) {
   return res.json();
 }
 
-const tabUrl = (user, sig) => {
-  const q = new URLSearchParams({ sdkappid: String(SDKAPPID), user, sig });
-  return `${timd.origin}/tab.html?${q}`;
-};
-
-async function openTab(b, url, { first = false } = {}) {
-  const handle = first ? await b.handle() : await b.newTab();
-  await b.switchTo(handle);
-  await b.navigate(url);
-  await waitFor(() => b.run(() => window.pageReady === true), { what: 'tab page' });
-  const res = await b.run(() => window.autoLogin);
-  assert.equal(res && res.actionStatus, 'OK', `login in the tab: ${JSON.stringify(res)}`);
-  return handle;
-}
-
-async function inTab(b, handle, fn, ...args) {
-  await b.switchTo(handle);
-  return b.run(fn, ...args);
-}
-
-const kickTypes = (b, h) => inTab(b, h, () => kicks().map((e) => e.detail));
-/** A round trip on tab `h`'s socket (the page's `roundTrip`): every frame the server sent it
- * before the pong has arrived, so "no kick came" is proven, not guessed from a silence. */
-const roundTrip = async (b, h) => assert.equal(await inTab(b, h, () => roundTrip()), true, 'a round trip with the server');
-
 for (const browser of BROWSERS) {
   test(`${browser}: a Web limit raised through set_login_settings decides the next tab`, { timeout: 120000 }, async () => {
     const back = await rest('timd/set_login_settings', { WebInstances: 1 });
@@ -62,7 +38,7 @@ for (const browser of BROWSERS) {
     const b = await launch(browser);
     try {
       const user = uniqueUser('settings');
-      const url = tabUrl(user, official.genSig(user, 600));
+      const url = tabUrl(timd, user, official.genSig(user, 600));
       const t1 = await openTab(b, url, { first: true });
       const t2 = await openTab(b, url);
       await waitFor(() => inTab(b, t1, () => kicks().length > 0), { what: 't1 kicked (limit 1)' });
@@ -73,7 +49,7 @@ for (const browser of BROWSERS) {
       assert.equal(set.LoginSettings.WebInstances, 2);
 
       const t3 = await openTab(b, url);
-      await roundTrip(b, t2);
+      await settled(b, t2, 't2');
       assert.deepEqual(await kickTypes(b, t2), [], 't2 stays: the third tab fits the new limit');
       assert.equal(await inTab(b, t2, () => tim.isReady()), true);
       assert.equal(await inTab(b, t3, () => tim.isReady()), true);
@@ -81,7 +57,7 @@ for (const browser of BROWSERS) {
       const t4 = await openTab(b, url);
       await waitFor(() => inTab(b, t2, () => kicks().length > 0), { what: 't2 kicked by the fourth tab' });
       assert.deepEqual(await kickTypes(b, t2), ['multipleAccount']);
-      await roundTrip(b, t3);
+      await settled(b, t3, 't3');
       assert.deepEqual(await kickTypes(b, t3), []);
       assert.equal(await inTab(b, t4, () => tim.isReady()), true);
     } finally {

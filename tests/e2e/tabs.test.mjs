@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { launch, waitFor, BROWSERS } from './webdriver.mjs';
 import { startTimd, official, uniqueUser, root, SDKAPPID } from './timd.mjs';
+import { tabUrl, openTab, inTab, kickTypes, settled } from './tab-page.mjs';
 
 let two; // --web-instances 2 --login-policy single
 let one; // the defaults: one Web instance
@@ -21,37 +22,6 @@ before(async () => {
 after(async () => {
   await Promise.all([two?.stop(), one?.stop()]);
 });
-
-const tabUrl = (server, user, sig, storage) => {
-  const q = new URLSearchParams({ sdkappid: String(SDKAPPID) });
-  if (user) { q.set('user', user); q.set('sig', sig); }
-  if (storage) q.set('storage', JSON.stringify(storage));
-  return `${server.origin}/tab.html?${q}`;
-};
-
-/** Opens `url` in a new tab (or the current one for the first) and waits for its login. */
-async function openTab(b, url, { first = false } = {}) {
-  const handle = first ? await b.handle() : await b.newTab();
-  await b.switchTo(handle);
-  await b.navigate(url);
-  await waitFor(() => b.run(() => window.pageReady === true), { what: 'tab page' });
-  const res = await b.run(() => window.autoLogin);
-  assert.equal(res && res.actionStatus, 'OK', `login in the tab: ${JSON.stringify(res)}`);
-  return handle;
-}
-
-async function inTab(b, handle, fn, ...args) {
-  await b.switchTo(handle);
-  return b.run(fn, ...args);
-}
-
-const kickTypes = (b, h) => inTab(b, h, () => kicks().map((e) => e.detail));
-
-/** A round trip with the server on tab `h`'s socket (the page's `roundTrip`): once it is back,
- * whatever the server sent the tab before (a wrong kick, say) has arrived and been handled. */
-async function settled(b, h, what) {
-  assert.equal(await inTab(b, h, () => roundTrip()), true, `${what}: a round trip with the server`);
-}
 
 for (const browser of BROWSERS) {
   test(`${browser}: the seed scenario in three tabs (Online Web Instances = 2)`, { timeout: 120000 }, async () => {

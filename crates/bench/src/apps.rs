@@ -10,14 +10,11 @@
 //!   `timd_login_settings_version` gauge right after the answer; Tencent: up to 5 minutes).
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use tim_client::{Client, Config, Platform};
-use tokio::sync::Semaphore;
 
-use crate::logins::destroy_all;
+use crate::logins::{destroy_all, log_in_all_to};
 use crate::redis::{Persistence, Redis};
 use crate::sys::{now_secs, APP, KEY};
 use crate::timd::{Common, Timd};
@@ -80,41 +77,6 @@ fn write_apps_file(dir: &Path, count: u32) -> (std::path::PathBuf, Vec<(String, 
     (path, envs)
 }
 
-/// Logs `n` users in on `url`, user `i` into app `i % apps`; returns the clients.
-async fn log_in_spread(
-    url: &str,
-    n: usize,
-    apps: u32,
-    concurrency: usize,
-    round: usize,
-) -> Vec<Client> {
-    let gate = Arc::new(Semaphore::new(concurrency.max(1)));
-    let tasks: Vec<_> = (0..n)
-        .map(|i| {
-            let (url, gate) = (url.to_owned(), gate.clone());
-            let app = (i as u32) % apps;
-            tokio::spawn(async move {
-                let _permit = gate.acquire_owned().await.expect("semaphore");
-                let user = format!("u{i}");
-                let c = Client::new(
-                    &url,
-                    Config::new(app_id(app), Platform::Web, format!("r{round}-{i}")),
-                );
-                let sig = tim_usersig::generate(app_id(app), &key_of(app), &user, now_secs(), 3600);
-                if let Err(e) = c.login(&user, &sig).await {
-                    panic!("login {user} in app {}: {e:?}", app_id(app));
-                }
-                c
-            })
-        })
-        .collect();
-    let mut clients = Vec::with_capacity(n);
-    for t in tasks {
-        clients.push(t.await.expect("login task"));
-    }
-    clients
-}
-
 struct Round {
     per_second: f64,
     cpu_us: Option<f64>,
@@ -123,7 +85,12 @@ struct Round {
 async fn round(timd: &Timd, n: usize, apps: u32, concurrency: usize, r: usize) -> Round {
     let cpu0 = timd.cpu();
     let t0 = Instant::now();
-    let clients = log_in_spread(&timd.url(), n, apps, concurrency, r).await;
+    // User `i` logs into app `i % apps`, with that app's key.
+    let clients = log_in_all_to(&[timd.url()], "u", n, concurrency, r, |i| {
+        let app = (i as u32) % apps;
+        (app_id(app), Some(key_of(app)))
+    })
+    .await;
     let wall = t0.elapsed();
     let cpu = timd.cpu().zip(cpu0).map(|(b, a)| b.saturating_sub(a));
     destroy_all(clients, concurrency).await;

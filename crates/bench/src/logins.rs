@@ -11,7 +11,7 @@ use clap::Args;
 use tim_client::{Client, Config, Platform};
 use tokio::sync::Semaphore;
 
-use crate::sys::{sig, APP};
+use crate::sys::{now_secs, sig, APP};
 use crate::timd::{Common, Timd};
 
 #[derive(Args)]
@@ -38,19 +38,37 @@ pub async fn log_in_all(
     concurrency: usize,
     round: usize,
 ) -> Vec<Client> {
+    log_in_all_to(urls, prefix, n, concurrency, round, |_| (APP, None)).await
+}
+
+/// [`log_in_all`], user `i` into the app `app_of(i)` names: its SDKAppID, and its key
+/// (`None`: the bench's own app key).
+pub async fn log_in_all_to(
+    urls: &[String],
+    prefix: &str,
+    n: usize,
+    concurrency: usize,
+    round: usize,
+    app_of: impl Fn(usize) -> (u32, Option<String>),
+) -> Vec<Client> {
     let gate = Arc::new(Semaphore::new(concurrency.max(1)));
     let tasks: Vec<_> = (0..n)
         .map(|i| {
             let (url, gate) = (urls[i % urls.len()].clone(), gate.clone());
             let user = format!("{prefix}{i}");
+            let (app, key) = app_of(i);
             tokio::spawn(async move {
                 let _permit = gate.acquire_owned().await.expect("semaphore");
                 let c = Client::new(
                     &url,
-                    Config::new(APP, Platform::Web, format!("d{round}-{i}")),
+                    Config::new(app, Platform::Web, format!("d{round}-{i}")),
                 );
-                if let Err(e) = c.login(&user, &sig(&user)).await {
-                    panic!("login {user}: {e:?}");
+                let usersig = match key {
+                    Some(key) => tim_usersig::generate(app, &key, &user, now_secs(), 3600),
+                    None => sig(&user),
+                };
+                if let Err(e) = c.login(&user, &usersig).await {
+                    panic!("login {user} in app {app}: {e:?}");
                 }
                 c
             })

@@ -46,6 +46,22 @@ pub struct TicketClaims {
     pub valid_until: u64,
 }
 
+/// A ticket's `payload.tag`, bounded in length.
+fn parts(ticket: &str) -> Result<(&str, &str), TicketError> {
+    if ticket.len() > MAX_TICKET_LEN {
+        return Err(TicketError::Malformed);
+    }
+    ticket.split_once('.').ok_or(TicketError::Malformed)
+}
+
+/// The JSON behind a payload.
+fn claims_of<T: serde::de::DeserializeOwned>(payload: &str) -> Result<T, TicketError> {
+    let json = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| TicketError::Malformed)?;
+    serde_json::from_slice(&json).map_err(|_| TicketError::Malformed)
+}
+
 fn is_zero(app: &u32) -> bool {
     *app == 0
 }
@@ -97,10 +113,7 @@ impl Tickets {
     /// ticket past its lifetime cannot take a slot from anyone; refusing it instead would
     /// make the client log in again with its UserSig, which can.
     pub fn open(&self, ticket: &str) -> Result<TicketClaims, TicketError> {
-        if ticket.len() > MAX_TICKET_LEN {
-            return Err(TicketError::Malformed);
-        }
-        let (payload, tag) = ticket.split_once('.').ok_or(TicketError::Malformed)?;
+        let (payload, tag) = parts(ticket)?;
         let tag = URL_SAFE_NO_PAD
             .decode(tag)
             .map_err(|_| TicketError::Malformed)?;
@@ -112,10 +125,7 @@ impl Tickets {
         // Constant-time comparison of the 16-byte truncated tag.
         mac.verify_truncated_left(&tag)
             .map_err(|_| TicketError::BadSignature)?;
-        let json = URL_SAFE_NO_PAD
-            .decode(payload)
-            .map_err(|_| TicketError::Malformed)?;
-        serde_json::from_slice(&json).map_err(|_| TicketError::Malformed)
+        claims_of(payload)
     }
 
     /// The app a ticket names, before any check (0: none, an older ticket). Only picks the
@@ -126,16 +136,8 @@ impl Tickets {
             #[serde(rename = "a", default)]
             app: u32,
         }
-        if ticket.len() > MAX_TICKET_LEN {
-            return Err(TicketError::Malformed);
-        }
-        let (payload, _) = ticket.split_once('.').ok_or(TicketError::Malformed)?;
-        let json = URL_SAFE_NO_PAD
-            .decode(payload)
-            .map_err(|_| TicketError::Malformed)?;
-        serde_json::from_slice::<AppOnly>(&json)
-            .map(|a| a.app)
-            .map_err(|_| TicketError::Malformed)
+        let (payload, _) = parts(ticket)?;
+        claims_of::<AppOnly>(payload).map(|a| a.app)
     }
 
     fn tag(&self, payload: &[u8]) -> [u8; 16] {

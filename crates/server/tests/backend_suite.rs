@@ -8,11 +8,13 @@ mod rest_client;
 
 use std::time::Duration;
 
-use common::{login, login_ok, recv, recv_close, recv_error, send, sig, RedisServer, Server, Ws};
+use common::{
+    expect_kicked, login, login_ok, recv, recv_error, send, sig, RedisServer, Server, Ws,
+};
 use common::{APP, KEY};
 use rest_client::{Rest, CHECK, DELETE, IMPORT, KICK, ONLINE};
 use serde_json::json;
-use tim_proto::{close, ClientFrame, KickReason, Login, Platform, ServerFrame};
+use tim_proto::{ClientFrame, KickReason, Login, Platform, ServerFrame};
 use timd::apps::AppConfig;
 use timd::config::ClusterSettings;
 use timd::policy::{LoginPolicy, LoginSettings};
@@ -154,22 +156,6 @@ async fn login_on(ws: &mut Ws, user: &str, instance: &str, platform: Platform) -
     recv(ws).await
 }
 
-async fn expect_kicked(ws: &mut Ws, reason: KickReason) {
-    assert_eq!(recv(ws).await, ServerFrame::Kicked { reason });
-    assert_eq!(recv_close(ws).await, close::KICKED);
-}
-
-/// Round trip on `ws`: every frame the server sent before the pong has arrived, so "no
-/// kick came" is proven, not guessed from a silence.
-async fn barrier(ws: &mut Ws) {
-    send(ws, &ClientFrame::Ping).await;
-    assert_eq!(
-        recv(ws).await,
-        ServerFrame::Pong,
-        "nothing else arrived first"
-    );
-}
-
 fn resume(ticket: &str) -> ClientFrame {
     ClientFrame::Resume {
         seq: 2,
@@ -186,8 +172,8 @@ async fn over_the_web_limit_the_earliest_is_kicked_and_no_one_else(mode: Mode) {
     let mut a3 = env.server.connect().await;
     login_ok(&mut a3, 1, "alice", "a3").await;
     expect_kicked(&mut a1, KickReason::MultipleAccount).await;
-    barrier(&mut a2).await;
-    barrier(&mut a3).await;
+    common::expect_untouched(&mut a2).await;
+    common::expect_untouched(&mut a3).await;
     assert_eq!(env.instances("alice").await, ["a2", "a3"]);
 }
 
@@ -218,7 +204,7 @@ async fn a_resume_takes_its_own_slot_back_and_kicks_no_one(mode: Mode) {
         recv(&mut again).await,
         ServerFrame::ResumeOk { .. }
     ));
-    barrier(&mut b).await;
+    common::expect_untouched(&mut b).await;
     assert_eq!(env.instances("alice").await, ["a", "b"], "its own place");
 }
 
@@ -233,7 +219,7 @@ async fn kicked_while_away_the_resume_learns_why(mode: Mode) {
     let mut again = env.server.connect().await;
     send(&mut again, &resume(&ok.ticket)).await;
     expect_kicked(&mut again, KickReason::MultipleAccount).await;
-    barrier(&mut b).await;
+    common::expect_untouched(&mut b).await;
     assert_eq!(env.instances("alice").await, ["b"]);
 }
 
@@ -245,7 +231,7 @@ async fn logout_ends_only_the_caller_and_its_tickets(mode: Mode) {
     login_ok(&mut b, 1, "alice", "b").await;
     send(&mut a, &ClientFrame::Logout { seq: 5 }).await;
     assert_eq!(recv(&mut a).await, ServerFrame::LogoutOk { seq: 5 });
-    barrier(&mut b).await;
+    common::expect_untouched(&mut b).await;
     assert_eq!(env.instances("alice").await, ["b"]);
     let mut again = env.server.connect().await;
     send(&mut again, &resume(&ok.ticket)).await;
@@ -283,7 +269,7 @@ async fn a_renewal_keeps_the_session(mode: Mode) {
     )
     .await;
     assert_eq!(recv_error(&mut a).await.1, 70009);
-    barrier(&mut a).await;
+    common::expect_untouched(&mut a).await;
     assert_eq!(env.instances("alice").await, ["a"]);
 }
 
@@ -454,13 +440,13 @@ async fn a_raised_limit_decides_the_next_login(mode: Mode) {
     assert_eq!(set.code(), 0);
     let mut t3 = env.server.connect().await;
     login_ok(&mut t3, 1, "alice", "t3").await;
-    barrier(&mut t2).await;
+    common::expect_untouched(&mut t2).await;
     assert_eq!(env.instances("alice").await, ["t2", "t3"]);
     // A fourth exceeds the new limit: the earliest (t2) goes.
     let mut t4 = env.server.connect().await;
     login_ok(&mut t4, 1, "alice", "t4").await;
     expect_kicked(&mut t2, KickReason::MultipleAccount).await;
-    barrier(&mut t3).await;
+    common::expect_untouched(&mut t3).await;
     assert_eq!(env.instances("alice").await, ["t3", "t4"]);
 }
 
@@ -483,7 +469,7 @@ async fn apply_now_kicks_what_the_new_settings_forbid(mode: Mode) {
         .await;
     assert_eq!(set.code(), 0);
     for ws in &mut tabs {
-        barrier(ws).await;
+        common::expect_untouched(ws).await;
     }
     assert_eq!(env.instances("alice").await, ["t1", "t2", "t3", "pc"]);
     // With ApplyNow: beyond one Web tab the earliest go (multipleAccount).
@@ -495,9 +481,9 @@ async fn apply_now_kicks_what_the_new_settings_forbid(mode: Mode) {
     // Answered: every node applied it, the kicks are on their way.
     expect_kicked(&mut tabs[0], KickReason::MultipleAccount).await;
     expect_kicked(&mut tabs[1], KickReason::MultipleAccount).await;
-    barrier(&mut tabs[2]).await;
-    barrier(&mut pc).await;
-    barrier(&mut bob).await;
+    common::expect_untouched(&mut tabs[2]).await;
+    common::expect_untouched(&mut pc).await;
+    common::expect_untouched(&mut bob).await;
     assert_eq!(env.instances("alice").await, ["t3", "pc"]);
     assert_eq!(env.instances("bob").await, ["b1"]);
     // A policy change applied now: under `single` only the latest login's platform stays
@@ -511,7 +497,7 @@ async fn apply_now_kicks_what_the_new_settings_forbid(mode: Mode) {
         .await;
     assert_eq!(set.code(), 0);
     expect_kicked(&mut tabs[2], KickReason::MultipleDevice).await;
-    barrier(&mut pc).await;
+    common::expect_untouched(&mut pc).await;
     assert_eq!(env.instances("alice").await, ["pc"]);
 }
 
@@ -554,7 +540,7 @@ async fn apps_share_nothing(mode: Mode) {
     let ServerFrame::LoginOk(ok_b) = recv(&mut b).await else {
         panic!("app B login")
     };
-    barrier(&mut a).await;
+    common::expect_untouched(&mut a).await;
     // App A's UserSig presented for app B: 70014; an unknown app: 70020.
     let mut c = env.server.connect().await;
     send(&mut c, &login_b(sig("alice"), "other")).await;
@@ -596,7 +582,7 @@ async fn apps_share_nothing(mode: Mode) {
         0
     );
     expect_kicked(&mut a, KickReason::RestApi).await;
-    barrier(&mut b).await;
+    common::expect_untouched(&mut b).await;
     // Settings are per app.
     assert_eq!(
         rest_b
@@ -613,7 +599,7 @@ async fn apps_share_nothing(mode: Mode) {
     let mut b2 = env.server.connect().await;
     send(&mut b2, &login_b(usersig_b, "tab2")).await;
     assert!(matches!(recv(&mut b2).await, ServerFrame::LoginOk(_)));
-    barrier(&mut b).await;
+    common::expect_untouched(&mut b).await;
     let in_b: Vec<String> = env
         .server
         .state

@@ -6,7 +6,10 @@ mod rest_client;
 
 use std::time::Duration;
 
-use common::{expect_untouched, recv, recv_close, send, sig, RedisServer, Server, Ws, APP, KEY};
+use common::{
+    expect_kicked, expect_untouched, recv, recv_close, send, sig, web, RedisServer, Server, Ws,
+    APP, KEY,
+};
 use futures_util::StreamExt;
 use rest_client::{Rest, CHECK, DELETE, IMPORT, KICK, ONLINE};
 use serde_json::json;
@@ -103,23 +106,6 @@ async fn three_nodes(redis: &RedisServer, login: LoginSettings) -> [Node; 3] {
         Node::start(redis, login).await,
         Node::start(redis, login).await,
     ]
-}
-
-fn web(n: u8) -> LoginSettings {
-    LoginSettings {
-        web_instances: n,
-        platform_instances: 1,
-        policy: LoginPolicy::Dual,
-    }
-}
-
-/// Expects `kicked{reason}` then close 4002.
-async fn expect_kicked(ws: &mut Ws, reason: KickReason) {
-    match recv(ws).await {
-        ServerFrame::Kicked { reason: r } => assert_eq!(r, reason),
-        other => panic!("expected kicked {reason:?}, got {other:?}"),
-    }
-    assert_eq!(recv_close(ws).await, close::KICKED);
 }
 
 #[tokio::test]

@@ -5,40 +5,18 @@
 mod common;
 mod rest_client;
 
-use common::{login_ok, recv, recv_close, recv_error, send, RedisServer, Server, TimdNode, Ws};
+use common::{expect_kicked, login_ok, recv_error, send, web, RedisServer, Server, TimdNode};
 use common::{APP, KEY};
 use rest_client::{Rest, CHECK};
 use serde_json::json;
-use tim_proto::{close, ClientFrame, KickReason, ServerFrame};
+use tim_proto::KickReason;
 use timd::config::ClusterSettings;
-use timd::policy::{LoginPolicy, LoginSettings};
+use timd::policy::LoginSettings;
 use timd::Store;
 
 const GET_SETTINGS: &str = "/v4/timd/get_login_settings";
 const SET_SETTINGS: &str = "/v4/timd/set_login_settings";
 const HISTORY: &str = "/v4/timd/get_login_settings_history";
-
-fn web(n: u8) -> LoginSettings {
-    LoginSettings {
-        web_instances: n,
-        platform_instances: 1,
-        policy: LoginPolicy::Dual,
-    }
-}
-
-async fn expect_kicked(ws: &mut Ws, reason: KickReason) {
-    assert_eq!(recv(ws).await, ServerFrame::Kicked { reason });
-    assert_eq!(recv_close(ws).await, close::KICKED);
-}
-
-async fn barrier(ws: &mut Ws) {
-    send(ws, &ClientFrame::Ping).await;
-    assert_eq!(
-        recv(ws).await,
-        ServerFrame::Pong,
-        "nothing else arrived first"
-    );
-}
 
 async fn node(redis: &RedisServer, login: LoginSettings) -> Server {
     let url = redis.url();
@@ -72,19 +50,19 @@ async fn a_change_on_one_node_is_obeyed_by_the_others_when_it_answers() {
     // Node 2 admits a second tab beside the first (limit 2 already there)...
     let mut t2 = nodes[2].connect().await;
     login_ok(&mut t2, 1, "alice", "t2").await;
-    barrier(&mut t1).await;
+    common::expect_untouched(&mut t1).await;
     // ...and node 1 a third, which kicks the earliest on node 1.
     let mut t3 = nodes[1].connect().await;
     login_ok(&mut t3, 1, "alice", "t3").await;
     expect_kicked(&mut t1, KickReason::MultipleAccount).await;
-    barrier(&mut t2).await;
+    common::expect_untouched(&mut t2).await;
     // ApplyNow from node 2 reaches sessions held by nodes 1 and 2.
     let set = Rest::new(nodes[2].addr, APP, KEY)
         .call(SET_SETTINGS, json!({"WebInstances": 1, "ApplyNow": 1}))
         .await;
     assert_eq!(set.code(), 0, "{}", set.json);
     expect_kicked(&mut t2, KickReason::MultipleAccount).await;
-    barrier(&mut t3).await;
+    common::expect_untouched(&mut t3).await;
 }
 
 /// A node that missed the announcement (its subscription was down) learns the version on
@@ -146,7 +124,7 @@ async fn an_api_change_survives_a_restart_with_the_old_flags() {
         tabs.push(ws);
     }
     for ws in &mut tabs {
-        barrier(ws).await;
+        common::expect_untouched(ws).await;
     }
 }
 

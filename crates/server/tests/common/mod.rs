@@ -35,3 +35,21 @@ pub async fn wait_away(server: &Server) {
     })
     .await;
 }
+
+/// Web limit `n`, one per other platform, the dual policy.
+pub fn web(n: u8) -> timd::policy::LoginSettings {
+    timd::policy::LoginSettings {
+        web_instances: n,
+        platform_instances: 1,
+        policy: timd::policy::LoginPolicy::Dual,
+    }
+}
+
+/// Expects `kicked{reason}`, then close 4002.
+pub async fn expect_kicked(ws: &mut Ws, reason: tim_proto::KickReason) {
+    match recv(ws).await {
+        tim_proto::ServerFrame::Kicked { reason: r } => assert_eq!(r, reason),
+        other => panic!("expected kicked {reason:?}, got {other:?}"),
+    }
+    assert_eq!(recv_close(ws).await, tim_proto::close::KICKED);
+}
