@@ -248,3 +248,33 @@ fn schema_of(path: &std::path::Path) -> u32 {
     conn.pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap()
 }
+
+/// Redis lost the app's settings (a flush): the next change builds on what the nodes decide
+/// with, and its version stays above theirs, so every node takes it.
+#[tokio::test]
+async fn a_change_after_redis_lost_the_settings_still_applies_everywhere() {
+    let redis = RedisServer::start();
+    let a = node(&redis, web(1)).await;
+    let b = node(&redis, web(1)).await;
+    let rest = Rest::new(a.addr, APP, KEY);
+    let set = rest
+        .call(
+            SET_SETTINGS,
+            json!({"WebInstances": 2, "MultiPlatformPolicy": "all"}),
+        )
+        .await;
+    assert_eq!(set.json["Version"], 2);
+    assert_eq!(redis.command(&["FLUSHALL"]), "OK");
+    let set = rest.call(SET_SETTINGS, json!({"WebInstances": 3})).await;
+    assert_eq!(set.code(), 0, "{}", set.json);
+    assert_eq!(set.json["Version"], 3, "{}", set.json);
+    assert_eq!(
+        set.json["LoginSettings"],
+        json!({"WebInstances": 3, "PlatformInstances": 1, "MultiPlatformPolicy": "all"}),
+        "the unchanged fields are the ones in force, not the first ones"
+    );
+    for n in [&a, &b] {
+        let now = n.state.apps().default_app().versioned();
+        assert_eq!((now.version, now.settings.web_instances), (3, 3));
+    }
+}

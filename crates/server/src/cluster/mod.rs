@@ -652,6 +652,11 @@ impl Cluster {
             .arg(if apply_now { "1" } else { "0" })
             .arg(app.sdkappid)
             .arg(crate::backend::SETTINGS_HISTORY_KEPT);
+        let here = app.versioned();
+        inv.arg(here.version)
+            .arg(here.settings.web_instances)
+            .arg(here.settings.platform_instances)
+            .arg(here.settings.policy.as_str());
         let reply = self.invoke(&inv).await?;
         let new = versioned_of(array(&reply)?)?;
         self.refresh_settings(apps, app.sdkappid).await?;
