@@ -278,3 +278,45 @@ async fn a_change_after_redis_lost_the_settings_still_applies_everywhere() {
         assert_eq!((now.version, now.settings.web_instances), (3, 3));
     }
 }
+
+/// Redis lost the settings and a node started meanwhile with other flags (it stored its
+/// first ones as version 1): the highest version wins, and every node converges on the last
+/// change an admin made, within a lease round.
+#[tokio::test]
+async fn after_redis_lost_the_settings_the_nodes_converge_on_the_last_change() {
+    let redis = RedisServer::start();
+    let a = node(&redis, web(1)).await;
+    let set = Rest::new(a.addr, APP, KEY)
+        .call(SET_SETTINGS, json!({"WebInstances": 4}))
+        .await;
+    assert_eq!(set.json["Version"], 2);
+    assert_eq!(redis.command(&["FLUSHALL"]), "OK");
+    let b = node(&redis, web(1)).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let versions: Vec<_> = [&a, &b]
+            .iter()
+            .map(|n| n.state.apps().default_app().versioned())
+            .collect();
+        if versions
+            .iter()
+            .all(|v| v.version == 2 && v.settings.web_instances == 4)
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not converged: {versions:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let history = Rest::new(b.addr, APP, KEY).call(HISTORY, json!({})).await;
+    assert!(
+        history.json["History"][0]["Admin"]
+            .as_str()
+            .unwrap()
+            .starts_with("(restored by node"),
+        "{}",
+        history.json
+    );
+}

@@ -726,12 +726,40 @@ impl Cluster {
             }
         };
         for (app, version) in apps.iter().zip(versions) {
-            if version.is_some_and(|v| v > app.versioned().version) {
+            let here = app.versioned();
+            if version.is_some_and(|v| v > here.version) {
                 if let Err(e) = self.refresh_settings(apps, app.sdkappid).await {
                     tracing::warn!(app = app.sdkappid, error = %e, "cannot load new login settings");
                 }
+            } else if version.unwrap_or(0) < here.version {
+                // Redis lost them (or a node started meanwhile stored its first ones): the
+                // highest version wins.
+                if let Err(e) = self.restore_settings(app.sdkappid, here).await {
+                    tracing::warn!(app = app.sdkappid, error = %e, "cannot restore the login settings in Redis");
+                }
             }
         }
+    }
+
+    /// Stores `here` (this node's settings) in Redis if Redis has an older version.
+    async fn restore_settings(&self, app: u32, here: Versioned) -> Result<(), ClusterError> {
+        let [settings, history, _] = keys::settings_keys(app);
+        let mut inv = self.scripts.settings_restore.prepare_invoke();
+        inv.key(settings)
+            .key(history)
+            .arg(here.version)
+            .arg(here.settings.web_instances)
+            .arg(here.settings.platform_instances)
+            .arg(here.settings.policy.as_str())
+            .arg(format!("(restored by node {})", self.node));
+        if int(&self.invoke(&inv).await?)? == 1 {
+            tracing::warn!(
+                app,
+                version = here.version,
+                "login settings were missing or older in Redis: restored from this node"
+            );
+        }
+        Ok(())
     }
 
     /// Kicks what `settings` no longer allow among the users this node holds sessions of

@@ -25,6 +25,7 @@ pub struct Scripts {
     /// App-level (no user prelude): an app's login settings.
     pub settings_init: Script,
     pub settings_set: Script,
+    pub settings_restore: Script,
 }
 
 impl Scripts {
@@ -38,6 +39,7 @@ impl Scripts {
             enforce: script(include_str!("lua/enforce.lua")),
             settings_init: Script::new(include_str!("lua/settings_init.lua")),
             settings_set: Script::new(include_str!("lua/settings_set.lua")),
+            settings_restore: Script::new(include_str!("lua/settings_restore.lua")),
         }
     }
 }
