@@ -320,3 +320,46 @@ async fn after_redis_lost_the_settings_the_nodes_converge_on_the_last_change() {
         history.json
     );
 }
+
+/// New flags at a restart apply as long as no admin changed the settings through the API
+/// (the last change was the configuration's); after an API change they do not (above).
+#[tokio::test]
+async fn new_flags_apply_at_a_restart_while_no_admin_changed_the_settings() {
+    // Embedded.
+    let server = Server::start(|c| c.login = web(1)).await;
+    let dir = {
+        let mut server = server;
+        server.stop().await;
+        server.dir
+    };
+    let server = Server::start_in(dir, |c| c.login = web(3)).await;
+    let got = Rest::new(server.addr, APP, KEY)
+        .call(GET_SETTINGS, json!({}))
+        .await;
+    assert_eq!(got.json["LoginSettings"]["WebInstances"], 3, "{}", got.json);
+    assert_eq!(got.json["Version"], 2);
+    // Cluster: a node restarted with new flags changes them for every node.
+    let redis = RedisServer::start();
+    let a = node(&redis, web(1)).await;
+    let mut b = TimdNode::builder()
+        .redis(&redis.url())
+        .args(["--web-instances", "1"])
+        .start();
+    b.terminate();
+    let b = TimdNode::builder()
+        .redis(&redis.url())
+        .args(["--web-instances", "2"])
+        .start();
+    let got = Rest::new(b.addr(), APP, KEY)
+        .call(GET_SETTINGS, json!({}))
+        .await;
+    assert_eq!(got.json["LoginSettings"]["WebInstances"], 2, "{}", got.json);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while a.state.apps().default_app().settings().web_instances != 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node a never took the new flags"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

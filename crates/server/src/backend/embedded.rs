@@ -47,7 +47,24 @@ impl Embedded {
         let mut loaded = Vec::with_capacity(apps.len());
         for app in apps.iter() {
             let kicks = Kicks::from_entries(store.kicks(app.sdkappid)?);
+            let origin = config.settings_origin();
             let stored = match store.login_settings(app.sdkappid)? {
+                // The configured settings changed since they were stored, and no admin has
+                // changed them through the API since: the new configuration applies.
+                Some(stored)
+                    if stored.settings != app.initial_settings()
+                        && store
+                            .login_settings_history(app.sdkappid, 1)?
+                            .first()
+                            .is_some_and(|last| super::made_by_config(&last.admin)) =>
+                {
+                    let settings = app.initial_settings();
+                    let version = store
+                        .set_login_settings(app.sdkappid, stored.version, settings, origin, now)?
+                        .unwrap_or(stored.version + 1);
+                    tracing::info!(app = app.sdkappid, version, ?settings, "login settings: the {origin} changed them (no admin had changed them since)");
+                    Versioned { version, settings }
+                }
                 Some(stored) => Versioned {
                     version: stored.version,
                     settings: stored.settings,
@@ -66,7 +83,7 @@ impl Embedded {
                     Versioned { version, settings }
                 }
             };
-            super::note_stored_settings(app, stored, config.settings_origin());
+            super::note_stored_settings(app, stored, origin);
             app.apply(stored);
             loaded.push((app.sdkappid, kicks));
         }

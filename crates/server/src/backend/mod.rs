@@ -437,6 +437,14 @@ impl Backend {
     }
 }
 
+/// Who stores an app's settings when its configuration (not an admin) made them.
+pub const CONFIG_ORIGINS: [&str; 2] = ["(flags)", "(apps file)"];
+
+/// Whether a settings change was made by the configuration (a start), not by an admin.
+pub fn made_by_config(who: &str) -> bool {
+    CONFIG_ORIGINS.contains(&who)
+}
+
 /// Logs which login settings apply to `app` at start, and why, when the stored ones differ
 /// from its configured initial ones: a restart never silently undoes an API change.
 pub(crate) fn note_stored_settings(app: &App, stored: Versioned, origin: &str) {
@@ -447,9 +455,9 @@ pub(crate) fn note_stored_settings(app: &App, stored: Versioned, origin: &str) {
             version = stored.version,
             stored = ?stored.settings,
             configured = ?initial,
-            "login settings: the stored ones apply (changed through set_login_settings, or \
-             stored by an earlier start); the {origin} values are only the first settings of \
-             an app with none stored — change them with set_login_settings"
+            "login settings: the stored ones apply: an admin changed them through \
+             set_login_settings, and a restart never undoes that; the {origin} values apply \
+             again only once an admin sets them (set_login_settings)"
         );
     } else {
         tracing::info!(app = app.sdkappid, version = stored.version, settings = ?stored.settings, "login settings");

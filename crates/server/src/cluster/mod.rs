@@ -621,7 +621,8 @@ impl Cluster {
             .arg(initial.web_instances)
             .arg(initial.platform_instances)
             .arg(initial.policy.as_str())
-            .arg(who);
+            .arg(who)
+            .arg(app.sdkappid);
         let reply = self.invoke(&inv).await?;
         let stored = versioned_of(array(&reply)?)?;
         app.apply(stored);
