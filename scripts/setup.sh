@@ -40,6 +40,8 @@ command -v WebKitWebDriver >/dev/null || need_apt+=(webkit2gtk-driver)
 command -v Xvfb >/dev/null || need_apt+=(xvfb)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v haproxy >/dev/null || need_apt+=(haproxy)
+# libfaketime: the cluster tests run a node whose clock is seconds off (cluster_review.rs).
+command -v faketime >/dev/null || need_apt+=(faketime)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   step "apt-get install ${need_apt[*]}"

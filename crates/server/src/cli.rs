@@ -18,7 +18,7 @@ use crate::config::{
 };
 use crate::limits::{
     LimitSettings, DEFAULT_CONNECTION_RATE_PER_ADDR, DEFAULT_LOGIN_RATE_PER_ADDR,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDR,
+    DEFAULT_LOGIN_RATE_PER_USER, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDR,
 };
 use crate::listener::DEFAULT_LISTEN_BACKLOG;
 use crate::origins::AllowedOrigins;
@@ -104,6 +104,11 @@ pub struct ServeArgs {
     /// beyond it 70050 and close 4010.
     #[arg(long, env = "TIMD_LOGIN_RATE_PER_ADDR", default_value_t = DEFAULT_LOGIN_RATE_PER_ADDR)]
     pub login_rate_per_addr: u32,
+    /// Verified login, resume and renew frames per second per user on this node (0 =
+    /// unlimited); beyond it 70050 (a resume: close 4010). Keeps one user from filling the
+    /// store for everyone.
+    #[arg(long, env = "TIMD_LOGIN_RATE_PER_USER", default_value_t = DEFAULT_LOGIN_RATE_PER_USER)]
+    pub login_rate_per_user: u32,
     /// Cluster mode: share sessions, accounts and kicks with every node on this Redis
     /// (redis://[user:password@]host:port[/db]). Without it timd runs alone on its embedded
     /// store.
@@ -166,6 +171,7 @@ impl ServeArgs {
                 max_connections_per_addr: self.max_connections_per_addr,
                 connection_rate_per_addr: self.connection_rate_per_addr,
                 login_rate_per_addr: self.login_rate_per_addr,
+                login_rate_per_user: self.login_rate_per_user,
             },
             cluster: self.redis.map(|redis_url| ClusterSettings {
                 redis_url,
@@ -386,6 +392,7 @@ mod tests {
                 max_connections_per_addr: 0,
                 connection_rate_per_addr: 7,
                 login_rate_per_addr: 8,
+                login_rate_per_user: DEFAULT_LOGIN_RATE_PER_USER,
             }
         );
         assert!(matches!(c.allowed_origins, AllowedOrigins::List(ref l) if l.len() == 2));

@@ -18,6 +18,7 @@ fn unlimited() -> LimitSettings {
         max_connections_per_addr: 0,
         connection_rate_per_addr: 0,
         login_rate_per_addr: 0,
+        login_rate_per_user: 0,
     }
 }
 
@@ -282,4 +283,45 @@ async fn recv_frame_or_close(ws: &mut Ws) -> Result<ServerFrame, u16> {
             Ok(other) => panic!("{other:?}"),
         }
     }
+}
+
+/// One user's logins are limited before the store is asked (`--login-rate-per-user`):
+/// beyond the burst a verified login gets 70050 and the socket stays; other users log in;
+/// and logins with bad UserSigs for that user (anyone can send those) never spend its budget.
+#[tokio::test]
+async fn logins_over_the_users_rate_get_70050_and_bad_usersigs_do_not_count() {
+    let server = Server::start(|c| {
+        c.limits = LimitSettings {
+            login_rate_per_user: 3,
+            ..unlimited()
+        }
+    })
+    .await;
+    let mut attacker = server.connect().await;
+    for seq in 1..=10 {
+        send(&mut attacker, &login(seq, "alice", &sig("mallory"), "x")).await;
+        assert!(matches!(recv(&mut attacker).await, ServerFrame::Error(_)));
+    }
+    let mut ws = server.connect().await;
+    let mut seq = 0;
+    let refused = loop {
+        seq += 1;
+        assert!(seq <= 20, "never limited");
+        send(&mut ws, &login(seq, "alice", &sig("alice"), "tab")).await;
+        match recv(&mut ws).await {
+            ServerFrame::LoginOk(_) => continue,
+            ServerFrame::Error(e) => break e,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(
+        seq, 4,
+        "a burst of 3 passes, after 10 bad UserSigs for the user"
+    );
+    assert_eq!((refused.seq, refused.code), (Some(seq), 70050));
+    assert!(refused.message.contains("this user"), "{refused:?}");
+    // The socket stays, and another user is not limited by alice's rate.
+    send(&mut ws, &login(seq + 1, "bob", &sig("bob"), "tab")).await;
+    assert!(matches!(recv(&mut ws).await, ServerFrame::LoginOk(_)));
+    assert!(server.state.metrics().refused_count(Refusal::UserLoginRate) >= 1);
 }

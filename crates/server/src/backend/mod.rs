@@ -419,6 +419,7 @@ impl Backend {
                         ("held", held.len()),
                         ("held_away", held.away()),
                         ("held_early_notices", held.early_notices()),
+                        ("unwritten_ends", held.unwritten_ends().len()),
                     ],
                 }
             }

@@ -53,6 +53,11 @@ pub const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// Queued here, each call's own round trip stays short.
 pub const SCRIPTS_IN_FLIGHT: usize = 64;
 
+/// Longest a logout retries recording its end in Redis before it is answered with an
+/// error (below the SDK's 3 s logout timeout, so the page hears the answer). The end is
+/// then written on each lease round until Redis has it.
+pub const LOGOUT_WRITE_WITHIN: Duration = Duration::from_secs(2);
+
 /// Longest a settings change waits for the live nodes to acknowledge it.
 pub const SETTINGS_ACK_WAIT: Duration = Duration::from_secs(2);
 
@@ -277,6 +282,12 @@ impl Cluster {
         inv.arg(claims.valid_until);
         let reply = self.invoke(&inv).await.map_err(ResumeError::from)?;
         let items = array(&reply).map_err(ClusterError::from)?;
+        if items.first().and_then(|v| text(v).ok()).as_deref() == Some("busy") {
+            return Err(ClusterError::Unavailable(
+                "Redis just restarted: resumes wait one lease round".into(),
+            )
+            .into());
+        }
         let decided = || -> Result<Result<InstanceInfo, ResumeRefused>, BadReply> {
             Ok(Err(match items.first().map(text).transpose()?.as_deref() {
                 Some("ok") if items.len() == 5 => {
@@ -321,19 +332,69 @@ impl Cluster {
     ) -> Result<bool, ClusterError> {
         let mut inv = self.invocation(&self.scripts.session, info.app, &info.user);
         inv.arg(info.session.0).arg(&info.instance).arg(what);
-        if let Some((expire_at, sig_time)) = renewed {
-            inv.arg(expire_at).arg(sig_time);
-        }
+        match renewed {
+            Some((expire_at, sig_time)) => inv.arg(expire_at).arg(sig_time),
+            None => inv.arg(info.since_ms).arg(info.platform.as_str()),
+        };
         Ok(int(&self.invoke(&inv).await?)? == 1)
     }
 
-    /// Logout: the session ends and its tickets die. The local session is gone even if
-    /// Redis is unreachable (then its slot frees when the lease runs out).
+    /// Logout: the session ends and its tickets die. Answers once the end is recorded in
+    /// Redis, retried for up to [`LOGOUT_WRITE_WITHIN`]; if Redis still has not got it,
+    /// an error — and the node keeps writing it each lease round ([`Self::write_ends`])
+    /// while a ticket of the session could still resume. The local session is gone either
+    /// way.
     pub async fn logout(&self, session: SessionId) -> Result<bool, ClusterError> {
         let Some(info) = self.held.remove(session) else {
             return Ok(false);
         };
-        self.session_change(&info, "logout", None).await
+        let give_up = tokio::time::Instant::now() + LOGOUT_WRITE_WITHIN;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let left = give_up.saturating_duration_since(tokio::time::Instant::now());
+            let attempt = tokio::time::timeout(left, self.session_change(&info, "logout", None))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ClusterError::Unavailable(format!(
+                        "logout not recorded within {LOGOUT_WRITE_WITHIN:?}"
+                    )))
+                });
+            match attempt {
+                Ok(ours) => return Ok(ours),
+                Err(e) if left <= pause => {
+                    tracing::warn!(user = %info.user, instance = %info.instance, error = %e,
+                        "logout not recorded in Redis yet; written when it answers");
+                    self.held.end_unwritten(info);
+                    return Err(e);
+                }
+                Err(_) => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(400));
+                }
+            }
+        }
+    }
+
+    /// Writes the ends Redis could not record when they happened (each lease round, before
+    /// the renewals). One whose UserSig ran out is dropped: its tickets are dead anyway.
+    pub async fn write_ends(&self) {
+        let now = unix_now();
+        for info in self.held.unwritten_ends() {
+            if info.expire_at <= now {
+                self.held.end_written(info.session);
+                continue;
+            }
+            match self.session_change(&info, "logout", None).await {
+                Ok(_) => {
+                    tracing::info!(user = %info.user, instance = %info.instance, "logout recorded in Redis (late)");
+                    self.held.end_written(info.session);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "logout still not recorded in Redis");
+                    return;
+                }
+            }
+        }
     }
 
     /// The session's UserSig ran out while its socket was up: kicked `userSigExpired`.

@@ -5,8 +5,8 @@
 
 pub use tim_test_support::{
     eventually, expect_untouched, login, login_ok, now, recv, recv_close, recv_close_within,
-    recv_error, round_trip, send, send_text, sig, EmbeddedProbe, RedisServer, Server, TimdNode,
-    Ws, APP, KEY, WAIT,
+    recv_error, round_trip, send, send_text, sig, EmbeddedProbe, RedisServer, Server, TimdNode, Ws,
+    APP, KEY, WAIT,
 };
 
 /// The network drops under `ws` (no logout): waits until alice's instance is away.

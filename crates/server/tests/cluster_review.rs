@@ -1,0 +1,108 @@
+//! Cluster mode against the defects a review found (issue 20 §1), each replayed with real
+//! `timd` processes on a real `redis-server`.
+mod common;
+mod rest_client;
+
+use std::time::{Duration, Instant};
+
+use common::{recv, send, sig, RedisServer, TimdNode, Ws, APP};
+use futures_util::StreamExt;
+use tim_proto::{close, ClientFrame, Login, Platform, ServerFrame};
+use tokio_tungstenite::tungstenite::Message;
+
+const LEASE_MS: u64 = 900;
+
+fn node(redis: &RedisServer) -> TimdNode {
+    TimdNode::builder()
+        .redis(&redis.url())
+        .args(["--lease-ms", &LEASE_MS.to_string(), "--web-instances", "2"])
+        .start()
+}
+
+fn login(user: &str, instance: &str, usersig: &str) -> ClientFrame {
+    ClientFrame::Login(Login {
+        seq: 1,
+        sdkappid: APP,
+        user: user.into(),
+        usersig: usersig.into(),
+        platform: Platform::Web,
+        instance: instance.into(),
+    })
+}
+
+/// A socket logged in on `node`: the socket and its ticket.
+async fn online(node: &TimdNode, user: &str, instance: &str) -> (Ws, String) {
+    let mut ws = tim_test_support::ws::connect(&node.ws_url()).await;
+    send(&mut ws, &login(user, instance, &sig(user))).await;
+    match recv(&mut ws).await {
+        ServerFrame::LoginOk(ok) => (ws, ok.ticket),
+        other => panic!("{user}/{instance}: {other:?}"),
+    }
+}
+
+/// What a resume with `ticket` on `node` got: a frame, or the close code it got instead.
+async fn resume(node: &TimdNode, ticket: &str) -> Result<ServerFrame, u16> {
+    let mut ws = tim_test_support::ws::connect(&node.ws_url()).await;
+    send(
+        &mut ws,
+        &ClientFrame::Resume {
+            seq: 2,
+            ticket: ticket.into(),
+        },
+    )
+    .await;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                return Ok(serde_json::from_str(&t).expect("a server frame"))
+            }
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                return Err(frame.map_or(0, |f| u16::from(f.code)))
+            }
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("resume: no answer: {other:?}"),
+        }
+    }
+}
+
+/// Redis killed, a logout: it is not acknowledged (the end is not durable), and once Redis
+/// is back from its append-only file and the session's lease lapsed, its ticket does not
+/// resume on another node (the node wrote the end as soon as Redis answered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_redis_never_got_is_not_acknowledged_and_its_ticket_stays_dead() {
+    let mut redis = RedisServer::start();
+    let a = node(&redis);
+    let b = node(&redis);
+    let (mut ws, ticket) = online(&a, "alice", "t1").await;
+    redis.kill();
+    send(&mut ws, &ClientFrame::Logout { seq: 2 }).await;
+    match recv(&mut ws).await {
+        ServerFrame::Error(e) => {
+            assert_eq!(e.seq, Some(2));
+            assert_eq!(e.code, 70169, "{e:?}");
+        }
+        other => panic!("a logout Redis never got was answered {other:?}"),
+    }
+    tokio::task::block_in_place(|| redis.start_again());
+    // The lease ran out long ago (the logout retried for 2 s on a 900 ms lease). Resumes
+    // that would come back are asked to retry (1013) until every node had a round.
+    let started = Instant::now();
+    loop {
+        match resume(&b, &ticket).await {
+            Err(code) if code == close::TRY_AGAIN_LATER => {
+                assert!(started.elapsed() < Duration::from_secs(20), "still 1013");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok(ServerFrame::Error(e)) => {
+                assert!(e.message.contains("session ended"), "{e:?}");
+                break;
+            }
+            other => panic!("the logged-out ticket got {other:?}"),
+        }
+    }
+    assert!(
+        a.log().contains("logout recorded in Redis (late)"),
+        "{}",
+        a.log()
+    );
+}
