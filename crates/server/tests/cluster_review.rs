@@ -106,3 +106,48 @@ async fn a_logout_redis_never_got_is_not_acknowledged_and_its_ticket_stays_dead(
         a.log()
     );
 }
+
+/// How many times Redis ran `command` (from scripts too) since the last `CONFIG RESETSTAT`.
+fn command_calls(redis: &RedisServer, command: &str) -> u64 {
+    let stats = redis.command(&["INFO", "commandstats"]);
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .map_or(0, |rest| {
+            rest.split(',').next().unwrap().parse().expect("a count")
+        })
+}
+
+/// A user with a full tombstone table (64 ended sessions) does not cost Redis a full read
+/// and sort of it on every login: the upkeep is amortised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tombstone_upkeep_is_amortised() {
+    let redis = RedisServer::start();
+    let a = TimdNode::builder()
+        .redis(&redis.url())
+        .args(["--login-rate-per-addr", "0", "--login-rate-per-user", "0"])
+        .start();
+    let mut ws = tim_test_support::ws::connect(&a.ws_url()).await;
+    let usersig = sig("alice");
+    // Each login on the same socket ends the one before: one tombstone each.
+    let mut relogin = async |n: u32| {
+        send(&mut ws, &login("alice", &format!("i{n}"), &usersig)).await;
+        match recv(&mut ws).await {
+            ServerFrame::LoginOk(_) => {}
+            other => panic!("login {n}: {other:?}"),
+        }
+    };
+    for n in 0..70 {
+        relogin(n).await;
+    }
+    redis.command(&["CONFIG", "RESETSTAT"]);
+    for n in 70..102 {
+        relogin(n).await;
+    }
+    let reads = command_calls(&redis, "hgetall");
+    println!("32 logins with a full tombstone table: {reads} full reads");
+    assert!(
+        reads <= 1,
+        "{reads} full reads of the tombstones in 32 logins"
+    );
+}
