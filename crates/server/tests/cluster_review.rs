@@ -151,3 +151,34 @@ async fn tombstone_upkeep_is_amortised() {
         "{reads} full reads of the tombstones in 32 logins"
     );
 }
+
+/// A node whose clock is 5 s behind decides with the cluster's clock (Redis's): it takes
+/// fresh user and admin UserSigs (not "from the future"), and the kick sent through it
+/// revokes a UserSig issued 2 s before it on every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_clock_is_behind_decides_on_the_clusters_clock() {
+    let redis = RedisServer::start();
+    let a = node(&redis);
+    let behind = TimdNode::builder()
+        .redis(&redis.url())
+        .args(["--lease-ms", &LEASE_MS.to_string(), "--web-instances", "2"])
+        .clock_offset("-5s")
+        .start();
+    let now = common::now();
+    let old_sig = tim_usersig::generate(APP, common::KEY, "alice", now - 2, 3600);
+    // A fresh UserSig logs in on the node that is behind.
+    let (_ws, _) = online(&behind, "alice", "t1").await;
+    // The kick goes through it (its admin UserSig is fresh too)...
+    let rest = rest_client::Rest::new(behind.addr(), APP, common::KEY);
+    let kicked = rest
+        .call(rest_client::KICK, serde_json::json!({"UserID": "alice"}))
+        .await;
+    assert_eq!(kicked.code(), 0, "{}", kicked.json);
+    // ...and the UserSig issued before it is refused on the other node.
+    let mut ws = tim_test_support::ws::connect(&a.ws_url()).await;
+    send(&mut ws, &login("alice", "t2", &old_sig)).await;
+    match recv(&mut ws).await {
+        ServerFrame::Error(e) => assert_eq!(e.code, 70001, "{e:?}"),
+        other => panic!("a UserSig issued before the kick got {other:?}"),
+    }
+}

@@ -138,11 +138,9 @@ impl Cluster {
             reconcile: tokio::sync::Notify::new(),
             in_flight: tokio::sync::Semaphore::new(SCRIPTS_IN_FLIGHT),
         };
-        // One round trip now: a wrong password or database fails the start, not a login.
-        let mut con = cluster.redis.clone();
-        let _: String = cluster
-            .timed(async { redis::cmd("PING").query_async(&mut con).await })
-            .await?;
+        // One round trip now: a wrong password or database fails the start, not a login;
+        // and the cluster's clock before the first decision.
+        cluster.sync_clock().await?;
         Ok(Arc::new(cluster))
     }
 
@@ -908,6 +906,28 @@ impl Cluster {
             .map(|f| Value::BulkString(f.clone().unwrap_or_default().into_bytes()))
             .collect();
         versioned_of(&values).map(Some)
+    }
+
+    /// Measures Redis's clock (`TIME`) against this machine's and makes it the clock every
+    /// decision here reads (`clock.rs`): at the start and every lease round.
+    pub async fn sync_clock(&self) -> Result<i64, ClusterError> {
+        let mut con = self.redis.clone();
+        let before = crate::clock::system_ms();
+        let (secs, micros): (u64, u64) = self
+            .timed(async { redis::cmd("TIME").query_async(&mut con).await })
+            .await?;
+        let after = crate::clock::system_ms();
+        let redis_ms = secs * 1000 + micros / 1000;
+        let offset = redis_ms as i64 - ((before + after) / 2) as i64;
+        let previous = crate::clock::offset_ms();
+        crate::clock::set_offset_ms(offset);
+        if (offset - previous).abs() > 1000 {
+            tracing::warn!(
+                offset_ms = offset,
+                "this machine's clock is off Redis's; decisions follow Redis's clock"
+            );
+        }
+        Ok(offset)
     }
 
     /// Marks this node alive until its lease runs out (the set nodes wait on for settings
