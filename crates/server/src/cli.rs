@@ -114,6 +114,11 @@ pub struct ServeArgs {
     /// store.
     #[arg(long, env = "TIMD_REDIS", value_name = "URL", hide_env_values = true)]
     pub redis: Option<String>,
+    /// Cluster mode: start even though Redis's `maxmemory-policy` is not `noeviction`. An
+    /// evicted tombstone or kick time silently brings back logged-out or revoked sessions;
+    /// only for a Redis whose memory cannot fill up.
+    #[arg(long, env = "TIMD_ALLOW_REDIS_EVICTION")]
+    pub allow_redis_eviction: bool,
     /// Cluster mode: the lease this node holds on each of its sessions, renewed every third
     /// of it. A node that dies frees its slots within this; a kick lost in transit reaches
     /// its socket within a third of it.
@@ -176,6 +181,7 @@ impl ServeArgs {
             cluster: self.redis.map(|redis_url| ClusterSettings {
                 redis_url,
                 lease_ms: self.lease_ms,
+                allow_eviction: self.allow_redis_eviction,
             }),
             apps,
         };

@@ -95,6 +95,9 @@ pub struct ClusterSettings {
     pub redis_url: String,
     /// The lease on each session; renewed every third of it.
     pub lease_ms: u32,
+    /// Start even if Redis may evict keys (`maxmemory-policy` other than `noeviction`):
+    /// evicted tombstones and kick times undo logouts and revocations (`--allow-redis-eviction`).
+    pub allow_eviction: bool,
 }
 
 impl ClusterSettings {
@@ -102,6 +105,7 @@ impl ClusterSettings {
         ClusterSettings {
             redis_url: redis_url.into(),
             lease_ms: DEFAULT_LEASE_MS,
+            allow_eviction: false,
         }
     }
 

@@ -182,3 +182,75 @@ async fn a_node_whose_clock_is_behind_decides_on_the_clusters_clock() {
         other => panic!("a UserSig issued before the kick got {other:?}"),
     }
 }
+
+/// A Redis that may evict keys is refused at start, saying why, unless
+/// `--allow-redis-eviction` accepts it.
+#[tokio::test]
+async fn a_redis_that_may_evict_keys_is_refused_unless_allowed() {
+    use timd::cluster::{Cluster, ClusterMetrics};
+    use timd::config::ClusterSettings;
+    let redis = RedisServer::start();
+    redis.command(&["CONFIG", "SET", "maxmemory-policy", "volatile-lru"]);
+    let mut settings = ClusterSettings::new(redis.url());
+    let refused = Cluster::connect(settings.clone(), ClusterMetrics::default())
+        .await
+        .err()
+        .expect("volatile-lru refused");
+    let why = refused.to_string();
+    assert!(
+        why.contains("maxmemory-policy is volatile-lru") && why.contains("--allow-redis-eviction"),
+        "{why}"
+    );
+    settings.allow_eviction = true;
+    assert!(
+        Cluster::connect(settings.clone(), ClusterMetrics::default())
+            .await
+            .is_ok()
+    );
+    redis.command(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    settings.allow_eviction = false;
+    assert!(Cluster::connect(settings, ClusterMetrics::default())
+        .await
+        .is_ok());
+}
+
+/// Redis loses everything (FLUSHALL): the session a renewal registers again has its account
+/// back, so a REST kick of its user finds it, records the kick time and kicks it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_registered_again_after_a_data_loss_has_its_account() {
+    let redis = RedisServer::start();
+    let a = node(&redis);
+    let rest = rest_client::Rest::new(a.addr(), APP, common::KEY);
+    let (mut ws, _) = online(&a, "alice", "t1").await;
+    redis.command(&["FLUSHALL"]);
+    // The next renewal rounds register alice's session again.
+    let started = Instant::now();
+    loop {
+        let status = rest
+            .call(
+                rest_client::ONLINE,
+                serde_json::json!({"To_Account": ["alice"]}),
+            )
+            .await;
+        if status.json["QueryResult"][0]["Status"] == "Online" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{}",
+            status.json
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let kicked = rest
+        .call(rest_client::KICK, serde_json::json!({"UserID": "alice"}))
+        .await;
+    assert_eq!(kicked.code(), 0, "{}", kicked.json);
+    assert!(matches!(recv(&mut ws).await, ServerFrame::Kicked { .. }));
+    let key = format!("tim:{{{APP}:alice}}:u");
+    assert_ne!(
+        redis.command(&["HGET", &key, "kick"]),
+        "",
+        "the kick time is recorded"
+    );
+}

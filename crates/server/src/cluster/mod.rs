@@ -72,6 +72,9 @@ pub enum ClusterError {
     Unavailable(String),
     #[error(transparent)]
     BadReply(#[from] BadReply),
+    /// This Redis is not fit for timd (said why, and what to change).
+    #[error("{0}")]
+    Unfit(String),
 }
 
 impl From<redis::RedisError> for ClusterError {
@@ -141,6 +144,7 @@ impl Cluster {
         // One round trip now: a wrong password or database fails the start, not a login;
         // and the cluster's clock before the first decision.
         cluster.sync_clock().await?;
+        cluster.check_eviction().await?;
         Ok(Arc::new(cluster))
     }
 
@@ -906,6 +910,36 @@ impl Cluster {
             .map(|f| Value::BulkString(f.clone().unwrap_or_default().into_bytes()))
             .collect();
         versioned_of(&values).map(Some)
+    }
+
+    /// Refuses a Redis that may evict keys unless `--allow-redis-eviction` says otherwise:
+    /// under `volatile-*` the tombstones (they have a TTL) go first, and dead tickets resume;
+    /// under `allkeys-*` kick times and accounts go too. Read from `INFO memory` (managed
+    /// services often disable `CONFIG`).
+    async fn check_eviction(&self) -> Result<(), ClusterError> {
+        let mut con = self.redis.clone();
+        let info: String = self
+            .timed(async { redis::cmd("INFO").arg("memory").query_async(&mut con).await })
+            .await?;
+        let policy = info
+            .lines()
+            .find_map(|l| l.strip_prefix("maxmemory_policy:"))
+            .map(str::trim)
+            .unwrap_or("unknown");
+        if policy == "noeviction" {
+            return Ok(());
+        }
+        if self.settings.allow_eviction {
+            tracing::warn!(policy, "Redis may evict keys (--allow-redis-eviction): an evicted tombstone or kick time brings back a logged-out or revoked session");
+            return Ok(());
+        }
+        Err(ClusterError::Unfit(format!(
+            "Redis's maxmemory-policy is {policy}, not noeviction: when its memory fills it \
+             would evict keys, and an evicted tombstone or kick time silently brings back \
+             logged-out sessions and revoked UserSigs. Set `maxmemory-policy noeviction` (a full \
+             Redis then refuses writes, which timd answers 70169), or start with \
+             --allow-redis-eviction to accept that risk"
+        )))
     }
 
     /// Measures Redis's clock (`TIME`) against this machine's and makes it the clock every

@@ -189,6 +189,9 @@ local function kick(inst, s, reason)
 end
 
 local function admit(inst, since, platform, session, expire_at, sig_time, attached)
+  -- A session registered again after Redis lost its data (a resume, a renewal) has an
+  -- account: REST kicks and deletions of its user must find it.
+  redis.call('HSETNX', U, 'acct', num(now_s))
   redis.call('ZADD', I, since, inst)
   put_slot(inst, { since = since, platform = platform, node = NODE, session = session,
     lease = now_ms + LEASE, expire_at = expire_at, sig_time = sig_time,
