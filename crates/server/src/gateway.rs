@@ -451,6 +451,11 @@ impl Connection {
                 self.send(&ServerFrame::LoginOk(ok)).await
             }
             Err((user, e)) => {
+                // Any login frame on a logged-in socket ends its session, even one refused
+                // before the old session was ended (a bad UserSig, over the user's rate).
+                if self.session.is_some() {
+                    let _ = self.end_session().await;
+                }
                 self.count_guess(&e);
                 let code = e.code();
                 self.state.metrics().login(app, code);
