@@ -22,6 +22,19 @@ fn unlimited() -> LimitSettings {
     }
 }
 
+/// Logs alice in again and again on `ws` until refused: the seq and the error.
+async fn login_until_refused(ws: &mut Ws) -> (u32, tim_proto::ErrorFrame) {
+    for seq in 1..=20 {
+        send(ws, &login(seq, "alice", &sig("alice"), "tab")).await;
+        match recv(ws).await {
+            ServerFrame::LoginOk(_) => continue,
+            ServerFrame::Error(e) => return (seq, e),
+            other => panic!("{other:?}"),
+        }
+    }
+    panic!("never limited")
+}
+
 fn behind_proxy(c: &mut timd::Config) {
     c.trusted_proxies = TrustedProxies::parse("127.0.0.1").unwrap();
 }
@@ -220,17 +233,7 @@ async fn login_attempts_over_the_address_rate_get_70050_and_4010() {
     })
     .await;
     let mut ws = server.connect().await;
-    let mut seq = 0;
-    let refused = loop {
-        seq += 1;
-        assert!(seq <= 20, "never limited");
-        send(&mut ws, &login(seq, "alice", &sig("alice"), "tab")).await;
-        match recv(&mut ws).await {
-            ServerFrame::LoginOk(_) => continue,
-            ServerFrame::Error(e) => break e,
-            other => panic!("{other:?}"),
-        }
-    };
+    let (seq, refused) = login_until_refused(&mut ws).await;
     assert!(seq > 5, "a burst of 5 passes: {seq}");
     assert_eq!((refused.seq, refused.code), (Some(seq), 70050));
     refused_with(&mut ws, close::LOGIN_RATE).await;
@@ -303,17 +306,7 @@ async fn logins_over_the_users_rate_get_70050_and_bad_usersigs_do_not_count() {
         assert!(matches!(recv(&mut attacker).await, ServerFrame::Error(_)));
     }
     let mut ws = server.connect().await;
-    let mut seq = 0;
-    let refused = loop {
-        seq += 1;
-        assert!(seq <= 20, "never limited");
-        send(&mut ws, &login(seq, "alice", &sig("alice"), "tab")).await;
-        match recv(&mut ws).await {
-            ServerFrame::LoginOk(_) => continue,
-            ServerFrame::Error(e) => break e,
-            other => panic!("{other:?}"),
-        }
-    };
+    let (seq, refused) = login_until_refused(&mut ws).await;
     assert_eq!(
         seq, 4,
         "a burst of 3 passes, after 10 bad UserSigs for the user"

@@ -5,40 +5,12 @@ mod rest_client;
 
 use std::time::{Duration, Instant};
 
-use common::{recv, send, sig, RedisServer, TimdNode, Ws, APP};
+use common::{recv, send, sig, RedisServer, TimdNode, APP};
 use futures_util::StreamExt;
-use tim_proto::{close, ClientFrame, Login, Platform, ServerFrame};
+use tim_proto::{close, ClientFrame, ServerFrame};
 use tokio_tungstenite::tungstenite::Message;
 
-const LEASE_MS: u64 = 900;
-
-fn node(redis: &RedisServer) -> TimdNode {
-    TimdNode::builder()
-        .redis(&redis.url())
-        .args(["--lease-ms", &LEASE_MS.to_string(), "--web-instances", "2"])
-        .start()
-}
-
-fn login(user: &str, instance: &str, usersig: &str) -> ClientFrame {
-    ClientFrame::Login(Login {
-        seq: 1,
-        sdkappid: APP,
-        user: user.into(),
-        usersig: usersig.into(),
-        platform: Platform::Web,
-        instance: instance.into(),
-    })
-}
-
-/// A socket logged in on `node`: the socket and its ticket.
-async fn online(node: &TimdNode, user: &str, instance: &str) -> (Ws, String) {
-    let mut ws = tim_test_support::ws::connect(&node.ws_url()).await;
-    send(&mut ws, &login(user, instance, &sig(user))).await;
-    match recv(&mut ws).await {
-        ServerFrame::LoginOk(ok) => (ws, ok.ticket),
-        other => panic!("{user}/{instance}: {other:?}"),
-    }
-}
+use common::nodes::{login_frame as login, node, online, LEASE_MS};
 
 /// What a resume with `ticket` on `node` got: a frame, or the close code it got instead.
 async fn resume(node: &TimdNode, ticket: &str) -> Result<ServerFrame, u16> {
