@@ -25,7 +25,7 @@ use tokio::time::{sleep_until, Instant};
 use tracing::Instrument;
 
 use crate::apps::App;
-use crate::backend::{BackendError, LoginDecision, ResumeError};
+use crate::backend::{BackendError, LoginDecision, Renewal, ResumeError};
 use crate::clock::unix_secs as unix_now;
 use crate::limits::{Admitted, Refusal};
 use crate::login::LoginError;
@@ -617,9 +617,16 @@ impl Connection {
             .renew(&session.info, expire_at, claims.time)
             .await;
         let info = match renewed {
-            Ok(Some(info)) => info,
+            Ok(Renewal::Renewed(info)) => info,
             // Kicked meanwhile: the kick command is on its way to this socket.
-            Ok(None) => return Flow::Continue,
+            Ok(Renewal::Gone) => return Flow::Continue,
+            Ok(Renewal::Revoked) => {
+                let e = LoginError::Revoked;
+                tracing::info!(user = %login.user, code = e.code(), reason = %e, "renewal refused");
+                return self
+                    .send_error_code(Some(seq), e.code(), e.to_string())
+                    .await;
+            }
             Err(e) => {
                 // The session goes on with its UserSig; the SDK retries the renewal.
                 tracing::warn!(user = %login.user, error = %e, "renewal not recorded");

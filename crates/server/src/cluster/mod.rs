@@ -33,7 +33,7 @@ use tim_proto::Platform;
 
 use crate::apps::{App, Apps, Versioned};
 use crate::backend::SettingsUpdate;
-use crate::backend::{Admission, LoginDecision, ResumeError};
+use crate::backend::{Admission, LoginDecision, Renewal, ResumeError};
 use crate::clock::{unix_ms as unix_now_ms, unix_secs as unix_now};
 use crate::config::ClusterSettings;
 use crate::policy::{LoginPolicy, LoginSettings};
@@ -326,18 +326,10 @@ impl Cluster {
     }
 
     /// Runs `session.lua` for one of this node's sessions.
-    async fn session_change(
-        &self,
-        info: &InstanceInfo,
-        what: &str,
-        renewed: Option<(u64, u64)>,
-    ) -> Result<bool, ClusterError> {
+    async fn session_change(&self, info: &InstanceInfo, what: &str) -> Result<bool, ClusterError> {
         let mut inv = self.invocation(&self.scripts.session, info.app, &info.user);
         inv.arg(info.session.0).arg(&info.instance).arg(what);
-        match renewed {
-            Some((expire_at, sig_time)) => inv.arg(expire_at).arg(sig_time),
-            None => inv.arg(info.since_ms).arg(info.platform.as_str()),
-        };
+        inv.arg(info.since_ms).arg(info.platform.as_str());
         Ok(int(&self.invoke(&inv).await?)? == 1)
     }
 
@@ -354,7 +346,7 @@ impl Cluster {
         let mut pause = Duration::from_millis(50);
         loop {
             let left = give_up.saturating_duration_since(tokio::time::Instant::now());
-            let attempt = tokio::time::timeout(left, self.session_change(&info, "logout", None))
+            let attempt = tokio::time::timeout(left, self.session_change(&info, "logout"))
                 .await
                 .unwrap_or_else(|_| {
                     Err(ClusterError::Unavailable(format!(
@@ -386,7 +378,7 @@ impl Cluster {
                 self.held.end_written(info.session);
                 continue;
             }
-            match self.session_change(&info, "logout", None).await {
+            match self.session_change(&info, "logout").await {
                 Ok(_) => {
                     tracing::info!(user = %info.user, instance = %info.instance, "logout recorded in Redis (late)");
                     self.held.end_written(info.session);
@@ -403,7 +395,7 @@ impl Cluster {
     pub async fn expire(&self, session: SessionId) -> Result<(), ClusterError> {
         if let Some(info) = self.held.remove(session) {
             // Not recorded: the lease (no longer renewed) frees the slot.
-            self.session_change(&info, "expired", None).await?;
+            self.session_change(&info, "expired").await?;
         }
         Ok(())
     }
@@ -414,34 +406,42 @@ impl Cluster {
             // Not awaited: the socket is gone; query_online_status shows it away soon.
             let cluster = Arc::clone(self);
             tokio::spawn(async move {
-                if let Err(e) = cluster.session_change(&info, "away", None).await {
+                if let Err(e) = cluster.session_change(&info, "away").await {
                     tracing::debug!(error = %e, "away not recorded in Redis");
                 }
             });
         }
     }
 
-    /// The session runs on a renewed UserSig.
+    /// The session runs on a renewed UserSig, unless the user's last REST kick revokes it
+    /// (checked in the script, with the change).
     pub async fn renew(
         &self,
         session: SessionId,
         expire_at: u64,
         sig_time: u64,
-    ) -> Result<Option<InstanceInfo>, ClusterError> {
+    ) -> Result<Renewal, ClusterError> {
         let Some(mut info) = self.held.get(session) else {
-            return Ok(None);
+            return Ok(Renewal::Gone);
         };
         info.expire_at = expire_at;
         info.sig_time = sig_time;
         // Recorded in Redis first: a resume elsewhere then carries the new expiry. A slot
         // that is no longer this session's was kicked meanwhile (the notice is on its way).
-        if !self
-            .session_change(&info, "renew", Some((expire_at, sig_time)))
-            .await?
-        {
-            return Ok(None);
-        }
-        Ok(self.held.renewed(session, expire_at, sig_time))
+        let mut inv = self.invocation(&self.scripts.session, info.app, &info.user);
+        inv.arg(info.session.0)
+            .arg(&info.instance)
+            .arg("renew")
+            .arg(expire_at)
+            .arg(sig_time);
+        Ok(match int(&self.invoke(&inv).await?)? {
+            1 => match self.held.renewed(session, expire_at, sig_time) {
+                Some(info) => Renewal::Renewed(info),
+                None => Renewal::Gone,
+            },
+            2 => Renewal::Revoked,
+            _ => Renewal::Gone,
+        })
     }
 
     /// REST `kick` (or `account_delete` when `delete`): records the revocation time `at`,
@@ -616,7 +616,7 @@ impl Cluster {
             .map(|i| (i, "release"))
             .chain(expired.iter().map(|i| (i, "expired")))
         {
-            if let Err(e) = self.session_change(info, what, None).await {
+            if let Err(e) = self.session_change(info, what).await {
                 tracing::debug!(error = %e, what, "sweep not recorded in Redis; the lease will free the slot");
             }
         }
