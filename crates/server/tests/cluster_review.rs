@@ -226,3 +226,39 @@ async fn a_session_registered_again_after_a_data_loss_has_its_account() {
         "the kick time is recorded"
     );
 }
+
+/// REST authenticates and rate-limits before it asks Redis anything: with Redis down, a
+/// forged admin UserSig gets its own code (not 70169, no Redis call, no warning), and a call
+/// over the app's rate gets 60011.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_refuses_bad_callers_without_asking_redis() {
+    let mut redis = RedisServer::start();
+    let a = TimdNode::builder()
+        .redis(&redis.url())
+        .args(["--rest-rate-limit", "1"])
+        .start();
+    redis.kill();
+    let forged = rest_client::Rest::new(a.addr(), APP, "not-the-key-0123456789");
+    let body = serde_json::json!({"UserID": "alice"});
+    for _ in 0..5 {
+        assert_eq!(
+            forged.call(rest_client::KICK, body.clone()).await.code(),
+            70009
+        );
+    }
+    let admin = rest_client::Rest::new(a.addr(), APP, common::KEY);
+    let first = admin.call(rest_client::KICK, body.clone()).await;
+    assert_eq!(
+        first.code(),
+        70169,
+        "the one call within the rate asks Redis"
+    );
+    let over = admin.call(rest_client::KICK, body).await;
+    assert_eq!(over.code(), 60011, "{}", over.json);
+    let log = a.log();
+    assert_eq!(
+        log.matches("REST call not decided").count(),
+        1,
+        "only the call within the rate reached Redis:\n{log}"
+    );
+}
