@@ -262,3 +262,59 @@ async fn rest_refuses_bad_callers_without_asking_redis() {
         "only the call within the rate reached Redis:\n{log}"
     );
 }
+
+/// `account_delete` of several users is one Redis transaction (MULTI/EXEC): all deleted, or
+/// none (a connection lost before EXEC runs nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_deletion_is_one_transaction() {
+    let redis = RedisServer::start();
+    let a = node(&redis);
+    let rest = rest_client::Rest::new(a.addr(), APP, common::KEY);
+    let users = ["carol", "dave", "erin"];
+    let imported = rest
+        .call(
+            rest_client::MULTI_IMPORT,
+            serde_json::json!({"Accounts": users}),
+        )
+        .await;
+    assert_eq!(imported.code(), 0, "{}", imported.json);
+    let (mut ws, _) = online(&a, "dave", "t1").await;
+    redis.command(&["CONFIG", "RESETSTAT"]);
+    let items: Vec<_> = users
+        .iter()
+        .chain(["ghost"].iter())
+        .map(|u| serde_json::json!({"UserID": u}))
+        .collect();
+    let deleted = rest
+        .call(
+            rest_client::DELETE,
+            serde_json::json!({"DeleteItem": items}),
+        )
+        .await;
+    assert_eq!(deleted.code(), 0, "{}", deleted.json);
+    let codes: Vec<u64> = deleted.json["ResultItem"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["ResultCode"].as_u64().unwrap())
+        .collect();
+    assert_eq!(codes, [0, 0, 0, 70107]);
+    assert!(matches!(recv(&mut ws).await, ServerFrame::Kicked { .. }));
+    assert_eq!(command_calls(&redis, "exec"), 1, "one transaction");
+    assert_eq!(command_calls(&redis, "multi"), 1);
+    let checked = rest
+        .call(
+            rest_client::CHECK,
+            serde_json::json!({"CheckItem": users.iter().map(|u| serde_json::json!({"UserID": u})).collect::<Vec<_>>()}),
+        )
+        .await;
+    assert!(
+        checked.json["ResultItem"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["AccountStatus"] == "NotImported"),
+        "{}",
+        checked.json
+    );
+}

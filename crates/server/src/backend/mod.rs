@@ -296,13 +296,7 @@ impl Backend {
     ) -> Result<Vec<Option<usize>>, BackendError> {
         match self {
             Backend::Embedded(e) => e.delete_accounts(app, users, at).await,
-            Backend::Cluster(c) => {
-                let mut out = Vec::with_capacity(users.len());
-                for user in users {
-                    out.push(c.kick_user(app, user, at, true).await?);
-                }
-                Ok(out)
-            }
+            Backend::Cluster(c) => Ok(c.delete_accounts(app, users, at).await?),
         }
     }
 

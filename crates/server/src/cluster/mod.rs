@@ -201,16 +201,23 @@ impl Cluster {
         inv
     }
 
+    /// A turn for a script ([`SCRIPTS_IN_FLIGHT`]), waiting at most [`SCRIPT_QUEUE_WAIT`].
+    async fn turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ClusterError> {
+        Ok(
+            tokio::time::timeout(SCRIPT_QUEUE_WAIT, self.in_flight.acquire())
+                .await
+                .map_err(|_| {
+                    ClusterError::Unavailable(format!(
+                        "{SCRIPTS_IN_FLIGHT} Redis scripts in flight for {SCRIPT_QUEUE_WAIT:?}"
+                    ))
+                })?
+                .expect("the semaphore is never closed"),
+        )
+    }
+
     /// Runs a script once it has a turn: [`REDIS_TIMEOUT`] counts from then.
     async fn invoke(&self, inv: &ScriptInvocation<'_>) -> Result<Value, ClusterError> {
-        let _turn = tokio::time::timeout(SCRIPT_QUEUE_WAIT, self.in_flight.acquire())
-            .await
-            .map_err(|_| {
-                ClusterError::Unavailable(format!(
-                    "{SCRIPTS_IN_FLIGHT} Redis scripts in flight for {SCRIPT_QUEUE_WAIT:?}"
-                ))
-            })?
-            .expect("the semaphore is never closed");
+        let _turn = self.turn().await?;
         let mut con = self.redis.clone();
         self.timed(inv.invoke_async(&mut con)).await
     }
@@ -465,6 +472,40 @@ impl Cluster {
             }
             _ => Err(BadReply(format!("kick_user: {reply:?}")).into()),
         }
+    }
+
+    /// REST `account_delete`: every user's deletion (`kick_user.lua`, revoking up to `at`
+    /// and kicking) in **one transaction** (MULTI/EXEC): all of them or none. For each,
+    /// `None` if the account did not exist, else how many instances were online.
+    pub async fn delete_accounts(
+        &self,
+        app: u32,
+        users: &[String],
+        at: u64,
+    ) -> Result<Vec<Option<usize>>, ClusterError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic().load_script(&self.scripts.kick_user).ignore();
+        for user in users {
+            let mut inv = self.invocation(&self.scripts.kick_user, app, user);
+            inv.arg(at).arg("delete");
+            pipe.invoke_script(&inv);
+        }
+        let _turn = self.turn().await?;
+        let mut con = self.redis.clone();
+        let replies: Vec<Value> = self.timed(pipe.query_async(&mut con)).await?;
+        let mut out = Vec::with_capacity(users.len());
+        for reply in &replies {
+            let items = array(reply)?;
+            out.push(match items.first().map(text).transpose()?.as_deref() {
+                Some("missing") => None,
+                Some("ok") if items.len() == 3 => {
+                    self.apply_local(local_notices(&items[2])?);
+                    Some(int(&items[1])? as usize)
+                }
+                _ => return Err(BadReply(format!("account_delete: {reply:?}")).into()),
+            });
+        }
+        Ok(out)
     }
 
     /// `account_import`: registers the accounts; returns how many were new.
