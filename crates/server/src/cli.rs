@@ -240,6 +240,22 @@ pub fn resolve_key(
     Ok(Some(key.to_owned()))
 }
 
+/// Whether `--redis` was given on the command line with credentials in it (visible in `ps`).
+pub fn redis_password_on_command_line(args: impl IntoIterator<Item = String>) -> bool {
+    let mut args = args.into_iter();
+    while let Some(a) = args.next() {
+        let url = match a.strip_prefix("--redis=") {
+            Some(url) => Some(url.to_owned()),
+            None if a == "--redis" => args.next(),
+            None => None,
+        };
+        if url.is_some_and(|u| crate::config::has_credentials(&u)) {
+            return true;
+        }
+    }
+    false
+}
+
 /// Whether the key was given as a command-line argument (visible in `ps`).
 pub fn key_on_command_line(args: impl IntoIterator<Item = String>) -> bool {
     args.into_iter()
