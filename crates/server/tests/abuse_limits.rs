@@ -318,3 +318,41 @@ async fn logins_over_the_users_rate_get_70050_and_bad_usersigs_do_not_count() {
     assert!(matches!(recv(&mut ws).await, ServerFrame::LoginOk(_)));
     assert!(server.state.metrics().refused_count(Refusal::UserLoginRate) >= 1);
 }
+
+/// The safe `--trusted-proxies` setting: only the proxy's own address is trusted, and the
+/// proxy appends the address it got each request from (haproxy `option forwardfor`, nginx
+/// `$proxy_add_x_forwarded_for`): whatever `X-Forwarded-For` a client writes itself, it is
+/// counted by its real address. A proxy that passes the client's header through unchanged
+/// lets each client choose its address (shown in the second half).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_proxy_that_appends_a_forged_x_forwarded_for_changes_nothing() {
+    let server = Server::start(|c| {
+        c.trusted_proxies = TrustedProxies::parse("127.0.0.2").unwrap();
+        c.limits = LimitSettings {
+            max_connections_per_addr: 1,
+            ..unlimited()
+        }
+    })
+    .await;
+    let appending = tim_test_support::Haproxy::start_with(
+        &[server.addr],
+        "  option forwardfor",
+        "source 127.0.0.2",
+    );
+    let passing = tim_test_support::Haproxy::start_with(&[server.addr], "", "source 127.0.0.2");
+    let connect = |url: String, forged: &'static str| async move {
+        tim_test_support::ws::try_connect_with(&url, &[("X-Forwarded-For", forged)])
+            .await
+            .expect("upgraded")
+    };
+    let mut first = connect(appending.ws_url(), "203.0.113.1").await;
+    usable(&mut first).await;
+    let mut second = connect(appending.ws_url(), "203.0.113.2").await;
+    refused_with(&mut second, close::TOO_MANY_CONNECTIONS).await;
+    drop(first);
+    // The unsafe proxy: the forged header is all timd sees, so each forged address is new.
+    let mut a = connect(passing.ws_url(), "203.0.113.3").await;
+    let mut b = connect(passing.ws_url(), "203.0.113.4").await;
+    usable(&mut a).await;
+    usable(&mut b).await;
+}
