@@ -44,6 +44,8 @@ command -v haproxy >/dev/null || need_apt+=(haproxy)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 # systemd-analyze verify checks deploy/timd.service (in the same test).
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
+# libfaketime: the cluster tests run a node whose clock is seconds off (cluster_review.rs).
+command -v faketime >/dev/null || need_apt+=(faketime)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   step "apt-get install ${need_apt[*]}"

@@ -18,7 +18,7 @@ use crate::config::{
 };
 use crate::limits::{
     LimitSettings, DEFAULT_CONNECTION_RATE_PER_ADDR, DEFAULT_LOGIN_RATE_PER_ADDR,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDR,
+    DEFAULT_LOGIN_RATE_PER_USER, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDR,
 };
 use crate::listener::DEFAULT_LISTEN_BACKLOG;
 use crate::origins::AllowedOrigins;
@@ -104,11 +104,21 @@ pub struct ServeArgs {
     /// beyond it 70050 and close 4010.
     #[arg(long, env = "TIMD_LOGIN_RATE_PER_ADDR", default_value_t = DEFAULT_LOGIN_RATE_PER_ADDR)]
     pub login_rate_per_addr: u32,
+    /// Verified login, resume and renew frames per second per user on this node (0 =
+    /// unlimited); beyond it 70050 (a resume: close 4010). Keeps one user from filling the
+    /// store for everyone.
+    #[arg(long, env = "TIMD_LOGIN_RATE_PER_USER", default_value_t = DEFAULT_LOGIN_RATE_PER_USER)]
+    pub login_rate_per_user: u32,
     /// Cluster mode: share sessions, accounts and kicks with every node on this Redis
     /// (redis://[user:password@]host:port[/db]). Without it timd runs alone on its embedded
     /// store.
     #[arg(long, env = "TIMD_REDIS", value_name = "URL", hide_env_values = true)]
     pub redis: Option<String>,
+    /// Cluster mode: start even though Redis's `maxmemory-policy` is not `noeviction`. An
+    /// evicted tombstone or kick time silently brings back logged-out or revoked sessions;
+    /// only for a Redis whose memory cannot fill up.
+    #[arg(long, env = "TIMD_ALLOW_REDIS_EVICTION")]
+    pub allow_redis_eviction: bool,
     /// Cluster mode: the lease this node holds on each of its sessions, renewed every third
     /// of it. A node that dies frees its slots within this; a kick lost in transit reaches
     /// its socket within a third of it.
@@ -166,10 +176,12 @@ impl ServeArgs {
                 max_connections_per_addr: self.max_connections_per_addr,
                 connection_rate_per_addr: self.connection_rate_per_addr,
                 login_rate_per_addr: self.login_rate_per_addr,
+                login_rate_per_user: self.login_rate_per_user,
             },
             cluster: self.redis.map(|redis_url| ClusterSettings {
                 redis_url,
                 lease_ms: self.lease_ms,
+                allow_eviction: self.allow_redis_eviction,
             }),
             apps,
         };
@@ -226,6 +238,22 @@ pub fn resolve_key(
         });
     }
     Ok(Some(key.to_owned()))
+}
+
+/// Whether `--redis` was given on the command line with credentials in it (visible in `ps`).
+pub fn redis_password_on_command_line(args: impl IntoIterator<Item = String>) -> bool {
+    let mut args = args.into_iter();
+    while let Some(a) = args.next() {
+        let url = match a.strip_prefix("--redis=") {
+            Some(url) => Some(url.to_owned()),
+            None if a == "--redis" => args.next(),
+            None => None,
+        };
+        if url.is_some_and(|u| crate::config::has_credentials(&u)) {
+            return true;
+        }
+    }
+    false
 }
 
 /// Whether the key was given as a command-line argument (visible in `ps`).
@@ -386,6 +414,7 @@ mod tests {
                 max_connections_per_addr: 0,
                 connection_rate_per_addr: 7,
                 login_rate_per_addr: 8,
+                login_rate_per_user: DEFAULT_LOGIN_RATE_PER_USER,
             }
         );
         assert!(matches!(c.allowed_origins, AllowedOrigins::List(ref l) if l.len() == 2));

@@ -95,6 +95,9 @@ pub struct ClusterSettings {
     pub redis_url: String,
     /// The lease on each session; renewed every third of it.
     pub lease_ms: u32,
+    /// Start even if Redis may evict keys (`maxmemory-policy` other than `noeviction`):
+    /// evicted tombstones and kick times undo logouts and revocations (`--allow-redis-eviction`).
+    pub allow_eviction: bool,
 }
 
 impl ClusterSettings {
@@ -102,6 +105,7 @@ impl ClusterSettings {
         ClusterSettings {
             redis_url: redis_url.into(),
             lease_ms: DEFAULT_LEASE_MS,
+            allow_eviction: false,
         }
     }
 
@@ -115,19 +119,33 @@ impl ClusterSettings {
         self.lease() / 3
     }
 
-    /// The URL with any password replaced, for logs.
+    /// The URL with any credentials (before its last `@`, with or without a scheme) and any
+    /// query (`?password=`...) replaced, for logs and errors.
     pub fn redacted_url(&self) -> String {
-        match (self.redis_url.find("://"), self.redis_url.rfind('@')) {
-            (Some(scheme), Some(at)) if at > scheme => {
-                format!(
-                    "{}://<redacted>@{}",
-                    &self.redis_url[..scheme],
-                    &self.redis_url[at + 1..]
-                )
-            }
-            _ => self.redis_url.clone(),
-        }
+        redacted_url(&self.redis_url)
     }
+}
+
+/// `url` with its credentials and query replaced (see [`ClusterSettings::redacted_url`]).
+pub fn redacted_url(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    let rest = match rest.rfind('@') {
+        Some(at) => format!("<redacted>@{}", &rest[at + 1..]),
+        None => rest.to_owned(),
+    };
+    match rest.find('?') {
+        Some(q) => format!("{scheme}{}?<redacted>", &rest[..q]),
+        None => format!("{scheme}{rest}"),
+    }
+}
+
+/// Whether a Redis URL carries credentials (a password in it, visible in `ps` when given on
+/// the command line).
+pub fn has_credentials(url: &str) -> bool {
+    redacted_url(url) != url
 }
 
 impl fmt::Debug for ClusterSettings {
@@ -418,6 +436,27 @@ mod tests {
             ..ok
         };
         assert_eq!(c.validate(), Err(ConfigError::BadLoginTimeout));
+    }
+
+    #[test]
+    fn redacted_urls_never_show_a_password() {
+        for (url, shown) in [
+            ("redis://:s3cret@h:6379/0", "redis://<redacted>@h:6379/0"),
+            ("redis://u:s3cret@h", "redis://<redacted>@h"),
+            ("u:s3cret@h:6379", "<redacted>@h:6379"),
+            ("redis:s3cret@h", "<redacted>@h"),
+            (
+                "redis://h:6379/0?password=s3cret",
+                "redis://h:6379/0?<redacted>",
+            ),
+            ("redis://a@b:s3cret@h", "redis://<redacted>@h"),
+            ("redis://h:6379", "redis://h:6379"),
+        ] {
+            assert_eq!(redacted_url(url), shown, "{url}");
+            assert!(!ClusterSettings::new(url).redacted_url().contains("s3cret"));
+            assert!(!format!("{:?}", ClusterSettings::new(url)).contains("s3cret"));
+            assert_eq!(has_credentials(url), url != "redis://h:6379");
+        }
     }
 
     #[test]

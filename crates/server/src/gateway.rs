@@ -17,7 +17,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Extension;
 use tim_proto::{
-    close, ClientFrame, ErrorFrame, KickReason, Login, LoginOk, ServerFrame,
+    close, ClientFrame, ErrorFrame, KickReason, Login, LoginOk, ServerFrame, ERR_INTERNAL,
     ERR_INVALID_PARAMETERS, ERR_SERVER_TIMEOUT, ERR_USERSIG_RATE_LIMITED, MAX_FRAME_BYTES,
 };
 use tokio::sync::mpsc;
@@ -25,7 +25,7 @@ use tokio::time::{sleep_until, Instant};
 use tracing::Instrument;
 
 use crate::apps::App;
-use crate::backend::{BackendError, LoginDecision, ResumeError};
+use crate::backend::{BackendError, LoginDecision, Renewal, ResumeError};
 use crate::clock::unix_secs as unix_now;
 use crate::limits::{Admitted, Refusal};
 use crate::login::LoginError;
@@ -318,6 +318,17 @@ impl Connection {
         ok
     }
 
+    /// Counts a verified login, resume or renewal of `user` against its per-user rate:
+    /// false (and counted as refused) when over it.
+    fn user_attempt_allowed(&self, app: u32, user: &str) -> bool {
+        let ok = self.state.limits().user_login(app, user, Instant::now());
+        if !ok {
+            self.state.metrics().refused(Refusal::UserLoginRate);
+            tracing::info!(client = %self.client, user, "login attempt refused: over the user's rate");
+        }
+        ok
+    }
+
     /// A login (error 70050 first) or resume refused for the address's rate: close 4010.
     async fn refuse_login(&mut self, seq: Option<u32>) -> Flow {
         if let Some(seq) = seq {
@@ -340,13 +351,6 @@ impl Connection {
             // No error frame: the client would answer it with a login; it reconnects.
             return self.refuse_login(None).await;
         }
-        match self.end_session().await {
-            Ok(Some(old)) => {
-                tracing::info!(user = %old.user, instance = %old.instance, "logout (resume on the same socket)")
-            }
-            Ok(None) => {}
-            Err(flow) => return flow,
-        }
         let now = unix_now();
         let (app, claims) = match self.state.apps().open_ticket(ticket) {
             Ok(opened) => opened,
@@ -357,6 +361,21 @@ impl Connection {
                     .await;
             }
         };
+        if !self.user_attempt_allowed(app.sdkappid, &claims.user) {
+            // As over the address's rate: the client reconnects with backoff.
+            return Flow::Close(
+                Refusal::UserLoginRate.close_code(),
+                Refusal::UserLoginRate.as_str(),
+            );
+        }
+        match self.end_session().await {
+            Ok(Some(old)) => {
+                tracing::info!(user = %old.user, instance = %old.instance, "logout (resume on the same socket)")
+            }
+            Ok(None) => {}
+            // Not decided: the client reconnects with backoff and tries again.
+            Err(_) => return Flow::Close(close::TRY_AGAIN_LATER, "session store unreachable"),
+        }
         // A REST kick after this session's UserSig was issued refuses it (checked atomically
         // with the resume, so a concurrent kick cannot slip between).
         let decided = if claims.expire_at <= now {
@@ -433,14 +452,6 @@ impl Connection {
     }
 
     async fn on_login(&mut self, login: Login) -> Flow {
-        // A login on a logged-in socket replaces its session: end the old one first.
-        match self.end_session().await {
-            Ok(Some(old)) => {
-                tracing::info!(user = %old.user, instance = %old.instance, "logout (re-login on the same socket)")
-            }
-            Ok(None) => {}
-            Err(flow) => return flow,
-        }
         let seq = login.seq;
         let app = self.state.app(login.sdkappid).map(|a| a.sdkappid);
         if !self.login_attempt_allowed() {
@@ -452,6 +463,11 @@ impl Connection {
                 self.send(&ServerFrame::LoginOk(ok)).await
             }
             Err((user, e)) => {
+                // Any login frame on a logged-in socket ends its session, even one refused
+                // before the old session was ended (a bad UserSig, over the user's rate).
+                if self.session.is_some() {
+                    let _ = self.end_session().await;
+                }
                 self.count_guess(&e);
                 let code = e.code();
                 self.state.metrics().login(app, code);
@@ -495,6 +511,23 @@ impl Connection {
             .checker()
             .check(&login, unix_now(), self.client)
             .map_err(|e| (log_user(&login.user), e))?;
+        if !self.user_attempt_allowed(app.sdkappid, &login.user) {
+            return Err((log_user(&login.user), LoginError::UserRateLimited));
+        }
+        // A login on a logged-in socket replaces its session: end the old one first (not
+        // acknowledged, nor the new login, unless that end is durable).
+        match self.end_session().await {
+            Ok(Some(old)) => {
+                tracing::info!(user = %old.user, instance = %old.instance, "logout (re-login on the same socket)")
+            }
+            Ok(None) => {}
+            Err(BackendError::Store(e)) => {
+                return Err((log_user(&login.user), LoginError::Store(e)))
+            }
+            Err(BackendError::Unavailable(_)) => {
+                return Err((log_user(&login.user), LoginError::Unavailable))
+            }
+        }
         let expire_at = expiry(&claims);
         let session = NewSession {
             app: app.sdkappid,
@@ -583,6 +616,12 @@ impl Connection {
                     .await;
             }
         };
+        if !self.user_attempt_allowed(app.sdkappid, &login.user) {
+            let e = LoginError::UserRateLimited;
+            return self
+                .send_error_code(Some(seq), e.code(), e.to_string())
+                .await;
+        }
         let expire_at = expiry(&claims);
         let renewed = self
             .state
@@ -590,9 +629,16 @@ impl Connection {
             .renew(&session.info, expire_at, claims.time)
             .await;
         let info = match renewed {
-            Ok(Some(info)) => info,
+            Ok(Renewal::Renewed(info)) => info,
             // Kicked meanwhile: the kick command is on its way to this socket.
-            Ok(None) => return Flow::Continue,
+            Ok(Renewal::Gone) => return Flow::Continue,
+            Ok(Renewal::Revoked) => {
+                let e = LoginError::Revoked;
+                tracing::info!(user = %login.user, code = e.code(), reason = %e, "renewal refused");
+                return self
+                    .send_error_code(Some(seq), e.code(), e.to_string())
+                    .await;
+            }
             Err(e) => {
                 // The session goes on with its UserSig; the SDK retries the renewal.
                 tracing::warn!(user = %login.user, error = %e, "renewal not recorded");
@@ -624,23 +670,40 @@ impl Connection {
                 self.send_error_code(Some(seq), ERR_INVALID_PARAMETERS, "not logged in")
                     .await
             }
-            Err(flow) => flow,
+            Err(e) => self.end_not_durable(seq, &e).await,
         }
     }
 
     /// Ends this socket's session (logout or re-login) and restarts the login deadline.
     /// The backend makes the end durable before it returns, so the session's tickets stay
-    /// dead across a restart. (A failure to record it is logged: the session is gone here,
-    /// and in cluster mode its slot frees when its lease runs out.)
-    async fn end_session(&mut self) -> Result<Option<InstanceInfo>, Flow> {
+    /// dead across a restart. An error: the end is not durable yet (the session is gone
+    /// here all the same; in cluster mode the node writes the end once Redis answers), and
+    /// the request that ended it is answered with an error, never acknowledged.
+    async fn end_session(&mut self) -> Result<Option<InstanceInfo>, BackendError> {
         let Some(old) = self.session.take() else {
             return Ok(None);
         };
+        self.login_deadline = Instant::now() + self.state.config().login_timeout();
         if let Err(e) = self.state.backend().logout(&old.info).await {
             tracing::warn!(user = %old.info.user, error = %e, "logout not recorded");
+            return Err(e);
         }
-        self.login_deadline = Instant::now() + self.state.config().login_timeout();
         Ok(Some(old.info))
+    }
+
+    /// Answers request `seq` whose session's end could not be made durable.
+    async fn end_not_durable(&mut self, seq: u32, e: &BackendError) -> Flow {
+        let code = match e {
+            BackendError::Unavailable(_) => ERR_SERVER_TIMEOUT,
+            BackendError::Store(_) => ERR_INTERNAL,
+        };
+        self.send_error_code(
+            Some(seq),
+            code,
+            "logout not recorded: session store unreachable (the server records it as soon \
+             as it can; retry later)",
+        )
+        .await
     }
 
     /// The socket is going away without a logout: the instance keeps its slot for the

@@ -33,15 +33,18 @@ pub enum Refusal {
     ConnectionRate,
     /// `--login-rate-per-addr` exceeded.
     LoginRate,
+    /// `--login-rate-per-user` exceeded (counted once the UserSig or ticket verified).
+    UserLoginRate,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 5] = [
+    pub const ALL: [Refusal; 6] = [
         Refusal::Origin,
         Refusal::MaxConnections,
         Refusal::MaxConnectionsPerAddr,
         Refusal::ConnectionRate,
         Refusal::LoginRate,
+        Refusal::UserLoginRate,
     ];
 
     /// The WebSocket close code the client gets.
@@ -51,7 +54,7 @@ impl Refusal {
             Refusal::MaxConnections => close::SERVER_FULL,
             Refusal::MaxConnectionsPerAddr => close::TOO_MANY_CONNECTIONS,
             Refusal::ConnectionRate => close::CONNECTION_RATE,
-            Refusal::LoginRate => close::LOGIN_RATE,
+            Refusal::LoginRate | Refusal::UserLoginRate => close::LOGIN_RATE,
         }
     }
 
@@ -63,6 +66,7 @@ impl Refusal {
             Refusal::MaxConnectionsPerAddr => "too many connections from this address",
             Refusal::ConnectionRate => "too many new connections from this address",
             Refusal::LoginRate => "too many login attempts from this address",
+            Refusal::UserLoginRate => "too many login attempts for this user: retry later",
         }
     }
 
@@ -74,6 +78,7 @@ impl Refusal {
             Refusal::MaxConnectionsPerAddr => "max_connections_per_addr",
             Refusal::ConnectionRate => "connection_rate",
             Refusal::LoginRate => "login_rate",
+            Refusal::UserLoginRate => "login_rate_per_user",
         }
     }
 }
@@ -87,6 +92,9 @@ pub struct LimitSettings {
     pub connection_rate_per_addr: u32,
     /// Login, resume and renew frames per second per address (burst: one second's worth).
     pub login_rate_per_addr: u32,
+    /// Verified logins, resumes and renewals per second per user and app on this node
+    /// (burst: one second's worth): one user cannot fill the store (Redis's one thread).
+    pub login_rate_per_user: u32,
 }
 
 /// Defaults: room for a large NAT behind one address, not for one host taking the server.
@@ -94,6 +102,7 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 100_000;
 pub const DEFAULT_MAX_CONNECTIONS_PER_ADDR: u32 = 1_000;
 pub const DEFAULT_CONNECTION_RATE_PER_ADDR: u32 = 100;
 pub const DEFAULT_LOGIN_RATE_PER_ADDR: u32 = 100;
+pub const DEFAULT_LOGIN_RATE_PER_USER: u32 = 20;
 
 impl Default for LimitSettings {
     fn default() -> Self {
@@ -102,6 +111,7 @@ impl Default for LimitSettings {
             max_connections_per_addr: DEFAULT_MAX_CONNECTIONS_PER_ADDR,
             connection_rate_per_addr: DEFAULT_CONNECTION_RATE_PER_ADDR,
             login_rate_per_addr: DEFAULT_LOGIN_RATE_PER_ADDR,
+            login_rate_per_user: DEFAULT_LOGIN_RATE_PER_USER,
         }
     }
 }
@@ -124,11 +134,20 @@ struct Shard {
     addrs: HashMap<IpAddr, Addr>,
 }
 
+/// Users tracked per shard at most (256k in all); a user idle for a second has a full
+/// bucket again and is forgotten first.
+const MAX_USERS_PER_SHARD: usize = 16_384;
+
+/// Keyed by the (app, user) hash (a 64-bit keyed hash: two users share a bucket by chance
+/// only).
+type UserShard = HashMap<u64, TokenBucket>;
+
 struct Inner {
     settings: LimitSettings,
     open: AtomicUsize,
     hasher: RandomState,
     shards: Box<[Mutex<Shard>]>,
+    users: Box<[Mutex<UserShard>]>,
 }
 
 /// The limits, shared by every socket. Cheap to clone.
@@ -168,8 +187,37 @@ impl Limits {
                         })
                     })
                     .collect(),
+                users: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             }),
         }
+    }
+
+    /// One verified login, resume or renewal of `user` of `app` at `now`: false when over
+    /// `--login-rate-per-user`. Counted after the UserSig or ticket verified (no store call
+    /// yet), so nobody can spend another user's budget.
+    pub fn user_login(&self, app: u32, user: &str, now: Instant) -> bool {
+        let rate = self.inner.settings.login_rate_per_user;
+        if rate == 0 {
+            return true;
+        }
+        let key = self.inner.hasher.hash_one((app, user));
+        let mut shard = self.inner.users[(key as usize) % SHARDS]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(bucket) = shard.get_mut(&key) {
+            return bucket.take(rate, now);
+        }
+        if shard.len() >= MAX_USERS_PER_SHARD {
+            shard.retain(|_, b| !b.refilled(rate, now));
+            if shard.len() >= MAX_USERS_PER_SHARD {
+                tracing::warn!("per-user login limit: table full; user not tracked");
+                return true;
+            }
+        }
+        let mut bucket = TokenBucket::full(rate, now);
+        let ok = bucket.take(rate, now);
+        shard.insert(key, bucket);
+        ok
     }
 
     pub fn settings(&self) -> LimitSettings {
@@ -270,8 +318,16 @@ impl Limits {
             .sum()
     }
 
-    /// Forgets addresses with nothing open that have been idle a while (the sweeper).
+    /// Forgets addresses with nothing open that have been idle a while, and users whose
+    /// bucket is full again (the sweeper).
     pub fn sweep(&self, now: Instant) {
+        let rate = self.inner.settings.login_rate_per_user;
+        for shard in self.inner.users.iter() {
+            shard
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|_, b| !b.refilled(rate, now));
+        }
         for shard in self.inner.shards.iter() {
             shard
                 .lock()
@@ -296,6 +352,7 @@ mod tests {
             max_connections_per_addr: per_addr,
             connection_rate_per_addr: rate,
             login_rate_per_addr: logins,
+            login_rate_per_user: 0,
         })
     }
 

@@ -51,6 +51,8 @@ pub enum LoginError {
     /// 70050: this address sent too many bad signatures for this UserID.
     #[error("too many failed UserSig checks, retry after a minute")]
     RateLimited,
+    #[error("too many logins of this user (--login-rate-per-user): retry later")]
+    UserRateLimited,
     /// The UserSig's own code: 70001 / 70003 / 70009 / 70013 / 70014.
     #[error("{0}")]
     UserSig(UserSigError),
@@ -79,7 +81,7 @@ impl LoginError {
             LoginError::SdkAppIdNotFound(_) => ERR_SDKAPPID_NOT_FOUND,
             LoginError::InvalidUserId | LoginError::InvalidInstance => ERR_INVALID_PARAMETERS,
             LoginError::EmptyUserSig => ERR_USERSIG_EMPTY,
-            LoginError::RateLimited => ERR_USERSIG_RATE_LIMITED,
+            LoginError::RateLimited | LoginError::UserRateLimited => ERR_USERSIG_RATE_LIMITED,
             LoginError::UserSig(e) => e.code(),
             LoginError::FromTheFuture(_) => ERR_USERSIG_INVALID,
             LoginError::Revoked => ERR_USERSIG_EXPIRED,

@@ -32,4 +32,10 @@ impl TokenBucket {
             false
         }
     }
+
+    /// Whether the bucket is full again at `now` (as good as a new one: it can go).
+    pub fn refilled(&self, rate: u32, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens + elapsed * f64::from(rate) >= f64::from(rate)
+    }
 }

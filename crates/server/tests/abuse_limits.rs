@@ -18,7 +18,21 @@ fn unlimited() -> LimitSettings {
         max_connections_per_addr: 0,
         connection_rate_per_addr: 0,
         login_rate_per_addr: 0,
+        login_rate_per_user: 0,
     }
+}
+
+/// Logs alice in again and again on `ws` until refused: the seq and the error.
+async fn login_until_refused(ws: &mut Ws) -> (u32, tim_proto::ErrorFrame) {
+    for seq in 1..=20 {
+        send(ws, &login(seq, "alice", &sig("alice"), "tab")).await;
+        match recv(ws).await {
+            ServerFrame::LoginOk(_) => continue,
+            ServerFrame::Error(e) => return (seq, e),
+            other => panic!("{other:?}"),
+        }
+    }
+    panic!("never limited")
 }
 
 fn behind_proxy(c: &mut timd::Config) {
@@ -219,17 +233,7 @@ async fn login_attempts_over_the_address_rate_get_70050_and_4010() {
     })
     .await;
     let mut ws = server.connect().await;
-    let mut seq = 0;
-    let refused = loop {
-        seq += 1;
-        assert!(seq <= 20, "never limited");
-        send(&mut ws, &login(seq, "alice", &sig("alice"), "tab")).await;
-        match recv(&mut ws).await {
-            ServerFrame::LoginOk(_) => continue,
-            ServerFrame::Error(e) => break e,
-            other => panic!("{other:?}"),
-        }
-    };
+    let (seq, refused) = login_until_refused(&mut ws).await;
     assert!(seq > 5, "a burst of 5 passes: {seq}");
     assert_eq!((refused.seq, refused.code), (Some(seq), 70050));
     refused_with(&mut ws, close::LOGIN_RATE).await;
@@ -282,4 +286,73 @@ async fn recv_frame_or_close(ws: &mut Ws) -> Result<ServerFrame, u16> {
             Ok(other) => panic!("{other:?}"),
         }
     }
+}
+
+/// One user's logins are limited before the store is asked (`--login-rate-per-user`):
+/// beyond the burst a verified login gets 70050 and the socket stays; other users log in;
+/// and logins with bad UserSigs for that user (anyone can send those) never spend its budget.
+#[tokio::test]
+async fn logins_over_the_users_rate_get_70050_and_bad_usersigs_do_not_count() {
+    let server = Server::start(|c| {
+        c.limits = LimitSettings {
+            login_rate_per_user: 3,
+            ..unlimited()
+        }
+    })
+    .await;
+    let mut attacker = server.connect().await;
+    for seq in 1..=10 {
+        send(&mut attacker, &login(seq, "alice", &sig("mallory"), "x")).await;
+        assert!(matches!(recv(&mut attacker).await, ServerFrame::Error(_)));
+    }
+    let mut ws = server.connect().await;
+    let (seq, refused) = login_until_refused(&mut ws).await;
+    assert_eq!(
+        seq, 4,
+        "a burst of 3 passes, after 10 bad UserSigs for the user"
+    );
+    assert_eq!((refused.seq, refused.code), (Some(seq), 70050));
+    assert!(refused.message.contains("this user"), "{refused:?}");
+    // The socket stays, and another user is not limited by alice's rate.
+    send(&mut ws, &login(seq + 1, "bob", &sig("bob"), "tab")).await;
+    assert!(matches!(recv(&mut ws).await, ServerFrame::LoginOk(_)));
+    assert!(server.state.metrics().refused_count(Refusal::UserLoginRate) >= 1);
+}
+
+/// The safe `--trusted-proxies` setting: only the proxy's own address is trusted, and the
+/// proxy appends the address it got each request from (haproxy `option forwardfor`, nginx
+/// `$proxy_add_x_forwarded_for`): whatever `X-Forwarded-For` a client writes itself, it is
+/// counted by its real address. A proxy that passes the client's header through unchanged
+/// lets each client choose its address (shown in the second half).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_proxy_that_appends_a_forged_x_forwarded_for_changes_nothing() {
+    let server = Server::start(|c| {
+        c.trusted_proxies = TrustedProxies::parse("127.0.0.2").unwrap();
+        c.limits = LimitSettings {
+            max_connections_per_addr: 1,
+            ..unlimited()
+        }
+    })
+    .await;
+    let appending = tim_test_support::Haproxy::start_with(
+        &[server.addr],
+        "  option forwardfor",
+        "source 127.0.0.2",
+    );
+    let passing = tim_test_support::Haproxy::start_with(&[server.addr], "", "source 127.0.0.2");
+    let connect = |url: String, forged: &'static str| async move {
+        tim_test_support::ws::try_connect_with(&url, &[("X-Forwarded-For", forged)])
+            .await
+            .expect("upgraded")
+    };
+    let mut first = connect(appending.ws_url(), "203.0.113.1").await;
+    usable(&mut first).await;
+    let mut second = connect(appending.ws_url(), "203.0.113.2").await;
+    refused_with(&mut second, close::TOO_MANY_CONNECTIONS).await;
+    drop(first);
+    // The unsafe proxy: the forged header is all timd sees, so each forged address is new.
+    let mut a = connect(passing.ws_url(), "203.0.113.3").await;
+    let mut b = connect(passing.ws_url(), "203.0.113.4").await;
+    usable(&mut a).await;
+    usable(&mut b).await;
 }

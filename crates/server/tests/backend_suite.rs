@@ -125,6 +125,7 @@ on_both_backends!(
     logout_ends_only_the_caller_and_its_tickets,
     a_renewal_keeps_the_session,
     a_rest_kick_kicks_everywhere_and_revokes_older_usersigs,
+    a_renewal_with_a_usersig_older_than_a_kick_is_refused,
     accounts_are_imported_checked_and_deleted,
     query_online_status_reports_platforms,
     settings_are_read_changed_and_kept_in_history,
@@ -292,6 +293,34 @@ async fn a_rest_kick_kicks_everywhere_and_revokes_older_usersigs(mode: Mode) {
     login_ok(&mut fresh, 1, "alice", "tab").await;
     let ghost = env.rest().call(KICK, json!({"UserID": "ghost"})).await;
     assert_eq!(ghost.code(), 70107);
+}
+
+/// A session logged in after a REST kick cannot renew with a UserSig the kick revoked: 70001
+/// at once (not at the next lease round), and the session goes on with its UserSig.
+async fn a_renewal_with_a_usersig_older_than_a_kick_is_refused(mode: Mode) {
+    let env = Env::start(mode, settings(1, 1, LoginPolicy::Dual)).await;
+    let old = sig("alice");
+    let answer = env.rest().call(KICK, json!({"UserID": "alice"})).await;
+    assert_eq!(answer.code(), 70107, "no account yet: {}", answer.json);
+    let mut tab = env.server.connect().await;
+    login_ok(&mut tab, 1, "alice", "tab").await;
+    let answer = env.rest().call(KICK, json!({"UserID": "alice"})).await;
+    assert_eq!(answer.code(), 0, "{}", answer.json);
+    expect_kicked(&mut tab, KickReason::RestApi).await;
+    let mut tab = env.server.connect().await;
+    login_ok(&mut tab, 1, "alice", "tab").await;
+    send(
+        &mut tab,
+        &ClientFrame::Renew {
+            seq: 3,
+            usersig: old,
+        },
+    )
+    .await;
+    let (seq, code, _) = recv_error(&mut tab).await;
+    assert_eq!((seq, code), (Some(3), 70001));
+    common::expect_untouched(&mut tab).await;
+    assert_eq!(env.instances("alice").await, ["tab"]);
 }
 
 async fn accounts_are_imported_checked_and_deleted(mode: Mode) {

@@ -40,6 +40,7 @@ impl Node {
         config.cluster = Some(ClusterSettings {
             redis_url: redis.url(),
             lease_ms: LEASE_MS,
+            allow_eviction: false,
         });
         let state = AppState::open(config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -5,42 +5,14 @@ mod rest_client;
 
 use std::time::{Duration, Instant};
 
-use common::{expect_untouched, recv, recv_close, send, sig, RedisServer, TimdNode, Ws, APP, KEY};
+use common::{expect_untouched, recv, recv_close, send, sig, RedisServer, TimdNode, APP, KEY};
 use futures_util::StreamExt;
 use rest_client::{Rest, KICK, ONLINE};
 use serde_json::json;
-use tim_proto::{close, ClientFrame, KickReason, Login, Platform, ServerFrame};
+use tim_proto::{close, ClientFrame, KickReason, ServerFrame};
 use tim_test_support::Haproxy;
 
-const LEASE_MS: u64 = 900;
-
-fn node(redis: &RedisServer) -> TimdNode {
-    TimdNode::builder()
-        .redis(&redis.url())
-        .args(["--lease-ms", &LEASE_MS.to_string(), "--web-instances", "2"])
-        .start()
-}
-
-fn login(user: &str, instance: &str, usersig: &str) -> ClientFrame {
-    ClientFrame::Login(Login {
-        seq: 1,
-        sdkappid: APP,
-        user: user.into(),
-        usersig: usersig.into(),
-        platform: Platform::Web,
-        instance: instance.into(),
-    })
-}
-
-/// A socket logged in on `node`: the socket and its ticket.
-async fn online(node: &TimdNode, user: &str, instance: &str) -> (Ws, String) {
-    let mut ws = tim_test_support::ws::connect(&node.ws_url()).await;
-    send(&mut ws, &login(user, instance, &sig(user))).await;
-    match recv(&mut ws).await {
-        ServerFrame::LoginOk(ok) => (ws, ok.ticket),
-        other => panic!("{user}/{instance}: {other:?}"),
-    }
-}
+use common::nodes::{login_frame as login, node, online, LEASE_MS};
 
 async fn status(rest: &Rest, user: &str) -> String {
     let answer = rest.call(ONLINE, json!({"To_Account": [user]})).await;

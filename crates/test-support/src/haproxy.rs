@@ -23,6 +23,16 @@ pub struct Haproxy {
 impl Haproxy {
     /// Balances WebSocket and HTTP connections over `backends` (round robin).
     pub fn start(backends: &[SocketAddr]) -> Haproxy {
+        Haproxy::start_with(backends, "", "")
+    }
+
+    /// As [`Haproxy::start`], with extra lines for the backend section (e.g. `option
+    /// forwardfor`) and extra options on each `server` line (e.g. `source 127.0.0.2`).
+    pub fn start_with(
+        backends: &[SocketAddr],
+        backend_lines: &str,
+        server_options: &str,
+    ) -> Haproxy {
         let dir = tempfile::Builder::new()
             .prefix("haproxy-")
             .tempdir()
@@ -31,7 +41,7 @@ impl Haproxy {
         let servers: String = backends
             .iter()
             .enumerate()
-            .map(|(n, addr)| format!("  server node{n} {addr} check\n"))
+            .map(|(n, addr)| format!("  server node{n} {addr} check {server_options}\n"))
             .collect();
         let config = format!(
             "global\n  maxconn 8000\n\
@@ -39,7 +49,7 @@ impl Haproxy {
              timeout server 60s\n  timeout tunnel 1h\n  retries 3\n  option redispatch 1\n\
              frontend ws\n  bind 127.0.0.1:{port}\n  default_backend nodes\n\
              backend nodes\n  balance roundrobin\n  option httpchk GET /healthz\n  \
-             default-server inter 200ms fall 1 rise 2\n{servers}"
+             default-server inter 200ms fall 1 rise 2\n{backend_lines}\n{servers}"
         );
         let cfg = dir.path().join("haproxy.cfg");
         std::fs::write(&cfg, config).expect("write haproxy.cfg");

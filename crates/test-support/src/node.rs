@@ -72,6 +72,20 @@ impl TimdNodeBuilder {
         self
     }
 
+    /// Runs the node with its wall clock shifted by `offset` (libfaketime, e.g. `"-5s"`;
+    /// Debian's `faketime` package, installed by scripts/setup.sh). Only the wall clock:
+    /// monotonic time (timers, deadlines) stays real.
+    pub fn clock_offset(self, offset: &str) -> Self {
+        let lib = ["x86_64-linux-gnu", "aarch64-linux-gnu"]
+            .iter()
+            .map(|arch| PathBuf::from(format!("/usr/lib/{arch}/faketime/libfaketime.so.1")))
+            .find(|p| p.exists())
+            .expect("libfaketime (scripts/setup.sh installs the faketime package)");
+        self.env("LD_PRELOAD", lib)
+            .env("FAKETIME", offset)
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+    }
+
     /// Starts the node and returns once `GET /healthz` answers 200.
     pub fn start(self) -> TimdNode {
         let dir = tempfile::Builder::new()

@@ -46,6 +46,13 @@ fn serve(args: ServeArgs) -> ExitCode {
              of this machine (ps); use TIMD_KEY or --key-file PATH"
         );
     }
+    if timd::cli::redis_password_on_command_line(std::env::args()) {
+        eprintln!(
+            "timd serve: warning: --redis with a password on the command line is visible to \
+             every user of this machine (ps); put the URL in TIMD_REDIS (the environment, or a \
+             systemd EnvironmentFile / credential) instead"
+        );
+    }
     let config = match args.into_config() {
         Ok(c) => c,
         Err(e) => {

@@ -45,6 +45,29 @@ fn usersig_prints_a_verifiable_usersig_and_refuses_bad_input_with_2() {
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("timd usersig: "));
 }
 
+/// A Redis password on the command line gets a warning, and no message shows it (a URL
+/// without `://` included).
+#[test]
+fn serve_warns_about_a_redis_password_in_argv_and_never_prints_it() {
+    for url in ["redis://:s3cret@127.0.0.1:1", "u:s3cret@127.0.0.1:1"] {
+        let out = Command::new(TIMD)
+            .args(["serve", "--redis", url])
+            .env("TIMD_SDKAPPID", "1400000001")
+            .env("TIMD_KEY", "k")
+            .env_remove("TIMD_REDIS")
+            .output()
+            .expect("run timd");
+        // A refused config (2), or no Redis there (1).
+        assert!(!out.status.success(), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("--redis with a password on the command line is visible"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("s3cret"), "{stderr}");
+    }
+}
+
 #[test]
 fn serve_refuses_a_bad_config_with_2_and_warns_about_a_key_in_argv() {
     let out = timd(&["serve", "--key", "k"]);

@@ -65,6 +65,18 @@ pub enum LoginDecision {
     Revoked,
 }
 
+/// What a renewal decided.
+#[derive(Debug)]
+pub enum Renewal {
+    /// The session runs on the new UserSig.
+    Renewed(InstanceInfo),
+    /// No longer registered (kicked meanwhile: the kick is on its way to the socket).
+    Gone,
+    /// The new UserSig was issued at or before the user's last REST kick (70001); the
+    /// session goes on with the UserSig it has.
+    Revoked,
+}
+
 /// Why a resume did not take its slot back.
 #[derive(Debug, thiserror::Error)]
 pub enum ResumeError {
@@ -207,19 +219,24 @@ impl Backend {
         }
     }
 
-    /// The session runs on a renewed UserSig; `None` if it is no longer registered (kicked
-    /// meanwhile: the kick is on its way to the socket). An error: not renewed (the session
-    /// goes on with its UserSig; the client retries).
+    /// A renewal with a verified UserSig, checked against the user's last REST kick
+    /// atomically with the change. An error: not renewed (the session goes on with its
+    /// UserSig; the client retries).
     pub async fn renew(
         &self,
         info: &InstanceInfo,
         expire_at: u64,
         sig_time: u64,
-    ) -> Result<Option<InstanceInfo>, BackendError> {
+    ) -> Result<Renewal, BackendError> {
         match self {
-            Backend::Embedded(e) => {
-                Ok(e.renew(info.app, &info.user, info.session, expire_at, sig_time))
-            }
+            // A kick after this check kicks the session itself (it is online).
+            Backend::Embedded(e) => Ok(match e.kicked_at(info.app, &info.user) {
+                Some(k) if sig_time <= k => Renewal::Revoked,
+                _ => match e.renew(info.app, &info.user, info.session, expire_at, sig_time) {
+                    Some(info) => Renewal::Renewed(info),
+                    None => Renewal::Gone,
+                },
+            }),
             Backend::Cluster(c) => Ok(c.renew(info.session, expire_at, sig_time).await?),
         }
     }
@@ -279,13 +296,7 @@ impl Backend {
     ) -> Result<Vec<Option<usize>>, BackendError> {
         match self {
             Backend::Embedded(e) => e.delete_accounts(app, users, at).await,
-            Backend::Cluster(c) => {
-                let mut out = Vec::with_capacity(users.len());
-                for user in users {
-                    out.push(c.kick_user(app, user, at, true).await?);
-                }
-                Ok(out)
-            }
+            Backend::Cluster(c) => Ok(c.delete_accounts(app, users, at).await?),
         }
     }
 
@@ -419,6 +430,7 @@ impl Backend {
                         ("held", held.len()),
                         ("held_away", held.away()),
                         ("held_early_notices", held.early_notices()),
+                        ("unwritten_ends", held.unwritten_ends().len()),
                     ],
                 }
             }

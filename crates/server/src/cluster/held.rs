@@ -35,6 +35,9 @@ pub struct HeldSession {
 pub struct HeldSessions {
     map: Mutex<HashMap<SessionId, Local>>,
     early: Mutex<HashMap<SessionId, (Notice, Instant)>>,
+    /// Sessions that ended here (logout) while Redis could not record it: written on each
+    /// lease round until Redis has it, so their tickets never resume.
+    unwritten_ends: Mutex<HashMap<SessionId, InstanceInfo>>,
 }
 
 impl HeldSessions {
@@ -80,6 +83,21 @@ impl HeldSessions {
     /// The session ends here (logout, expiry). Returns it if held.
     pub fn remove(&self, session: SessionId) -> Option<InstanceInfo> {
         lock(&self.map).remove(&session).map(|h| h.info)
+    }
+
+    /// A session that ended here but whose end Redis has not recorded yet.
+    pub fn end_unwritten(&self, info: InstanceInfo) {
+        lock(&self.unwritten_ends).insert(info.session, info);
+    }
+
+    /// The ends still to write to Redis.
+    pub fn unwritten_ends(&self) -> Vec<InstanceInfo> {
+        lock(&self.unwritten_ends).values().cloned().collect()
+    }
+
+    /// `session`'s end is recorded (or no longer needs to be).
+    pub fn end_written(&self, session: SessionId) {
+        lock(&self.unwritten_ends).remove(&session);
     }
 
     /// The session runs on a renewed UserSig.

@@ -33,7 +33,7 @@ use tim_proto::Platform;
 
 use crate::apps::{App, Apps, Versioned};
 use crate::backend::SettingsUpdate;
-use crate::backend::{Admission, LoginDecision, ResumeError};
+use crate::backend::{Admission, LoginDecision, Renewal, ResumeError};
 use crate::clock::{unix_ms as unix_now_ms, unix_secs as unix_now};
 use crate::config::ClusterSettings;
 use crate::policy::{LoginPolicy, LoginSettings};
@@ -53,6 +53,11 @@ pub const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// Queued here, each call's own round trip stays short.
 pub const SCRIPTS_IN_FLIGHT: usize = 64;
 
+/// Longest a logout retries recording its end in Redis before it is answered with an
+/// error (below the SDK's 3 s logout timeout, so the page hears the answer). The end is
+/// then written on each lease round until Redis has it.
+pub const LOGOUT_WRITE_WITHIN: Duration = Duration::from_secs(2);
+
 /// Longest a settings change waits for the live nodes to acknowledge it.
 pub const SETTINGS_ACK_WAIT: Duration = Duration::from_secs(2);
 
@@ -67,6 +72,9 @@ pub enum ClusterError {
     Unavailable(String),
     #[error(transparent)]
     BadReply(#[from] BadReply),
+    /// This Redis is not fit for timd (said why, and what to change).
+    #[error("{0}")]
+    Unfit(String),
 }
 
 impl From<redis::RedisError> for ClusterError {
@@ -133,11 +141,10 @@ impl Cluster {
             reconcile: tokio::sync::Notify::new(),
             in_flight: tokio::sync::Semaphore::new(SCRIPTS_IN_FLIGHT),
         };
-        // One round trip now: a wrong password or database fails the start, not a login.
-        let mut con = cluster.redis.clone();
-        let _: String = cluster
-            .timed(async { redis::cmd("PING").query_async(&mut con).await })
-            .await?;
+        // One round trip now: a wrong password or database fails the start, not a login;
+        // and the cluster's clock before the first decision.
+        cluster.sync_clock().await?;
+        cluster.check_eviction().await?;
         Ok(Arc::new(cluster))
     }
 
@@ -194,16 +201,23 @@ impl Cluster {
         inv
     }
 
+    /// A turn for a script ([`SCRIPTS_IN_FLIGHT`]), waiting at most [`SCRIPT_QUEUE_WAIT`].
+    async fn turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ClusterError> {
+        Ok(
+            tokio::time::timeout(SCRIPT_QUEUE_WAIT, self.in_flight.acquire())
+                .await
+                .map_err(|_| {
+                    ClusterError::Unavailable(format!(
+                        "{SCRIPTS_IN_FLIGHT} Redis scripts in flight for {SCRIPT_QUEUE_WAIT:?}"
+                    ))
+                })?
+                .expect("the semaphore is never closed"),
+        )
+    }
+
     /// Runs a script once it has a turn: [`REDIS_TIMEOUT`] counts from then.
     async fn invoke(&self, inv: &ScriptInvocation<'_>) -> Result<Value, ClusterError> {
-        let _turn = tokio::time::timeout(SCRIPT_QUEUE_WAIT, self.in_flight.acquire())
-            .await
-            .map_err(|_| {
-                ClusterError::Unavailable(format!(
-                    "{SCRIPTS_IN_FLIGHT} Redis scripts in flight for {SCRIPT_QUEUE_WAIT:?}"
-                ))
-            })?
-            .expect("the semaphore is never closed");
+        let _turn = self.turn().await?;
         let mut con = self.redis.clone();
         self.timed(inv.invoke_async(&mut con)).await
     }
@@ -277,6 +291,12 @@ impl Cluster {
         inv.arg(claims.valid_until);
         let reply = self.invoke(&inv).await.map_err(ResumeError::from)?;
         let items = array(&reply).map_err(ClusterError::from)?;
+        if items.first().and_then(|v| text(v).ok()).as_deref() == Some("busy") {
+            return Err(ClusterError::Unavailable(
+                "Redis just restarted: resumes wait one lease round".into(),
+            )
+            .into());
+        }
         let decided = || -> Result<Result<InstanceInfo, ResumeRefused>, BadReply> {
             Ok(Err(match items.first().map(text).transpose()?.as_deref() {
                 Some("ok") if items.len() == 5 => {
@@ -313,34 +333,76 @@ impl Cluster {
     }
 
     /// Runs `session.lua` for one of this node's sessions.
-    async fn session_change(
-        &self,
-        info: &InstanceInfo,
-        what: &str,
-        renewed: Option<(u64, u64)>,
-    ) -> Result<bool, ClusterError> {
+    async fn session_change(&self, info: &InstanceInfo, what: &str) -> Result<bool, ClusterError> {
         let mut inv = self.invocation(&self.scripts.session, info.app, &info.user);
         inv.arg(info.session.0).arg(&info.instance).arg(what);
-        if let Some((expire_at, sig_time)) = renewed {
-            inv.arg(expire_at).arg(sig_time);
-        }
+        inv.arg(info.since_ms).arg(info.platform.as_str());
         Ok(int(&self.invoke(&inv).await?)? == 1)
     }
 
-    /// Logout: the session ends and its tickets die. The local session is gone even if
-    /// Redis is unreachable (then its slot frees when the lease runs out).
+    /// Logout: the session ends and its tickets die. Answers once the end is recorded in
+    /// Redis, retried for up to [`LOGOUT_WRITE_WITHIN`]; if Redis still has not got it,
+    /// an error — and the node keeps writing it each lease round ([`Self::write_ends`])
+    /// while a ticket of the session could still resume. The local session is gone either
+    /// way.
     pub async fn logout(&self, session: SessionId) -> Result<bool, ClusterError> {
         let Some(info) = self.held.remove(session) else {
             return Ok(false);
         };
-        self.session_change(&info, "logout", None).await
+        let give_up = tokio::time::Instant::now() + LOGOUT_WRITE_WITHIN;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let left = give_up.saturating_duration_since(tokio::time::Instant::now());
+            let attempt = tokio::time::timeout(left, self.session_change(&info, "logout"))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ClusterError::Unavailable(format!(
+                        "logout not recorded within {LOGOUT_WRITE_WITHIN:?}"
+                    )))
+                });
+            match attempt {
+                Ok(ours) => return Ok(ours),
+                Err(e) if left <= pause => {
+                    tracing::warn!(user = %info.user, instance = %info.instance, error = %e,
+                        "logout not recorded in Redis yet; written when it answers");
+                    self.held.end_unwritten(info);
+                    return Err(e);
+                }
+                Err(_) => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(400));
+                }
+            }
+        }
+    }
+
+    /// Writes the ends Redis could not record when they happened (each lease round, before
+    /// the renewals). One whose UserSig ran out is dropped: its tickets are dead anyway.
+    pub async fn write_ends(&self) {
+        let now = unix_now();
+        for info in self.held.unwritten_ends() {
+            if info.expire_at <= now {
+                self.held.end_written(info.session);
+                continue;
+            }
+            match self.session_change(&info, "logout").await {
+                Ok(_) => {
+                    tracing::info!(user = %info.user, instance = %info.instance, "logout recorded in Redis (late)");
+                    self.held.end_written(info.session);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "logout still not recorded in Redis");
+                    return;
+                }
+            }
+        }
     }
 
     /// The session's UserSig ran out while its socket was up: kicked `userSigExpired`.
     pub async fn expire(&self, session: SessionId) -> Result<(), ClusterError> {
         if let Some(info) = self.held.remove(session) {
             // Not recorded: the lease (no longer renewed) frees the slot.
-            self.session_change(&info, "expired", None).await?;
+            self.session_change(&info, "expired").await?;
         }
         Ok(())
     }
@@ -351,34 +413,42 @@ impl Cluster {
             // Not awaited: the socket is gone; query_online_status shows it away soon.
             let cluster = Arc::clone(self);
             tokio::spawn(async move {
-                if let Err(e) = cluster.session_change(&info, "away", None).await {
+                if let Err(e) = cluster.session_change(&info, "away").await {
                     tracing::debug!(error = %e, "away not recorded in Redis");
                 }
             });
         }
     }
 
-    /// The session runs on a renewed UserSig.
+    /// The session runs on a renewed UserSig, unless the user's last REST kick revokes it
+    /// (checked in the script, with the change).
     pub async fn renew(
         &self,
         session: SessionId,
         expire_at: u64,
         sig_time: u64,
-    ) -> Result<Option<InstanceInfo>, ClusterError> {
+    ) -> Result<Renewal, ClusterError> {
         let Some(mut info) = self.held.get(session) else {
-            return Ok(None);
+            return Ok(Renewal::Gone);
         };
         info.expire_at = expire_at;
         info.sig_time = sig_time;
         // Recorded in Redis first: a resume elsewhere then carries the new expiry. A slot
         // that is no longer this session's was kicked meanwhile (the notice is on its way).
-        if !self
-            .session_change(&info, "renew", Some((expire_at, sig_time)))
-            .await?
-        {
-            return Ok(None);
-        }
-        Ok(self.held.renewed(session, expire_at, sig_time))
+        let mut inv = self.invocation(&self.scripts.session, info.app, &info.user);
+        inv.arg(info.session.0)
+            .arg(&info.instance)
+            .arg("renew")
+            .arg(expire_at)
+            .arg(sig_time);
+        Ok(match int(&self.invoke(&inv).await?)? {
+            1 => match self.held.renewed(session, expire_at, sig_time) {
+                Some(info) => Renewal::Renewed(info),
+                None => Renewal::Gone,
+            },
+            2 => Renewal::Revoked,
+            _ => Renewal::Gone,
+        })
     }
 
     /// REST `kick` (or `account_delete` when `delete`): records the revocation time `at`,
@@ -402,6 +472,40 @@ impl Cluster {
             }
             _ => Err(BadReply(format!("kick_user: {reply:?}")).into()),
         }
+    }
+
+    /// REST `account_delete`: every user's deletion (`kick_user.lua`, revoking up to `at`
+    /// and kicking) in **one transaction** (MULTI/EXEC): all of them or none. For each,
+    /// `None` if the account did not exist, else how many instances were online.
+    pub async fn delete_accounts(
+        &self,
+        app: u32,
+        users: &[String],
+        at: u64,
+    ) -> Result<Vec<Option<usize>>, ClusterError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic().load_script(&self.scripts.kick_user).ignore();
+        for user in users {
+            let mut inv = self.invocation(&self.scripts.kick_user, app, user);
+            inv.arg(at).arg("delete");
+            pipe.invoke_script(&inv);
+        }
+        let _turn = self.turn().await?;
+        let mut con = self.redis.clone();
+        let replies: Vec<Value> = self.timed(pipe.query_async(&mut con)).await?;
+        let mut out = Vec::with_capacity(users.len());
+        for reply in &replies {
+            let items = array(reply)?;
+            out.push(match items.first().map(text).transpose()?.as_deref() {
+                Some("missing") => None,
+                Some("ok") if items.len() == 3 => {
+                    self.apply_local(local_notices(&items[2])?);
+                    Some(int(&items[1])? as usize)
+                }
+                _ => return Err(BadReply(format!("account_delete: {reply:?}")).into()),
+            });
+        }
+        Ok(out)
     }
 
     /// `account_import`: registers the accounts; returns how many were new.
@@ -553,7 +657,7 @@ impl Cluster {
             .map(|i| (i, "release"))
             .chain(expired.iter().map(|i| (i, "expired")))
         {
-            if let Err(e) = self.session_change(info, what, None).await {
+            if let Err(e) = self.session_change(info, what).await {
                 tracing::debug!(error = %e, what, "sweep not recorded in Redis; the lease will free the slot");
             }
         }
@@ -881,6 +985,58 @@ impl Cluster {
             .map(|f| Value::BulkString(f.clone().unwrap_or_default().into_bytes()))
             .collect();
         versioned_of(&values).map(Some)
+    }
+
+    /// Refuses a Redis that may evict keys unless `--allow-redis-eviction` says otherwise:
+    /// under `volatile-*` the tombstones (they have a TTL) go first, and dead tickets resume;
+    /// under `allkeys-*` kick times and accounts go too. Read from `INFO memory` (managed
+    /// services often disable `CONFIG`).
+    async fn check_eviction(&self) -> Result<(), ClusterError> {
+        let mut con = self.redis.clone();
+        let info: String = self
+            .timed(async { redis::cmd("INFO").arg("memory").query_async(&mut con).await })
+            .await?;
+        let policy = info
+            .lines()
+            .find_map(|l| l.strip_prefix("maxmemory_policy:"))
+            .map(str::trim)
+            .unwrap_or("unknown");
+        if policy == "noeviction" {
+            return Ok(());
+        }
+        if self.settings.allow_eviction {
+            tracing::warn!(policy, "Redis may evict keys (--allow-redis-eviction): an evicted tombstone or kick time brings back a logged-out or revoked session");
+            return Ok(());
+        }
+        Err(ClusterError::Unfit(format!(
+            "Redis's maxmemory-policy is {policy}, not noeviction: when its memory fills it \
+             would evict keys, and an evicted tombstone or kick time silently brings back \
+             logged-out sessions and revoked UserSigs. Set `maxmemory-policy noeviction` (a full \
+             Redis then refuses writes, which timd answers 70169), or start with \
+             --allow-redis-eviction to accept that risk"
+        )))
+    }
+
+    /// Measures Redis's clock (`TIME`) against this machine's and makes it the clock every
+    /// decision here reads (`clock.rs`): at the start and every lease round.
+    pub async fn sync_clock(&self) -> Result<i64, ClusterError> {
+        let mut con = self.redis.clone();
+        let before = crate::clock::system_ms();
+        let (secs, micros): (u64, u64) = self
+            .timed(async { redis::cmd("TIME").query_async(&mut con).await })
+            .await?;
+        let after = crate::clock::system_ms();
+        let redis_ms = secs * 1000 + micros / 1000;
+        let offset = redis_ms as i64 - ((before + after) / 2) as i64;
+        let previous = crate::clock::offset_ms();
+        crate::clock::set_offset_ms(offset);
+        if (offset - previous).abs() > 1000 {
+            tracing::warn!(
+                offset_ms = offset,
+                "this machine's clock is off Redis's; decisions follow Redis's clock"
+            );
+        }
+        Ok(offset)
     }
 
     /// Marks this node alive until its lease runs out (the set nodes wait on for settings

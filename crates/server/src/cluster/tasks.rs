@@ -124,6 +124,12 @@ async fn renew(cluster: Arc<Cluster>, apps: Arc<Apps>, shutdown: CancellationTok
             _ = tick.tick() => {}
             _ = cluster.reconcile.notified() => {}
         }
+        // First the ends Redis missed: a restarted Redis holds back resumes until they
+        // had a round to land (resume.lua).
+        cluster.write_ends().await;
+        if let Err(e) = cluster.sync_clock().await {
+            tracing::debug!(error = %e, "cannot read Redis's clock");
+        }
         if let Err(e) = cluster.announce_alive().await {
             tracing::debug!(error = %e, "cannot renew this node's liveness");
         }

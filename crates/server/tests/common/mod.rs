@@ -3,6 +3,8 @@
 //! what is this suite's own stays here.
 #![allow(dead_code, unused_imports)]
 
+pub mod nodes;
+
 pub use tim_test_support::{
     eventually, expect_untouched, login, login_ok, now, recv, recv_close, recv_close_within,
     recv_error, round_trip, send, send_text, sig, EmbeddedProbe, RedisServer, Server, TimdNode, Ws,

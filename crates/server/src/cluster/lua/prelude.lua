@@ -15,6 +15,9 @@ local clock = redis.call('TIME')
 local now_s = tonumber(clock[1])
 local now_ms = now_s * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local MAX_TOMBS = 64
+-- What an overflow trims the tombstones down to: the full read and sort runs once per
+-- MAX_TOMBS - KEEP_TOMBS new tombstones, not on every login (amortised upkeep).
+local KEEP_TOMBS = 32
 
 local function num(x)
   return string.format('%.0f', x)
@@ -62,7 +65,9 @@ local function watermark()
 end
 
 -- Remembers how `inst`'s session `since` ended: a kick reason, 'L' (logged out) or
--- 'R' (replaced by a newer login of the same instance). Bounded per user.
+-- 'R' (replaced by a newer login of the same instance). Bounded per user: beyond
+-- MAX_TOMBS, the expired ones go and the oldest down to KEEP_TOMBS (the watermark remembers
+-- the latest login order forgotten).
 local function tomb(inst, since, why, platform)
   redis.call('HSET', T, inst, table.concat({ since, why, num(now_s + TOMB_SECS), platform or '',
     num(now_ms) }, '|'))
@@ -80,10 +85,10 @@ local function tomb(inst, since, why, platform)
       live[#live + 1] = { all[k], t.since }
     end
   end
-  if #live > MAX_TOMBS then
+  if #live > KEEP_TOMBS then
     table.sort(live, function(a, b) return a[2] < b[2] end)
     local wm = watermark()
-    for n = 1, #live - MAX_TOMBS do
+    for n = 1, #live - KEEP_TOMBS do
       redis.call('HDEL', T, live[n][1])
       if live[n][2] > wm then
         wm = live[n][2]
@@ -184,6 +189,9 @@ local function kick(inst, s, reason)
 end
 
 local function admit(inst, since, platform, session, expire_at, sig_time, attached)
+  -- A session registered again after Redis lost its data (a resume, a renewal) has an
+  -- account: REST kicks and deletions of its user must find it.
+  redis.call('HSETNX', U, 'acct', num(now_s))
   redis.call('ZADD', I, since, inst)
   put_slot(inst, { since = since, platform = platform, node = NODE, session = session,
     lease = now_ms + LEASE, expire_at = expire_at, sig_time = sig_time,

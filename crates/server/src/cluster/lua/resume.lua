@@ -44,6 +44,13 @@ end
 if since <= watermark() then
   return { 'ended' }
 end
+-- Coming back without a slot. Right after Redis (re)started, what it has may predate ends
+-- a node could not write while Redis was down (a logout answered 70169): every node writes
+-- those first thing each lease round, so coming back waits one lease (retry later).
+local up = tonumber(string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)'))
+if up and up * 1000 < LEASE + 1000 then
+  return { 'busy' }
+end
 local gone = evictions(live, PLAT, WEB, OTHER, POLICY)
 if #gone > 0 then
   return { 'kicked', refusal(gone) }

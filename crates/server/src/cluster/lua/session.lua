@@ -1,12 +1,36 @@
 -- One session of this node changes: ARGV[4..] session, instance, what, then for 'renew'
--- expire_at and sig_time. what: 'logout' (ends; its tickets die), 'expired' (its UserSig
+-- expire_at and sig_time, for the others since and platform. what: 'logout' (ends; its tickets die), 'expired' (its UserSig
 -- ran out: kicked userSigExpired), 'release' (away past its grace: the slot is freed),
 -- 'away' (its socket closed; it waits for a resume), 'renew' (a fresh UserSig).
--- Only if the slot is still this node's session. Returns 1 if it was, 0 otherwise.
+-- Only if the slot is still this node's session. Returns 1 if it was, 0 otherwise (2: a
+-- revoked renewal). A
+-- logout is recorded even if it was not (the slot lapsed, or Redis lost it, while the node
+-- could not reach Redis): its tombstone ends the session's tickets, unless a newer session
+-- of the instance exists; one resumed elsewhere meanwhile is superseded.
 local SID, INST, WHAT = ARGV[4], ARGV[5], ARGV[6]
 local s = parse_slot(redis.call('HGET', S, INST))
 if not s or s.node ~= NODE or s.session ~= SID then
+  if WHAT == 'logout' then
+    local since = tonumber(ARGV[7])
+    local t = parse_tomb(redis.call('HGET', T, INST))
+    if not (t and t.since >= since) and not (s and tonumber(s.since) > since) then
+      if s then
+        drop(INST)
+        notify(s, 'S', '')
+      end
+      tomb(INST, num(since), 'L', ARGV[8])
+      finish()
+    end
+  end
   return 0
+end
+-- A renewal's UserSig issued at or before the user's last REST kick is refused (2): the
+-- session goes on with the UserSig it has.
+if WHAT == 'renew' then
+  local k = kicked_at()
+  if k and tonumber(ARGV[8]) <= k then
+    return 2
+  end
 end
 if WHAT == 'away' or WHAT == 'renew' then
   if WHAT == 'away' then
