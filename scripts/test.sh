@@ -54,7 +54,7 @@ trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$
 start_timd() {
   local name=$1 port=$2; shift 2
   RUST_LOG=${RUST_LOG:-warn} target/debug/timd serve --listen "127.0.0.1:$port" \
-    --sdkappid 1400012345 --key "$TIMD_TEST_KEY" --data-dir "$tmp/$name" --allowed-origins '*' "$@" > "$tmp/$name.log" 2>&1 &
+    --sdkappid 1400012345 --key "$TIMD_TEST_KEY" --data-dir "$tmp/$name" --allowed-origins '*' --login-rate-per-user 0 "$@" > "$tmp/$name.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 100); do
     python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" \

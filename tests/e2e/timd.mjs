@@ -45,7 +45,9 @@ export async function startTimd(args = [], { demo = true } = {}) {
   const demoArgs = demo ? ['--demo', '--www-dir', path.join(root, 'tests/e2e/pages'), '--pkg-dir', path.join(root, 'pkg')] : [];
   const spawnTimd = async () => {
     const child = track(spawn(process.env.TIMD_BIN || path.join(root, 'target/debug/timd'), ['serve', ...demoArgs, '--listen', `127.0.0.1:${port}`,
-      '--sdkappid', String(SDKAPPID), '--key', KEY, '--data-dir', dataDir, ...args],
+      // Tests log one user in many times a second (tab fights, 120 kicks): the per-user
+      // login rate (tested natively) would refuse them.
+      '--sdkappid', String(SDKAPPID), '--key', KEY, '--data-dir', dataDir, '--login-rate-per-user', '0', ...args],
     { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' } }));
     await waitFor(async () => (await fetch(`${origin}/healthz`)).ok, { what: 'timd' }).catch((e) => { child.kill('SIGKILL'); throw e; });
     return child;

@@ -102,7 +102,7 @@ impl Timd {
                 "--connection-rate-per-addr",
                 "0",
             ])
-            .args(["--login-rate-per-addr", "0"])
+            .args(["--login-rate-per-addr", "0", "--login-rate-per-user", "0"])
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(&self.extra)
