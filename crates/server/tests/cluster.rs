@@ -241,7 +241,6 @@ where
 /// node: the cluster kicks exactly whom (and why) the single-process server kicks.
 #[tokio::test]
 async fn every_policy_and_platform_sequence_decides_as_one_process_does() {
-    let redis = RedisServer::start();
     for policy in [
         LoginPolicy::Single,
         LoginPolicy::Dual,
@@ -253,9 +252,10 @@ async fn every_policy_and_platform_sequence_decides_as_one_process_does() {
             platform_instances: 1,
             policy,
         };
-        // The app's settings live in Redis, and the first stored win over a node's flags:
-        // each policy starts from an empty Redis.
-        redis.command(&["FLUSHALL"]);
+        // The app's settings live in Redis: each policy gets a Redis of its own (the previous
+        // policy's nodes, still shutting down, would restore theirs into a flushed one: the
+        // highest version wins).
+        let redis = RedisServer::start();
         let nodes = three_nodes(&redis, settings).await;
         let embedded = Server::start(|c| {
             c.login = settings;
