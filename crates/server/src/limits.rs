@@ -126,7 +126,11 @@ const IDLE: Duration = Duration::from_secs(10);
 struct Addr {
     open: u32,
     connects: TokenBucket,
+    /// Frames that passed the checks (their UserSig or ticket verified).
     logins: TokenBucket,
+    /// Frames the checks refused: a budget of their own, so that garbage sent from behind a
+    /// shared address (a NAT) never spends what valid logins from there need.
+    bad: TokenBucket,
     seen: Instant,
 }
 
@@ -266,8 +270,10 @@ impl Limits {
         Ok(admitted)
     }
 
-    /// One login, resume or renew frame from `client` at `now`: false when over the rate.
-    pub fn login_attempt(&self, client: IpAddr, now: Instant) -> bool {
+    /// One login, resume or renew frame from `client` at `now`, counted once it was checked
+    /// (`verified`: its UserSig or ticket verified; otherwise refused by the checks, counted
+    /// in a budget of its own): false when over the rate.
+    pub fn login_attempt(&self, client: IpAddr, now: Instant, verified: bool) -> bool {
         let rate = self.inner.settings.login_rate_per_addr;
         if rate == 0 {
             return true;
@@ -277,7 +283,11 @@ impl Limits {
         match self.entry(&mut shard, key, now) {
             Some(addr) => {
                 addr.seen = now;
-                addr.logins.take(rate, now)
+                if verified {
+                    addr.logins.take(rate, now)
+                } else {
+                    addr.bad.take(rate, now)
+                }
             }
             None => true,
         }
@@ -302,6 +312,7 @@ impl Limits {
                     open: 0,
                     connects: TokenBucket::full(s.connection_rate_per_addr, now),
                     logins: TokenBucket::full(s.login_rate_per_addr, now),
+                    bad: TokenBucket::full(s.login_rate_per_addr, now),
                     seen: now,
                 },
             );
@@ -391,10 +402,10 @@ mod tests {
         );
         let later = l.admit(ip("2001:db8::2"), t + Duration::from_millis(200));
         assert!(later.is_ok());
-        assert!((0..3).all(|_| l.login_attempt(a, t)));
-        assert!(!l.login_attempt(a, t));
-        assert!(l.login_attempt(a, t + Duration::from_millis(400)));
-        assert!(l.login_attempt(ip("192.0.2.9"), t), "another address");
+        assert!((0..3).all(|_| l.login_attempt(a, t, true)));
+        assert!(!l.login_attempt(a, t, true));
+        assert!(l.login_attempt(a, t + Duration::from_millis(400), true));
+        assert!(l.login_attempt(ip("192.0.2.9"), t, true), "another address");
         drop(held);
         l.sweep(t + Duration::from_secs(60));
         assert_eq!(l.tracked(), 1, "one connection still open");
@@ -410,7 +421,7 @@ mod tests {
         let held: Vec<_> = (0..10_000)
             .map(|_| l.admit(ip("192.0.2.1"), t).unwrap())
             .collect();
-        assert!((0..10_000).all(|_| l.login_attempt(ip("192.0.2.1"), t)));
+        assert!((0..10_000).all(|_| l.login_attempt(ip("192.0.2.1"), t, true)));
         assert_eq!(l.open(), 10_000);
         drop(held);
         assert_eq!(l.open(), 0);

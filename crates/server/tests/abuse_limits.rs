@@ -356,3 +356,34 @@ async fn behind_a_proxy_that_appends_a_forged_x_forwarded_for_changes_nothing() 
     usable(&mut a).await;
     usable(&mut b).await;
 }
+
+/// Garbage logins from an address (a neighbour behind the same NAT) spend a budget of their
+/// own: once over it they get 70050 and 4010, and valid logins from that address still pass.
+#[tokio::test]
+async fn garbage_logins_never_spend_the_budget_of_valid_ones() {
+    let server = Server::start(|c| {
+        c.limits = LimitSettings {
+            login_rate_per_addr: 5,
+            ..unlimited()
+        }
+    })
+    .await;
+    let mut garbage = server.connect().await;
+    let mut seq = 0;
+    let refused = loop {
+        seq += 1;
+        assert!(seq <= 20, "garbage never limited");
+        send(&mut garbage, &login(seq, "mallory", "not-a-usersig", "x")).await;
+        let (s, code, _) = recv_error(&mut garbage).await;
+        assert_eq!(s, Some(seq));
+        if code == 70050 {
+            break seq;
+        }
+    };
+    assert_eq!(refused, 6, "a burst of 5 passes");
+    refused_with(&mut garbage, close::LOGIN_RATE).await;
+    let mut ws = server.connect().await;
+    for seq in 1..=5 {
+        login_ok(&mut ws, seq, "alice", "tab").await;
+    }
+}
