@@ -4,8 +4,9 @@
 //!
 //! The client address is the one `client_addr.rs` resolves (the TCP peer, or the
 //! `X-Forwarded-For` hop of a trusted proxy), counted per IPv4 address or IPv6 /64. The
-//! per-address state lives in sharded maps, pruned when a shard fills up; what cannot be
-//! tracked (a shard full of live addresses) is admitted under the total cap only.
+//! per-address state lives in sharded maps (256k addresses), pruned when a shard fills up;
+//! what cannot be tracked (a shard full of live addresses: an IPv6 flood from many /64s)
+//! shares one overflow entry, held to one address's limits together.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -117,6 +118,9 @@ impl Default for LimitSettings {
 }
 
 const SHARDS: usize = 16;
+/// The key every address shares once the table is full of live ones (`::`: never a
+/// client's address).
+const OVERFLOW: IpAddr = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
 /// Addresses tracked per shard at most (256k in all).
 const MAX_PER_SHARD: usize = 16_384;
 /// An address with nothing open and idle this long is forgotten at the next prune.
@@ -253,21 +257,58 @@ impl Limits {
         if s.max_connections != 0 && total >= s.max_connections as usize {
             return Err(Refusal::MaxConnections);
         }
-        let key = limit_key(client);
-        let mut shard = self.shard(key);
-        let Some(addr) = self.entry(&mut shard, key, now) else {
-            return Ok(admitted);
-        };
-        addr.seen = now;
-        if s.max_connections_per_addr != 0 && addr.open >= s.max_connections_per_addr {
-            return Err(Refusal::MaxConnectionsPerAddr);
-        }
-        if s.connection_rate_per_addr != 0 && !addr.connects.take(s.connection_rate_per_addr, now) {
-            return Err(Refusal::ConnectionRate);
-        }
-        addr.open += 1;
-        admitted.key = Some(key);
+        self.with_entry(limit_key(client), now, |addr, key| {
+            if s.max_connections_per_addr != 0 && addr.open >= s.max_connections_per_addr {
+                return Err(Refusal::MaxConnectionsPerAddr);
+            }
+            if s.connection_rate_per_addr != 0
+                && !addr.connects.take(s.connection_rate_per_addr, now)
+            {
+                return Err(Refusal::ConnectionRate);
+            }
+            addr.open += 1;
+            admitted.key = Some(key);
+            Ok(())
+        })?;
         Ok(admitted)
+    }
+
+    /// Runs `f` on the entry of address `key` (seen at `now`), or — the table full of live
+    /// addresses — on the one entry every untracked address shares ([`OVERFLOW`]): a flood
+    /// of new addresses (an IPv6 attacker has billions of /64s) is held to one address's
+    /// limits, never to none. `f` gets the key it counted under.
+    fn with_entry<R>(
+        &self,
+        key: IpAddr,
+        now: Instant,
+        f: impl FnOnce(&mut Addr, IpAddr) -> R,
+    ) -> R {
+        let mut f = Some(f);
+        {
+            let mut shard = self.shard(key);
+            if let Some(addr) = self.entry(&mut shard, key, now) {
+                addr.seen = now;
+                return (f.take().expect("once"))(addr, key);
+            }
+        }
+        let mut shard = self.shard(OVERFLOW);
+        let addr = shard
+            .addrs
+            .entry(OVERFLOW)
+            .or_insert_with(|| self.new_addr(now));
+        addr.seen = now;
+        (f.take().expect("once"))(addr, OVERFLOW)
+    }
+
+    fn new_addr(&self, now: Instant) -> Addr {
+        let s = self.inner.settings;
+        Addr {
+            open: 0,
+            connects: TokenBucket::full(s.connection_rate_per_addr, now),
+            logins: TokenBucket::full(s.login_rate_per_addr, now),
+            bad: TokenBucket::full(s.login_rate_per_addr, now),
+            seen: now,
+        }
     }
 
     /// One login, resume or renew frame from `client` at `now`, counted once it was checked
@@ -278,19 +319,13 @@ impl Limits {
         if rate == 0 {
             return true;
         }
-        let key = limit_key(client);
-        let mut shard = self.shard(key);
-        match self.entry(&mut shard, key, now) {
-            Some(addr) => {
-                addr.seen = now;
-                if verified {
-                    addr.logins.take(rate, now)
-                } else {
-                    addr.bad.take(rate, now)
-                }
+        self.with_entry(limit_key(client), now, |addr, _| {
+            if verified {
+                addr.logins.take(rate, now)
+            } else {
+                addr.bad.take(rate, now)
             }
-            None => true,
-        }
+        })
     }
 
     /// The address's entry, created if there is room (pruning idle ones if needed).
@@ -301,21 +336,11 @@ impl Limits {
                     .addrs
                     .retain(|_, a| a.open > 0 || now.saturating_duration_since(a.seen) < IDLE);
                 if shard.addrs.len() >= MAX_PER_SHARD {
-                    tracing::warn!("per-address limits: table full; address not tracked");
+                    tracing::debug!("per-address limits: table full; counted as the overflow");
                     return None;
                 }
             }
-            let s = self.inner.settings;
-            shard.addrs.insert(
-                key,
-                Addr {
-                    open: 0,
-                    connects: TokenBucket::full(s.connection_rate_per_addr, now),
-                    logins: TokenBucket::full(s.login_rate_per_addr, now),
-                    bad: TokenBucket::full(s.login_rate_per_addr, now),
-                    seen: now,
-                },
-            );
+            shard.addrs.insert(key, self.new_addr(now));
         }
         shard.addrs.get_mut(&key)
     }
@@ -412,6 +437,29 @@ mod tests {
         drop(later);
         l.sweep(t + Duration::from_secs(60));
         assert_eq!(l.tracked(), 0);
+    }
+
+    #[test]
+    fn a_full_table_holds_new_addresses_to_one_shared_budget() {
+        let l = limits(0, 0, 0, 3);
+        let t = Instant::now();
+        // Every shard full of live /64s (each just made a login attempt).
+        let mut n: u64 = 0;
+        while l.tracked() < SHARDS * MAX_PER_SHARD {
+            for _ in 0..4096 {
+                n += 1;
+                let a = IpAddr::V6(std::net::Ipv6Addr::from(u128::from(n) << 64));
+                l.login_attempt(a, t, true);
+            }
+        }
+        // New /64s beyond it share one budget (full again a second later, while the table's
+        // addresses are still live): not unlimited.
+        let later = t + Duration::from_secs(1);
+        let fresh = |k: u64| IpAddr::V6(std::net::Ipv6Addr::from(u128::from(n + k) << 64));
+        let passed = (1..=100)
+            .filter(|k| l.login_attempt(fresh(*k), later, true))
+            .count();
+        assert_eq!(passed, 3, "one address's burst for all untracked addresses");
     }
 
     #[test]
