@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
-use axum::http::header::{HOST, ORIGIN};
-use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::http::header::{HOST, ORIGIN, RETRY_AFTER};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use tim_proto::{
     close, ClientFrame, ErrorFrame, KickReason, Login, LoginOk, ServerFrame, ERR_INTERNAL,
@@ -70,13 +70,23 @@ pub async fn ws_handler(
             state.metrics().refused(why);
             tracing::info!(%client, reason = why.as_str(), "connection refused");
             // Upgraded only to say why with a close code (a failed handshake tells a
-            // browser page nothing); nothing is read.
+            // browser page nothing); nothing is read. Only so many at once: beyond that,
+            // a flood of refused connections gets a plain 503 and costs no task.
+            let Some(refusing) = state.limits().begin_refusal() else {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(RETRY_AFTER, "1")],
+                    why.as_str(),
+                )
+                    .into_response();
+            };
             return ws
                 .max_message_size(MAX_FRAME_BYTES)
                 .read_buffer_size(READ_BUFFER_BYTES)
                 .on_upgrade(move |socket| {
                     async move {
                         refuse(socket, why).await;
+                        drop(refusing);
                         drop(tracker);
                     }
                     .instrument(span)

@@ -96,6 +96,9 @@ pub struct LimitSettings {
     /// Verified logins, resumes and renewals per second per user and app on this node
     /// (burst: one second's worth): one user cannot fill the store (Redis's one thread).
     pub login_rate_per_user: u32,
+    /// Refused connections being upgraded to be told why (each holds a task for up to two
+    /// [`crate::gateway::CLOSE_DRAIN`]s); beyond it a refused handshake gets HTTP 503 at once.
+    pub max_refusals_in_flight: u32,
 }
 
 /// Defaults: room for a large NAT behind one address, not for one host taking the server.
@@ -104,6 +107,7 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_ADDR: u32 = 1_000;
 pub const DEFAULT_CONNECTION_RATE_PER_ADDR: u32 = 100;
 pub const DEFAULT_LOGIN_RATE_PER_ADDR: u32 = 100;
 pub const DEFAULT_LOGIN_RATE_PER_USER: u32 = 20;
+pub const DEFAULT_MAX_REFUSALS_IN_FLIGHT: u32 = 1024;
 
 impl Default for LimitSettings {
     fn default() -> Self {
@@ -113,6 +117,7 @@ impl Default for LimitSettings {
             connection_rate_per_addr: DEFAULT_CONNECTION_RATE_PER_ADDR,
             login_rate_per_addr: DEFAULT_LOGIN_RATE_PER_ADDR,
             login_rate_per_user: DEFAULT_LOGIN_RATE_PER_USER,
+            max_refusals_in_flight: DEFAULT_MAX_REFUSALS_IN_FLIGHT,
         }
     }
 }
@@ -153,6 +158,7 @@ type UserShard = HashMap<u64, TokenBucket>;
 struct Inner {
     settings: LimitSettings,
     open: AtomicUsize,
+    refusing: AtomicUsize,
     hasher: RandomState,
     shards: Box<[Mutex<Shard>]>,
     users: Box<[Mutex<UserShard>]>,
@@ -168,6 +174,17 @@ pub struct Limits {
 pub struct Admitted {
     limits: Limits,
     key: Option<IpAddr>,
+}
+
+/// Holds one refused connection's place while it is told why.
+pub struct Refusing {
+    limits: Limits,
+}
+
+impl Drop for Refusing {
+    fn drop(&mut self) {
+        self.limits.inner.refusing.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Drop for Admitted {
@@ -187,6 +204,7 @@ impl Limits {
             inner: Arc::new(Inner {
                 settings,
                 open: AtomicUsize::new(0),
+                refusing: AtomicUsize::new(0),
                 hasher: RandomState::new(),
                 shards: (0..SHARDS)
                     .map(|_| {
@@ -230,6 +248,17 @@ impl Limits {
 
     pub fn settings(&self) -> LimitSettings {
         self.inner.settings
+    }
+
+    /// A place for one refused connection to be upgraded and told why, if there is one
+    /// (`max_refusals_in_flight`); dropping it frees the place.
+    pub fn begin_refusal(&self) -> Option<Refusing> {
+        let cap = self.inner.settings.max_refusals_in_flight as usize;
+        let before = self.inner.refusing.fetch_add(1, Ordering::Relaxed);
+        let place = Refusing {
+            limits: self.clone(),
+        };
+        (cap == 0 || before < cap).then_some(place)
     }
 
     /// Open connections (admitted, not yet dropped).
@@ -389,6 +418,7 @@ mod tests {
             connection_rate_per_addr: rate,
             login_rate_per_addr: logins,
             login_rate_per_user: 0,
+            max_refusals_in_flight: 0,
         })
     }
 
