@@ -236,8 +236,8 @@ fn unreachable_server_rejects_with_network_error() {
     assert_eq!(s.poll_timeout(), None);
 }
 
-#[test]
-fn logout_sends_waits_and_ends_with_not_ready() {
+/// alice logged in, then `logout()` at 10: the session, the op and the logout frame's seq.
+fn logging_out() -> (Session, OpId, u32) {
     let mut s = session();
     logged_in(&mut s, 0, "alice");
     let op = s.logout(10);
@@ -245,6 +245,12 @@ fn logout_sends_waits_and_ends_with_not_ready() {
     let [Io::Send(ClientFrame::Logout { seq })] = io[..] else {
         panic!("{io:?}")
     };
+    (s, op, seq)
+}
+
+#[test]
+fn logout_sends_waits_and_ends_with_not_ready() {
+    let (mut s, op, seq) = logging_out();
     assert_eq!(drain_events(&mut s), vec![]);
     s.handle_frame(11, ServerFrame::LogoutOk { seq });
     assert_eq!(
@@ -607,13 +613,7 @@ fn login_waits_for_the_instance_id_while_the_socket_opens() {
 /// the session ends here (the ticket is dropped; the server writes the end once it can).
 #[test]
 fn a_logout_the_server_could_not_record_still_ends_the_session_here() {
-    let mut s = session();
-    logged_in(&mut s, 0, "alice");
-    let op = s.logout(10);
-    let io = drain_io(&mut s);
-    let [Io::Send(ClientFrame::Logout { seq })] = io[..] else {
-        panic!("{io:?}")
-    };
+    let (mut s, op, seq) = logging_out();
     s.handle_frame(
         11,
         ServerFrame::Error(ErrorFrame {
@@ -629,10 +629,7 @@ fn a_logout_the_server_could_not_record_still_ends_the_session_here() {
     assert_eq!(drain_io(&mut s), vec![Io::Close]);
     assert!(!s.is_ready());
 
-    let mut s = session();
-    logged_in(&mut s, 0, "alice");
-    let op = s.logout(10);
-    drain_io(&mut s);
+    let (mut s, op, _) = logging_out();
     s.handle_close(11, 1013);
     assert_eq!(
         drain_events(&mut s),

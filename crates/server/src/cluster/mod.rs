@@ -263,35 +263,13 @@ impl Cluster {
             .arg(new.sig_time);
         policy_args(&mut inv, settings);
         let reply = self
-            .invoke_admitting(&inv, || InstanceInfo {
-                session,
-                app: new.app,
-                user: new.user.clone(),
-                instance: new.instance.clone(),
-                platform: new.platform,
-                since_ms: 0,
-                expire_at: new.expire_at,
-                sig_time: new.sig_time,
-                attached: true,
-                node: self.node.clone(),
-            })
+            .invoke_admitting(&inv, || new.info(session, 0, self.node.clone()))
             .await?;
         let items = array(&reply)?;
         match items.first().map(text).transpose()?.as_deref() {
             Some("revoked") => Ok(LoginDecision::Revoked),
             Some("ok") if items.len() == 5 => {
-                let info = InstanceInfo {
-                    session,
-                    app: new.app,
-                    user: new.user,
-                    instance: new.instance,
-                    platform: new.platform,
-                    since_ms: int(&items[1])?,
-                    expire_at: new.expire_at,
-                    sig_time: new.sig_time,
-                    attached: true,
-                    node: self.node.clone(),
-                };
+                let info = new.info(session, int(&items[1])?, self.node.clone());
                 self.apply_local(local_notices(&items[4])?);
                 self.held.insert(info.clone(), new.outbox);
                 Ok(LoginDecision::Admitted(Admission {
@@ -322,17 +300,8 @@ impl Cluster {
         policy_args(&mut inv, settings);
         inv.arg(claims.valid_until);
         let reply = self
-            .invoke_admitting(&inv, || InstanceInfo {
-                session,
-                app: claims.app,
-                user: claims.user.clone(),
-                instance: claims.instance.clone(),
-                platform: claims.platform,
-                since_ms: claims.since_ms,
-                expire_at: claims.expire_at,
-                sig_time: claims.sig_time,
-                attached: true,
-                node: self.node.clone(),
+            .invoke_admitting(&inv, || {
+                InstanceInfo::resumed(claims, session, self.node.clone())
             })
             .await
             .map_err(ResumeError::from)?;
@@ -347,16 +316,10 @@ impl Cluster {
             Ok(Err(match items.first().map(text).transpose()?.as_deref() {
                 Some("ok") if items.len() == 5 => {
                     let info = InstanceInfo {
-                        session,
-                        app: claims.app,
-                        user: claims.user.clone(),
-                        instance: claims.instance.clone(),
-                        platform: claims.platform,
                         since_ms: int(&items[1])?,
                         expire_at: int(&items[2])?,
                         sig_time: int(&items[3])?,
-                        attached: true,
-                        node: self.node.clone(),
+                        ..InstanceInfo::resumed(claims, session, self.node.clone())
                     };
                     self.apply_local(local_notices(&items[4])?);
                     return Ok(Ok(info));
