@@ -102,6 +102,7 @@ impl Timd {
                 "--connection-rate-per-addr",
                 "0",
             ])
+            // Benches log users in and out at their own pace: no per-user login rate either.
             .args(["--login-rate-per-addr", "0", "--login-rate-per-user", "0"])
             .arg("--data-dir")
             .arg(&self.data_dir)

@@ -19,6 +19,7 @@ use crate::config::{
 use crate::limits::{
     LimitSettings, DEFAULT_CONNECTION_RATE_PER_ADDR, DEFAULT_LOGIN_RATE_PER_ADDR,
     DEFAULT_LOGIN_RATE_PER_USER, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDR,
+    DEFAULT_MAX_REFUSALS_IN_FLIGHT,
 };
 use crate::listener::DEFAULT_LISTEN_BACKLOG;
 use crate::origins::AllowedOrigins;
@@ -177,6 +178,7 @@ impl ServeArgs {
                 connection_rate_per_addr: self.connection_rate_per_addr,
                 login_rate_per_addr: self.login_rate_per_addr,
                 login_rate_per_user: self.login_rate_per_user,
+                max_refusals_in_flight: DEFAULT_MAX_REFUSALS_IN_FLIGHT,
             },
             cluster: self.redis.map(|redis_url| ClusterSettings {
                 redis_url,
@@ -415,6 +417,7 @@ mod tests {
                 connection_rate_per_addr: 7,
                 login_rate_per_addr: 8,
                 login_rate_per_user: DEFAULT_LOGIN_RATE_PER_USER,
+                max_refusals_in_flight: DEFAULT_MAX_REFUSALS_IN_FLIGHT,
             }
         );
         assert!(matches!(c.allowed_origins, AllowedOrigins::List(ref l) if l.len() == 2));

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
-use axum::http::header::{HOST, ORIGIN};
-use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::http::header::{HOST, ORIGIN, RETRY_AFTER};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use tim_proto::{
     close, ClientFrame, ErrorFrame, KickReason, Login, LoginOk, ServerFrame, ERR_INTERNAL,
@@ -73,13 +73,23 @@ pub async fn ws_handler(
             state.metrics().refused(why);
             tracing::info!(%client, reason = why.as_str(), "connection refused");
             // Upgraded only to say why with a close code (a failed handshake tells a
-            // browser page nothing); nothing is read.
+            // browser page nothing); nothing is read. Only so many at once: beyond that,
+            // a flood of refused connections gets a plain 503 and costs no task.
+            let Some(refusing) = state.limits().begin_refusal() else {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(RETRY_AFTER, "1")],
+                    why.as_str(),
+                )
+                    .into_response();
+            };
             return ws
                 .max_message_size(MAX_FRAME_BYTES)
                 .read_buffer_size(READ_BUFFER_BYTES)
                 .on_upgrade(move |socket| {
                     async move {
                         refuse(socket, why).await;
+                        drop(refusing);
                         drop(tracker);
                     }
                     .instrument(span)
@@ -302,15 +312,14 @@ impl Connection {
         }
     }
 
-    /// A reconnect presenting its ticket: reattach the session, or tell the client it was
-    /// kicked while away. Never kicks anyone.
-    /// Counts a login, resume or renew frame against the address's rate: false (and
-    /// counted as refused) when over it.
-    fn login_attempt_allowed(&self) -> bool {
+    /// Counts a checked login, resume or renew frame against the address's rate (`verified`
+    /// ones and those the checks refused each have their own budget): false (and counted as
+    /// refused) when over it.
+    fn login_attempt_allowed(&self, verified: bool) -> bool {
         let ok = self
             .state
             .limits()
-            .login_attempt(self.client, Instant::now());
+            .login_attempt(self.client, Instant::now(), verified);
         if !ok {
             self.state.metrics().refused(Refusal::LoginRate);
             tracing::info!(client = %self.client, "login attempt refused: over the address's rate");
@@ -346,13 +355,16 @@ impl Connection {
         Flow::Close(Refusal::LoginRate.close_code(), Refusal::LoginRate.as_str())
     }
 
+    /// A reconnect presenting its ticket: reattach the session, or tell the client it was
+    /// kicked while away. Never kicks anyone.
     async fn on_resume(&mut self, seq: u32, ticket: &str) -> Flow {
-        if !self.login_attempt_allowed() {
+        let now = unix_now();
+        let opened = self.state.apps().open_ticket(ticket);
+        if !self.login_attempt_allowed(opened.is_ok()) {
             // No error frame: the client would answer it with a login; it reconnects.
             return self.refuse_login(None).await;
         }
-        let now = unix_now();
-        let (app, claims) = match self.state.apps().open_ticket(ticket) {
+        let (app, claims) = match opened {
             Ok(opened) => opened,
             Err(e) => {
                 tracing::info!(reason = %e, "resume refused");
@@ -454,9 +466,6 @@ impl Connection {
     async fn on_login(&mut self, login: Login) -> Flow {
         let seq = login.seq;
         let app = self.state.app(login.sdkappid).map(|a| a.sdkappid);
-        if !self.login_attempt_allowed() {
-            return self.refuse_login(Some(seq)).await;
-        }
         match self.try_login(login).await {
             Ok(ok) => {
                 self.state.metrics().login(app, 0);
@@ -464,9 +473,14 @@ impl Connection {
             }
             Err((user, e)) => {
                 // Any login frame on a logged-in socket ends its session, even one refused
-                // before the old session was ended (a bad UserSig, over the user's rate).
+                // before the old session was ended (a bad UserSig, over a rate).
                 if self.session.is_some() {
                     let _ = self.end_session().await;
+                }
+                let over_address_rate = matches!(e, LoginError::AddressRateLimited)
+                    || (e.refused_by_checks() && !self.login_attempt_allowed(false));
+                if over_address_rate {
+                    return self.refuse_login(Some(seq)).await;
                 }
                 self.count_guess(&e);
                 let code = e.code();
@@ -511,6 +525,9 @@ impl Connection {
             .checker()
             .check(&login, unix_now(), self.client)
             .map_err(|e| (log_user(&login.user), e))?;
+        if !self.login_attempt_allowed(true) {
+            return Err((log_user(&login.user), LoginError::AddressRateLimited));
+        }
         if !self.user_attempt_allowed(app.sdkappid, &login.user) {
             return Err((log_user(&login.user), LoginError::UserRateLimited));
         }
@@ -583,16 +600,6 @@ impl Connection {
     /// A fresh UserSig for this socket's session: checked like a login's (same user), then
     /// the session runs until its expiry, under a new ticket.
     async fn on_renew(&mut self, seq: u32, usersig: String) -> Flow {
-        if !self.login_attempt_allowed() {
-            // The session stays; the client retries its renewal later.
-            return self
-                .send_error_code(
-                    Some(seq),
-                    ERR_USERSIG_RATE_LIMITED,
-                    Refusal::LoginRate.as_str(),
-                )
-                .await;
-        }
         let Some(session) = &self.session else {
             return self.send_error(Some(seq), "not logged in").await;
         };
@@ -606,7 +613,18 @@ impl Connection {
             instance: session.info.instance.clone(),
         };
         let now = unix_now();
-        let claims = match app.checker().check(&login, now, self.client) {
+        let checked = app.checker().check(&login, now, self.client);
+        if !self.login_attempt_allowed(checked.is_ok()) {
+            // The session stays; the client retries its renewal later.
+            return self
+                .send_error_code(
+                    Some(seq),
+                    ERR_USERSIG_RATE_LIMITED,
+                    Refusal::LoginRate.as_str(),
+                )
+                .await;
+        }
+        let claims = match checked {
             Ok(claims) => claims,
             Err(e) => {
                 self.count_guess(&e);

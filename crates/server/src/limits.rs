@@ -4,8 +4,9 @@
 //!
 //! The client address is the one `client_addr.rs` resolves (the TCP peer, or the
 //! `X-Forwarded-For` hop of a trusted proxy), counted per IPv4 address or IPv6 /64. The
-//! per-address state lives in sharded maps, pruned when a shard fills up; what cannot be
-//! tracked (a shard full of live addresses) is admitted under the total cap only.
+//! per-address state lives in sharded maps (256k addresses), pruned when a shard fills up;
+//! what cannot be tracked (a shard full of live addresses: an IPv6 flood from many /64s)
+//! shares one overflow entry, held to one address's limits together.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -95,6 +96,9 @@ pub struct LimitSettings {
     /// Verified logins, resumes and renewals per second per user and app on this node
     /// (burst: one second's worth): one user cannot fill the store (Redis's one thread).
     pub login_rate_per_user: u32,
+    /// Refused connections being upgraded to be told why (each holds a task for up to two
+    /// [`crate::gateway::CLOSE_DRAIN`]s); beyond it a refused handshake gets HTTP 503 at once.
+    pub max_refusals_in_flight: u32,
 }
 
 /// Defaults: room for a large NAT behind one address, not for one host taking the server.
@@ -103,6 +107,7 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_ADDR: u32 = 1_000;
 pub const DEFAULT_CONNECTION_RATE_PER_ADDR: u32 = 100;
 pub const DEFAULT_LOGIN_RATE_PER_ADDR: u32 = 100;
 pub const DEFAULT_LOGIN_RATE_PER_USER: u32 = 20;
+pub const DEFAULT_MAX_REFUSALS_IN_FLIGHT: u32 = 1024;
 
 impl Default for LimitSettings {
     fn default() -> Self {
@@ -112,11 +117,15 @@ impl Default for LimitSettings {
             connection_rate_per_addr: DEFAULT_CONNECTION_RATE_PER_ADDR,
             login_rate_per_addr: DEFAULT_LOGIN_RATE_PER_ADDR,
             login_rate_per_user: DEFAULT_LOGIN_RATE_PER_USER,
+            max_refusals_in_flight: DEFAULT_MAX_REFUSALS_IN_FLIGHT,
         }
     }
 }
 
 const SHARDS: usize = 16;
+/// The key every address shares once the table is full of live ones (`::`: never a
+/// client's address).
+const OVERFLOW: IpAddr = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
 /// Addresses tracked per shard at most (256k in all).
 const MAX_PER_SHARD: usize = 16_384;
 /// An address with nothing open and idle this long is forgotten at the next prune.
@@ -126,7 +135,11 @@ const IDLE: Duration = Duration::from_secs(10);
 struct Addr {
     open: u32,
     connects: TokenBucket,
+    /// Frames that passed the checks (their UserSig or ticket verified).
     logins: TokenBucket,
+    /// Frames the checks refused: a budget of their own, so that garbage sent from behind a
+    /// shared address (a NAT) never spends what valid logins from there need.
+    bad: TokenBucket,
     seen: Instant,
 }
 
@@ -145,6 +158,7 @@ type UserShard = HashMap<u64, TokenBucket>;
 struct Inner {
     settings: LimitSettings,
     open: AtomicUsize,
+    refusing: AtomicUsize,
     hasher: RandomState,
     shards: Box<[Mutex<Shard>]>,
     users: Box<[Mutex<UserShard>]>,
@@ -160,6 +174,17 @@ pub struct Limits {
 pub struct Admitted {
     limits: Limits,
     key: Option<IpAddr>,
+}
+
+/// Holds one refused connection's place while it is told why.
+pub struct Refusing {
+    limits: Limits,
+}
+
+impl Drop for Refusing {
+    fn drop(&mut self) {
+        self.limits.inner.refusing.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Drop for Admitted {
@@ -179,6 +204,7 @@ impl Limits {
             inner: Arc::new(Inner {
                 settings,
                 open: AtomicUsize::new(0),
+                refusing: AtomicUsize::new(0),
                 hasher: RandomState::new(),
                 shards: (0..SHARDS)
                     .map(|_| {
@@ -224,6 +250,17 @@ impl Limits {
         self.inner.settings
     }
 
+    /// A place for one refused connection to be upgraded and told why, if there is one
+    /// (`max_refusals_in_flight`); dropping it frees the place.
+    pub fn begin_refusal(&self) -> Option<Refusing> {
+        let cap = self.inner.settings.max_refusals_in_flight as usize;
+        let before = self.inner.refusing.fetch_add(1, Ordering::Relaxed);
+        let place = Refusing {
+            limits: self.clone(),
+        };
+        (cap == 0 || before < cap).then_some(place)
+    }
+
     /// Open connections (admitted, not yet dropped).
     pub fn open(&self) -> usize {
         self.inner.open.load(Ordering::Relaxed)
@@ -249,38 +286,75 @@ impl Limits {
         if s.max_connections != 0 && total >= s.max_connections as usize {
             return Err(Refusal::MaxConnections);
         }
-        let key = limit_key(client);
-        let mut shard = self.shard(key);
-        let Some(addr) = self.entry(&mut shard, key, now) else {
-            return Ok(admitted);
-        };
-        addr.seen = now;
-        if s.max_connections_per_addr != 0 && addr.open >= s.max_connections_per_addr {
-            return Err(Refusal::MaxConnectionsPerAddr);
-        }
-        if s.connection_rate_per_addr != 0 && !addr.connects.take(s.connection_rate_per_addr, now) {
-            return Err(Refusal::ConnectionRate);
-        }
-        addr.open += 1;
-        admitted.key = Some(key);
+        self.with_entry(limit_key(client), now, |addr, key| {
+            if s.max_connections_per_addr != 0 && addr.open >= s.max_connections_per_addr {
+                return Err(Refusal::MaxConnectionsPerAddr);
+            }
+            if s.connection_rate_per_addr != 0
+                && !addr.connects.take(s.connection_rate_per_addr, now)
+            {
+                return Err(Refusal::ConnectionRate);
+            }
+            addr.open += 1;
+            admitted.key = Some(key);
+            Ok(())
+        })?;
         Ok(admitted)
     }
 
-    /// One login, resume or renew frame from `client` at `now`: false when over the rate.
-    pub fn login_attempt(&self, client: IpAddr, now: Instant) -> bool {
+    /// Runs `f` on the entry of address `key` (seen at `now`), or — the table full of live
+    /// addresses — on the one entry every untracked address shares ([`OVERFLOW`]): a flood
+    /// of new addresses (an IPv6 attacker has billions of /64s) is held to one address's
+    /// limits, never to none. `f` gets the key it counted under.
+    fn with_entry<R>(
+        &self,
+        key: IpAddr,
+        now: Instant,
+        f: impl FnOnce(&mut Addr, IpAddr) -> R,
+    ) -> R {
+        let mut f = Some(f);
+        {
+            let mut shard = self.shard(key);
+            if let Some(addr) = self.entry(&mut shard, key, now) {
+                addr.seen = now;
+                return (f.take().expect("once"))(addr, key);
+            }
+        }
+        let mut shard = self.shard(OVERFLOW);
+        let addr = shard
+            .addrs
+            .entry(OVERFLOW)
+            .or_insert_with(|| self.new_addr(now));
+        addr.seen = now;
+        (f.take().expect("once"))(addr, OVERFLOW)
+    }
+
+    fn new_addr(&self, now: Instant) -> Addr {
+        let s = self.inner.settings;
+        Addr {
+            open: 0,
+            connects: TokenBucket::full(s.connection_rate_per_addr, now),
+            logins: TokenBucket::full(s.login_rate_per_addr, now),
+            bad: TokenBucket::full(s.login_rate_per_addr, now),
+            seen: now,
+        }
+    }
+
+    /// One login, resume or renew frame from `client` at `now`, counted once it was checked
+    /// (`verified`: its UserSig or ticket verified; otherwise refused by the checks, counted
+    /// in a budget of its own): false when over the rate.
+    pub fn login_attempt(&self, client: IpAddr, now: Instant, verified: bool) -> bool {
         let rate = self.inner.settings.login_rate_per_addr;
         if rate == 0 {
             return true;
         }
-        let key = limit_key(client);
-        let mut shard = self.shard(key);
-        match self.entry(&mut shard, key, now) {
-            Some(addr) => {
-                addr.seen = now;
+        self.with_entry(limit_key(client), now, |addr, _| {
+            if verified {
                 addr.logins.take(rate, now)
+            } else {
+                addr.bad.take(rate, now)
             }
-            None => true,
-        }
+        })
     }
 
     /// The address's entry, created if there is room (pruning idle ones if needed).
@@ -291,20 +365,11 @@ impl Limits {
                     .addrs
                     .retain(|_, a| a.open > 0 || now.saturating_duration_since(a.seen) < IDLE);
                 if shard.addrs.len() >= MAX_PER_SHARD {
-                    tracing::warn!("per-address limits: table full; address not tracked");
+                    tracing::debug!("per-address limits: table full; counted as the overflow");
                     return None;
                 }
             }
-            let s = self.inner.settings;
-            shard.addrs.insert(
-                key,
-                Addr {
-                    open: 0,
-                    connects: TokenBucket::full(s.connection_rate_per_addr, now),
-                    logins: TokenBucket::full(s.login_rate_per_addr, now),
-                    seen: now,
-                },
-            );
+            shard.addrs.insert(key, self.new_addr(now));
         }
         shard.addrs.get_mut(&key)
     }
@@ -353,6 +418,7 @@ mod tests {
             connection_rate_per_addr: rate,
             login_rate_per_addr: logins,
             login_rate_per_user: 0,
+            max_refusals_in_flight: 0,
         })
     }
 
@@ -391,10 +457,10 @@ mod tests {
         );
         let later = l.admit(ip("2001:db8::2"), t + Duration::from_millis(200));
         assert!(later.is_ok());
-        assert!((0..3).all(|_| l.login_attempt(a, t)));
-        assert!(!l.login_attempt(a, t));
-        assert!(l.login_attempt(a, t + Duration::from_millis(400)));
-        assert!(l.login_attempt(ip("192.0.2.9"), t), "another address");
+        assert!((0..3).all(|_| l.login_attempt(a, t, true)));
+        assert!(!l.login_attempt(a, t, true));
+        assert!(l.login_attempt(a, t + Duration::from_millis(400), true));
+        assert!(l.login_attempt(ip("192.0.2.9"), t, true), "another address");
         drop(held);
         l.sweep(t + Duration::from_secs(60));
         assert_eq!(l.tracked(), 1, "one connection still open");
@@ -404,13 +470,36 @@ mod tests {
     }
 
     #[test]
+    fn a_full_table_holds_new_addresses_to_one_shared_budget() {
+        let l = limits(0, 0, 0, 3);
+        let t = Instant::now();
+        // Every shard full of live /64s (each just made a login attempt).
+        let mut n: u64 = 0;
+        while l.tracked() < SHARDS * MAX_PER_SHARD {
+            for _ in 0..4096 {
+                n += 1;
+                let a = IpAddr::V6(std::net::Ipv6Addr::from(u128::from(n) << 64));
+                l.login_attempt(a, t, true);
+            }
+        }
+        // New /64s beyond it share one budget (full again a second later, while the table's
+        // addresses are still live): not unlimited.
+        let later = t + Duration::from_secs(1);
+        let fresh = |k: u64| IpAddr::V6(std::net::Ipv6Addr::from(u128::from(n + k) << 64));
+        let passed = (1..=100)
+            .filter(|k| l.login_attempt(fresh(*k), later, true))
+            .count();
+        assert_eq!(passed, 3, "one address's burst for all untracked addresses");
+    }
+
+    #[test]
     fn zero_means_unlimited() {
         let l = limits(0, 0, 0, 0);
         let t = Instant::now();
         let held: Vec<_> = (0..10_000)
             .map(|_| l.admit(ip("192.0.2.1"), t).unwrap())
             .collect();
-        assert!((0..10_000).all(|_| l.login_attempt(ip("192.0.2.1"), t)));
+        assert!((0..10_000).all(|_| l.login_attempt(ip("192.0.2.1"), t, true)));
         assert_eq!(l.open(), 10_000);
         drop(held);
         assert_eq!(l.open(), 0);

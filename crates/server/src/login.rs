@@ -53,6 +53,8 @@ pub enum LoginError {
     RateLimited,
     #[error("too many logins of this user (--login-rate-per-user): retry later")]
     UserRateLimited,
+    #[error("too many login attempts from this address")]
+    AddressRateLimited,
     /// The UserSig's own code: 70001 / 70003 / 70009 / 70013 / 70014.
     #[error("{0}")]
     UserSig(UserSigError),
@@ -76,12 +78,30 @@ pub enum LoginError {
 }
 
 impl LoginError {
+    /// Refused by the checks a login frame gets before anything is asked of the store
+    /// (unknown app, malformed fields, a UserSig that does not verify).
+    pub fn refused_by_checks(&self) -> bool {
+        matches!(
+            self,
+            LoginError::SdkAppIdNotFound(_)
+                | LoginError::InvalidUserId
+                | LoginError::InvalidInstance
+                | LoginError::EmptyUserSig
+                | LoginError::RateLimited
+                | LoginError::UserSig(_)
+                | LoginError::FromTheFuture(_)
+                | LoginError::Revoked
+        )
+    }
+
     pub fn code(&self) -> u32 {
         match self {
             LoginError::SdkAppIdNotFound(_) => ERR_SDKAPPID_NOT_FOUND,
             LoginError::InvalidUserId | LoginError::InvalidInstance => ERR_INVALID_PARAMETERS,
             LoginError::EmptyUserSig => ERR_USERSIG_EMPTY,
-            LoginError::RateLimited | LoginError::UserRateLimited => ERR_USERSIG_RATE_LIMITED,
+            LoginError::RateLimited
+            | LoginError::UserRateLimited
+            | LoginError::AddressRateLimited => ERR_USERSIG_RATE_LIMITED,
             LoginError::UserSig(e) => e.code(),
             LoginError::FromTheFuture(_) => ERR_USERSIG_INVALID,
             LoginError::Revoked => ERR_USERSIG_EXPIRED,

@@ -324,18 +324,7 @@ impl Registry {
             }
             let kicked = sessions.evict_for(settings, new.platform);
             let since_ms = self.next_since(now_ms);
-            let info = InstanceInfo {
-                session,
-                app: new.app,
-                user: new.user,
-                instance: new.instance,
-                platform: new.platform,
-                since_ms,
-                expire_at: new.expire_at,
-                sig_time: new.sig_time,
-                attached: true,
-                node: String::new(),
-            };
+            let info = new.info(session, since_ms, String::new());
             sessions.insert_ordered(Local::attached(info.clone(), new.outbox));
             Some((info, kicked))
         })
@@ -417,18 +406,7 @@ impl Registry {
             {
                 return Err(ResumeRefused::Kicked(reason));
             }
-            let info = InstanceInfo {
-                session,
-                app: claims.app,
-                user: claims.user.clone(),
-                instance: claims.instance.clone(),
-                platform: claims.platform,
-                since_ms: claims.since_ms,
-                expire_at: claims.expire_at,
-                sig_time: claims.sig_time,
-                attached: true,
-                node: String::new(),
-            };
+            let info = InstanceInfo::resumed(claims, session, String::new());
             sessions.insert_ordered(Local::attached(info.clone(), outbox));
             Ok(info)
         })

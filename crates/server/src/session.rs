@@ -59,6 +59,25 @@ pub struct NewSession {
     pub outbox: Outbox,
 }
 
+impl NewSession {
+    /// This login's instance once admitted as `session`, in login order `since_ms`, on
+    /// `node` (empty in embedded mode).
+    pub fn info(&self, session: SessionId, since_ms: u64, node: String) -> InstanceInfo {
+        InstanceInfo {
+            session,
+            app: self.app,
+            user: self.user.clone(),
+            instance: self.instance.clone(),
+            platform: self.platform,
+            since_ms,
+            expire_at: self.expire_at,
+            sig_time: self.sig_time,
+            attached: true,
+            node,
+        }
+    }
+}
+
 /// A snapshot of one online instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceInfo {
@@ -78,6 +97,22 @@ pub struct InstanceInfo {
 }
 
 impl InstanceInfo {
+    /// The session a ticket names, resumed as `session` on `node` (empty in embedded mode).
+    pub fn resumed(claims: &TicketClaims, session: SessionId, node: String) -> InstanceInfo {
+        InstanceInfo {
+            session,
+            app: claims.app,
+            user: claims.user.clone(),
+            instance: claims.instance.clone(),
+            platform: claims.platform,
+            since_ms: claims.since_ms,
+            expire_at: claims.expire_at,
+            sig_time: claims.sig_time,
+            attached: true,
+            node,
+        }
+    }
+
     /// What a ticket for this session says, good until `valid_until` (unix seconds).
     pub fn ticket_claims(&self, valid_until: u64) -> TicketClaims {
         TicketClaims {

@@ -19,6 +19,7 @@ fn unlimited() -> LimitSettings {
         connection_rate_per_addr: 0,
         login_rate_per_addr: 0,
         login_rate_per_user: 0,
+        max_refusals_in_flight: 0,
     }
 }
 
@@ -355,4 +356,68 @@ async fn behind_a_proxy_that_appends_a_forged_x_forwarded_for_changes_nothing() 
     let mut b = connect(passing.ws_url(), "203.0.113.4").await;
     usable(&mut a).await;
     usable(&mut b).await;
+}
+
+/// Garbage logins from an address (a neighbour behind the same NAT) spend a budget of their
+/// own: once over it they get 70050 and 4010, and valid logins from that address still pass.
+#[tokio::test]
+async fn garbage_logins_never_spend_the_budget_of_valid_ones() {
+    let server = Server::start(|c| {
+        c.limits = LimitSettings {
+            login_rate_per_addr: 5,
+            ..unlimited()
+        }
+    })
+    .await;
+    let mut garbage = server.connect().await;
+    let mut seq = 0;
+    let refused = loop {
+        seq += 1;
+        assert!(seq <= 20, "garbage never limited");
+        send(&mut garbage, &login(seq, "mallory", "not-a-usersig", "x")).await;
+        let (s, code, _) = recv_error(&mut garbage).await;
+        assert_eq!(s, Some(seq));
+        if code == 70050 {
+            break seq;
+        }
+    };
+    assert_eq!(refused, 6, "a burst of 5 passes");
+    refused_with(&mut garbage, close::LOGIN_RATE).await;
+    let mut ws = server.connect().await;
+    for seq in 1..=5 {
+        login_ok(&mut ws, seq, "alice", "tab").await;
+    }
+}
+
+/// Refused connections are upgraded (to be told why) only so many at once: while that many
+/// are being told, the next refused handshake gets a plain HTTP 503, costing no task.
+#[tokio::test]
+async fn refused_upgrades_in_flight_are_capped_and_the_rest_get_503() {
+    let server = Server::start(|c| {
+        c.allowed_origins = AllowedOrigins::parse("https://app.example").unwrap();
+        c.limits = LimitSettings {
+            max_refusals_in_flight: 1,
+            ..unlimited()
+        }
+    })
+    .await;
+    let evil = [("origin", "https://evil.example")];
+    // Upgraded and told why; not read yet, so its refusal is still in flight.
+    let mut first = server.connect_with(&evil).await;
+    match server.try_connect_with(&evil).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+            assert_eq!(response.headers()["retry-after"], "1");
+        }
+        other => panic!("expected 503, got {:?}", other.map(|_| "a socket")),
+    }
+    refused_with(&mut first, close::ORIGIN_NOT_ALLOWED).await;
+    // An allowed origin is not a refusal: it is admitted as ever.
+    usable(
+        &mut server
+            .connect_with(&[("origin", "https://app.example")])
+            .await,
+    )
+    .await;
+    assert_eq!(server.state.metrics().refused_count(Refusal::Origin), 2);
 }

@@ -318,3 +318,63 @@ async fn an_account_deletion_is_one_transaction() {
         checked.json
     );
 }
+
+/// A login whose script ran in Redis but whose answer came too late (past the node's 2 s
+/// timeout: the user's login order held 1.5 million stale entries to sweep): the login got
+/// 70169, and the slot Redis admitted for it — held by no socket — is released at the
+/// node's next lease round, not left standing for its whole lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_whose_answer_timed_out_leaves_no_slot_standing() {
+    let redis = RedisServer::start();
+    let a = TimdNode::builder()
+        .redis(&redis.url())
+        .args(["--lease-ms", "6000"])
+        .start();
+    let order = format!("tim:{{{APP}:alice}}:i");
+    let slots = format!("tim:{{{APP}:alice}}:s");
+    redis.command(&[
+        "EVAL",
+        "for i = 1, 1500000 do redis.call('ZADD', KEYS[1], i, 'x' .. i) end return 1",
+        "1",
+        &order,
+    ]);
+    let mut ws = tim_test_support::ws::connect(&a.ws_url()).await;
+    send(&mut ws, &login("alice", "t1", &sig("alice"))).await;
+    match recv(&mut ws).await {
+        ServerFrame::Error(e) => assert_eq!(e.code, 70169, "{e:?}"),
+        other => panic!("the login's answer did not time out: {other:?}"),
+    }
+    // Answered once the script is done: the slot it admitted, and its lease's end.
+    let slot = tokio::task::block_in_place(|| redis.command(&["HGET", &slots, "t1"]));
+    let lease_end: u64 = slot
+        .split('|')
+        .nth(4)
+        .unwrap_or_else(|| panic!("no slot admitted: {slot:?}"))
+        .parse()
+        .unwrap();
+    let redis_ms = |redis: &RedisServer| {
+        let time = redis.command(&["TIME"]);
+        let mut parts = time.lines();
+        let secs: u64 = parts.next().unwrap().parse().unwrap();
+        let micros: u64 = parts.next().unwrap().parse().unwrap();
+        secs * 1000 + micros / 1000
+    };
+    loop {
+        let now = redis_ms(&redis);
+        if redis.command(&["HEXISTS", &slots, "t1"]) == "0" {
+            assert!(now < lease_end, "the slot stood until its lease ran out");
+            break;
+        }
+        assert!(now < lease_end + 10_000, "never released");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The node logs the release once Redis's answer is in (just after the test saw it).
+    let logged = Instant::now();
+    while !a
+        .log()
+        .contains("released a slot whose script's answer never came")
+    {
+        assert!(logged.elapsed() < Duration::from_secs(10), "{}", a.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

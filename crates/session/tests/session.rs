@@ -212,8 +212,8 @@ fn unreachable_server_rejects_with_network_error() {
     assert_eq!(s.poll_timeout(), None);
 }
 
-#[test]
-fn logout_sends_waits_and_ends_with_not_ready() {
+/// alice logged in, then `logout()` at 10: the session, the op and the logout frame's seq.
+fn logging_out() -> (Session, OpId, u32) {
     let mut s = session();
     logged_in(&mut s, 0, "alice");
     let op = s.logout(10);
@@ -221,6 +221,12 @@ fn logout_sends_waits_and_ends_with_not_ready() {
     let [Io::Send(ClientFrame::Logout { seq })] = io[..] else {
         panic!("{io:?}")
     };
+    (s, op, seq)
+}
+
+#[test]
+fn logout_sends_waits_and_ends_with_not_ready() {
+    let (mut s, op, seq) = logging_out();
     assert_eq!(drain_events(&mut s), vec![]);
     s.handle_frame(11, ServerFrame::LogoutOk { seq });
     assert_eq!(
@@ -576,4 +582,35 @@ fn login_waits_for_the_instance_id_while_the_socket_opens() {
     s.set_instance(4, "claimed".into());
     assert!(s.is_ready());
     assert_eq!(drain_io(&mut s), vec![]);
+}
+
+/// A server that could not record the logout yet (cluster mode, Redis unreachable) answers
+/// `error` 70169 instead of `logout_ok` — or closes 1013: either way `logout()` resolves and
+/// the session ends here (the ticket is dropped; the server writes the end once it can).
+#[test]
+fn a_logout_the_server_could_not_record_still_ends_the_session_here() {
+    let (mut s, op, seq) = logging_out();
+    s.handle_frame(
+        11,
+        ServerFrame::Error(ErrorFrame {
+            seq: Some(seq),
+            code: 70169,
+            message: "logout not recorded: session store unreachable".into(),
+        }),
+    );
+    assert_eq!(
+        drain_events(&mut s),
+        vec![Event::NotReady, done(op, Ok(OpOk::Logout))]
+    );
+    assert_eq!(drain_io(&mut s), vec![Io::Close]);
+    assert!(!s.is_ready());
+
+    let (mut s, op, _) = logging_out();
+    s.handle_close(11, 1013);
+    assert_eq!(
+        drain_events(&mut s),
+        vec![Event::NotReady, done(op, Ok(OpOk::Logout))]
+    );
+    assert!(!s.is_ready());
+    assert_eq!(s.poll_timeout(), None, "no reconnect: the session is over");
 }

@@ -431,6 +431,7 @@ impl Backend {
                         ("held_away", held.away()),
                         ("held_early_notices", held.early_notices()),
                         ("unwritten_ends", held.unwritten_ends().len()),
+                        ("orphans", held.orphans().len()),
                     ],
                 }
             }

@@ -38,6 +38,11 @@ pub struct HeldSessions {
     /// Sessions that ended here (logout) while Redis could not record it: written on each
     /// lease round until Redis has it, so their tickets never resume.
     unwritten_ends: Mutex<HashMap<SessionId, InstanceInfo>>,
+    /// Logins and resumes whose script went to Redis but whose answer never came (timed out,
+    /// connection lost): Redis may have admitted a slot this node never held. Released on
+    /// each lease round until Redis answers, or until the slot's lease (from `Instant`) ran
+    /// out by itself.
+    orphans: Mutex<HashMap<SessionId, (InstanceInfo, Instant)>>,
 }
 
 impl HeldSessions {
@@ -88,6 +93,22 @@ impl HeldSessions {
     /// A session that ended here but whose end Redis has not recorded yet.
     pub fn end_unwritten(&self, info: InstanceInfo) {
         lock(&self.unwritten_ends).insert(info.session, info);
+    }
+
+    /// A session Redis may have admitted without this node knowing (its script's answer
+    /// never came).
+    pub fn orphan(&self, info: InstanceInfo, at: Instant) {
+        lock(&self.orphans).insert(info.session, (info, at));
+    }
+
+    /// The orphans still to release, with when each was sent.
+    pub fn orphans(&self) -> Vec<(InstanceInfo, Instant)> {
+        lock(&self.orphans).values().cloned().collect()
+    }
+
+    /// `session`'s possible slot is released (or its lease ran out).
+    pub fn orphan_released(&self, session: SessionId) {
+        lock(&self.orphans).remove(&session);
     }
 
     /// The ends still to write to Redis.

@@ -222,6 +222,25 @@ impl Cluster {
         self.timed(inv.invoke_async(&mut con)).await
     }
 
+    /// Runs a login or resume script that would admit `admits`: if it was sent but its
+    /// answer never came, Redis may hold a slot for it that this node does not, so the node
+    /// releases that slot on its next lease rounds ([`Self::write_ends`]) rather than let
+    /// it stand, held by nobody, for a whole lease.
+    async fn invoke_admitting(
+        &self,
+        inv: &ScriptInvocation<'_>,
+        admits: impl FnOnce() -> InstanceInfo,
+    ) -> Result<Value, ClusterError> {
+        let _turn = self.turn().await?;
+        let mut con = self.redis.clone();
+        let sent = Instant::now();
+        let reply = self.timed(inv.invoke_async(&mut con)).await;
+        if reply.is_err() {
+            self.held.orphan(admits(), sent);
+        }
+        reply
+    }
+
     /// Applies kicks a script decided for sessions of this very node.
     fn apply_local(&self, notices: Vec<(SessionId, Notice)>) {
         for (session, notice) in notices {
@@ -243,23 +262,14 @@ impl Cluster {
             .arg(new.expire_at)
             .arg(new.sig_time);
         policy_args(&mut inv, settings);
-        let reply = self.invoke(&inv).await?;
+        let reply = self
+            .invoke_admitting(&inv, || new.info(session, 0, self.node.clone()))
+            .await?;
         let items = array(&reply)?;
         match items.first().map(text).transpose()?.as_deref() {
             Some("revoked") => Ok(LoginDecision::Revoked),
             Some("ok") if items.len() == 5 => {
-                let info = InstanceInfo {
-                    session,
-                    app: new.app,
-                    user: new.user,
-                    instance: new.instance,
-                    platform: new.platform,
-                    since_ms: int(&items[1])?,
-                    expire_at: new.expire_at,
-                    sig_time: new.sig_time,
-                    attached: true,
-                    node: self.node.clone(),
-                };
+                let info = new.info(session, int(&items[1])?, self.node.clone());
                 self.apply_local(local_notices(&items[4])?);
                 self.held.insert(info.clone(), new.outbox);
                 Ok(LoginDecision::Admitted(Admission {
@@ -289,7 +299,12 @@ impl Cluster {
             .arg(claims.sig_time);
         policy_args(&mut inv, settings);
         inv.arg(claims.valid_until);
-        let reply = self.invoke(&inv).await.map_err(ResumeError::from)?;
+        let reply = self
+            .invoke_admitting(&inv, || {
+                InstanceInfo::resumed(claims, session, self.node.clone())
+            })
+            .await
+            .map_err(ResumeError::from)?;
         let items = array(&reply).map_err(ClusterError::from)?;
         if items.first().and_then(|v| text(v).ok()).as_deref() == Some("busy") {
             return Err(ClusterError::Unavailable(
@@ -301,16 +316,10 @@ impl Cluster {
             Ok(Err(match items.first().map(text).transpose()?.as_deref() {
                 Some("ok") if items.len() == 5 => {
                     let info = InstanceInfo {
-                        session,
-                        app: claims.app,
-                        user: claims.user.clone(),
-                        instance: claims.instance.clone(),
-                        platform: claims.platform,
                         since_ms: int(&items[1])?,
                         expire_at: int(&items[2])?,
                         sig_time: int(&items[3])?,
-                        attached: true,
-                        node: self.node.clone(),
+                        ..InstanceInfo::resumed(claims, session, self.node.clone())
                     };
                     self.apply_local(local_notices(&items[4])?);
                     return Ok(Ok(info));
@@ -378,7 +387,30 @@ impl Cluster {
 
     /// Writes the ends Redis could not record when they happened (each lease round, before
     /// the renewals). One whose UserSig ran out is dropped: its tickets are dead anyway.
+    /// Then releases the slots of scripts whose answer never came.
     pub async fn write_ends(&self) {
+        self.write_logouts().await;
+        for (info, sent) in self.held.orphans() {
+            if sent.elapsed() > self.settings.lease() {
+                self.held.orphan_released(info.session);
+                continue;
+            }
+            match self.session_change(&info, "release").await {
+                Ok(released) => {
+                    if released {
+                        tracing::info!(user = %info.user, instance = %info.instance, "released a slot whose script's answer never came");
+                    }
+                    self.held.orphan_released(info.session);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "slot of a lost answer not released yet");
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn write_logouts(&self) {
         let now = unix_now();
         for info in self.held.unwritten_ends() {
             if info.expire_at <= now {
