@@ -51,7 +51,7 @@ async function startTimd({ bin, pkgDir, heartbeatMs }) {
     signal: (s) => child.kill(s),
     async crash() { child.kill('SIGKILL'); await exited(child); },
     async start() { child = await spawnTimd(); },
-    async stop() { child.kill('SIGCONT'); child.kill('SIGTERM'); await exited(child); rmSync(dataDir, { recursive: true, force: true }); },
+    async stop() { child.kill('SIGCONT'); child.kill('SIGTERM'); await exited(child); rmSync(dataDir, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 }); },
   };
 }
 
@@ -231,8 +231,10 @@ export async function runBackground({
     figures.ready = await page.evaluate(() => tim.isReady());
     return figures;
   } finally {
-    await chrome?.close();
+    // Each step on its own: one that fails must not leave Xvfb or timd running, which would
+    // keep this test file's process (and the whole e2e run after it) from ever ending.
+    await chrome?.close().catch((e) => console.error(`closing Chromium: ${e.message}`));
     x.stop();
-    await timd.stop();
+    await timd.stop().catch((e) => console.error(`stopping timd: ${e.message}`));
   }
 }
