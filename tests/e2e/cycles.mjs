@@ -7,7 +7,8 @@ import { launch, waitFor } from './webdriver.mjs';
 import { startTimd, official, uniqueUser, SDKAPPID } from './timd.mjs';
 
 /** timd for the cycles: no per-address or per-user rate limits (one page logs its few users in hundreds of times a second). */
-export const startCyclesTimd = () => startTimd(['--connection-rate-per-addr', '0', '--login-rate-per-addr', '0', '--login-rate-per-user', '0']);
+// (startTimd runs every e2e server with --login-rate-per-user 0 already.)
+export const startCyclesTimd = () => startTimd(['--connection-rate-per-addr', '0', '--login-rate-per-addr', '0']);
 
 /** `count` users with a UserSig each, made up front. */
 export function makeUsers(count = 4) {
