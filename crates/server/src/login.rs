@@ -20,7 +20,7 @@ use tim_usersig::{UserSigClaims, UserSigError};
 use tokio::time::Instant;
 
 use crate::client_addr::limit_key;
-use crate::kicks::{Kicks, USERSIG_MAX_FUTURE_SECS};
+use crate::kicks::USERSIG_MAX_FUTURE_SECS;
 use crate::store::StoreError;
 
 /// Bad signatures one client address may send for one UserID within [`FAILURE_WINDOW`];
@@ -111,12 +111,11 @@ impl LoginError {
     }
 }
 
-/// Checks logins for the configured app. Shared by all sockets.
+/// Checks the logins of one app (`apps.rs` holds one per app). Shared by all sockets.
 pub struct LoginChecker {
     sdkappid: u32,
     key: String,
     failures: FailureLimiter,
-    kicks: Kicks,
 }
 
 impl LoginChecker {
@@ -125,19 +124,14 @@ impl LoginChecker {
             sdkappid,
             key: key.into(),
             failures: FailureLimiter::new(MAX_FAILURES, FAILURE_WINDOW, MAX_TRACKED),
-            kicks: Kicks::default(),
         }
-    }
-
-    /// Refuses UserSigs issued at or before the users' REST kicks in `kicks` (70001).
-    pub fn with_kicks(self, kicks: Kicks) -> LoginChecker {
-        LoginChecker { kicks, ..self }
     }
 
     /// Validates `login` from `client` at `now_unix` (seconds). Order: SDKAppID, UserID,
     /// instance id, empty UserSig, the UserSig itself (a bad signature counts against
     /// `client` for that UserID, and past the limit is answered 70050), its issue time
-    /// (not in the future), then against the user's last REST kick.
+    /// (not in the future). Whether a REST kick revoked it is the backend's to say, atomically
+    /// with the admission (`backend/`).
     pub fn check(
         &self,
         login: &Login,
@@ -176,9 +170,6 @@ impl LoginChecker {
         };
         if let Some(ahead) = issued_ahead(claims.time, now_unix) {
             return Err(LoginError::FromTheFuture(ahead));
-        }
-        if self.kicks.revokes(&login.user, claims.time) {
-            return Err(LoginError::Revoked);
         }
         Ok(claims)
     }

@@ -234,7 +234,7 @@ impl Metrics {
     }
 
     /// The handles the cluster updates.
-    pub fn cluster(&self) -> ClusterMetrics {
+    pub fn cluster_handles(&self) -> ClusterMetrics {
         self.cluster.clone()
     }
 

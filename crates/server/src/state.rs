@@ -36,7 +36,7 @@ impl AppState {
     pub async fn open(config: Config) -> Result<AppState, OpenError> {
         let apps = Arc::new(Apps::new(&config.app_configs()));
         let metrics = Metrics::new();
-        let backend = Backend::open(&config, &apps, metrics.cluster()).await?;
+        let backend = Backend::open(&config, &apps, metrics.cluster_handles()).await?;
         Ok(AppState {
             inner: Arc::new(Inner {
                 limits: Limits::new(config.limits),

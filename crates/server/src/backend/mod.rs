@@ -149,8 +149,13 @@ impl Backend {
         }
     }
 
-    /// Cluster mode's membership, for the little that is cluster-only by nature (the node
-    /// id in logs, Redis metrics); `None` in embedded mode.
+    /// This node's id in the cluster (for the start-up log line); `None` in embedded mode.
+    pub fn node(&self) -> Option<&str> {
+        self.cluster().map(|c| c.node())
+    }
+
+    /// Cluster mode's membership, for tests that look at a node's held sessions; `None` in
+    /// embedded mode. The server itself never asks.
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {
         match self {
             Backend::Cluster(c) => Some(c),
@@ -435,17 +440,6 @@ impl Backend {
                     ],
                 }
             }
-        }
-    }
-
-    /// Whether `session` of `info`'s user is still where this process can reach it (tests).
-    pub fn holds(&self, info: &InstanceInfo) -> bool {
-        match self {
-            Backend::Embedded(e) => e
-                .instances(info.app, &info.user)
-                .iter()
-                .any(|i| i.session == info.session),
-            Backend::Cluster(c) => c.held().get(info.session).is_some(),
         }
     }
 }

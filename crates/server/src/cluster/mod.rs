@@ -807,30 +807,9 @@ impl Cluster {
         let Some(app) = apps.get(app_id) else {
             return Ok(());
         };
-        let [key, _, _] = keys::settings_keys(app_id);
-        let mut con = self.redis.clone();
-        let fields: Vec<Option<String>> = self
-            .timed(
-                redis::cmd("HMGET")
-                    .arg(&key)
-                    .arg(&["version", "web", "other", "policy", "enforce"][..])
-                    .query_async(&mut con),
-            )
-            .await?;
-        let values: Vec<Value> = fields
-            .iter()
-            .map(|f| Value::BulkString(f.clone().unwrap_or_default().into_bytes()))
-            .collect();
-        if fields.first().is_none_or(|f| f.is_none()) {
-            return Ok(()); // never stored (Redis lost it): the next start stores it again
-        }
-        let stored = versioned_of(&values)?;
-        let enforce: u64 = fields
-            .get(4)
-            .cloned()
-            .flatten()
-            .and_then(|e| e.parse().ok())
-            .unwrap_or(0);
+        let Some((stored, enforce)) = self.read_settings(app_id).await? else {
+            return Ok(()); // never stored (Redis lost it): a node restores it on its next round
+        };
         let before = app.versioned().version;
         if app.apply(stored) {
             tracing::info!(
@@ -999,13 +978,19 @@ impl Cluster {
 
     /// `app`'s stored settings (what every node decides with once it has them).
     pub async fn stored_settings(&self, app: u32) -> Result<Option<Versioned>, ClusterError> {
+        Ok(self.read_settings(app).await?.map(|(stored, _)| stored))
+    }
+
+    /// `app`'s settings hash: the stored settings and the last version set with `ApplyNow`
+    /// (`None` if Redis holds none).
+    async fn read_settings(&self, app: u32) -> Result<Option<(Versioned, u64)>, ClusterError> {
         let key = keys::settings_keys(app)[0].clone();
         let mut con = self.redis.clone();
         let fields: Vec<Option<String>> = self
             .timed(
                 redis::cmd("HMGET")
                     .arg(&key)
-                    .arg(&["version", "web", "other", "policy"][..])
+                    .arg(&["version", "web", "other", "policy", "enforce"][..])
                     .query_async(&mut con),
             )
             .await?;
@@ -1016,7 +1001,13 @@ impl Cluster {
             .iter()
             .map(|f| Value::BulkString(f.clone().unwrap_or_default().into_bytes()))
             .collect();
-        versioned_of(&values).map(Some)
+        let enforce = fields
+            .get(4)
+            .cloned()
+            .flatten()
+            .and_then(|e| e.parse().ok())
+            .unwrap_or(0);
+        Ok(Some((versioned_of(&values)?, enforce)))
     }
 
     /// Refuses a Redis that may evict keys unless `--allow-redis-eviction` says otherwise:
