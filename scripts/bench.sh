@@ -31,7 +31,7 @@
 #   scripts/bench.sh cycles [--cycles N] [--no-gc]  # SDK create/login/logout|kicked/destroy x1000 per engine: memory, sockets, timers, listeners
 #   scripts/bench.sh background [--minutes 10] [--heartbeat-ms MS]  # a page hidden in headed Chromium under intensive throttling: reconnects; a frozen/killed timd noticed
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$(readlink -f "$0")")/.."
 [ -f scripts/env.sh ] && . scripts/env.sh
 # The SDK cycles need the SDK and the debug timd the e2e tests use, not the release build.
 if [ "${1:-}" = cycles ]; then

@@ -3,7 +3,7 @@
 # staging directory, a recent wasm-opt -Oz, then scripts/bundle-pkg.mjs makes pkg/index.js ONE
 # self-contained ES module (entry + glue + wasm inlined) beside index.d.ts and package.json.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$(readlink -f "$0")")/.."
 . scripts/env.sh
 
 stage=target/pkg-stage

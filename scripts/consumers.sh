@@ -7,7 +7,7 @@
 # TypeScript) running the seed sample against timd in Chromium, Firefox and WebKit, and Node and
 # Vite SSR projects (ssr.test.mjs).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$(readlink -f "$0")")/.."
 . scripts/env.sh
 [ "${1:-}" = --no-build ] || ./scripts/build-pkg.sh
 cargo build -p timd-bin --quiet

@@ -6,7 +6,7 @@
 # REST-kick the user. Open the printed URL; Ctrl-C stops it. Extra arguments go to `timd serve`
 # (e.g. --web-instances 2 --login-policy single).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$(readlink -f "$0")")/.."
 ./scripts/setup.sh
 . scripts/env.sh
 ./scripts/build-pkg.sh

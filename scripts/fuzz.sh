@@ -11,7 +11,7 @@
 # (seed-* are committed; what the fuzzer adds there is not). A crash leaves its input in
 # fuzz/artifacts/<target>/ and fails the script. Prints the executions per target.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$(readlink -f "$0")")/.."
 [ -f scripts/env.sh ] && . scripts/env.sh
 targets=(client_frame server_frame usersig ticket rest_query rest_body)
 what=${1:-}

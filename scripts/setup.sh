@@ -2,7 +2,7 @@
 # Installs everything the demo and the tests need on a fresh Debian machine of this kind.
 # Idempotent: each step is skipped when its tool is already present at the right version.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$(readlink -f "$0")")/.."
 
 # Must equal the exact wasm-bindgen version pinned in Cargo.toml (wasm-pack only uses a
 # wasm-bindgen-cli from PATH on an exact match).
@@ -46,6 +46,9 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 # libfaketime: the cluster tests run a node whose clock is seconds off (cluster_review.rs).
 command -v faketime >/dev/null || need_apt+=(faketime)
+# The docs' commands (tests/docs): curl for the REST examples, sqlite3 for the store's backup.
+command -v curl >/dev/null || need_apt+=(curl)
+command -v sqlite3 >/dev/null || need_apt+=(sqlite3)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   step "apt-get install ${need_apt[*]}"

@@ -4,7 +4,7 @@
 # script-tag build defining the global TIM; each has the wasm inside. Fails when either is over
 # the 40 KB budget. Run by scripts/test.sh after scripts/build-pkg.sh.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$(readlink -f "$0")")/.."
 BUDGET=40960
 gz() { gzip -9c "$1" | wc -c; }
 raw() { wc -c < "$1"; }

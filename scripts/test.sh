@@ -4,7 +4,7 @@
 # against a live timd, the npm package build with its size budget, and the end-to-end page test.
 # This is the README's test command; .ci/run runs it too.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$(readlink -f "$0")")/.."
 ./scripts/setup.sh
 . scripts/env.sh
 
@@ -87,6 +87,9 @@ step "npm package and its size (the ES module and the script-tag build, each)"
 
 step "the packed tarball as web projects install it: package check; plain page, <script src> page, Vite, webpack, esbuild in Chromium, Firefox and WebKit; tsc; Node and Vite SSR (scripts/consumers.sh)"
 ./scripts/consumers.sh --no-build
+
+step "the docs' commands: every shell block of README.md and docs/ run as written, or found in the script CI runs (node --test tests/docs)"
+node --test tests/docs/
 
 step "end to end: seed, demo, tabs, settings, faults, refusals, visibility, parity, leaks, cluster, wss through the deploy/ nginx and HAProxy examples (tls) in real Chromium, Firefox and WebKit (node --test tests/e2e)"
 node --test --test-concurrency=1 tests/e2e/

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! timd client --url ws://127.0.0.1:9000 --sdkappid 1400000000 --platform Android \
-//!     --user alice --usersig "$SIG"          # or --key "$SECRET" to sign it here
+//!     --user alice --usersig "$SIG"          # or --key-file PATH to sign it here
 //! client Android alice instance 5f0c… -> ws://127.0.0.1:9000
 //! event netStateChange connecting
 //! event netStateChange connected
@@ -50,13 +50,23 @@ pub struct ClientArgs {
         long,
         env = "TIMD_USERSIG",
         hide_env_values = true,
-        conflicts_with = "key",
-        required_unless_present = "key"
+        conflicts_with_all = ["key", "key_file"],
+        required_unless_present_any = ["key", "key_file"]
     )]
     pub usersig: Option<String>,
-    /// Instead of --usersig: the app's secret key, to sign a UserSig here.
-    #[arg(long, env = "TIMD_KEY", hide_env_values = true)]
+    /// Instead of --usersig: the app's secret key, to sign a UserSig here. Prefer TIMD_KEY or
+    /// --key-file: a key on the command line is visible to every user of the machine (ps).
+    #[arg(
+        long,
+        env = "TIMD_KEY",
+        hide_env_values = true,
+        conflicts_with = "key_file"
+    )]
     pub key: Option<String>,
+    /// Instead of --usersig: a file holding the app's secret key (one line; a trailing newline
+    /// is ignored), as `timd serve --key-file`.
+    #[arg(long, env = "TIMD_KEY_FILE", value_name = "PATH")]
+    pub key_file: Option<std::path::PathBuf>,
     /// Validity of a UserSig signed with --key, in seconds.
     #[arg(long, default_value_t = 86_400)]
     pub expire: u64,
@@ -72,18 +82,36 @@ fn parse_platform(s: &str) -> Result<Platform, String> {
 }
 
 impl ClientArgs {
-    /// The UserSig to use: given, or signed with `--key` at `now` (unix seconds).
+    /// The key given with `--key` or read from `--key-file`, if any.
+    pub fn key(&self) -> Result<Option<String>, String> {
+        let Some(path) = &self.key_file else {
+            return Ok(self.key.clone());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--key-file {}: {e}", path.display()))?;
+        let key = text.strip_suffix('\n').unwrap_or(&text);
+        let key = key.strip_suffix('\r').unwrap_or(key);
+        if key.contains('\n') {
+            return Err(format!(
+                "--key-file {}: it holds more than one line",
+                path.display()
+            ));
+        }
+        Ok(Some(key.to_owned()))
+    }
+
+    /// The UserSig to use: given, or signed with the key at `now` (unix seconds).
     pub fn usersig(&self, now: u64) -> Result<String, String> {
-        match (&self.usersig, &self.key) {
+        match (&self.usersig, self.key()?) {
             (Some(sig), _) => Ok(sig.clone()),
             (None, Some(key)) if !key.is_empty() => Ok(tim_usersig::generate(
                 self.sdkappid,
-                key,
+                &key,
                 &self.user,
                 now,
                 self.expire,
             )),
-            _ => Err("--usersig or a non-empty --key is required".into()),
+            _ => Err("--usersig, a non-empty --key or --key-file is required".into()),
         }
     }
 }
@@ -133,7 +161,8 @@ pub async fn run(args: ClientArgs, stop: impl Future<Output = ()>, out: &mut dyn
     let instance = args.instance.clone().unwrap_or_else(random_instance_id);
     let config = Config::new(args.sdkappid, args.platform, instance.clone());
     // With the key at hand, renew the UserSig ahead of expiry instead of being kicked.
-    let renew: Option<RenewFn> = args.key.clone().filter(|k| !k.is_empty()).map(|key| {
+    let key = args.key().ok().flatten();
+    let renew: Option<RenewFn> = key.filter(|k| !k.is_empty()).map(|key| {
         let (sdkappid, user, expire) = (args.sdkappid, args.user.clone(), args.expire);
         let f: RenewFn = Arc::new(move || {
             let sig = tim_usersig::generate(sdkappid, &key, &user, unix_now(), expire);

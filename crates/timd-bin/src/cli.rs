@@ -66,4 +66,36 @@ mod tests {
         let err = parse(&["bogus"]).unwrap_err();
         assert!(err.contains("unrecognized subcommand"), "{err}");
     }
+
+    #[test]
+    fn the_client_signs_with_a_key_file_as_serve_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "k\n").unwrap();
+        let file = path.to_str().unwrap();
+        let client = |extra: &[&str]| {
+            let mut args = vec!["client", "--sdkappid", "7", "--user", "al"];
+            args.extend_from_slice(extra);
+            parse(&args)
+        };
+        let Command::Client(c) = client(&["--key-file", file]).unwrap() else {
+            panic!("expected client")
+        };
+        let sig = c.usersig(1_700_000_000).unwrap();
+        assert!(tim_usersig::verify(&sig, "k", 7, "al", 1_700_000_001).is_ok());
+        // One source of the UserSig only.
+        assert!(client(&["--key-file", file, "--key", "k"]).is_err());
+        assert!(client(&["--key-file", file, "--usersig", "s"]).is_err());
+        assert!(client(&[]).is_err());
+        // A file of two lines is refused, naming the file.
+        std::fs::write(&path, "k\nmore\n").unwrap();
+        let Command::Client(c) = client(&["--key-file", file]).unwrap() else {
+            panic!("expected client")
+        };
+        let err = c.usersig(1_700_000_000).unwrap_err();
+        assert!(
+            err.contains("more than one line") && err.contains(file),
+            "{err}"
+        );
+    }
 }
