@@ -26,6 +26,11 @@
 #                                    # drops+resumes, renewals, bad frames, forged UserSigs) against
 #                                    # one timd AND, at the same time, 3 nodes on Redis: a sample a
 #                                    # minute, slopes per hour, target/soak/*.{log,csv,svg} (tim-bench soak --help)
+#   scripts/bench.sh chaos [--seconds 600] [ARGS]  # invariants under faults: clients, an admin and a
+#                                    # ticket thief against 3 nodes on Redis while nodes are killed
+#                                    # (-9) and frozen (SIGSTOP), Redis paused and killed, the
+#                                    # subscriptions cut; the history checked (tim-bench chaos --help;
+#                                    # --break-with flushall shows it flags a loss)
 #   scripts/bench.sh browser         # kick delivery between two real tabs, login latency (Chromium, Firefox)
 #   scripts/bench.sh coldstart [--runs N]  # page cold start, tim-wasm vs tim-js-sdk 2.27.6 (Chromium, 100 ms, 10 Mbit/s)
 #   scripts/bench.sh cycles [--cycles N] [--no-gc]  # SDK create/login/logout|kicked/destroy x1000 per engine: memory, sockets, timers, listeners
@@ -82,6 +87,9 @@ case "$what" in
   cluster)
     command -v redis-server >/dev/null || { echo "redis-server missing: run scripts/setup.sh" >&2; exit 2; }
     exec "$bench" cluster "$@" ;;
+  chaos)
+    command -v redis-server >/dev/null || { echo "redis-server missing: run scripts/setup.sh" >&2; exit 2; }
+    exec "$bench" chaos --seconds 600 "$@" ;;
   soak)
     command -v redis-server >/dev/null || { echo "redis-server missing: run scripts/setup.sh" >&2; exit 2; }
     mkdir -p target/soak
@@ -101,5 +109,5 @@ case "$what" in
     "$bench" restart --sessions 10000
     browser
     ;;
-  *) echo "usage: $0 [kick|restart|logins|sidebyside|apps|settings|cluster|soak|browser|coldstart|cycles|background|all] [ARGS]" >&2; exit 2 ;;
+  *) echo "usage: $0 [kick|restart|logins|sidebyside|apps|settings|cluster|chaos|soak|browser|coldstart|cycles|background|all] [ARGS]" >&2; exit 2 ;;
 esac

@@ -41,6 +41,21 @@ wait "$soak_cluster" || soak_ok=1
 cat target/soak-smoke/run.log target/soak-smoke/run--cluster.log >&2
 [ "$soak_ok" = 0 ]
 
+step "chaos: the docs' rules checked on 2 minutes of clients against 3 nodes on Redis under faults (tim-bench chaos), and a run with a loss the docs do not promise to survive (FLUSHALL), which the checker must flag"
+# Longer runs: scripts/bench.sh chaos (10 minutes).
+if ! target/debug/tim-bench chaos --timd target/debug/timd --seconds 120 > target/chaos.log 2>&1; then
+  cat target/chaos.log >&2; exit 1
+fi
+cat target/chaos.log >&2
+if target/debug/tim-bench chaos --timd target/debug/timd --seconds 45 --break-with flushall > target/chaos-broken.log 2>&1 \
+  || ! grep -q "BROKEN  no resume after a logout or kick was acknowledged" target/chaos-broken.log \
+  || ! grep -q "BROKEN  no login with a UserSig revoked" target/chaos-broken.log; then
+  cat target/chaos-broken.log >&2
+  echo "the chaos checker did not flag the dead tickets and revoked UserSigs a FLUSHALL brings back" >&2; exit 1
+fi
+echo "== the FLUSHALL run was flagged, as it must be:" >&2
+grep -E "^  (faults|verdicts)|FLUSHALL|BROKEN|  ok " target/chaos-broken.log >&2
+
 step "start timd for the browser tests"
 cargo build -p timd-bin -p tim-testproxy --quiet
 tmp=$(mktemp -d)

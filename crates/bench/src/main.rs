@@ -17,6 +17,9 @@
 //!   server that only answers the frames a login needs (`tim-bench bare-server`, hidden),
 //!   in interleaved rounds.
 //!
+//! - `tim-bench chaos`: clients, an admin and a ticket thief against 3 nodes on Redis while
+//!   faults run (kill -9, SIGSTOP, Redis paused or killed, subscriptions cut); the recorded
+//!   history checked against the rules the docs promise.
 //! - `tim-bench soak`: a fixed-rate mix of logins, logouts, kicks, drops, resumes, renewals
 //!   and bad input for `--minutes`, sampling memory, descriptors, tasks, SQLite and every
 //!   internal map: slopes per hour, a CSV and an SVG chart.
@@ -25,6 +28,7 @@
 
 mod apps;
 mod bare;
+mod chaos;
 mod cluster;
 mod http;
 mod kick;
@@ -53,6 +57,9 @@ struct Cli {
 enum Bench {
     /// Kick delivery latency: new login's frame sent -> KICKED_OUT in the old instance.
     Kick(kick::KickArgs),
+    /// An invariant checker under faults: clients against nodes on Redis while nodes and
+    /// Redis are killed, frozen and paused; the history checked against the docs' rules.
+    Chaos(chaos::ChaosArgs),
     /// Login throughput with 1 app and with 100 apps (same run, interleaved rounds).
     Apps(apps::AppsArgs),
     /// 3 nodes on Redis: login-settings changes, how long each takes to answer and whether
@@ -92,6 +99,7 @@ fn main() {
     let runtime = builder.enable_all().build().expect("tokio runtime");
     let ok = match cli.command {
         Bench::Kick(args) => runtime.block_on(kick::kick(args)),
+        Bench::Chaos(args) => runtime.block_on(chaos::run(args)),
         Bench::Apps(args) => runtime.block_on(apps::apps(args)),
         Bench::Settings(args) => runtime.block_on(apps::settings(args)),
         Bench::Restart(args) => runtime.block_on(restart::restart(args)),

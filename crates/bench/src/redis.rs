@@ -18,6 +18,9 @@ pub enum Persistence {
     None,
     /// `--save '' --appendonly yes --appendfsync everysec`.
     Aof,
+    /// `--save '' --appendonly yes --appendfsync always`: every acknowledged write survives
+    /// a kill -9 (the chaos run kills Redis).
+    AofAlways,
 }
 
 impl Persistence {
@@ -27,25 +30,45 @@ impl Persistence {
             Persistence::Aof => {
                 "AOF fsynced every second (--appendonly yes --appendfsync everysec)"
             }
+            Persistence::AofAlways => "AOF fsynced at every write (--appendfsync always)",
         }
     }
 }
 
 pub struct Redis {
     pub addr: SocketAddr,
+    dir: std::path::PathBuf,
+    persistence: Persistence,
     child: Child,
 }
 
 impl Redis {
     /// Starts redis-server in `dir` and returns once it answers PING.
     pub fn start(dir: &Path, persistence: Persistence) -> Redis {
-        let port = free_port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let child = Redis::spawn(dir, addr.port(), persistence);
+        let redis = Redis {
+            addr,
+            dir: dir.to_owned(),
+            persistence,
+            child,
+        };
+        redis.wait_ping();
+        redis
+    }
+
+    fn spawn(dir: &Path, port: u16, persistence: Persistence) -> Child {
         let aof: &[&str] = match persistence {
             Persistence::None => &["--appendonly", "no"],
             Persistence::Aof => &["--appendonly", "yes", "--appendfsync", "everysec"],
+            Persistence::AofAlways => &["--appendonly", "yes", "--appendfsync", "always"],
         };
-        let log = std::fs::File::create(dir.join("redis.log")).expect("redis log");
-        let child = Command::new("redis-server")
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("redis.log"))
+            .expect("redis log");
+        Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--protected-mode", "no", "--save", ""])
             .args(aof)
@@ -65,20 +88,28 @@ impl Redis {
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
-            .expect("redis-server (scripts/setup.sh installs it)");
-        let redis = Redis {
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            child,
-        };
+            .expect("redis-server (scripts/setup.sh installs it)")
+    }
+
+    fn wait_ping(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while redis.command(&["PING"]).as_deref() != Some("PONG") {
+        while self.command(&["PING"]).as_deref() != Some("PONG") {
             assert!(
                 Instant::now() < deadline,
                 "redis-server did not answer PING"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        redis
+    }
+
+    /// kill -9, then the same server again on the same port and files (what its
+    /// persistence kept); returns once it answers PING.
+    pub fn kill9_and_restart(&mut self, down: Duration) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        self.child = Redis::spawn(&self.dir, self.addr.port(), self.persistence);
+        self.wait_ping();
     }
 
     pub fn url(&self) -> String {
@@ -121,28 +152,7 @@ impl Redis {
 
     /// Sends one command; a simple or bulk string answer (None on error or no answer).
     pub fn command(&self, args: &[&str]) -> Option<String> {
-        let mut s = TcpStream::connect_timeout(&self.addr, Duration::from_millis(500)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-        let mut req = format!("*{}\r\n", args.len());
-        for a in args {
-            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        s.write_all(req.as_bytes()).ok()?;
-        let mut r = BufReader::new(s);
-        let mut line = String::new();
-        r.read_line(&mut line).ok()?;
-        let line = line.trim_end();
-        if let Some(simple) = line.strip_prefix('+') {
-            return Some(simple.to_owned());
-        }
-        if let Some(int) = line.strip_prefix(':') {
-            return Some(int.to_owned());
-        }
-        let len: usize = line.strip_prefix('$')?.parse().ok()?;
-        let mut body = vec![0; len + 2];
-        r.read_exact(&mut body).ok()?;
-        body.truncate(len);
-        String::from_utf8(body).ok()
+        command(self.addr, args)
     }
 
     pub fn version() -> String {
@@ -152,6 +162,33 @@ impl Redis {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
             .unwrap_or_else(|_| "redis-server ?".into())
     }
+}
+
+/// Sends one command to the Redis at `addr` on a connection of its own; a simple or bulk
+/// string answer (None on error or no answer).
+pub fn command(addr: SocketAddr, args: &[&str]) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    s.write_all(req.as_bytes()).ok()?;
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).ok()?;
+    let line = line.trim_end();
+    if let Some(simple) = line.strip_prefix('+') {
+        return Some(simple.to_owned());
+    }
+    if let Some(int) = line.strip_prefix(':') {
+        return Some(int.to_owned());
+    }
+    let len: usize = line.strip_prefix('$')?.parse().ok()?;
+    let mut body = vec![0; len + 2];
+    r.read_exact(&mut body).ok()?;
+    body.truncate(len);
+    String::from_utf8(body).ok()
 }
 
 impl Drop for Redis {
