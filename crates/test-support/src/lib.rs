@@ -16,6 +16,7 @@ pub mod node;
 pub mod ports;
 pub mod process;
 pub mod redis;
+pub mod sentinel;
 pub mod server;
 pub mod wait;
 pub mod ws;
@@ -25,6 +26,7 @@ pub use bin::timd_bin;
 pub use haproxy::Haproxy;
 pub use node::{TimdNode, TimdNodeBuilder};
 pub use redis::RedisServer;
+pub use sentinel::{ClusterGroup, SentinelGroup};
 pub use server::{EmbeddedProbe, Server};
 pub use wait::eventually;
 pub use ws::{

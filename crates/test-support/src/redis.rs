@@ -23,12 +23,22 @@ const STOP_BOUND: Duration = Duration::from_secs(10);
 pub struct RedisServer {
     port: u16,
     dir: TempDir,
+    /// Arguments beyond the defaults (`--replicaof`, `--cluster-enabled yes`, ...), kept
+    /// for restarts.
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
 impl RedisServer {
     /// Starts Redis on a free loopback port and returns once it answers PING.
     pub fn start() -> RedisServer {
+        RedisServer::start_with(&[])
+    }
+
+    /// [`RedisServer::start`] with extra `redis-server` arguments (a replica's
+    /// `--replicaof HOST PORT`, a Redis Cluster node's `--cluster-enabled yes`), which a
+    /// restart passes again.
+    pub fn start_with(extra: &[&str]) -> RedisServer {
         let dir = tempfile::Builder::new()
             .prefix("redis-")
             .tempdir()
@@ -36,6 +46,7 @@ impl RedisServer {
         let mut redis = RedisServer {
             port: 0,
             dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
         for attempt in 1.. {
@@ -159,6 +170,7 @@ impl RedisServer {
             .args(["--appendonly", "yes", "--appendfsync", "always"])
             .args(["--save", ""])
             .args(["--daemonize", "no", "--logfile", ""])
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)

@@ -1,0 +1,321 @@
+//! The Redis topologies deployments run, from Debian's `redis-server`, on loopback: a
+//! primary with a replica watched by three Sentinels (failover), and a Redis Cluster of
+//! three primaries with a replica each (sharding, a shard's failover). Each node is a
+//! [`RedisServer`] (AOF, `appendfsync always`), so a test can kill one and start it again.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::ports::free_port;
+use crate::process;
+use crate::redis::RedisServer;
+
+/// The name the Sentinels monitor the primary under.
+pub const SERVICE: &str = "tim";
+/// How long a failover may take: Sentinel's `down-after-milliseconds` (1 s here), the
+/// election and the promotion, on a loaded machine.
+const FAILOVER_BOUND: Duration = Duration::from_secs(30);
+
+/// A primary, one replica and three Sentinels (quorum 2).
+pub struct SentinelGroup {
+    /// `servers[0]` starts as the primary, `servers[1]` as its replica; after a failover
+    /// [`SentinelGroup::primary_port`] says which is which.
+    pub servers: Vec<RedisServer>,
+    sentinels: Vec<(u16, Child)>,
+    dir: TempDir,
+}
+
+impl SentinelGroup {
+    pub fn start() -> SentinelGroup {
+        let primary = RedisServer::start();
+        let replica =
+            RedisServer::start_with(&["--replicaof", "127.0.0.1", &primary.port().to_string()]);
+        let dir = tempfile::Builder::new()
+            .prefix("sentinels-")
+            .tempdir()
+            .expect("a temp dir");
+        let mut group = SentinelGroup {
+            servers: vec![primary, replica],
+            sentinels: Vec::new(),
+            dir,
+        };
+        group.wait_replicated();
+        for i in 0..3 {
+            let port = free_port();
+            let conf = group.dir.path().join(format!("sentinel-{i}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {}\n\
+                     sentinel monitor {SERVICE} 127.0.0.1 {} 2\n\
+                     sentinel down-after-milliseconds {SERVICE} 1000\n\
+                     sentinel failover-timeout {SERVICE} 5000\n\
+                     sentinel parallel-syncs {SERVICE} 1\n",
+                    group.dir.path().display(),
+                    group.servers[0].port()
+                ),
+            )
+            .expect("sentinel config");
+            let log = group.dir.path().join(format!("sentinel-{i}.log"));
+            let (stdout, stderr) = process::log_to(&log);
+            let child = Command::new("redis-server")
+                .arg(&conf)
+                .arg("--sentinel")
+                .stdin(Stdio::null())
+                .stdout(stdout)
+                .stderr(stderr)
+                .spawn()
+                .expect("redis-server --sentinel");
+            group.sentinels.push((port, child));
+        }
+        // Every Sentinel knows the primary, the replica and the other Sentinels.
+        let deadline = Instant::now() + FAILOVER_BOUND;
+        while !group.sentinels.iter().all(|(port, _)| {
+            let info = cli(*port, &["SENTINEL", "MASTER", SERVICE]);
+            field(&info, "num-slaves") == Some("1")
+                && field(&info, "num-other-sentinels") == Some("2")
+        }) {
+            assert!(
+                Instant::now() < deadline,
+                "the sentinels did not see each other; logs in {}",
+                group.dir.path().display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        group
+    }
+
+    /// `redis+sentinel://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3/tim/0`, as `timd --redis`
+    /// takes it.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|(port, _)| format!("127.0.0.1:{port}"))
+            .collect();
+        format!("redis+sentinel://{}/{SERVICE}/0", hosts.join(","))
+    }
+
+    /// The port of the primary, as the first Sentinel that answers says.
+    pub fn primary_port(&self) -> u16 {
+        for (port, _) in &self.sentinels {
+            let out = cli(*port, &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE]);
+            if let Some(p) = out.lines().nth(1).and_then(|p| p.trim().parse().ok()) {
+                return p;
+            }
+        }
+        panic!("no sentinel names a primary");
+    }
+
+    /// The server that is the primary now.
+    pub fn primary(&mut self) -> &mut RedisServer {
+        let port = self.primary_port();
+        self.servers
+            .iter_mut()
+            .find(|s| s.port() == port)
+            .expect("the primary is one of the group's servers")
+    }
+
+    /// Kills the primary (SIGKILL) and waits until the Sentinels have promoted the replica;
+    /// returns the new primary's port. The old primary stays down ([`RedisServer::start_again`]
+    /// brings it back; the Sentinels then make it a replica).
+    pub fn fail_over(&mut self) -> u16 {
+        let old = self.primary_port();
+        self.primary().kill();
+        let deadline = Instant::now() + FAILOVER_BOUND;
+        loop {
+            let now = self.primary_port();
+            if now != old && cli(now, &["ROLE"]).starts_with("master") {
+                return now;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no failover within {FAILOVER_BOUND:?}; logs in {}",
+                self.dir.path().display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The Sentinels' logs (to print when a test fails).
+    pub fn log_paths(&self) -> Vec<PathBuf> {
+        (0..self.sentinels.len())
+            .map(|i| self.dir.path().join(format!("sentinel-{i}.log")))
+            .collect()
+    }
+
+    fn wait_replicated(&self) {
+        let deadline = Instant::now() + FAILOVER_BOUND;
+        while !cli(self.servers[1].port(), &["INFO", "replication"])
+            .contains("master_link_status:up")
+        {
+            assert!(Instant::now() < deadline, "the replica did not sync");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for SentinelGroup {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.sentinels {
+            process::kill9(child);
+        }
+    }
+}
+
+/// A Redis Cluster: three primaries with a replica each, slots spread by `redis-cli
+/// --cluster create`.
+pub struct ClusterGroup {
+    pub servers: Vec<RedisServer>,
+}
+
+impl ClusterGroup {
+    pub fn start() -> ClusterGroup {
+        let servers: Vec<RedisServer> = (0..6)
+            .map(|_| {
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "1000",
+                ])
+            })
+            .collect();
+        let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
+        args.extend(servers.iter().map(|s| format!("127.0.0.1:{}", s.port())));
+        args.extend(["--cluster-replicas", "1", "--cluster-yes"].map(String::from));
+        let out = Command::new("redis-cli")
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let group = ClusterGroup { servers };
+        group.wait_ok();
+        group
+    }
+
+    /// `redis+cluster://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3` (three of the nodes: any
+    /// one is enough to find the others).
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self.servers[..3]
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port()))
+            .collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+
+    /// The port of the primary serving `key`'s slot.
+    pub fn primary_of(&self, key: &str) -> u16 {
+        self.serving(key)
+            .unwrap_or_else(|| panic!("no healthy primary serves {key}'s slot"))
+    }
+
+    /// The healthy primary serving `key`'s slot, if one does (none while a failure is being
+    /// detected or a failover runs).
+    fn serving(&self, key: &str) -> Option<u16> {
+        let any = self.servers.iter().find(|s| cli_ok(s.port()));
+        let port = any.expect("a cluster node answers").port();
+        let slot = cli(port, &["CLUSTER", "KEYSLOT", key]);
+        let slot: u16 = slot.trim().parse().expect("a slot");
+        let nodes = cli(port, &["CLUSTER", "NODES"]);
+        for line in nodes.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 9 || !f[2].contains("master") || f[2].contains("fail") {
+                continue;
+            }
+            for range in &f[8..] {
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
+                if let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>()) {
+                    if (a..=b).contains(&slot) {
+                        let addr = f[1].split('@').next().unwrap_or_default();
+                        return addr.rsplit(':').next()?.parse().ok();
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Kills the primary of `key`'s shard and waits until its replica took over (the cluster
+    /// answers `cluster_state:ok` again and another node serves the slot); returns the new
+    /// primary's port.
+    pub fn fail_over_shard_of(&mut self, key: &str) -> u16 {
+        let old = self.primary_of(key);
+        self.servers
+            .iter_mut()
+            .find(|s| s.port() == old)
+            .expect("a group server")
+            .kill();
+        let deadline = Instant::now() + FAILOVER_BOUND;
+        loop {
+            if let Some(now) = self.serving(key).filter(|p| *p != old) {
+                if self.state_ok() {
+                    return now;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no shard failover within {FAILOVER_BOUND:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn state_ok(&self) -> bool {
+        self.servers
+            .iter()
+            .filter(|s| cli_ok(s.port()))
+            .all(|s| cli(s.port(), &["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+    }
+
+    /// Until the cluster answers `cluster_state:ok` and every primary has its replica in
+    /// sync (so `WAIT 1` can succeed).
+    fn wait_ok(&self) {
+        let deadline = Instant::now() + FAILOVER_BOUND;
+        while !(self.state_ok()
+            && self.servers.iter().all(|s| {
+                let info = cli(s.port(), &["INFO", "replication"]);
+                !info.contains("role:master")
+                    || (info.contains("connected_slaves:1") && info.contains("state=online"))
+            }))
+        {
+            assert!(Instant::now() < deadline, "the Redis Cluster did not form");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// `redis-cli -p PORT ARGS...`, its output ("" if it could not run or connect).
+fn cli(port: u16, args: &[&str]) -> String {
+    Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+fn cli_ok(port: u16) -> bool {
+    cli(port, &["PING"]).trim() == "PONG"
+}
+
+/// `name`'s value in a `SENTINEL MASTER` answer (alternating name and value lines).
+fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    let lines: Vec<&str> = info.lines().map(str::trim).collect();
+    lines
+        .iter()
+        .position(|l| *l == name)
+        .and_then(|i| lines.get(i + 1).copied())
+}
