@@ -19,6 +19,7 @@
 
 pub mod held;
 pub mod keys;
+pub mod primary;
 pub mod scripts;
 pub mod tasks;
 
