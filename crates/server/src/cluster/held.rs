@@ -150,6 +150,19 @@ impl HeldSessions {
         users.into_iter().collect()
     }
 
+    /// This node fenced itself: every held session is lost (its socket is closed so that
+    /// its client resumes), and the slots of lost answers need no release (they name the
+    /// old node id, which is dead). Returns how many sessions were held.
+    pub fn fence(&self) -> usize {
+        let held: Vec<(SessionId, Local)> = lock(&self.map).drain().collect();
+        for (session, local) in &held {
+            local.notify(SocketCommand::Lost { session: *session });
+        }
+        lock(&self.orphans).clear();
+        lock(&self.early).clear();
+        held.len()
+    }
+
     /// The users of `app` with a session held here.
     pub fn users_of(&self, app: u32) -> Vec<String> {
         let mut users: Vec<String> = lock(&self.map)

@@ -35,8 +35,10 @@ for _, e in ipairs(live) do
     if not (e.s.node == NODE and e.s.session == SID) then
       notify(e.s, 'S', '')
     end
-    e.s.node, e.s.session, e.s.lease, e.s.attached = NODE, SID, now_ms + LEASE, '1'
+    left[e.s.node] = true
+    e.s.node, e.s.session, e.s.at, e.s.attached = NODE, SID, now_ms, '1'
     put_slot(INST, e.s)
+    redis.call('SADD', index_key(NODE), USER_TAG)
     finish()
     return { 'ok', e.s.since, e.s.expire_at, e.s.sig_time, mine }
   end

@@ -38,7 +38,6 @@ if WHAT == 'away' or WHAT == 'renew' then
   else
     s.expire_at, s.sig_time = ARGV[7], ARGV[8]
   end
-  s.lease = now_ms + LEASE
   put_slot(INST, s)
 else
   drop(INST)
