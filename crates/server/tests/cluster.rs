@@ -532,12 +532,10 @@ async fn idle_sessions_cost_redis_no_commands() {
     for held in [20usize, 2000] {
         while sockets.len() < held {
             let from = sockets.len();
-            let batch = futures_util::future::join_all(
-                (from..(from + 100).min(held)).map(|n| {
-                    let a = &a;
-                    async move { a.online(&format!("idle{n}"), "t", Platform::Web).await.0 }
-                }),
-            )
+            let batch = futures_util::future::join_all((from..(from + 100).min(held)).map(|n| {
+                let a = &a;
+                async move { a.online(&format!("idle{n}"), "t", Platform::Web).await.0 }
+            }))
             .await;
             sockets.extend(batch);
         }
@@ -550,7 +548,9 @@ async fn idle_sessions_cost_redis_no_commands() {
         let calls = redis_calls(&redis);
         let rounds = cluster.metrics().renewals_ok.get() - r0;
         let rate = calls as f64 / rounds as f64;
-        println!("{held} idle sessions: {calls} Redis commands in {rounds} rounds: {rate:.1} per round");
+        println!(
+            "{held} idle sessions: {calls} Redis commands in {rounds} rounds: {rate:.1} per round"
+        );
         per_round.push(rate);
     }
     assert!(
@@ -581,9 +581,11 @@ async fn a_kick_survives_the_node_stream_connection_being_killed() {
             .and_then(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
             .map(str::to_owned)
     };
-    eventually_within("the stream reader connected", Duration::from_secs(5), || {
-        id_of(&reader).is_some()
-    })
+    eventually_within(
+        "the stream reader connected",
+        Duration::from_secs(5),
+        || id_of(&reader).is_some(),
+    )
     .await;
     let first = id_of(&reader).unwrap();
     assert_eq!(redis.command(&["CLIENT", "KILL", "ID", &first]), "1");
@@ -675,7 +677,6 @@ async fn redis_stopped_restarted_and_emptied() {
     let (mut t2, _) = b.online("alice", "t2", Platform::Web).await;
     expect_kicked(&mut t1, KickReason::MultipleAccount).await;
     let mut c1 = resume_on(&c, &ticket).await;
-
 
     // Data loss: the next renewal round registers every held session again.
     let again = || {

@@ -48,7 +48,11 @@ async fn a_killed_node_frees_its_slots_within_the_lease_and_its_clients_resume_e
     assert_eq!(status(&rest, "carol").await, "Online");
     let a_id = node_id(&a);
     assert_eq!(
-        redis.command(&["SISMEMBER", &format!("tim:node:{a_id}:users"), &format!("{APP}:carol")]),
+        redis.command(&[
+            "SISMEMBER",
+            &format!("tim:node:{a_id}:users"),
+            &format!("{APP}:carol")
+        ]),
         "1",
         "the node's index of its users"
     );
@@ -111,14 +115,20 @@ async fn a_killed_node_frees_its_slots_within_the_lease_and_its_clients_resume_e
 /// The node id a node logged at its start.
 fn node_id(node: &TimdNode) -> String {
     let log = node.log();
-    let at = log.find("cluster mode node=").expect("the cluster mode line") + 18;
+    let at = log
+        .find("cluster mode node=")
+        .expect("the cluster mode line")
+        + 18;
     log[at..].split_whitespace().next().unwrap().to_owned()
 }
 
 /// The node id a node runs under now (the last it logged: a new one after a fence).
 fn node_id_now(node: &TimdNode) -> String {
     let log = node.log();
-    let at = log.rfind("reading the node stream node=").expect("a stream line") + 29;
+    let at = log
+        .rfind("reading the node stream node=")
+        .expect("a stream line")
+        + 29;
     log[at..].split_whitespace().next().unwrap().to_owned()
 }
 
@@ -173,15 +183,20 @@ async fn a_paused_node_loses_its_slots_and_fences_itself_when_it_wakes() {
         match recv(&mut ws).await {
             ServerFrame::LoginOk(_) => break ws,
             ServerFrame::Error(e) if e.code == 70169 => {
-                assert!(joined.elapsed() < Duration::from_secs(5), "never joined again");
+                assert!(
+                    joined.elapsed() < Duration::from_secs(5),
+                    "never joined again"
+                );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             other => panic!("{other:?}"),
         }
     };
-    eventually_within("its stream read under the new id", Duration::from_secs(5), || {
-        node_id_now(&a) != old_id
-    })
+    eventually_within(
+        "its stream read under the new id",
+        Duration::from_secs(5),
+        || node_id_now(&a) != old_id,
+    )
     .await;
     assert_eq!(
         recv(&mut t3).await,

@@ -355,12 +355,13 @@ async fn a_login_whose_answer_timed_out_leaves_no_slot_standing() {
     // Answered once the script is done: the slot it admitted, when it was taken, and when
     // a per-session lease would have freed it.
     let slot = tokio::task::block_in_place(|| redis.command(&["HGET", &slots, "t1"]));
-    let lease_end = 30_000 + slot
-        .split('|')
-        .nth(4)
-        .unwrap_or_else(|| panic!("no slot admitted: {slot:?}\n{}", a.log()))
-        .parse::<u64>()
-        .unwrap();
+    let lease_end = 30_000
+        + slot
+            .split('|')
+            .nth(4)
+            .unwrap_or_else(|| panic!("no slot admitted: {slot:?}\n{}", a.log()))
+            .parse::<u64>()
+            .unwrap();
     let redis_ms = |redis: &RedisServer| {
         let time = redis.command(&["TIME"]);
         let mut parts = time.lines();

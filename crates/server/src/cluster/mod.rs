@@ -762,18 +762,19 @@ impl Cluster {
             .into_iter()
             .filter_map(|instance| {
                 let slot = Slot::parse(slots.get(&instance)?)?;
-                self.slot_live(&slot.node, slot.at_ms).then(|| InstanceInfo {
-                    session: SessionId(slot.session),
-                    app,
-                    user: user.to_owned(),
-                    instance,
-                    platform: slot.platform,
-                    since_ms: slot.since_ms,
-                    expire_at: slot.expire_at,
-                    sig_time: slot.sig_time,
-                    attached: slot.attached,
-                    node: slot.node,
-                })
+                self.slot_live(&slot.node, slot.at_ms)
+                    .then(|| InstanceInfo {
+                        session: SessionId(slot.session),
+                        app,
+                        user: user.to_owned(),
+                        instance,
+                        platform: slot.platform,
+                        since_ms: slot.since_ms,
+                        expire_at: slot.expire_at,
+                        sig_time: slot.sig_time,
+                        attached: slot.attached,
+                        node: slot.node,
+                    })
             })
             .collect())
     }
