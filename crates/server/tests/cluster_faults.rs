@@ -114,21 +114,22 @@ async fn a_killed_node_frees_its_slots_within_the_lease_and_its_clients_resume_e
 
 /// The node id a node logged at its start.
 fn node_id(node: &TimdNode) -> String {
-    let log = node.log();
-    let at = log
-        .find("cluster mode node=")
-        .expect("the cluster mode line")
-        + 18;
-    log[at..].split_whitespace().next().unwrap().to_owned()
+    logged_id(node, "cluster mode node=", false)
 }
 
 /// The node id a node runs under now (the last it logged: a new one after a fence).
 fn node_id_now(node: &TimdNode) -> String {
+    logged_id(node, "reading the node stream node=", true)
+}
+
+fn logged_id(node: &TimdNode, marker: &str, last: bool) -> String {
     let log = node.log();
-    let at = log
-        .rfind("reading the node stream node=")
-        .expect("a stream line")
-        + 29;
+    let at = if last {
+        log.rfind(marker)
+    } else {
+        log.find(marker)
+    };
+    let at = at.unwrap_or_else(|| panic!("no {marker:?} in {log}")) + marker.len();
     log[at..].split_whitespace().next().unwrap().to_owned()
 }
 

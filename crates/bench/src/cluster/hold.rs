@@ -9,7 +9,7 @@ use crate::redis::Redis;
 use crate::sys::mib;
 use crate::timd::Common;
 
-use super::nodes::{cluster_flags, Nodes};
+use super::nodes::{cluster_flags, Load, Nodes};
 use super::workers::Workers;
 use super::{restarts, HoldArgs};
 
@@ -98,24 +98,18 @@ pub async fn run(common: &Common, redis: &Redis, args: &HoldArgs, lease_ms: u32)
     // Steady state: heartbeats go to the nodes only; lease renewals (one script per user
     // per renewal round) are the Redis load.
     let window = Duration::from_millis(lease_ms as u64).max(Duration::from_secs(args.window_secs));
-    let cmds0 = redis.info_u64("stats", "total_commands_processed");
-    let evalsha0 = redis.calls("evalsha");
-    let rcpu0 = redis.cpu();
-    let tcpu0 = nodes.cpu();
     let renew0 = nodes.metric("timd_lease_renewals", "result=\"ok\"").await;
     let failed0 = nodes
         .metric("timd_lease_renewals", "result=\"failed\"")
         .await;
-    let t = Instant::now();
-    tokio::time::sleep(window).await;
-    let secs = t.elapsed().as_secs_f64();
-    let cmds = redis.info_u64("stats", "total_commands_processed") - cmds0;
-    let evalsha = redis.calls("evalsha") - evalsha0;
-    let rcpu = redis
-        .cpu()
-        .zip(rcpu0)
-        .map_or(0.0, |(b, a)| b.saturating_sub(a).as_secs_f64());
-    let tcpu = nodes.cpu().saturating_sub(tcpu0).as_secs_f64();
+    let load = Load::measure(redis, &nodes, tokio::time::sleep(window)).await;
+    let (secs, cmds, evalsha, rcpu, tcpu) = (
+        load.secs,
+        load.commands,
+        load.evalsha,
+        load.redis_cpu,
+        load.nodes_cpu,
+    );
     let renewals = nodes.metric("timd_lease_renewals", "result=\"ok\"").await - renew0;
     let renew_failed = nodes
         .metric("timd_lease_renewals", "result=\"failed\"")

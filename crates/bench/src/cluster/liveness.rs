@@ -15,7 +15,7 @@ use crate::stats::summary;
 use crate::sys::{sig, APP};
 use crate::timd::Common;
 
-use super::nodes::{cluster_flags, Nodes};
+use super::nodes::{cluster_flags, Load, Nodes};
 use super::workers::Workers;
 
 /// One design's figures.
@@ -123,20 +123,14 @@ async fn idle(
     );
     // Settle (the logins' own tail), then the window.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let cmds0 = redis.info_u64("stats", "total_commands_processed");
-    let evalsha0 = redis.calls("evalsha");
-    let rcpu0 = redis.cpu();
-    let tcpu0 = nodes.cpu();
-    let t = Instant::now();
-    tokio::time::sleep(args.window).await;
-    let secs = t.elapsed().as_secs_f64();
-    let cmds = redis.info_u64("stats", "total_commands_processed") - cmds0;
-    let evalsha = redis.calls("evalsha") - evalsha0;
-    let rcpu = redis
-        .cpu()
-        .zip(rcpu0)
-        .map_or(0.0, |(b, a)| b.saturating_sub(a).as_secs_f64());
-    let tcpu = nodes.cpu().saturating_sub(tcpu0).as_secs_f64();
+    let load = Load::measure(&redis, &nodes, tokio::time::sleep(args.window)).await;
+    let (secs, cmds, evalsha, rcpu, tcpu) = (
+        load.secs,
+        load.commands,
+        load.evalsha,
+        load.redis_cpu,
+        load.nodes_cpu,
+    );
     let status = workers.status().await;
     println!(
         "      over {secs:.0} s: Redis {:.0} commands/s, {:.0} EVALSHA/s, Redis CPU {:.2}% of a core, \

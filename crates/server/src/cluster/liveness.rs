@@ -215,8 +215,9 @@ impl Cluster {
         Ok(Round::Renewed { register_again })
     }
 
-    /// Redis's clock as the round read it: the offset every decision here applies.
-    fn set_clock(&self, redis_ms: u64, before: u64, after: u64) {
+    /// Redis's clock (`redis_ms`, read between `before` and `after` on this machine's clock):
+    /// the offset every decision here applies. Returns it.
+    pub(super) fn set_clock(&self, redis_ms: u64, before: u64, after: u64) -> i64 {
         let offset = redis_ms as i64 - ((before + after) / 2) as i64;
         let previous = crate::clock::offset_ms();
         crate::clock::set_offset_ms(offset);
@@ -226,6 +227,7 @@ impl Cluster {
                 "this machine's clock is off Redis's; decisions follow Redis's clock"
             );
         }
+        offset
     }
 
     /// Leaves the cluster (a graceful shutdown): this node's lease ends now, so its slots

@@ -1095,7 +1095,8 @@ impl Cluster {
     }
 
     /// Measures Redis's clock (`TIME`) against this machine's and makes it the clock every
-    /// decision here reads (`clock.rs`): at the start and every lease round.
+    /// decision here reads (`clock.rs`): at the start (then every round, from the round's
+    /// own reply).
     pub async fn sync_clock(&self) -> Result<i64, ClusterError> {
         let mut con = self.redis.clone();
         let before = crate::clock::system_ms();
@@ -1103,20 +1104,10 @@ impl Cluster {
             .timed(async { redis::cmd("TIME").query_async(&mut con).await })
             .await?;
         let after = crate::clock::system_ms();
-        let redis_ms = secs * 1000 + micros / 1000;
-        let offset = redis_ms as i64 - ((before + after) / 2) as i64;
-        let previous = crate::clock::offset_ms();
-        crate::clock::set_offset_ms(offset);
-        if (offset - previous).abs() > 1000 {
-            tracing::warn!(
-                offset_ms = offset,
-                "this machine's clock is off Redis's; decisions follow Redis's clock"
-            );
-        }
-        Ok(offset)
+        Ok(self.set_clock(secs * 1000 + micros / 1000, before, after))
     }
 
-    /// Asks the renewal loop to run now (after a resubscription).
+    /// Asks the round loop to run now (after a fence or a resubscription).
     pub fn reconcile_now(&self) {
         self.reconcile.notify_one();
     }
