@@ -122,7 +122,7 @@ pub struct ServeArgs {
     pub allow_redis_eviction: bool,
     /// Cluster mode: a node that dies frees its sessions' slots within this. Each node renews
     /// one lease for all its sessions every sixth of it, and fences itself (closes its
-    /// sessions so their clients resume) if it could not renew for five sixths of it.
+    /// sessions so their clients resume) if it could not renew for three quarters of it.
     #[arg(long, env = "TIMD_LEASE_MS", default_value_t = DEFAULT_LEASE_MS)]
     pub lease_ms: u32,
 }

@@ -122,8 +122,8 @@ impl ClusterSettings {
 
     /// The node lease: how long a node's hold on its sessions lasts after a renewal (the
     /// lease minus one round, so that with views at most a round old, a dead node's slots
-    /// are free within [`Self::lease`]). A node that could not renew within it fences
-    /// itself: four or five rounds may fail first.
+    /// are free within [`Self::lease`]). A node that could not renew within nine tenths of
+    /// it fences itself: four rounds may fail first.
     pub fn node_lease(&self) -> Duration {
         self.lease() - self.renew_every()
     }

@@ -37,7 +37,8 @@ pub(super) struct Liveness {
     pub view_at: u64,
     pub live: HashSet<String>,
     /// Until when this node's hold is certainly good: the send time of the last renewal
-    /// Redis accepted, plus the node lease. `None` before joining (after a fence).
+    /// Redis accepted, plus nine tenths of the node lease. `None` before joining (after a
+    /// fence).
     pub valid_until: Option<Instant>,
     /// Redis's run id at the last round (a new one: Redis restarted).
     pub run_id: Option<String>,
@@ -197,7 +198,10 @@ impl Cluster {
             let restarted = l.run_id.as_deref().is_some_and(|r| r != run_id);
             l.joined = true;
             l.run_id = Some(run_id);
-            l.valid_until = Some(sent + self.settings.node_lease());
+            // A tenth early: the lease watch ticks every 100 ms, and the others' clock
+            // (Redis's) may run a little faster than this machine's.
+            let lease = self.settings.node_lease();
+            l.valid_until = Some(sent + lease - lease / 10);
             let mut ids: Vec<&str> = live.iter().map(String::as_str).collect();
             ids.sort_unstable();
             l.view = format!("{}|{now}|{}", self.settings.lease_ms, ids.join(","));
@@ -379,8 +383,8 @@ impl Cluster {
         }
     }
 
-    /// Reads this node's stream from its cursor until the node id changes or the
-    /// connection drops. Returns whether to go on (false: shutting down).
+    /// Reads this node's stream from its cursor until the node id changes (a fence), the
+    /// node shuts down (`Ok`) or the connection drops (`Err`); the caller reads again.
     pub(super) async fn read_stream(
         self: &Arc<Self>,
         shutdown: &tokio_util::sync::CancellationToken,

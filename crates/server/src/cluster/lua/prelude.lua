@@ -13,12 +13,12 @@
 -- arguments follow. Time is Redis's own clock (TIME): one clock for all nodes.
 --
 -- Liveness is per node, not per slot: a slot is live while its node is. The script never
--- reads `tim:nodes` (another Redis Cluster slot); it trusts the caller's view, which is at
--- most one node round old (a node with an older view fences itself and decides nothing):
--- a slot's node is live if it is in the view, or if the slot was taken after the view was
--- read (a node that joined since). A node missing from a view read after the slot was taken
--- had let its lease lapse, and a node whose lease lapsed has fenced itself (closed its
--- sessions) and goes on under a new id: such a slot is free.
+-- reads `tim:nodes` (another Redis Cluster slot); it trusts the caller's view (refreshed
+-- every node round): a slot's node is live if it is in the view, or if the slot was taken
+-- after the view was read (a node that joined since). A node missing from a view read after
+-- the slot was taken had let its lease lapse, and a node whose lease lapsed has fenced
+-- itself (closed its sessions) and goes on under a new id: such a slot is free. A stale
+-- view only keeps a node that died since live a little longer.
 local U, I, S, T = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local NODE, TOMB_SECS = ARGV[1], tonumber(ARGV[2])
 local LEASE, VIEW_AT, LIVE = 0, 0, {}
