@@ -124,32 +124,27 @@ async fn idle(
     // Settle (the logins' own tail), then the window.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let load = Load::measure(&redis, &nodes, tokio::time::sleep(args.window)).await;
-    let (secs, cmds, evalsha, rcpu, tcpu) = (
-        load.secs,
-        load.commands,
-        load.evalsha,
-        load.redis_cpu,
-        load.nodes_cpu,
-    );
     let status = workers.status().await;
+    let rate = |x: f64| x / load.secs;
     println!(
-        "      over {secs:.0} s: Redis {:.0} commands/s, {:.0} EVALSHA/s, Redis CPU {:.2}% of a core, \
+        "      over {:.0} s: Redis {:.0} commands/s, {:.0} EVALSHA/s, Redis CPU {:.2}% of a core, \
          nodes {:.2}% of a core; clients connected {}",
-        cmds as f64 / secs,
-        evalsha as f64 / secs,
-        rcpu * 100.0 / secs,
-        tcpu * 100.0 / secs,
+        load.secs,
+        rate(load.commands as f64),
+        rate(load.evalsha as f64),
+        rate(load.redis_cpu * 100.0),
+        rate(load.nodes_cpu * 100.0),
         status.connected
     );
     workers.quit().await;
     (failed == 0 && status.connected == n).then(|| {
         (
             n,
-            cmds as f64 / secs,
-            rcpu * 100.0 / secs,
-            tcpu * 100.0 / secs,
-            tcpu * 1e6 / secs / n as f64,
-            evalsha as f64 / secs,
+            rate(load.commands as f64),
+            rate(load.redis_cpu * 100.0),
+            rate(load.nodes_cpu * 100.0),
+            rate(load.nodes_cpu * 1e6) / n as f64,
+            rate(load.evalsha as f64),
         )
     })
 }
