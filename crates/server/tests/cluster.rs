@@ -559,6 +559,11 @@ async fn idle_sessions_cost_redis_no_commands() {
     );
     assert!(per_round[1] < 50.0, "{per_round:?}");
     assert_eq!(cluster.held().len(), 2000);
+    // With nothing renewed per session, an online user's keys must not expire at all.
+    for key in ["i", "s"] {
+        let ttl = redis.command(&["PTTL", &format!("tim:{{{APP}:idle0}}:{key}")]);
+        assert_eq!(ttl, "-1", "an online user's :{key} key expires");
+    }
 }
 
 /// A kick for a session on another node is an entry of that node's stream, written by the
