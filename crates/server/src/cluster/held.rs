@@ -1,5 +1,5 @@
 //! The sessions this node holds: which socket task each one's kick goes to, and what the
-//! node must renew in Redis. Redis decides who holds a slot; this map only delivers.
+//! node registers again if Redis lost data. Redis decides who holds a slot; this map only delivers.
 //!
 //! A kick can reach this node (on its channel) before the login script's reply that
 //! created the session has been processed; such early notices are kept briefly and applied
@@ -36,12 +36,12 @@ pub struct HeldSessions {
     map: Mutex<HashMap<SessionId, Local>>,
     early: Mutex<HashMap<SessionId, (Notice, Instant)>>,
     /// Sessions that ended here (logout) while Redis could not record it: written on each
-    /// lease round until Redis has it, so their tickets never resume.
+    /// node round until Redis has it, so their tickets never resume.
     unwritten_ends: Mutex<HashMap<SessionId, InstanceInfo>>,
     /// Logins and resumes whose script went to Redis but whose answer never came (timed out,
-    /// connection lost): Redis may have admitted a slot this node never held. Released on
-    /// each lease round until Redis answers, or until the slot's lease (from `Instant`) ran
-    /// out by itself.
+    /// connection lost): Redis may have admitted a slot this node never held; also sessions
+    /// whose expiry or release Redis could not record. Released on each node round until
+    /// Redis answers (or the node fences itself: its old id's slots are dead).
     orphans: Mutex<HashMap<SessionId, (InstanceInfo, Instant)>>,
 }
 
@@ -106,7 +106,7 @@ impl HeldSessions {
         lock(&self.orphans).values().cloned().collect()
     }
 
-    /// `session`'s possible slot is released (or its lease ran out).
+    /// `session`'s possible slot is released.
     pub fn orphan_released(&self, session: SessionId) {
         lock(&self.orphans).remove(&session);
     }

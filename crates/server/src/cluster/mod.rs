@@ -58,7 +58,7 @@ pub const SCRIPTS_IN_FLIGHT: usize = 64;
 
 /// Longest a logout retries recording its end in Redis before it is answered with an
 /// error (below the SDK's 3 s logout timeout, so the page hears the answer). The end is
-/// then written on each lease round until Redis has it.
+/// then written on each node round until Redis has it.
 pub const LOGOUT_WRITE_WITHIN: Duration = Duration::from_secs(2);
 
 /// Longest a settings change waits for the live nodes to acknowledge it.
@@ -267,7 +267,7 @@ impl Cluster {
 
     /// Runs a login or resume script that would admit `admits`: if it was sent but its
     /// answer never came, Redis may hold a slot for it that this node does not, so the node
-    /// releases that slot on its next lease rounds ([`Self::write_ends`]) rather than let
+    /// releases that slot on its next node rounds ([`Self::write_ends`]) rather than let
     /// it stand, held by nobody, for a whole lease.
     async fn invoke_admitting(
         &self,
@@ -351,7 +351,7 @@ impl Cluster {
         let items = array(&reply).map_err(ClusterError::from)?;
         if items.first().and_then(|v| text(v).ok()).as_deref() == Some("busy") {
             return Err(ClusterError::Unavailable(
-                "Redis just restarted: resumes wait one lease round".into(),
+                "Redis just restarted: resumes wait one node round".into(),
             )
             .into());
         }
@@ -394,7 +394,7 @@ impl Cluster {
 
     /// Logout: the session ends and its tickets die. Answers once the end is recorded in
     /// Redis, retried for up to [`LOGOUT_WRITE_WITHIN`]; if Redis still has not got it,
-    /// an error — and the node keeps writing it each lease round ([`Self::write_ends`])
+    /// an error — and the node keeps writing it each node round ([`Self::write_ends`])
     /// while a ticket of the session could still resume. The local session is gone either
     /// way.
     pub async fn logout(&self, session: SessionId) -> Result<bool, ClusterError> {
@@ -428,7 +428,7 @@ impl Cluster {
         }
     }
 
-    /// Writes the ends Redis could not record when they happened (each lease round, before
+    /// Writes the ends Redis could not record when they happened (each node round, before
     /// the renewals). One whose UserSig ran out is dropped: its tickets are dead anyway.
     /// Then releases the slots of scripts whose answer never came.
     pub async fn write_ends(&self) {
@@ -876,7 +876,7 @@ impl Cluster {
         self.ack_settings(app_id, app.versioned().version).await
     }
 
-    /// Checks every app's settings version against Redis (each lease round: the channel
+    /// Checks every app's settings version against Redis (each node round: the channel
     /// may have lost an announcement).
     pub async fn check_settings(&self, apps: &Apps) {
         let mut pipe = redis::pipe();

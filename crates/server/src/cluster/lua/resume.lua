@@ -48,7 +48,7 @@ if since <= watermark() then
 end
 -- Coming back without a slot. Right after Redis (re)started, what it has may predate ends
 -- a node could not write while Redis was down (a logout answered 70169): every node writes
--- those first thing each lease round, so coming back waits one lease (retry later; whole
+-- those first thing each node round, so coming back waits one lease (retry later; whole
 -- seconds of uptime: at least one lease).
 local up = tonumber(string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)'))
 if up and up * 1000 < LEASE then
