@@ -15,7 +15,7 @@ use tim_proto::{KickReason, Platform};
 /// How long an early notice waits for its session.
 const EARLY_NOTICE_TTL: Duration = Duration::from_secs(30);
 
-/// What another node (or a renewal) tells this node about one of its sessions.
+/// What another node (or a registration again after a data loss) tells this node about one of its sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Notice {
     /// Kicked: send `kicked{reason}` and close.
@@ -24,7 +24,7 @@ pub enum Notice {
     Superseded,
 }
 
-/// One session as a renewal reports it to Redis.
+/// One session as a registration again reports it to Redis.
 #[derive(Debug, Clone)]
 pub struct HeldSession {
     pub info: InstanceInfo,
@@ -135,7 +135,7 @@ impl HeldSessions {
         Some(held.info.clone())
     }
 
-    /// Every held session, grouped by (app, user) (one renewal script per user).
+    /// Every held session, grouped by (app, user) (one script per user to register them again).
     pub fn by_user(&self) -> Vec<((u32, String), Vec<HeldSession>)> {
         let mut users: HashMap<(u32, String), Vec<HeldSession>> = HashMap::new();
         for held in lock(&self.map).values() {
