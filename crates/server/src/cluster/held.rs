@@ -15,7 +15,8 @@ use tim_proto::{KickReason, Platform};
 /// How long an early notice waits for its session.
 const EARLY_NOTICE_TTL: Duration = Duration::from_secs(30);
 
-/// What another node (or a registration again after a data loss) tells this node about one of its sessions.
+/// What another node (or a registration again after a data loss) tells this node about one
+/// of its sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Notice {
     /// Kicked: send `kicked{reason}` and close.
@@ -135,7 +136,7 @@ impl HeldSessions {
         Some(held.info.clone())
     }
 
-    /// Every held session, grouped by (app, user) (one script per user to register them again).
+    /// Every held session, grouped by (app, user) (one script per user registers them again).
     pub fn by_user(&self) -> Vec<((u32, String), Vec<HeldSession>)> {
         let mut users: HashMap<(u32, String), Vec<HeldSession>> = HashMap::new();
         for held in lock(&self.map).values() {
