@@ -483,3 +483,35 @@ fn stream_entries(reply: &Value) -> Result<Vec<(String, String)>, BadReply> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn xread_replies_parse() {
+        assert!(stream_entries(&Value::Nil).unwrap().is_empty());
+        let entry = |id: &str, payload: &str| {
+            Value::Array(vec![bulk(id), Value::Array(vec![bulk("n"), bulk(payload)])])
+        };
+        let reply = Value::Array(vec![Value::Array(vec![
+            bulk("tim:node:ab:k"),
+            Value::Array(vec![
+                entry("1-0", "K|7|multipleAccount"),
+                entry("1-1", "S|8|"),
+            ]),
+        ])]);
+        assert_eq!(
+            stream_entries(&reply).unwrap(),
+            [
+                ("1-0".to_owned(), "K|7|multipleAccount".to_owned()),
+                ("1-1".to_owned(), "S|8|".to_owned())
+            ]
+        );
+        assert!(stream_entries(&Value::Int(3)).is_err());
+    }
+}
