@@ -220,17 +220,15 @@ local function notify(s, kind, reason)
   end
 end
 
-local function drop(inst)
-  local s = parse_slot(redis.call('HGET', S, inst))
-  if s then
-    left[s.node] = true
-  end
+-- Drops `inst`'s slot `s` (as read by the caller).
+local function drop(inst, s)
+  left[s.node] = true
   redis.call('ZREM', I, inst)
   redis.call('HDEL', S, inst)
 end
 
 local function kick(inst, s, reason)
-  drop(inst)
+  drop(inst, s)
   tomb(inst, s.since, reason, s.platform)
   notify(s, 'K', reason)
 end
@@ -256,7 +254,7 @@ end
 local function finish()
   if redis.call('ZCARD', I) == 0 then
     redis.call('DEL', I, S)
-  else
+  elseif next(left) ~= nil then
     for _, v in ipairs(redis.call('HVALS', S)) do
       local s = parse_slot(v)
       if s then
