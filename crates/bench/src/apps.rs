@@ -171,7 +171,7 @@ async fn version_on(timd: &Timd) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-fn admin_query() -> String {
+pub(crate) fn admin_query() -> String {
     let sig = tim_usersig::generate(APP, KEY, "administrator", now_secs(), 600);
     format!(
         "sdkappid={APP}&identifier=administrator&usersig={sig}&random={}&contenttype=json",

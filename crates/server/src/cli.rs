@@ -120,9 +120,9 @@ pub struct ServeArgs {
     /// only for a Redis whose memory cannot fill up.
     #[arg(long, env = "TIMD_ALLOW_REDIS_EVICTION")]
     pub allow_redis_eviction: bool,
-    /// Cluster mode: the lease this node holds on each of its sessions, renewed every third
-    /// of it. A node that dies frees its slots within this; a kick lost in transit reaches
-    /// its socket within a third of it.
+    /// Cluster mode: a node that dies frees its sessions' slots within this. Each node renews
+    /// one lease for all its sessions every sixth of it, and fences itself (closes its
+    /// sessions so their clients resume) if it could not renew for three quarters of it.
     #[arg(long, env = "TIMD_LEASE_MS", default_value_t = DEFAULT_LEASE_MS)]
     pub lease_ms: u32,
 }

@@ -3,7 +3,7 @@
 //! kick times comes from here.
 //!
 //! In cluster mode it is **the cluster's clock**: Redis's `TIME`, as an offset from this
-//! machine's clock that the node measures when it joins and refreshes every lease round
+//! machine's clock that the node measures when it joins and refreshes every node round
 //! ([`set_offset_ms`]). So a node whose own clock is seconds off decides UserSig
 //! future-dating, kick times, ticket and UserSig expiry as the others do (the Lua scripts
 //! read `TIME` themselves).

@@ -93,7 +93,8 @@ pub const DEFAULT_LEASE_MS: u32 = 30_000;
 pub struct ClusterSettings {
     /// `redis://[user:password@]host:port[/db]`. Never logged whole: it may hold a password.
     pub redis_url: String,
-    /// The lease on each session; renewed every third of it.
+    /// The lease (`--lease-ms`): a dead node's slots are free within it. Each node renews
+    /// its own hold (one lease for all its sessions) every sixth of it.
     pub lease_ms: u32,
     /// Start even if Redis may evict keys (`maxmemory-policy` other than `noeviction`):
     /// evicted tombstones and kick times undo logouts and revocations (`--allow-redis-eviction`).
@@ -113,10 +114,18 @@ impl ClusterSettings {
         Duration::from_millis(self.lease_ms.into())
     }
 
-    /// How often a node renews its leases (and learns of kicks it missed): a third of the
-    /// lease, so two renewals may fail before a live session's lease runs out.
+    /// How often a node renews its node lease and refreshes its view of the live nodes
+    /// (the node round): a sixth of the lease.
     pub fn renew_every(&self) -> Duration {
-        self.lease() / 3
+        self.lease() / 6
+    }
+
+    /// The node lease: how long a node's hold on its sessions lasts after a renewal (the
+    /// lease minus one round, so that with views at most a round old, a dead node's slots
+    /// are free within [`Self::lease`]). A node that could not renew within nine tenths of
+    /// it fences itself: four rounds may fail first.
+    pub fn node_lease(&self) -> Duration {
+        self.lease() - self.renew_every()
     }
 
     /// The URL with any credentials (before its last `@`, with or without a scheme) and any

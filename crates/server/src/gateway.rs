@@ -757,6 +757,13 @@ impl Connection {
                     "instance logged in on another connection",
                 )
             }
+            SocketCommand::Lost { session } if Some(session) == current => {
+                self.session = None;
+                Flow::Close(
+                    close::SERVICE_RESTART,
+                    "node lost its hold on the session; resume",
+                )
+            }
             // For a session this socket already ended (e.g. re-logged-in meanwhile).
             _ => Flow::Continue,
         }

@@ -165,7 +165,7 @@ pub async fn serve_with(config: Config, options: ServeOptions) -> Result<(), Ser
         apps = state.apps().len(),
         sdkappid = state.apps().default_app().sdkappid,
         demo = state.config().demo,
-        cluster = state.backend().node(),
+        cluster = state.backend().node().as_deref(),
         data_dir = %state.config().data_dir.display(),
         "timd listening"
     );

@@ -163,7 +163,7 @@ impl Metrics {
         let renewals = Family::<Labels, Counter>::default();
         registry.register(
             "timd_lease_renewals",
-            "Lease renewals (one per user per renewal round; cluster mode), by result",
+            "Node lease renewals (one per node round; cluster mode), by result",
             renewals.clone(),
         );
         // One guard at a time: two `get_or_create` in one expression deadlock
@@ -176,8 +176,18 @@ impl Metrics {
             ..cluster
         };
         registry.register(
+            "timd_node_fenced",
+            "Times this node fenced itself (its lease lapsed: its sessions were closed to resume)",
+            cluster.fenced.clone(),
+        );
+        registry.register(
+            "timd_dead_nodes_reaped",
+            "Dead nodes whose slots this node cleaned up",
+            cluster.nodes_reaped.clone(),
+        );
+        registry.register(
             "timd_lease_gone_sessions",
-            "Sessions a lease renewal found kicked or superseded elsewhere (a missed notice)",
+            "Sessions a registration again (after Redis lost data) found kicked or superseded elsewhere",
             cluster.renewals_gone.clone(),
         );
         registry.register(
@@ -187,12 +197,12 @@ impl Metrics {
         );
         registry.register(
             "timd_reconciliations",
-            "Subscriptions to the node channel, each followed by a full renewal (reconcile)",
+            "Subscriptions to the settings channel, each followed by a node round",
             cluster.reconciliations.clone(),
         );
         registry.register(
             "timd_channel_notices",
-            "Kicks and supersessions received on the node channel",
+            "Kicks and supersessions read from the node's stream",
             cluster.channel_notices.clone(),
         );
         Metrics {

@@ -40,6 +40,10 @@ pub enum SocketCommand {
     /// The same instance is now on another socket (a reconnect raced the old socket's
     /// close): close this one without a `kicked` frame.
     Superseded { session: SessionId },
+    /// This node lost its hold on the session (cluster mode: it could not renew its node
+    /// lease in time, so others may treat the slot as free): close the socket as a server
+    /// restart does, so the client resumes (on any node).
+    Lost { session: SessionId },
 }
 
 /// The sending side of a socket task's command channel.

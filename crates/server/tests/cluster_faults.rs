@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 use rest_client::{Rest, KICK, ONLINE};
 use serde_json::json;
 use tim_proto::{close, ClientFrame, KickReason, ServerFrame};
+use tim_test_support::wait::eventually_within;
 use tim_test_support::Haproxy;
 
 use common::nodes::{login_frame as login, node, online, LEASE_MS};
@@ -45,6 +46,16 @@ async fn a_killed_node_frees_its_slots_within_the_lease_and_its_clients_resume_e
         }
     );
     assert_eq!(status(&rest, "carol").await, "Online");
+    let a_id = node_id(&a);
+    assert_eq!(
+        redis.command(&[
+            "SISMEMBER",
+            &format!("tim:node:{a_id}:users"),
+            &format!("{APP}:carol")
+        ]),
+        "1",
+        "the node's index of its users"
+    );
 
     a.kill9();
     let killed = Instant::now();
@@ -64,6 +75,15 @@ async fn a_killed_node_frees_its_slots_within_the_lease_and_its_clients_resume_e
         killed.elapsed()
     );
     expect_untouched(&mut t2).await;
+    // A lease after its lease lapsed, a live node reaps the dead one: carol's dead slot, the
+    // dead node's index, stream and entry go.
+    eventually_within("the dead node reaped", Duration::from_secs(10), || {
+        redis.command(&["EXISTS", &format!("tim:node:{a_id}:users")]) == "0"
+            && redis.command(&["ZSCORE", "tim:nodes", &a_id]).is_empty()
+            && redis.command(&["EXISTS", &format!("tim:{{{APP}:carol}}:s")]) == "0"
+    })
+    .await;
+    println!("dead node reaped after {:?}", killed.elapsed());
 
     // t1 resumes on c: its own slot, no one kicked.
     let mut t1 = tim_test_support::ws::connect(&c.ws_url()).await;
@@ -90,6 +110,102 @@ async fn a_killed_node_frees_its_slots_within_the_lease_and_its_clients_resume_e
         ServerFrame::Error(e) => assert_eq!(e.code, 70001, "{e:?}"),
         other => panic!("expected 70001, got {other:?}"),
     }
+}
+
+/// The node id a node logged at its start.
+fn node_id(node: &TimdNode) -> String {
+    logged_id(node, "cluster mode node=", false)
+}
+
+/// The node id a node runs under now (the last it logged: a new one after a fence).
+fn node_id_now(node: &TimdNode) -> String {
+    logged_id(node, "reading the node stream node=", true)
+}
+
+fn logged_id(node: &TimdNode, marker: &str, last: bool) -> String {
+    let log = node.log();
+    let at = if last {
+        log.rfind(marker)
+    } else {
+        log.find(marker)
+    };
+    let at = at.unwrap_or_else(|| panic!("no {marker:?} in {log}")) + marker.len();
+    log[at..].split_whitespace().next().unwrap().to_owned()
+}
+
+fn signal(node: &TimdNode, signal: &str) {
+    let pid = node.pid().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// SIGSTOP of a node (a pause, or a partition from everyone): once its lease lapsed, the
+/// others treat its slots as free (new logins take them, kicking no one); on SIGCONT it
+/// fences itself at once — its sockets are closed as a restart closes them (1012), so their
+/// clients resume, instead of served on slots others took — and joins again under a new id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_node_loses_its_slots_and_fences_itself_when_it_wakes() {
+    let redis = RedisServer::start();
+    let a = node(&redis);
+    let b = node(&redis);
+    let rest = Rest::new(b.addr(), APP, KEY);
+    let (mut t1, _) = online(&a, "alice", "t1").await;
+    let (mut t2, _) = online(&a, "alice", "t2").await;
+    let old_id = node_id(&a);
+    signal(&a, "-STOP");
+    let stopped = Instant::now();
+    while status(&rest, "alice").await != "Offline" {
+        assert!(stopped.elapsed() < Duration::from_millis(LEASE_MS) + Duration::from_secs(2));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "slots of a paused node free after {:?} (lease {LEASE_MS} ms)",
+        stopped.elapsed()
+    );
+    // Its two slots are free: two new Web logins (the limit) kick no one.
+    let (mut t3, _) = online(&b, "alice", "t3").await;
+    let (mut t4, _) = online(&b, "alice", "t4").await;
+    signal(&a, "-CONT");
+    assert_eq!(recv_close(&mut t1).await, close::SERVICE_RESTART);
+    assert_eq!(recv_close(&mut t2).await, close::SERVICE_RESTART);
+    expect_untouched(&mut t3).await;
+    expect_untouched(&mut t4).await;
+    let log = a.log();
+    assert!(log.contains("fenced"), "{log}");
+    // It joins again under a new id (logins there answer 70169 until then), and decides
+    // again: a login there evicts the earliest (t3, on b).
+    let joined = Instant::now();
+    let _t5 = loop {
+        let mut ws = tim_test_support::ws::connect(&a.ws_url()).await;
+        send(&mut ws, &login("alice", "t5", &sig("alice"))).await;
+        match recv(&mut ws).await {
+            ServerFrame::LoginOk(_) => break ws,
+            ServerFrame::Error(e) if e.code == 70169 => {
+                assert!(
+                    joined.elapsed() < Duration::from_secs(5),
+                    "never joined again"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    eventually_within(
+        "its stream read under the new id",
+        Duration::from_secs(5),
+        || node_id_now(&a) != old_id,
+    )
+    .await;
+    assert_eq!(
+        recv(&mut t3).await,
+        ServerFrame::Kicked {
+            reason: KickReason::MultipleAccount
+        }
+    );
+    expect_untouched(&mut t4).await;
 }
 
 /// As deployed: three nodes behind haproxy. A `kill -9` ends the sockets on that node only;

@@ -1,7 +1,7 @@
 //! Sessions held at scale: `--sessions` logged-in users (one Web session each, so no policy
 //! kicks) over `--hold-nodes` nodes on one Redis, driven by `--workers` client processes.
 //! Prints timd's and Redis's memory per session, the steady load on Redis (heartbeats and
-//! lease renewals), then the restart run, and how far the same setup would go.
+//! node rounds), then the restart run, and how far the same setup would go.
 
 use std::time::{Duration, Instant};
 
@@ -9,7 +9,7 @@ use crate::redis::Redis;
 use crate::sys::mib;
 use crate::timd::Common;
 
-use super::nodes::{cluster_flags, Nodes};
+use super::nodes::{cluster_flags, Load, Nodes};
 use super::workers::Workers;
 use super::{restarts, HoldArgs};
 
@@ -40,10 +40,10 @@ pub async fn run(common: &Common, redis: &Redis, args: &HoldArgs, lease_ms: u32)
         .collect();
     println!(
         "  hold: {n} sessions (one Web user each) on {node_count} nodes, {worker_count} client processes \
-         ({}-{} sessions each), lease {lease_ms} ms (renewed every {} ms), heartbeat 25 s (timd's default)",
+         ({}-{} sessions each), lease {lease_ms} ms (node rounds every {} ms), heartbeat 25 s (timd's default)",
         n / worker_count,
         n.div_ceil(worker_count),
-        lease_ms / 3
+        lease_ms / 6
     );
     let ips = args
         .ips_per_worker
@@ -95,27 +95,21 @@ pub async fn run(common: &Common, redis: &Redis, args: &HoldArgs, lease_ms: u32)
         per(status.rss)
     );
 
-    // Steady state: heartbeats go to the nodes only; lease renewals (one script per user
-    // per renewal round) are the Redis load.
+    // Steady state: heartbeats go to the nodes only; the node rounds (one script per node
+    // every lease/6) are the Redis load.
     let window = Duration::from_millis(lease_ms as u64).max(Duration::from_secs(args.window_secs));
-    let cmds0 = redis.info_u64("stats", "total_commands_processed");
-    let evalsha0 = redis.calls("evalsha");
-    let rcpu0 = redis.cpu();
-    let tcpu0 = nodes.cpu();
     let renew0 = nodes.metric("timd_lease_renewals", "result=\"ok\"").await;
     let failed0 = nodes
         .metric("timd_lease_renewals", "result=\"failed\"")
         .await;
-    let t = Instant::now();
-    tokio::time::sleep(window).await;
-    let secs = t.elapsed().as_secs_f64();
-    let cmds = redis.info_u64("stats", "total_commands_processed") - cmds0;
-    let evalsha = redis.calls("evalsha") - evalsha0;
-    let rcpu = redis
-        .cpu()
-        .zip(rcpu0)
-        .map_or(0.0, |(b, a)| b.saturating_sub(a).as_secs_f64());
-    let tcpu = nodes.cpu().saturating_sub(tcpu0).as_secs_f64();
+    let load = Load::measure(redis, &nodes, tokio::time::sleep(window)).await;
+    let (secs, cmds, evalsha, rcpu, tcpu) = (
+        load.secs,
+        load.commands,
+        load.evalsha,
+        load.redis_cpu,
+        load.nodes_cpu,
+    );
     let renewals = nodes.metric("timd_lease_renewals", "result=\"ok\"").await - renew0;
     let renew_failed = nodes
         .metric("timd_lease_renewals", "result=\"failed\"")
@@ -123,8 +117,8 @@ pub async fn run(common: &Common, redis: &Redis, args: &HoldArgs, lease_ms: u32)
         - failed0;
     println!(
         "    steady load over {secs:.0} s (>= 1 lease): Redis {:.0} commands/s (total_commands_processed; \
-         {:.0} EVALSHA/s), {:.0} lease renewals/s ({renew_failed} failed), Redis CPU {:.1}% of a core, \
-         timd CPU {:.1}% of a core (all nodes: heartbeats + renewals)",
+         {:.0} EVALSHA/s), {:.1} node lease renewals/s ({renew_failed} failed), Redis CPU {:.1}% of a core, \
+         timd CPU {:.1}% of a core (all nodes: heartbeats + rounds)",
         cmds as f64 / secs,
         evalsha as f64 / secs,
         renewals / secs,
@@ -153,7 +147,7 @@ pub async fn run(common: &Common, redis: &Redis, args: &HoldArgs, lease_ms: u32)
     println!(
         "  how far: {:.1} KiB per session all told (timd + Redis + the client processes) -> {:.0} sessions in \
          this machine's {:.0} GiB; Redis at {:.1}% of its one core for {n} sessions -> ~{:.0} sessions \
-         before lease renewals alone saturate it (lease {lease_ms} ms); 1,000,000 sessions need >= {} nodes \
+         before the steady load alone saturates it (lease {lease_ms} ms); 1,000,000 sessions need >= {} nodes \
          and >= {} client processes at 20,000 files each",
         per_session / 1024.0,
         mem_total() as f64 / per_session,

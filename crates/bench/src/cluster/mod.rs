@@ -2,11 +2,13 @@
 //! port): cross-node against same-node kick delivery, logins/s embedded against 1–3
 //! cluster nodes, sessions held at scale over several nodes and client processes through a
 //! restart of every node in turn, and the reconnect storm: every node restarted at once
-//! (`--parts storm`, 50,000 sessions by default). Figures, not assertions; fails only when a run saw
+//! (`--parts storm`, 50,000 sessions by default), and what idle sessions cost with per-node
+//! liveness against per-session leases (`--parts liveness --old-timd PATH`). Figures, not assertions; fails only when a run saw
 //! something wrong (a missing kick, a spurious kick, a lost session).
 
 mod hold;
 mod kick;
+mod liveness;
 mod logins;
 pub mod nodes;
 mod restarts;
@@ -33,6 +35,10 @@ pub enum Part {
     /// Every node restarted at the same moment (SIGTERM, then kill -9): all sessions
     /// reconnect in one storm.
     Storm,
+    /// What idle sessions cost (Redis commands/s and CPU, node CPU), cross-node kick
+    /// delivery and the kill -9 bound: this build against `--old-timd` (per-session
+    /// leases), in one run.
+    Liveness,
 }
 
 #[derive(Args)]
@@ -63,6 +69,13 @@ pub struct ClusterArgs {
     /// Logins in flight at once (logins part).
     #[arg(long, default_value_t = 200)]
     concurrency: usize,
+    /// The build to compare with in the liveness part (per-session leases: e.g. `timd`
+    /// built at commit 34c5648).
+    #[arg(long)]
+    old_timd: Option<std::path::PathBuf>,
+    /// Idle sessions held in the liveness part, per measurement.
+    #[arg(long, value_delimiter = ',', default_value = "10000,50000,100000")]
+    idle_sizes: Vec<usize>,
     #[command(flatten)]
     hold: HoldArgs,
 }
@@ -140,6 +153,23 @@ pub async fn run(args: ClusterArgs) -> bool {
             }
             Part::Hold => ok &= hold::run(&args.common, &redis, &args.hold, args.lease_ms).await,
             Part::Storm => ok &= storm::run(&args.common, &redis, &args.hold, args.lease_ms).await,
+            Part::Liveness => {
+                let old = args.old_timd.clone().map(|timd| Common {
+                    timd: Some(timd),
+                    log: None,
+                });
+                ok &= liveness::run(liveness::LivenessArgs {
+                    new: &args.common,
+                    old: old.as_ref(),
+                    sizes: &args.idle_sizes,
+                    lease_ms: args.lease_ms,
+                    window: std::time::Duration::from_millis(args.lease_ms.into())
+                        .max(std::time::Duration::from_secs(args.hold.window_secs)),
+                    kicks: args.kicks.min(1000),
+                    login_concurrency: args.hold.login_concurrency,
+                })
+                .await
+            }
         }
     }
     println!("cluster: {}", if ok { "OK" } else { "FAILED" });

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use crate::http::metric_sum;
+use crate::redis::Redis;
 use crate::timd::{Common, Timd};
 
 pub struct Nodes {
@@ -88,4 +89,38 @@ pub fn cluster_flags(redis_url: &str, lease_ms: u32) -> Vec<String> {
         "--lease-ms".into(),
         lease_ms.to_string(),
     ]
+}
+
+/// Redis's and the nodes' load over a window.
+pub struct Load {
+    pub secs: f64,
+    /// Commands Redis processed (`total_commands_processed`: a script and each command it
+    /// calls).
+    pub commands: u64,
+    pub evalsha: u64,
+    /// CPU seconds of Redis and of all the nodes.
+    pub redis_cpu: f64,
+    pub nodes_cpu: f64,
+}
+
+impl Load {
+    /// Measures `redis` and `nodes` while `during` runs (a sleep: the steady window).
+    pub async fn measure(redis: &Redis, nodes: &Nodes, during: impl std::future::Future) -> Load {
+        let cmds0 = redis.info_u64("stats", "total_commands_processed");
+        let evalsha0 = redis.calls("evalsha");
+        let rcpu0 = redis.cpu();
+        let tcpu0 = nodes.cpu();
+        let t = std::time::Instant::now();
+        during.await;
+        Load {
+            secs: t.elapsed().as_secs_f64(),
+            commands: redis.info_u64("stats", "total_commands_processed") - cmds0,
+            evalsha: redis.calls("evalsha") - evalsha0,
+            redis_cpu: redis
+                .cpu()
+                .zip(rcpu0)
+                .map_or(0.0, |(b, a)| b.saturating_sub(a).as_secs_f64()),
+            nodes_cpu: nodes.cpu().saturating_sub(tcpu0).as_secs_f64(),
+        }
+    }
 }

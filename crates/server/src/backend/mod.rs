@@ -150,7 +150,7 @@ impl Backend {
     }
 
     /// This node's id in the cluster (for the start-up log line); `None` in embedded mode.
-    pub fn node(&self) -> Option<&str> {
+    pub fn node(&self) -> Option<String> {
         self.cluster().map(|c| c.node())
     }
 
@@ -192,7 +192,7 @@ impl Backend {
             }
             Backend::Cluster(c) => {
                 tracing::info!(
-                    node = c.node(),
+                    node = %c.node(),
                     redis = %c.settings().redacted_url(),
                     lease_ms = c.settings().lease_ms,
                     "cluster mode"

@@ -1,5 +1,5 @@
 //! The sessions this node holds: which socket task each one's kick goes to, and what the
-//! node must renew in Redis. Redis decides who holds a slot; this map only delivers.
+//! node registers again if Redis lost data. Redis decides who holds a slot; this map only delivers.
 //!
 //! A kick can reach this node (on its channel) before the login script's reply that
 //! created the session has been processed; such early notices are kept briefly and applied
@@ -15,7 +15,8 @@ use tim_proto::{KickReason, Platform};
 /// How long an early notice waits for its session.
 const EARLY_NOTICE_TTL: Duration = Duration::from_secs(30);
 
-/// What another node (or a renewal) tells this node about one of its sessions.
+/// What another node (or a registration again after a data loss) tells this node about one
+/// of its sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Notice {
     /// Kicked: send `kicked{reason}` and close.
@@ -24,7 +25,7 @@ pub enum Notice {
     Superseded,
 }
 
-/// One session as a renewal reports it to Redis.
+/// One session as a registration again reports it to Redis.
 #[derive(Debug, Clone)]
 pub struct HeldSession {
     pub info: InstanceInfo,
@@ -36,12 +37,12 @@ pub struct HeldSessions {
     map: Mutex<HashMap<SessionId, Local>>,
     early: Mutex<HashMap<SessionId, (Notice, Instant)>>,
     /// Sessions that ended here (logout) while Redis could not record it: written on each
-    /// lease round until Redis has it, so their tickets never resume.
+    /// node round until Redis has it, so their tickets never resume.
     unwritten_ends: Mutex<HashMap<SessionId, InstanceInfo>>,
     /// Logins and resumes whose script went to Redis but whose answer never came (timed out,
-    /// connection lost): Redis may have admitted a slot this node never held. Released on
-    /// each lease round until Redis answers, or until the slot's lease (from `Instant`) ran
-    /// out by itself.
+    /// connection lost): Redis may have admitted a slot this node never held; also sessions
+    /// whose expiry or release Redis could not record. Released on each node round until
+    /// Redis answers (or the node fences itself: its old id's slots are dead).
     orphans: Mutex<HashMap<SessionId, (InstanceInfo, Instant)>>,
 }
 
@@ -106,7 +107,7 @@ impl HeldSessions {
         lock(&self.orphans).values().cloned().collect()
     }
 
-    /// `session`'s possible slot is released (or its lease ran out).
+    /// `session`'s possible slot is released.
     pub fn orphan_released(&self, session: SessionId) {
         lock(&self.orphans).remove(&session);
     }
@@ -135,7 +136,7 @@ impl HeldSessions {
         Some(held.info.clone())
     }
 
-    /// Every held session, grouped by (app, user) (one renewal script per user).
+    /// Every held session, grouped by (app, user) (one script per user registers them again).
     pub fn by_user(&self) -> Vec<((u32, String), Vec<HeldSession>)> {
         let mut users: HashMap<(u32, String), Vec<HeldSession>> = HashMap::new();
         for held in lock(&self.map).values() {
@@ -148,6 +149,19 @@ impl HeldSessions {
                 });
         }
         users.into_iter().collect()
+    }
+
+    /// This node fenced itself: every held session is lost (its socket is closed so that
+    /// its client resumes), and the slots of lost answers need no release (they name the
+    /// old node id, which is dead). Returns how many sessions were held.
+    pub fn fence(&self) -> usize {
+        let held: Vec<(SessionId, Local)> = lock(&self.map).drain().collect();
+        for (session, local) in &held {
+            local.notify(SocketCommand::Lost { session: *session });
+        }
+        lock(&self.orphans).clear();
+        lock(&self.early).clear();
+        held.len()
     }
 
     /// The users of `app` with a session held here.

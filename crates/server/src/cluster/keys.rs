@@ -34,9 +34,21 @@ pub const NODES: &str = "tim:nodes";
 /// Where a settings change is announced: `<sdkappid>|<version>`.
 pub const SETTINGS_CHANNEL: &str = "tim:settings";
 
-/// The channel a node listens on for kicks of its sessions decided elsewhere.
-pub fn node_channel(node: &str) -> String {
-    format!("tim:node:{node}")
+/// The stream a node reads (with a cursor) for kicks of its sessions decided elsewhere:
+/// entries `n` = `kind|session|reason`, appended by the deciding script (`prelude.lua`).
+pub fn node_stream(node: &str) -> String {
+    format!("tim:node:{node}:k")
+}
+
+/// The users (`APP:USER`) a node holds slots of: what a live node cleans up once the node
+/// is dead (`reap.lua`).
+pub fn node_users(node: &str) -> String {
+    format!("tim:node:{node}:users")
+}
+
+/// Taken (SET NX PX) by the node that reaps a dead node, so that one node does it.
+pub fn node_reaping(node: &str) -> String {
+    format!("tim:node:{node}:reaping")
 }
 
 #[cfg(test)]
@@ -50,6 +62,7 @@ mod tests {
             assert!(key.starts_with("tim:{1400000000:alice}:"), "{key}");
         }
         assert_ne!(user_keys(1, "alice")[0], user_keys(2, "alice")[0]);
-        assert_eq!(node_channel("ab12"), "tim:node:ab12");
+        assert_eq!(node_stream("ab12"), "tim:node:ab12:k");
+        assert_eq!(node_users("ab12"), "tim:node:ab12:users");
     }
 }

@@ -5,20 +5,23 @@
 //!   script** on the user's keys (`lua/`, one hash tag): it admits, evicts the earliest
 //!   beyond each limit by the user's fencing counter, leaves tombstones and publishes each
 //!   kick to the victim node's own channel. Nodes never read-modify-write.
-//! - Pub/sub is at-most-once, so nothing depends on it alone: a node holds a **lease** on
-//!   each of its sessions and renews it every third of the lease (`tasks.rs`); a renewal
-//!   reports the sessions that are gone (kicked meanwhile) and the node kicks those
-//!   sockets. After every (re)subscription the node renews at once (reconciles).
-//! - A node that dies stops renewing: its slots are free once their leases run out, and
-//!   its clients resume on another node with their tickets.
+//! - Liveness is per **node** (`liveness.rs`): a node renews one lease for all its
+//!   sessions every sixth of the lease, one script per node; slots name their node, and a
+//!   slot whose node is dead is free. Idle sessions cost Redis nothing.
+//! - A kick for a session on another node is an entry of that node's stream, appended by
+//!   the deciding script itself and read with a cursor: nothing is lost in transit.
+//! - A node that dies stops renewing: its slots are free within one lease, and its
+//!   clients resume on another node with their tickets. A node that could not renew in
+//!   time fences itself (closes its sessions, joins again under a new id).
 //! - Redis unreachable: logins answer 70169 (retry), resumes close 1013 (the SDK
-//!   reconnects with backoff), connected sessions stay up; renewals register again what
-//!   Redis lost.
+//!   reconnects with backoff), connected sessions stay up for the node lease; when Redis
+//!   lost data, the node registers again what it holds.
 //!
 //! `held.rs` is the node-local part: which socket each held session's kick goes to.
 
 pub mod held;
 pub mod keys;
+pub mod liveness;
 pub mod primary;
 pub mod scripts;
 pub mod tasks;
@@ -56,7 +59,7 @@ pub const SCRIPTS_IN_FLIGHT: usize = 64;
 
 /// Longest a logout retries recording its end in Redis before it is answered with an
 /// error (below the SDK's 3 s logout timeout, so the page hears the answer). The end is
-/// then written on each lease round until Redis has it.
+/// then written on each node round until Redis has it.
 pub const LOGOUT_WRITE_WITHIN: Duration = Duration::from_secs(2);
 
 /// Longest a settings change waits for the live nodes to acknowledge it.
@@ -94,18 +97,25 @@ pub struct ClusterMetrics {
     pub registered_again: Counter,
     pub reconciliations: Counter,
     pub channel_notices: Counter,
+    pub fenced: Counter,
+    pub nodes_reaped: Counter,
 }
 
 /// This node's membership in the cluster.
 pub struct Cluster {
-    node: String,
+    /// The node id, its view of the live nodes, its node lease and stream cursor.
+    live: std::sync::Mutex<liveness::Liveness>,
+    /// Dead nodes the last round found, to reap.
+    dead: std::sync::Mutex<Vec<String>>,
+    /// Wakes the stream reader when the node id changed (a fence).
+    stream_moved: tokio::sync::Notify,
     settings: ClusterSettings,
     client: redis::Client,
     redis: ConnectionManager,
     scripts: Scripts,
     held: HeldSessions,
     metrics: ClusterMetrics,
-    /// Wakes the renewal loop at once (after a resubscription).
+    /// Wakes the round loop at once (after a fence, or a resubscription to settings).
     reconcile: tokio::sync::Notify,
     /// Turns for scripts ([`SCRIPTS_IN_FLIGHT`]); fair, so the earliest caller goes first.
     in_flight: tokio::sync::Semaphore,
@@ -132,7 +142,9 @@ impl Cluster {
         .await
         .map_err(|_| ClusterError::Unavailable("no answer from Redis".into()))??;
         let cluster = Cluster {
-            node: node_id(),
+            live: std::sync::Mutex::new(liveness::Liveness::new(settings.lease_ms)),
+            dead: std::sync::Mutex::new(Vec::new()),
+            stream_moved: tokio::sync::Notify::new(),
             settings,
             client,
             redis,
@@ -146,12 +158,23 @@ impl Cluster {
         // and the cluster's clock before the first decision.
         cluster.sync_clock().await?;
         cluster.check_eviction().await?;
+        // Joins (its node lease, its view of the others) before its first decision.
+        cluster.node_round().await?;
         Ok(Arc::new(cluster))
     }
 
-    /// This boot's node id (unique per boot): the name of its channel and of its leases.
-    pub fn node(&self) -> &str {
-        &self.node
+    /// This node's id (random per boot, and new after a fence): what its slots name, the
+    /// name of its stream and of its lease.
+    pub fn node(&self) -> String {
+        self.liveness_node()
+    }
+
+    fn liveness_node(&self) -> String {
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .node
+            .clone()
     }
 
     pub fn settings(&self) -> &ClusterSettings {
@@ -185,21 +208,21 @@ impl Cluster {
         }
     }
 
-    /// Starts an invocation of `script` on `user`'s keys with the common arguments.
+    /// Starts an invocation of `script` on `user`'s keys with the common arguments (this
+    /// node's id and view). Unavailable while the node is not a live member (fenced).
     fn invocation<'a>(
         &self,
         script: &'a redis::Script,
         app: u32,
         user: &str,
-    ) -> ScriptInvocation<'a> {
+    ) -> Result<Invocation<'a>, ClusterError> {
+        let (node, view) = self.view()?;
         let mut inv = script.prepare_invoke();
         for key in keys::user_keys(app, user) {
             inv.key(key);
         }
-        inv.arg(&self.node)
-            .arg(TICKET_LIFETIME_SECS)
-            .arg(self.settings.lease_ms);
-        inv
+        inv.arg(&node).arg(TICKET_LIFETIME_SECS).arg(view);
+        Ok(Invocation { inv, node })
     }
 
     /// A turn for a script ([`SCRIPTS_IN_FLIGHT`]), waiting at most [`SCRIPT_QUEUE_WAIT`].
@@ -216,30 +239,50 @@ impl Cluster {
         )
     }
 
-    /// Runs a script once it has a turn: [`REDIS_TIMEOUT`] counts from then.
-    async fn invoke(&self, inv: &ScriptInvocation<'_>) -> Result<Value, ClusterError> {
+    /// Runs an app-level script once it has a turn: [`REDIS_TIMEOUT`] counts from then.
+    async fn invoke_raw(&self, inv: &ScriptInvocation<'_>) -> Result<Value, ClusterError> {
         let _turn = self.turn().await?;
         let mut con = self.redis.clone();
         self.timed(inv.invoke_async(&mut con)).await
     }
 
+    /// Runs a user script once it has a turn. Its answer counts only if the node is still
+    /// the node id it ran as (a node that fenced meanwhile holds nothing of the old id).
+    async fn invoke(&self, inv: &Invocation<'_>) -> Result<Value, ClusterError> {
+        let reply = self.invoke_raw(&inv.inv).await;
+        self.as_still(&inv.node, reply)
+    }
+
+    fn as_still(
+        &self,
+        node: &str,
+        reply: Result<Value, ClusterError>,
+    ) -> Result<Value, ClusterError> {
+        if reply.is_ok() && !self.still(node) {
+            return Err(ClusterError::Unavailable(
+                "this node fenced itself meanwhile".into(),
+            ));
+        }
+        reply
+    }
+
     /// Runs a login or resume script that would admit `admits`: if it was sent but its
     /// answer never came, Redis may hold a slot for it that this node does not, so the node
-    /// releases that slot on its next lease rounds ([`Self::write_ends`]) rather than let
+    /// releases that slot on its next node rounds ([`Self::write_ends`]) rather than let
     /// it stand, held by nobody, for a whole lease.
     async fn invoke_admitting(
         &self,
-        inv: &ScriptInvocation<'_>,
+        inv: &Invocation<'_>,
         admits: impl FnOnce() -> InstanceInfo,
     ) -> Result<Value, ClusterError> {
         let _turn = self.turn().await?;
         let mut con = self.redis.clone();
         let sent = Instant::now();
-        let reply = self.timed(inv.invoke_async(&mut con)).await;
+        let reply = self.timed(inv.inv.invoke_async(&mut con)).await;
         if reply.is_err() {
             self.held.orphan(admits(), sent);
         }
-        reply
+        self.as_still(&inv.node, reply)
     }
 
     /// Applies kicks a script decided for sessions of this very node.
@@ -256,7 +299,7 @@ impl Cluster {
         settings: &LoginSettings,
     ) -> Result<LoginDecision, ClusterError> {
         let session = SessionId::next();
-        let mut inv = self.invocation(&self.scripts.login, new.app, &new.user);
+        let mut inv = self.invocation(&self.scripts.login, new.app, &new.user)?;
         inv.arg(session.0)
             .arg(&new.instance)
             .arg(new.platform.as_str())
@@ -264,13 +307,13 @@ impl Cluster {
             .arg(new.sig_time);
         policy_args(&mut inv, settings);
         let reply = self
-            .invoke_admitting(&inv, || new.info(session, 0, self.node.clone()))
+            .invoke_admitting(&inv, || new.info(session, 0, inv.node.clone()))
             .await?;
         let items = array(&reply)?;
         match items.first().map(text).transpose()?.as_deref() {
             Some("revoked") => Ok(LoginDecision::Revoked),
             Some("ok") if items.len() == 5 => {
-                let info = new.info(session, int(&items[1])?, self.node.clone());
+                let info = new.info(session, int(&items[1])?, inv.node.clone());
                 self.apply_local(local_notices(&items[4])?);
                 self.held.insert(info.clone(), new.outbox);
                 Ok(LoginDecision::Admitted(Admission {
@@ -291,7 +334,7 @@ impl Cluster {
         settings: &LoginSettings,
     ) -> Result<InstanceInfo, ResumeError> {
         let session = SessionId::next();
-        let mut inv = self.invocation(&self.scripts.resume, claims.app, &claims.user);
+        let mut inv = self.invocation(&self.scripts.resume, claims.app, &claims.user)?;
         inv.arg(session.0)
             .arg(&claims.instance)
             .arg(claims.platform.as_str())
@@ -302,14 +345,14 @@ impl Cluster {
         inv.arg(claims.valid_until);
         let reply = self
             .invoke_admitting(&inv, || {
-                InstanceInfo::resumed(claims, session, self.node.clone())
+                InstanceInfo::resumed(claims, session, inv.node.clone())
             })
             .await
             .map_err(ResumeError::from)?;
         let items = array(&reply).map_err(ClusterError::from)?;
         if items.first().and_then(|v| text(v).ok()).as_deref() == Some("busy") {
             return Err(ClusterError::Unavailable(
-                "Redis just restarted: resumes wait one lease round".into(),
+                "Redis just restarted: resumes wait one node round".into(),
             )
             .into());
         }
@@ -320,7 +363,7 @@ impl Cluster {
                         since_ms: int(&items[1])?,
                         expire_at: int(&items[2])?,
                         sig_time: int(&items[3])?,
-                        ..InstanceInfo::resumed(claims, session, self.node.clone())
+                        ..InstanceInfo::resumed(claims, session, inv.node.clone())
                     };
                     self.apply_local(local_notices(&items[4])?);
                     return Ok(Ok(info));
@@ -344,7 +387,7 @@ impl Cluster {
 
     /// Runs `session.lua` for one of this node's sessions.
     async fn session_change(&self, info: &InstanceInfo, what: &str) -> Result<bool, ClusterError> {
-        let mut inv = self.invocation(&self.scripts.session, info.app, &info.user);
+        let mut inv = self.invocation(&self.scripts.session, info.app, &info.user)?;
         inv.arg(info.session.0).arg(&info.instance).arg(what);
         inv.arg(info.since_ms).arg(info.platform.as_str());
         Ok(int(&self.invoke(&inv).await?)? == 1)
@@ -352,7 +395,7 @@ impl Cluster {
 
     /// Logout: the session ends and its tickets die. Answers once the end is recorded in
     /// Redis, retried for up to [`LOGOUT_WRITE_WITHIN`]; if Redis still has not got it,
-    /// an error — and the node keeps writing it each lease round ([`Self::write_ends`])
+    /// an error — and the node keeps writing it each node round ([`Self::write_ends`])
     /// while a ticket of the session could still resume. The local session is gone either
     /// way.
     pub async fn logout(&self, session: SessionId) -> Result<bool, ClusterError> {
@@ -386,16 +429,14 @@ impl Cluster {
         }
     }
 
-    /// Writes the ends Redis could not record when they happened (each lease round, before
+    /// Writes the ends Redis could not record when they happened (each node round, before
     /// the renewals). One whose UserSig ran out is dropped: its tickets are dead anyway.
     /// Then releases the slots of scripts whose answer never came.
     pub async fn write_ends(&self) {
         self.write_logouts().await;
-        for (info, sent) in self.held.orphans() {
-            if sent.elapsed() > self.settings.lease() {
-                self.held.orphan_released(info.session);
-                continue;
-            }
+        // A slot no longer lapses while its node lives: released until Redis answers (or
+        // the node fences itself, and its old id's slots are dead).
+        for (info, _sent) in self.held.orphans() {
             match self.session_change(&info, "release").await {
                 Ok(released) => {
                     if released {
@@ -434,8 +475,12 @@ impl Cluster {
     /// The session's UserSig ran out while its socket was up: kicked `userSigExpired`.
     pub async fn expire(&self, session: SessionId) -> Result<(), ClusterError> {
         if let Some(info) = self.held.remove(session) {
-            // Not recorded: the lease (no longer renewed) frees the slot.
-            self.session_change(&info, "expired").await?;
+            // Not recorded: released on the next rounds (a slot no longer lapses by
+            // itself while its node lives); the UserSig is dead anyway.
+            if let Err(e) = self.session_change(&info, "expired").await {
+                self.held.orphan(info, Instant::now());
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -468,7 +513,7 @@ impl Cluster {
         info.sig_time = sig_time;
         // Recorded in Redis first: a resume elsewhere then carries the new expiry. A slot
         // that is no longer this session's was kicked meanwhile (the notice is on its way).
-        let mut inv = self.invocation(&self.scripts.session, info.app, &info.user);
+        let mut inv = self.invocation(&self.scripts.session, info.app, &info.user)?;
         inv.arg(info.session.0)
             .arg(&info.instance)
             .arg("renew")
@@ -493,7 +538,7 @@ impl Cluster {
         at: u64,
         delete: bool,
     ) -> Result<Option<usize>, ClusterError> {
-        let mut inv = self.invocation(&self.scripts.kick_user, app, user);
+        let mut inv = self.invocation(&self.scripts.kick_user, app, user)?;
         inv.arg(at).arg(if delete { "delete" } else { "kick" });
         let reply = self.invoke(&inv).await?;
         let items = array(&reply)?;
@@ -519,9 +564,9 @@ impl Cluster {
         let mut pipe = redis::pipe();
         pipe.atomic().load_script(&self.scripts.kick_user).ignore();
         for user in users {
-            let mut inv = self.invocation(&self.scripts.kick_user, app, user);
+            let mut inv = self.invocation(&self.scripts.kick_user, app, user)?;
             inv.arg(at).arg("delete");
-            pipe.invoke_script(&inv);
+            pipe.invoke_script(&inv.inv);
         }
         let _turn = self.turn().await?;
         let mut con = self.redis.clone();
@@ -580,7 +625,6 @@ impl Cluster {
         }
         let mut con = self.redis.clone();
         let replies: Vec<Value> = self.timed(pipe.query_async(&mut con)).await?;
-        let now_ms = unix_now_ms();
         let mut out = Vec::with_capacity(users.len());
         for pair in replies.chunks(2) {
             let [order, slots] = pair else {
@@ -597,7 +641,7 @@ impl Cluster {
                     .map(text)
                     .transpose()?;
                 if let Some(slot) = slot.as_deref().and_then(Slot::parse) {
-                    if slot.attached && slot.lease_ms > now_ms {
+                    if slot.attached && self.slot_live(&slot.node, slot.at_ms) {
                         platforms.push(slot.platform);
                     }
                 }
@@ -615,14 +659,19 @@ impl Cluster {
         Ok(at)
     }
 
-    /// Renews the leases of every session this node holds and applies what the renewals
-    /// report (sessions kicked or superseded meanwhile). Returns how many were gone.
-    pub async fn renew_leases(&self, apps: &Apps) -> usize {
+    /// Registers again every session this node holds, after Redis lost data (once: its
+    /// node entry vanished, or Redis restarted), and applies what Redis reports (sessions
+    /// kicked or superseded meanwhile). Returns how many were gone, and whether every user
+    /// was done (if not, the next round tries again).
+    pub async fn register_again(&self, apps: &Apps) -> (usize, bool) {
         use futures_util::stream::{self, StreamExt};
         let users = self.held.by_user();
         let results: Vec<_> = stream::iter(users)
             .map(|((app, user), sessions)| async move {
-                let mut inv = self.invocation(&self.scripts.renew_leases, app, &user);
+                let mut inv = match self.invocation(&self.scripts.renew_leases, app, &user) {
+                    Ok(inv) => inv,
+                    Err(e) => return (user, Err(e)),
+                };
                 let settings = apps.get(app).map(|a| a.settings()).unwrap_or_default();
                 policy_args(&mut inv, &settings);
                 for s in &sessions {
@@ -640,6 +689,7 @@ impl Cluster {
             .collect()
             .await;
         let mut gone = 0;
+        let mut done = true;
         for (user, result) in results {
             match result.and_then(|v| {
                 let items = array(&v)?;
@@ -660,7 +710,6 @@ impl Cluster {
                 Ok((int(again)?, out))
             }) {
                 Ok((again, notices)) => {
-                    self.metrics.renewals_ok.inc();
                     if again > 0 {
                         self.metrics.registered_again.inc_by(again);
                         tracing::info!(user = %user, again, "sessions registered again in Redis");
@@ -673,12 +722,12 @@ impl Cluster {
                     }
                 }
                 Err(e) => {
-                    self.metrics.renewals_failed.inc();
-                    tracing::debug!(user = %user, error = %e, "lease renewal failed");
+                    done = false;
+                    tracing::warn!(user = %user, error = %e, "not registered again yet");
                 }
             }
         }
-        gone
+        (gone, done)
     }
 
     /// Frees the slots of away sessions whose grace is over, and kicks (`userSigExpired`)
@@ -691,7 +740,8 @@ impl Cluster {
             .chain(expired.iter().map(|i| (i, "expired")))
         {
             if let Err(e) = self.session_change(info, what).await {
-                tracing::debug!(error = %e, what, "sweep not recorded in Redis; the lease will free the slot");
+                tracing::debug!(error = %e, what, "sweep not recorded in Redis; released on the next rounds");
+                self.held.orphan(info.clone(), Instant::now());
             }
         }
     }
@@ -709,23 +759,23 @@ impl Cluster {
                     .query_async(&mut con),
             )
             .await?;
-        let now_ms = unix_now_ms();
         Ok(order
             .into_iter()
             .filter_map(|instance| {
                 let slot = Slot::parse(slots.get(&instance)?)?;
-                (slot.lease_ms > now_ms).then(|| InstanceInfo {
-                    session: SessionId(slot.session),
-                    app,
-                    user: user.to_owned(),
-                    instance,
-                    platform: slot.platform,
-                    since_ms: slot.since_ms,
-                    expire_at: slot.expire_at,
-                    sig_time: slot.sig_time,
-                    attached: slot.attached,
-                    node: slot.node,
-                })
+                self.slot_live(&slot.node, slot.at_ms)
+                    .then(|| InstanceInfo {
+                        session: SessionId(slot.session),
+                        app,
+                        user: user.to_owned(),
+                        instance,
+                        platform: slot.platform,
+                        since_ms: slot.since_ms,
+                        expire_at: slot.expire_at,
+                        sig_time: slot.sig_time,
+                        attached: slot.attached,
+                        node: slot.node,
+                    })
             })
             .collect())
     }
@@ -760,7 +810,7 @@ impl Cluster {
             .arg(initial.policy.as_str())
             .arg(who)
             .arg(app.sdkappid);
-        let reply = self.invoke(&inv).await?;
+        let reply = self.invoke_raw(&inv).await?;
         let stored = versioned_of(array(&reply)?)?;
         app.apply(stored);
         self.ack_settings(app.sdkappid, stored.version).await?;
@@ -795,7 +845,7 @@ impl Cluster {
             .arg(here.settings.web_instances)
             .arg(here.settings.platform_instances)
             .arg(here.settings.policy.as_str());
-        let reply = self.invoke(&inv).await?;
+        let reply = self.invoke_raw(&inv).await?;
         let new = versioned_of(array(&reply)?)?;
         self.refresh_settings(apps, app.sdkappid).await?;
         self.wait_for_nodes(app.sdkappid, new.version).await;
@@ -827,7 +877,7 @@ impl Cluster {
         self.ack_settings(app_id, app.versioned().version).await
     }
 
-    /// Checks every app's settings version against Redis (each lease round: the channel
+    /// Checks every app's settings version against Redis (each node round: the channel
     /// may have lost an announcement).
     pub async fn check_settings(&self, apps: &Apps) {
         let mut pipe = redis::pipe();
@@ -868,8 +918,8 @@ impl Cluster {
             .arg(here.settings.web_instances)
             .arg(here.settings.platform_instances)
             .arg(here.settings.policy.as_str())
-            .arg(format!("(restored by node {})", self.node));
-        if int(&self.invoke(&inv).await?)? == 1 {
+            .arg(format!("(restored by node {})", self.node()));
+        if int(&self.invoke_raw(&inv).await?)? == 1 {
             tracing::warn!(
                 app,
                 version = here.version,
@@ -884,9 +934,13 @@ impl Cluster {
     async fn enforce(&self, app: u32, settings: &LoginSettings) -> usize {
         let mut kicked = 0;
         for user in self.held.users_of(app) {
-            let mut inv = self.invocation(&self.scripts.enforce, app, &user);
-            policy_args(&mut inv, settings);
-            let reply = self.invoke(&inv).await.and_then(|v| {
+            let reply = async {
+                let mut inv = self.invocation(&self.scripts.enforce, app, &user)?;
+                policy_args(&mut inv, settings);
+                self.invoke(&inv).await
+            }
+            .await
+            .and_then(|v| {
                 let items = array(&v)?;
                 let [count, mine] = items else {
                     return Err(BadReply(format!("enforce: {v:?}")).into());
@@ -910,7 +964,7 @@ impl Cluster {
     async fn ack_settings(&self, app: u32, version: u64) -> Result<(), ClusterError> {
         let applied = keys::settings_keys(app)[2].clone();
         let mut con = self.redis.clone();
-        let _: () = self.timed(con.hset(applied, &self.node, version)).await?;
+        let _: () = self.timed(con.hset(applied, self.node(), version)).await?;
         Ok(())
     }
 
@@ -1042,7 +1096,8 @@ impl Cluster {
     }
 
     /// Measures Redis's clock (`TIME`) against this machine's and makes it the clock every
-    /// decision here reads (`clock.rs`): at the start and every lease round.
+    /// decision here reads (`clock.rs`): at the start (then every round, from the round's
+    /// own reply).
     pub async fn sync_clock(&self) -> Result<i64, ClusterError> {
         let mut con = self.redis.clone();
         let before = crate::clock::system_ms();
@@ -1050,57 +1105,35 @@ impl Cluster {
             .timed(async { redis::cmd("TIME").query_async(&mut con).await })
             .await?;
         let after = crate::clock::system_ms();
-        let redis_ms = secs * 1000 + micros / 1000;
-        let offset = redis_ms as i64 - ((before + after) / 2) as i64;
-        let previous = crate::clock::offset_ms();
-        crate::clock::set_offset_ms(offset);
-        if (offset - previous).abs() > 1000 {
-            tracing::warn!(
-                offset_ms = offset,
-                "this machine's clock is off Redis's; decisions follow Redis's clock"
-            );
-        }
-        Ok(offset)
+        Ok(self.set_clock(secs * 1000 + micros / 1000, before, after))
     }
 
-    /// Marks this node alive until its lease runs out (the set nodes wait on for settings
-    /// acknowledgements), and forgets nodes whose lease ran out.
-    pub async fn announce_alive(&self) -> Result<(), ClusterError> {
-        let now = unix_now_ms();
-        let mut con = self.redis.clone();
-        let _: () = self
-            .timed(
-                redis::pipe()
-                    .zadd(
-                        keys::NODES,
-                        &self.node,
-                        now + u64::from(self.settings.lease_ms),
-                    )
-                    .ignore()
-                    .zrembyscore(keys::NODES, "-inf", now)
-                    .ignore()
-                    .query_async(&mut con),
-            )
-            .await?;
-        Ok(())
-    }
-
-    /// Leaves the set of live nodes (a graceful shutdown).
-    pub async fn leave(&self) {
-        let mut con = self.redis.clone();
-        let left: Result<(), _> = self.timed(con.zrem(keys::NODES, &self.node)).await;
-        if let Err(e) = left {
-            tracing::debug!(error = %e, "cannot leave the set of live nodes");
-        }
-    }
-
-    /// Asks the renewal loop to run now (after a resubscription).
+    /// Asks the round loop to run now (after a fence or a resubscription).
     pub fn reconcile_now(&self) {
         self.reconcile.notify_one();
     }
 
     pub(crate) fn client(&self) -> &redis::Client {
         &self.client
+    }
+}
+
+/// A user script's invocation, with the node id it runs as.
+struct Invocation<'a> {
+    inv: ScriptInvocation<'a>,
+    node: String,
+}
+
+impl<'a> std::ops::Deref for Invocation<'a> {
+    type Target = ScriptInvocation<'a>;
+    fn deref(&self) -> &Self::Target {
+        &self.inv
+    }
+}
+
+impl std::ops::DerefMut for Invocation<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.inv
     }
 }
 
@@ -1111,13 +1144,14 @@ fn policy_args(inv: &mut ScriptInvocation<'_>, settings: &LoginSettings) {
 }
 
 /// A slot as `lua/prelude.lua` encodes it:
-/// `since|platform|node|session|lease_ms|expire_at|sig_time|attached`.
+/// `since|platform|node|session|at_ms|expire_at|sig_time|attached`.
 struct Slot {
     since_ms: u64,
     platform: Platform,
     node: String,
     session: u64,
-    lease_ms: u64,
+    /// When `node` took the slot (Redis ms): a slot is live while its node is.
+    at_ms: u64,
     expire_at: u64,
     sig_time: u64,
     attached: bool,
@@ -1134,7 +1168,7 @@ impl Slot {
             platform: Platform::parse(f[1])?,
             node: f[2].to_owned(),
             session: f[3].parse().ok()?,
-            lease_ms: f[4].parse().ok()?,
+            at_ms: f[4].parse().ok()?,
             expire_at: f[5].parse().ok()?,
             sig_time: f[6].parse().ok()?,
             attached: f[7] == "1",

@@ -22,6 +22,9 @@ pub struct Scripts {
     pub kick_user: Script,
     pub renew_leases: Script,
     pub enforce: Script,
+    pub reap: Script,
+    /// Node-level (no user prelude): a node's round on `tim:nodes`.
+    pub node_round: Script,
     /// App-level (no user prelude): an app's login settings.
     pub settings_init: Script,
     pub settings_set: Script,
@@ -37,6 +40,8 @@ impl Scripts {
             kick_user: script(include_str!("lua/kick_user.lua")),
             renew_leases: script(include_str!("lua/renew_leases.lua")),
             enforce: script(include_str!("lua/enforce.lua")),
+            reap: script(include_str!("lua/reap.lua")),
+            node_round: Script::new(include_str!("lua/node_round.lua")),
             settings_init: Script::new(include_str!("lua/settings_init.lua")),
             settings_set: Script::new(include_str!("lua/settings_set.lua")),
             settings_restore: Script::new(include_str!("lua/settings_restore.lua")),
@@ -123,7 +128,7 @@ pub fn local_notices(v: &Value) -> Result<Vec<(SessionId, Notice)>, BadReply> {
         .collect()
 }
 
-/// A message on a node's channel: `kind|session|reason`.
+/// An entry of a node's stream: `kind|session|reason`.
 pub fn channel_message(payload: &str) -> Result<(SessionId, Notice), BadReply> {
     let mut parts = payload.splitn(3, '|');
     match (parts.next(), parts.next(), parts.next()) {

@@ -1,5 +1,6 @@
-//! A node's background work in cluster mode: listening on its channel for kicks decided
-//! on other nodes, renewing its leases (which also catches kicks the channel lost), and
+//! A node's background work in cluster mode: reading its stream for kicks decided on other
+//! nodes, listening for settings changes, its node round (its lease, its view of the live
+//! nodes, the settings versions, reaping dead nodes), watching its own lease (fencing), and
 //! freeing the slots of sessions that went away for good.
 
 use std::sync::Arc;
@@ -9,12 +10,16 @@ use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{keys, scripts, Cluster, REDIS_TIMEOUT};
+use super::liveness::Round;
+use super::{keys, Cluster, REDIS_TIMEOUT};
 use crate::apps::Apps;
 
 /// How often away sessions are checked against their grace period and UserSig.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
-/// Longest wait between two attempts to subscribe again.
+/// How often the node checks its own lease (a node that wakes from a pause past it fences
+/// itself at once).
+const LEASE_CHECK_EVERY: Duration = Duration::from_millis(100);
+/// Longest wait between two attempts to read the stream or subscribe again.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Starts the node's tasks; they end when `shutdown` is cancelled.
@@ -24,34 +29,55 @@ pub fn spawn(
     shutdown: CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     vec![
+        tokio::spawn(read_stream(Arc::clone(&cluster), shutdown.clone())),
         tokio::spawn(listen(
             Arc::clone(&cluster),
             Arc::clone(&apps),
             shutdown.clone(),
         )),
-        tokio::spawn(renew(Arc::clone(&cluster), apps, shutdown.clone())),
+        tokio::spawn(rounds(Arc::clone(&cluster), apps, shutdown.clone())),
+        tokio::spawn(watch_lease(Arc::clone(&cluster), shutdown.clone())),
         tokio::spawn(sweep(cluster, shutdown)),
     ]
 }
 
-/// Subscribes to this node's channel and applies every kick it carries, and to the settings
-/// channel (a change is loaded at once). When the subscription drops, subscribes again
-/// (with backoff) and then reconciles: a renewal right away reports whatever was published
-/// meanwhile, and checks every app's settings version.
+/// Reads this node's stream (kicks of its sessions decided elsewhere) from its cursor; when
+/// the connection drops, connects again (with backoff) and goes on from the cursor, so no
+/// entry is lost.
+async fn read_stream(cluster: Arc<Cluster>, shutdown: CancellationToken) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let started = tokio::time::Instant::now();
+        match cluster.read_stream(&shutdown).await {
+            Ok(()) if shutdown.is_cancelled() => return,
+            Ok(()) => {}
+            Err(e) => tracing::warn!(error = %e, "node stream lost; reading again"),
+        }
+        if started.elapsed() > MAX_BACKOFF {
+            backoff = Duration::from_millis(100);
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Subscribes to the settings channel (a change is loaded at once). When the subscription
+/// drops, subscribes again (with backoff) and checks every app's settings version at once
+/// (a round).
 async fn listen(cluster: Arc<Cluster>, apps: Arc<Apps>, shutdown: CancellationToken) {
-    let channel = keys::node_channel(cluster.node());
     let mut backoff = Duration::from_millis(100);
     loop {
         let subscribed = async {
             let mut pubsub = cluster.client().get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
             pubsub.subscribe(keys::SETTINGS_CHANNEL).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };
         match tokio::time::timeout(REDIS_TIMEOUT, subscribed).await {
             Ok(Ok(mut pubsub)) => {
                 backoff = Duration::from_millis(100);
-                tracing::info!(node = cluster.node(), "subscribed to the node channel");
                 cluster.metrics().reconciliations.inc();
                 cluster.reconcile_now();
                 let mut messages = pubsub.on_message();
@@ -64,26 +90,16 @@ async fn listen(cluster: Arc<Cluster>, apps: Arc<Apps>, shutdown: CancellationTo
                     let payload: String = match message.get_payload() {
                         Ok(p) => p,
                         Err(e) => {
-                            tracing::warn!(error = %e, "unreadable channel message");
+                            tracing::warn!(error = %e, "unreadable settings message");
                             continue;
                         }
                     };
-                    if message.get_channel_name() == keys::SETTINGS_CHANNEL {
-                        settings_message(&cluster, &apps, &payload).await;
-                        continue;
-                    }
-                    match scripts::channel_message(&payload) {
-                        Ok((session, notice)) => {
-                            cluster.metrics().channel_notices.inc();
-                            cluster.held().apply(session, notice);
-                        }
-                        Err(e) => tracing::warn!(error = %e, "bad channel message"),
-                    }
+                    settings_message(&cluster, &apps, &payload).await;
                 }
-                tracing::warn!("node channel lost; subscribing again");
+                tracing::warn!("settings channel lost; subscribing again");
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot subscribe to the node channel"),
-            Err(_) => tracing::warn!("cannot subscribe to the node channel: no answer"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot subscribe to the settings channel"),
+            Err(_) => tracing::warn!("cannot subscribe to the settings channel: no answer"),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -107,14 +123,16 @@ async fn settings_message(cluster: &Cluster, apps: &Apps, payload: &str) {
     }
 }
 
-/// Renews the leases every third of the lease, or at once when asked (reconcile), and
-/// checks the apps' settings versions. At a fixed rate: a round's own duration (it grows
-/// with the sessions held) does not stretch the period, so the lost-kick bound stays
-/// lease/3.
-async fn renew(cluster: Arc<Cluster>, apps: Arc<Apps>, shutdown: CancellationToken) {
+/// The node round, every sixth of the lease (or at once when asked: after a fence, or a
+/// resubscription): the ends Redis missed, the node lease and view (`node_round.lua`), a
+/// registration again of everything held if Redis lost data, the apps' settings versions,
+/// the stream's trim, dead nodes' reaping. O(nodes + apps) commands per round, whatever the
+/// sessions held.
+async fn rounds(cluster: Arc<Cluster>, apps: Arc<Apps>, shutdown: CancellationToken) {
     let every = cluster.settings().renew_every();
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut register_pending = false;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => {
@@ -124,19 +142,46 @@ async fn renew(cluster: Arc<Cluster>, apps: Arc<Apps>, shutdown: CancellationTok
             _ = tick.tick() => {}
             _ = cluster.reconcile.notified() => {}
         }
-        // First the ends Redis missed: a restarted Redis holds back resumes until they
-        // had a round to land (resume.lua).
-        cluster.write_ends().await;
-        if let Err(e) = cluster.sync_clock().await {
-            tracing::debug!(error = %e, "cannot read Redis's clock");
+        match cluster.node_round().await {
+            Ok(Round::Renewed { register_again }) => register_pending |= register_again,
+            Ok(Round::Fenced) => {
+                // Joins under its new id at once.
+                register_pending = false;
+                cluster.reconcile_now();
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot renew this node's lease");
+                continue;
+            }
         }
-        if let Err(e) = cluster.announce_alive().await {
-            tracing::debug!(error = %e, "cannot renew this node's liveness");
+        // The ends Redis missed: a restarted Redis holds back resumes until they had a
+        // round to land (resume.lua).
+        cluster.write_ends().await;
+        if register_pending {
+            let (gone, done) = cluster.register_again(&apps).await;
+            register_pending = !done;
+            tracing::warn!(
+                gone,
+                done,
+                "Redis lost data (or restarted): registered again what this node holds"
+            );
         }
         cluster.check_settings(&apps).await;
-        let gone = cluster.renew_leases(&apps).await;
-        if gone > 0 {
-            tracing::info!(gone, "lease renewal found sessions kicked elsewhere");
+        cluster.trim_stream().await;
+        cluster.reap(&apps).await;
+    }
+}
+
+/// Fences the node as soon as its lease lapsed (before anything else it would do on
+/// waking from a pause: each script checks too).
+async fn watch_lease(cluster: Arc<Cluster>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(LEASE_CHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => cluster.check_lease(),
         }
     }
 }

@@ -13,7 +13,7 @@ local new_account = redis.call('HSETNX', U, 'acct', num(now_s))
 local others = {}
 for _, e in ipairs(live_slots()) do
   if e.inst == INST then
-    drop(INST)
+    drop(INST, e.s)
     tomb(INST, e.s.since, 'R', e.s.platform)
     notify(e.s, 'S', '')
   else

@@ -3,14 +3,35 @@
 --   KEYS[1] user hash   acct (created, unix s), kick (last REST kick/delete, unix s),
 --                       last (the user's fencing counter: last login order, ms), wm
 --   KEYS[2] zset        instance -> login order (earliest first)
---   KEYS[3] slot hash   instance -> since|platform|node|session|lease_ms|expire_at|sig_time|attached
+--   KEYS[3] slot hash   instance -> since|platform|node|session|at_ms|expire_at|sig_time|attached
+--                       (at_ms: when `node` took the slot, Redis time)
 --   KEYS[4] tomb hash   instance -> since|end|until_s|platform|at_ms  (the instance's last
 --                       ended session; platform and at_ms feed the kick feed)
--- ARGV[1] this node's id, ARGV[2] how long a tombstone is kept (s), ARGV[3] the lease (ms);
--- each script's own arguments follow. Time is Redis's own clock (TIME): one clock for all
--- nodes.
+-- ARGV[1] this node's id, ARGV[2] how long a tombstone is kept (s), ARGV[3] the calling
+-- node's view of the cluster: `lease_ms|view_at_ms|node,node,...` (the session lease, when
+-- the node read the live nodes from `tim:nodes`, and those live nodes); each script's own
+-- arguments follow. Time is Redis's own clock (TIME): one clock for all nodes.
+--
+-- Liveness is per node, not per slot: a slot is live while its node is. The script never
+-- reads `tim:nodes` (another Redis Cluster slot); it trusts the caller's view (refreshed
+-- every node round): a slot's node is live if it is in the view, or if the slot was taken
+-- after the view was read (a node that joined since). A node missing from a view read after
+-- the slot was taken had let its lease lapse, and a node whose lease lapsed has fenced
+-- itself (closed its sessions) and goes on under a new id: such a slot is free. A stale
+-- view only keeps a node that died since live a little longer.
 local U, I, S, T = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local NODE, TOMB_SECS, LEASE = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local NODE, TOMB_SECS = ARGV[1], tonumber(ARGV[2])
+local LEASE, VIEW_AT, LIVE = 0, 0, {}
+do
+  local view = {}
+  for part in string.gmatch(ARGV[3] .. '|', '([^|]*)|') do
+    view[#view + 1] = part
+  end
+  LEASE, VIEW_AT = tonumber(view[1]), tonumber(view[2])
+  for id in string.gmatch(view[3] or '', '[^,]+') do
+    LIVE[id] = true
+  end
+end
 local clock = redis.call('TIME')
 local now_s = tonumber(clock[1])
 local now_ms = now_s * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -36,14 +57,29 @@ local function parse_slot(v)
     return nil
   end
   local f = split(v)
-  return { since = f[1], platform = f[2], node = f[3], session = f[4], lease = tonumber(f[5]),
+  return { since = f[1], platform = f[2], node = f[3], session = f[4], at = tonumber(f[5]),
     expire_at = f[6], sig_time = f[7], attached = f[8] }
 end
 
 local function put_slot(inst, s)
   redis.call('HSET', S, inst, table.concat({ s.since, s.platform, s.node, s.session,
-    num(s.lease), s.expire_at, s.sig_time, s.attached }, '|'))
+    num(s.at), s.expire_at, s.sig_time, s.attached }, '|'))
 end
+
+-- Is the node holding slot `s` alive (see the view above)?
+local function slot_live(s)
+  return s.node == NODE or LIVE[s.node] or (s.at or 0) >= VIEW_AT
+end
+
+-- The per-node index of the users a node holds slots of (`APP:USER` members): what a
+-- live node reads to clean a dead node's slots up (`reap.lua`). Its key is
+-- `tim:node:<id>:users`; under Redis Cluster it is on another slot, see docs/cluster.md.
+local USER_TAG = string.match(U, '^tim:{(.*)}:u$')
+local function index_key(node)
+  return 'tim:node:' .. node .. ':users'
+end
+-- Nodes that lost a slot in this script: their index drops the user if it was the last.
+local left = {}
 
 local function parse_tomb(v)
   if not v then
@@ -98,17 +134,20 @@ local function tomb(inst, since, why, platform)
   end
 end
 
--- The user's instances whose lease is live, earliest login first, as {inst=, s=}. Slots
--- whose node stopped renewing (it died) are dropped here: lazy expiry.
+-- The user's live instances, earliest login first, as {inst=, s=}. Slots whose node is
+-- dead are dropped here: lazy expiry (and `reap.lua` for users nobody touches again).
 local function live_slots()
   local out = {}
   for _, inst in ipairs(redis.call('ZRANGE', I, 0, -1)) do
     local s = parse_slot(redis.call('HGET', S, inst))
-    if s and s.lease > now_ms then
+    if s and slot_live(s) then
       out[#out + 1] = { inst = inst, s = s }
     else
       redis.call('ZREM', I, inst)
       redis.call('HDEL', S, inst)
+      if s then
+        left[s.node] = true
+      end
     end
   end
   return out
@@ -165,25 +204,31 @@ local function refusal(gone)
 end
 
 -- Victims on this node, returned to the caller as {kind, session, reason}...; the others
--- are told on their node's channel ('K' kicked, 'S' superseded).
+-- are appended to their node's stream `tim:node:<id>:k` ('K' kicked, 'S' superseded) in
+-- this same script, so a decision and its notice are one atomic write: the node reads its
+-- stream with a cursor, and nothing is lost if its connection drops. A dead node is told
+-- nothing (it fenced itself).
 local mine = {}
 local function notify(s, kind, reason)
   if s.node == NODE then
     mine[#mine + 1] = kind
     mine[#mine + 1] = s.session
     mine[#mine + 1] = reason
-  elseif s.lease > now_ms then
-    redis.call('PUBLISH', 'tim:node:' .. s.node, kind .. '|' .. s.session .. '|' .. reason)
+  elseif slot_live(s) then
+    redis.call('XADD', 'tim:node:' .. s.node .. ':k', '*', 'n',
+      kind .. '|' .. s.session .. '|' .. reason)
   end
 end
 
-local function drop(inst)
+-- Drops `inst`'s slot `s` (as read by the caller).
+local function drop(inst, s)
+  left[s.node] = true
   redis.call('ZREM', I, inst)
   redis.call('HDEL', S, inst)
 end
 
 local function kick(inst, s, reason)
-  drop(inst)
+  drop(inst, s)
   tomb(inst, s.since, reason, s.platform)
   notify(s, 'K', reason)
 end
@@ -194,21 +239,30 @@ local function admit(inst, since, platform, session, expire_at, sig_time, attach
   redis.call('HSETNX', U, 'acct', num(now_s))
   redis.call('ZADD', I, since, inst)
   put_slot(inst, { since = since, platform = platform, node = NODE, session = session,
-    lease = now_ms + LEASE, expire_at = expire_at, sig_time = sig_time,
-    attached = attached or '1' })
+    at = now_ms, expire_at = expire_at, sig_time = sig_time, attached = attached or '1' })
+  redis.call('SADD', index_key(NODE), USER_TAG)
   local last = tonumber(redis.call('HGET', U, 'last') or '0') or 0
   if tonumber(since) > last then
     redis.call('HSET', U, 'last', since)
   end
 end
 
--- Empty sets go; live ones outlast the longest lease by a margin, so the keys of a node
--- that died vanish by themselves.
+-- Empty sets go. Live ones never expire (no per-session renewal keeps them alive: the
+-- keys of an online user stay while it is online); a dead node's are cleaned lazily by the
+-- next script on the user, or by `reap.lua`. A node that lost its last slot of the user
+-- here leaves the user out of its index.
 local function finish()
   if redis.call('ZCARD', I) == 0 then
     redis.call('DEL', I, S)
-  else
-    redis.call('PEXPIRE', I, LEASE * 2)
-    redis.call('PEXPIRE', S, LEASE * 2)
+  elseif next(left) ~= nil then
+    for _, v in ipairs(redis.call('HVALS', S)) do
+      local s = parse_slot(v)
+      if s then
+        left[s.node] = nil
+      end
+    end
+  end
+  for node in pairs(left) do
+    redis.call('SREM', index_key(node), USER_TAG)
   end
 end

@@ -1,8 +1,9 @@
--- A node's periodic renewal for one user: ARGV[4..] web limit, other limit, policy, then
--- per session it holds: session, instance, platform, since, expire_at, sig_time, attached.
--- Extends the lease of each that is still its own; reports the others, so kicks lost in
--- transit still land; registers again what Redis no longer knows (it lost its data, or the
--- lease ran out while it was unreachable) if that evicts no one.
+-- A node registers again what it holds of one user, after Redis lost data (its node entry
+-- vanished, or Redis restarted: a new run id) — once, not periodically (liveness is per
+-- node: `node_round.lua`). ARGV[4..] web limit, other limit, policy, then per session it
+-- holds: session, instance, platform, since, expire_at, sig_time, attached.
+-- Keeps each that is still its own; reports the others (kicked or superseded meanwhile);
+-- registers again what Redis no longer knows if that evicts no one.
 -- Returns {registered_again, {session, 'K'|'S', reason}...}.
 local WEB, OTHER, POLICY = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local k = kicked_at()
@@ -12,8 +13,9 @@ for n = 7, #ARGV, 7 do
   local exp, sig, att = ARGV[n + 4], ARGV[n + 5], ARGV[n + 6]
   local s = parse_slot(redis.call('HGET', S, inst))
   if s and s.node == NODE and s.session == sid then
-    s.lease, s.attached = now_ms + LEASE, att
+    s.attached = att
     put_slot(inst, s)
+    redis.call('SADD', index_key(NODE), USER_TAG)
   elseif s and tonumber(s.since) == tonumber(since) then
     -- Resumed on another socket meanwhile.
     out[#out + 1] = { sid, 'S', '' }

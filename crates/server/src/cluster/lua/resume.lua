@@ -35,8 +35,10 @@ for _, e in ipairs(live) do
     if not (e.s.node == NODE and e.s.session == SID) then
       notify(e.s, 'S', '')
     end
-    e.s.node, e.s.session, e.s.lease, e.s.attached = NODE, SID, now_ms + LEASE, '1'
+    left[e.s.node] = true
+    e.s.node, e.s.session, e.s.at, e.s.attached = NODE, SID, now_ms, '1'
     put_slot(INST, e.s)
+    redis.call('SADD', index_key(NODE), USER_TAG)
     finish()
     return { 'ok', e.s.since, e.s.expire_at, e.s.sig_time, mine }
   end
@@ -46,7 +48,7 @@ if since <= watermark() then
 end
 -- Coming back without a slot. Right after Redis (re)started, what it has may predate ends
 -- a node could not write while Redis was down (a logout answered 70169): every node writes
--- those first thing each lease round, so coming back waits one lease (retry later; whole
+-- those first thing each node round, so coming back waits one lease (retry later; whole
 -- seconds of uptime: at least one lease).
 local up = tonumber(string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)'))
 if up and up * 1000 < LEASE then

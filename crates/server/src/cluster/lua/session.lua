@@ -15,7 +15,7 @@ if not s or s.node ~= NODE or s.session ~= SID then
     local t = parse_tomb(redis.call('HGET', T, INST))
     if not (t and t.since >= since) and not (s and tonumber(s.since) > since) then
       if s then
-        drop(INST)
+        drop(INST, s)
         notify(s, 'S', '')
       end
       tomb(INST, num(since), 'L', ARGV[8])
@@ -38,10 +38,9 @@ if WHAT == 'away' or WHAT == 'renew' then
   else
     s.expire_at, s.sig_time = ARGV[7], ARGV[8]
   end
-  s.lease = now_ms + LEASE
   put_slot(INST, s)
 else
-  drop(INST)
+  drop(INST, s)
   if WHAT == 'logout' then
     tomb(INST, s.since, 'L', s.platform)
   elseif WHAT == 'expired' then

@@ -4,7 +4,7 @@
 -- version, web, other and policy in force: if Redis lost the hash (a flush), the change
 -- builds on those and its version stays above every node's. Bumps the version,
 -- records the change and announces it on 'tim:settings' (nodes also poll the version: a
--- lost message only delays a node by one lease round). Returns {version, web, other, policy}.
+-- lost message only delays a node by one node round). Returns {version, web, other, policy}.
 local S, H = KEYS[1], KEYS[2]
 local cur = redis.call('HMGET', S, 'version', 'web', 'other', 'policy')
 if not cur[1] then
