@@ -126,6 +126,18 @@ async function stop(procs) {
   while (procs.some((p) => groupAlive(p.pid))) await sleep(50);
 }
 
+/** Background blocks running now: stopped if this process is told to end (a test timeout,
+ * Ctrl-C), since they run in process groups of their own. */
+const running = new Set();
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => {
+    for (const p of running) {
+      try { process.kill(-p.pid, 'SIGKILL'); } catch { /* gone */ }
+    }
+    process.exit(1);
+  });
+}
+
 /** Runs one file's blocks in a scratch directory; returns what failed (nothing: all ran). */
 async function runFile(file, blocks) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'tim-doc-'));
@@ -172,6 +184,7 @@ async function runFile(file, blocks) {
         await waitReady();
         const log = { text: '' };
         const proc = spawn('bash', ['-c', `set -a; . ${envFile}; set +a\n${text}\nwait`], { cwd: dir, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+        running.add(proc);
         proc.stdout.on('data', (d) => { log.text += d; });
         proc.stderr.on('data', (d) => { log.text += d; });
         const ps = [...new Set([...text.matchAll(PORT_RE)].map((m) => Number(m[1])))];
