@@ -36,7 +36,12 @@ pub async fn guard(demo_key: bool, request: Request, next: Next) -> Response {
             return refuse("demo mode answers only pages from a loopback origin");
         }
     }
-    if !demo_key && request.uri().path() == "/demo/usersig" {
+    if !demo_key
+        && matches!(
+            request.uri().path(),
+            "/demo/usersig" | "/demo/admin-usersig"
+        )
+    {
         return refuse(
             "demo mode with an app key of its own hands out no UserSigs; run --demo with \
              the embedded demo key for them",
