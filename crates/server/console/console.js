@@ -213,7 +213,8 @@ async function pollOnline(gen) {
         el('td', {}, p.Platform), el('td', {}, String(p.Online)), el('td', {}, String(p.Away)))));
       $('nodes').hidden = s.Nodes.length === 0;
       $('nodes').tBodies[0].replaceChildren(...s.Nodes.map((n) => el('tr', { dataset: { node: n.Node, online: n.Online } },
-        el('td', { class: 'mono' }, n.Node), el('td', {}, String(n.Online)), el('td', {}, String(n.Away)))));
+        el('td', { class: 'mono' }, n.Node, n.Node === s.Node ? el('small', {}, ' (serves this console)') : ''),
+        el('td', {}, String(n.Online)), el('td', {}, String(n.Away)))));
       if (watched) await showUser(watched, gen);
     } catch (e) {
       if (failed(e)) return;

@@ -63,6 +63,9 @@ struct Summary {
     /// Cluster mode: each node's share (empty in embedded mode).
     #[serde(rename = "Nodes")]
     nodes: Vec<NodeCount>,
+    /// Cluster mode: the node that answered (empty in embedded mode).
+    #[serde(rename = "Node")]
+    node: String,
     /// Unix ms.
     #[serde(rename = "ServerTime")]
     server_time: u64,
@@ -107,6 +110,7 @@ pub async fn online_summary(
                 }
             })
             .collect(),
+        node: state.backend().node().unwrap_or_default().to_owned(),
         server_time: unix_ms(),
     }))
 }
