@@ -8,10 +8,12 @@
 // Screenshots go to $TEST_ARTIFACTS_DIR (default target/test-artifacts/).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { launch, waitFor, BROWSERS } from './webdriver.mjs';
-import { startTimd, startRedis, official, uniqueUser, SDKAPPID, KEY, TLSSigAPIv2, root } from './timd.mjs';
+import { launch, freePort, waitFor, BROWSERS } from './webdriver.mjs';
+import { startTimd, startRedis, official, uniqueUser, SDKAPPID, KEY, TLSSigAPIv2, root, track, exited } from './timd.mjs';
 import { tabUrl, openTab, inTab, kickTypes, settled } from './tab-page.mjs';
 
 const artifacts = path.resolve(root, process.env.TEST_ARTIFACTS_DIR || 'target/test-artifacts');
@@ -266,5 +268,31 @@ test('console against a 3-node cluster: any node serves it, the numbers and the 
     await b?.quit();
     await Promise.allSettled(nodes.map((n) => n.stop()));
     await redis.stop();
+  }
+});
+
+test('console in demo mode (the public demo key): "Fill in" gets an admin UserSig and signs in', { timeout: 60000 }, async () => {
+  const engine = BROWSERS.includes('chrome') ? 'chrome' : BROWSERS[0];
+  const port = await freePort();
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'tim-console-demo-'));
+  const origin = `http://127.0.0.1:${port}`;
+  const child = track(spawn(process.env.TIMD_BIN || path.join(root, 'target/debug/timd'),
+    ['serve', '--demo', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir],
+    { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, RUST_LOG: 'warn' } }));
+  let b;
+  try {
+    await waitFor(async () => (await fetch(`${origin}/healthz`)).ok, { what: 'timd --demo' });
+    b = await launch(engine);
+    await openConsole(b, { origin });
+    await click(b, '#demo-fill');
+    await waitFor(() => b.run(() => document.getElementById('in-usersig').value.length > 50), { what: 'the UserSig filled in' });
+    await click(b, '#signin-button');
+    await signedIn(b);
+    assert.equal(await b.run(() => document.getElementById('who-admin').textContent), 'administrator');
+  } finally {
+    await b?.quit();
+    child.kill('SIGTERM');
+    await exited(child);
+    rmSync(dataDir, { recursive: true, force: true });
   }
 });

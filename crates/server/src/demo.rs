@@ -35,7 +35,8 @@ pub struct DemoState {
 /// Longest validity `/demo/usersig` hands out: 10 years.
 pub const MAX_DEMO_EXPIRE_SECS: u64 = 10 * 365 * 86_400;
 
-/// Adds the demo routes to `router`: `/demo/usersig`, `/demo/settings`, `/demo/instances`,
+/// Adds the demo routes to `router`: `/demo/usersig`, `/demo/admin-usersig` (the console's
+/// fill-in), `/demo/settings`, `/demo/instances`,
 /// `/demo/devices`, `/demo/kick`, `/pkg/` (the SDK package) and `/` (the demo page), the
 /// static ones with dev-friendly headers.
 pub fn routes(router: Router<DemoState>, config: &Config) -> Router<DemoState> {

@@ -7,7 +7,8 @@
 //! loopback origin. A request without those headers is not from a browser page.
 //!
 //! And with an app key of its own (`--demo --key ...`, as the e2e tests run it), demo mode
-//! hands out no UserSigs (`/demo/usersig` is refused): that key may be a production one.
+//! hands out no UserSigs (`/demo/usersig` and the console's `/demo/admin-usersig` are
+//! refused): that key may be a production one.
 //! The other demo APIs stay (inside this fence), and `serve` says so at start.
 
 use axum::extract::Request;
