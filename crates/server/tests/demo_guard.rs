@@ -177,8 +177,7 @@ async fn the_console_gets_an_admin_usersig_from_the_demo_key_only() {
 async fn the_console_is_served_without_demo_mode() {
     let server = Server::start(|_| {}).await;
     let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let request =
-        format!("GET /console HTTP/1.1\r\nHost: timd.example.com\r\nConnection: close\r\n\r\n");
+    let request = "GET /console HTTP/1.1\r\nHost: timd.example.com\r\nConnection: close\r\n\r\n";
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await.unwrap();

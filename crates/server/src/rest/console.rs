@@ -31,43 +31,34 @@ pub const MAX_EVENTS: usize = crate::events::RING;
 const DEFAULT_EVENTS: usize = 100;
 
 #[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
 struct PlatformOnline {
-    #[serde(rename = "Platform")]
     platform: Platform,
     /// Connected now.
-    #[serde(rename = "Online")]
     online: usize,
     /// Socket gone, slot held for a resume.
-    #[serde(rename = "Away")]
     away: usize,
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
 struct NodeCount {
-    #[serde(rename = "Node")]
     node: String,
-    #[serde(rename = "Online")]
     online: usize,
-    #[serde(rename = "Away")]
     away: usize,
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
 struct Summary {
-    #[serde(rename = "Online")]
     online: usize,
-    #[serde(rename = "Away")]
     away: usize,
-    #[serde(rename = "Platforms")]
     platforms: Vec<PlatformOnline>,
     /// Cluster mode: each node's share (empty in embedded mode).
-    #[serde(rename = "Nodes")]
     nodes: Vec<NodeCount>,
     /// Cluster mode: the node that answered (empty in embedded mode).
-    #[serde(rename = "Node")]
     node: String,
     /// Unix ms.
-    #[serde(rename = "ServerTime")]
     server_time: u64,
 }
 
@@ -116,49 +107,39 @@ pub async fn online_summary(
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
 struct Instance {
-    #[serde(rename = "Instance")]
     instance: String,
-    #[serde(rename = "Platform")]
     platform: Platform,
     /// Login time, unix ms.
-    #[serde(rename = "Since")]
     since: u64,
     /// `Online` (connected) or `Away` (socket gone, slot held for a resume).
-    #[serde(rename = "Status")]
     status: &'static str,
     /// Cluster mode: the node holding it (empty in embedded mode).
-    #[serde(rename = "Node")]
     node: String,
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
 struct Kick {
-    #[serde(rename = "Instance")]
     instance: String,
-    #[serde(rename = "Platform")]
     platform: Platform,
     /// The kicked session's login time, unix ms.
-    #[serde(rename = "Since")]
     since: u64,
-    #[serde(rename = "Reason")]
     reason: KickReason,
     /// When it was kicked, unix ms.
-    #[serde(rename = "Time")]
     time: u64,
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
 struct UserSessions {
     #[serde(rename = "UserID")]
     user: String,
     /// Earliest login first.
-    #[serde(rename = "Instances")]
     instances: Vec<Instance>,
     /// Oldest first.
-    #[serde(rename = "RecentKicks")]
     recent_kicks: Vec<Kick>,
-    #[serde(rename = "ServerTime")]
     server_time: u64,
 }
 
@@ -217,15 +198,13 @@ pub async fn user_sessions(
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
 struct EventsPage {
     /// The stream the cursor belongs to (this process): send it back with `After`.
-    #[serde(rename = "Stream")]
     stream: String,
     /// The cursor of the next call (`After`).
-    #[serde(rename = "Next")]
     next: u64,
     /// Oldest first.
-    #[serde(rename = "Events")]
     events: Vec<Event>,
 }
 
@@ -295,11 +274,10 @@ pub async fn get_events(
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
 struct Counts {
     /// The last hour's minutes and the current one, oldest first.
-    #[serde(rename = "Minutes")]
     minutes: Vec<MinuteCount>,
-    #[serde(rename = "ServerTime")]
     server_time: u64,
 }
 

@@ -1,6 +1,7 @@
 //! The admin REST API, compatible with Tencent's (`docs/rest.md`):
 //! `/v4/im_open_login_svc/{kick,account_import,multiaccount_import,account_delete,
-//! account_check}` and `/v4/openim/query_online_status`, by POST — or any other method
+//! account_check}`, `/v4/openim/query_online_status` and timd's own `/v4/timd/...` (login
+//! settings, `settings.rs`; the console's, `console.rs`), by POST — or any other method
 //! carrying the JSON body, as Tencent's service accepts.
 //!
 //! Every answer is HTTP 200 with `ActionStatus` / `ErrorCode` / `ErrorInfo`, so clients
