@@ -38,6 +38,8 @@ function expiredAdminSig() {
 }
 
 async function screenshot(b, name) {
+  // Two frames: the last DOM changes are painted (WebKit's screenshot shows the last paint).
+  await b.run(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
   const file = path.join(artifacts, name);
   writeFileSync(file, await b.screenshot());
   console.log(`screenshot: ${file}`);

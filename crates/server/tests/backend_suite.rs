@@ -972,4 +972,18 @@ async fn the_console_apis_need_the_admin(mode: Mode) {
     let dave = rest.call(USER_SESSIONS, json!({"UserID": "dave"})).await;
     assert_eq!(dave.code(), 0, "{}", dave.json);
     assert_eq!(dave.json["Instances"], json!([]));
+
+    // The console's calls spend the app's REST budget like any other.
+    let limited = Env::start_with(mode, |c| c.rest_rate_limit = 1).await;
+    let rest = limited.rest();
+    let mut codes = Vec::new();
+    for api in CONSOLE_APIS {
+        let body = if api == USER_SESSIONS {
+            json!({"UserID": "dave"})
+        } else {
+            json!({})
+        };
+        codes.push(rest.call(api, body).await.code());
+    }
+    assert!(codes.contains(&60011), "{codes:?}");
 }

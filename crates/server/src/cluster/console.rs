@@ -134,9 +134,9 @@ impl Cluster {
     async fn flush_events(&self, events: &Events) -> Result<(), ClusterError> {
         let out = events.take_outbox();
         if out.dropped > 0 {
-            tracing::warn!(
+            tracing::debug!(
                 dropped = out.dropped,
-                "console events not relayed (Redis behind)"
+                "console events beyond the relay's rate kept in this node's feed only"
             );
         }
         if out.events.is_empty() && out.counts.is_empty() {
