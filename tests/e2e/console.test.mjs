@@ -167,6 +167,7 @@ for (const browser of BROWSERS) {
 
       // Web limit 1, applied now: the earliest tab is kicked at once, the other stays.
       const version = await setWebLimit(b, 1, true);
+      assert.equal(await b.run(() => document.getElementById('set-apply-now').checked), false, 'Apply now is chosen anew each time');
       await waitFor(async () => (await kickTypes(b, t1)).length > 0, { what: 't1 kicked by the ApplyNow change' });
       assert.deepEqual(await kickTypes(b, t1), ['multipleAccount']);
       await settled(b, t2, 't2');

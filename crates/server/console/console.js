@@ -9,6 +9,7 @@ const meta = (name) => document.querySelector(`meta[name="${name}"]`)?.content ?
 
 // What each code a sign-in can meet means (docs/rest.md).
 const MEANINGS = {
+  0: 'the server cannot be reached (network down, or timd stopped)',
   60002: 'the request URL is malformed',
   60006: 'this server does not serve that SDKAppID',
   60011: 'too many REST calls for this app: retry in a moment',
@@ -44,9 +45,14 @@ async function rest(api, body = {}, creds = auth) {
     random: String(crypto.getRandomValues(new Uint32Array(1))[0]),
     contenttype: 'json',
   });
-  const res = await fetch(`/v4/${api}?${q}`, {
-    method: 'POST', cache: 'no-store', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
-  });
+  let res;
+  try {
+    res = await fetch(`/v4/${api}?${q}`, {
+      method: 'POST', cache: 'no-store', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
+    });
+  } catch (e) {
+    throw new RestError(0, `cannot reach the server: ${e.message}`);
+  }
   const answer = await res.json().catch(() => null);
   if (!answer) throw new RestError(res.status, `HTTP ${res.status}`);
   if (answer.ErrorCode !== 0) throw new RestError(answer.ErrorCode, answer.ErrorInfo);
@@ -190,6 +196,8 @@ async function saveSettings(ev) {
     showSettings(answer);
     result.textContent = `saved: version ${answer.Version}${body.ApplyNow ? ', applied now' : ', for the next logins'}`;
     result.dataset.version = answer.Version;
+    // An explicit choice each time: a second save does not kick again unless asked.
+    $('set-apply-now').checked = false;
     loadHistory();
   } catch (e) {
     if (!failed(e)) {
