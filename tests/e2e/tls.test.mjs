@@ -166,6 +166,12 @@ for (const kind of ['nginx', 'haproxy']) {
       // The proxy is reachable only with the test CA: the certificate chain is real.
       await assert.rejects(get(proxy.origin, '/healthz', undefined), /self-signed|unable to verify|certificate/i);
       assert.equal((await get(proxy.origin, '/metrics', certs.ca)).status, 404, '/metrics is not exposed through the proxy');
+      // The operator's console is served by timd through the proxy (docs/console.md).
+      for (const path of ['/console', '/console/console.js']) {
+        const page = await get(proxy.origin, path, certs.ca);
+        assert.equal(page.status, 200, `${path} through ${kind}`);
+        assert.match(page.text, /timd console|timd\/console|sessionStorage/, path);
+      }
       for (const b of browsers) {
         const user = uniqueUser(`tls${kind[0]}${topology[0]}${b.browser[0]}`);
         const sig = official.genSig(user, 600);

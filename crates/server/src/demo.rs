@@ -35,7 +35,8 @@ pub struct DemoState {
 /// Longest validity `/demo/usersig` hands out: 10 years.
 pub const MAX_DEMO_EXPIRE_SECS: u64 = 10 * 365 * 86_400;
 
-/// Adds the demo routes to `router`: `/demo/usersig`, `/demo/settings`, `/demo/instances`,
+/// Adds the demo routes to `router`: `/demo/usersig`, `/demo/admin-usersig` (the console's
+/// fill-in), `/demo/settings`, `/demo/instances`,
 /// `/demo/devices`, `/demo/kick`, `/pkg/` (the SDK package) and `/` (the demo page), the
 /// static ones with dev-friendly headers.
 pub fn routes(router: Router<DemoState>, config: &Config) -> Router<DemoState> {
@@ -45,6 +46,7 @@ pub fn routes(router: Router<DemoState>, config: &Config) -> Router<DemoState> {
         .layer(middleware::from_fn(dev_file_headers));
     router
         .route("/demo/usersig", get(demo_usersig))
+        .route("/demo/admin-usersig", get(demo_admin_usersig))
         .route("/demo/settings", get(instances::settings))
         .route("/demo/instances", get(instances::instances))
         .route("/demo/devices", get(devices::list).post(devices::start))
@@ -144,6 +146,30 @@ async fn demo_usersig(
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// How long `/demo/admin-usersig`'s UserSigs are valid: one day.
+pub const DEMO_ADMIN_EXPIRE_SECS: u64 = 86_400;
+
+/// `GET /demo/admin-usersig`: an admin UserSig of the default app, for the console's "fill
+/// in" in demo mode. Only with the embedded demo key (the guard refuses it otherwise): that
+/// key is public, so anyone can sign with it anyway; with a key of its own the demo signs
+/// nothing.
+async fn demo_admin_usersig(State(DemoState { app: state, .. }): State<DemoState>) -> Response {
+    let app = state.apps().default_app();
+    let admin = app.admins()[0].clone();
+    let user_sig = tim_usersig::generate(
+        app.sdkappid,
+        app.key(),
+        &admin,
+        unix_secs(),
+        DEMO_ADMIN_EXPIRE_SECS,
+    );
+    no_store(Json(DemoUserSig {
+        sdkappid: app.sdkappid,
+        user_id: admin,
+        user_sig,
+    }))
 }
 
 /// Dev files change on every rebuild: never let a browser cache them, and give wasm and

@@ -7,7 +7,8 @@
 //! loopback origin. A request without those headers is not from a browser page.
 //!
 //! And with an app key of its own (`--demo --key ...`, as the e2e tests run it), demo mode
-//! hands out no UserSigs (`/demo/usersig` is refused): that key may be a production one.
+//! hands out no UserSigs (`/demo/usersig` and the console's `/demo/admin-usersig` are
+//! refused): that key may be a production one.
 //! The other demo APIs stay (inside this fence), and `serve` says so at start.
 
 use axum::extract::Request;
@@ -36,7 +37,12 @@ pub async fn guard(demo_key: bool, request: Request, next: Next) -> Response {
             return refuse("demo mode answers only pages from a loopback origin");
         }
     }
-    if !demo_key && request.uri().path() == "/demo/usersig" {
+    if !demo_key
+        && matches!(
+            request.uri().path(),
+            "/demo/usersig" | "/demo/admin-usersig"
+        )
+    {
         return refuse(
             "demo mode with an app key of its own hands out no UserSigs; run --demo with \
              the embedded demo key for them",

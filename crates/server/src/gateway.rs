@@ -27,6 +27,7 @@ use tracing::Instrument;
 use crate::apps::App;
 use crate::backend::{BackendError, LoginDecision, Renewal, ResumeError};
 use crate::clock::unix_secs as unix_now;
+use crate::events::Disconnect;
 use crate::limits::{Admitted, Refusal};
 use crate::login::LoginError;
 use crate::session::{InstanceInfo, NewSession, ResumeRefused, SocketCommand, OUTBOX_CAPACITY};
@@ -187,6 +188,8 @@ struct Connection {
     last_seen: Instant,
     /// The client's address (`client_addr.rs`): what per-address limits count by.
     client: IpAddr,
+    /// The heartbeat was lost (the console's disconnect reason).
+    timed_out: bool,
 }
 
 impl Connection {
@@ -203,6 +206,7 @@ impl Connection {
             login_deadline,
             last_seen: now,
             client,
+            timed_out: false,
         }
     }
 
@@ -421,6 +425,7 @@ impl Connection {
         match refused {
             Ok(info) => {
                 tracing::info!(user = %info.user, instance = %info.instance, "resumed");
+                self.state.events().resume(&info);
                 let heartbeat = self.state.config().heartbeat();
                 self.session = Some(Session::of(app, info.clone(), heartbeat));
                 let frame = ServerFrame::ResumeOk {
@@ -579,6 +584,7 @@ impl Connection {
             kicked,
             "login ok"
         );
+        self.state.events().login(&info, kicked);
         let config = self.state.config();
         self.session = Some(Session::of(app, info, config.heartbeat()));
         Ok(LoginOk {
@@ -706,6 +712,7 @@ impl Connection {
             tracing::warn!(user = %old.info.user, error = %e, "logout not recorded");
             return Err(e);
         }
+        self.state.events().logout(&old.info);
         Ok(Some(old.info))
     }
 
@@ -730,6 +737,12 @@ impl Connection {
         if let Some(old) = self.session.take() {
             let until = std::time::Instant::now() + self.state.config().resume_grace();
             self.state.backend().detach(&old.info, until);
+            let why = if self.timed_out {
+                Disconnect::TimeOut
+            } else {
+                Disconnect::LinkClose
+            };
+            self.state.events().disconnect(&old.info, why);
         }
     }
 
@@ -747,6 +760,7 @@ impl Connection {
                         reason = reason.as_str(),
                         "kicked"
                     );
+                    self.state.events().kicked(&s, reason);
                 }
                 self.send_kicked(reason).await
             }
@@ -785,6 +799,7 @@ impl Connection {
             if let Err(e) = Box::pin(self.state.backend().expire(&s)).await {
                 tracing::warn!(user = %s.user, error = %e, "expiry not recorded");
             }
+            self.state.events().kicked(&s, KickReason::UserSigExpired);
             return self.send_kicked(KickReason::UserSigExpired).await;
         }
         let (now, idle) = (Instant::now(), self.idle_deadline());
@@ -796,6 +811,7 @@ impl Connection {
                 return self.send(&ServerFrame::Ping).await;
             }
             tracing::debug!("heartbeat timeout");
+            self.timed_out = true;
             Flow::Close(close::HEARTBEAT_TIMEOUT, "heartbeat timeout")
         } else {
             tracing::debug!("login timeout");

@@ -13,9 +13,11 @@ pub mod client_addr;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod demo_guard;
 pub mod ended;
+pub mod events;
 pub mod gateway;
 pub mod kicks;
 pub mod limits;
@@ -55,7 +57,8 @@ pub use store::{Store, StoreError, StoreHandle};
 /// How long shutdown waits for sockets to finish their close handshakes.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
-/// The HTTP application: `/ws`, `/healthz`, the admin REST API under `/v4`, and the demo
+/// The HTTP application: `/ws`, `/healthz`, the admin REST API under `/v4`, the operator's
+/// console (`/console`), and the demo
 /// routes when `config.demo` (with no native demo devices: see [`router`]).
 pub fn app(state: AppState) -> Router {
     router(state, Devices::default())
@@ -68,6 +71,7 @@ pub fn router(state: AppState, devices: Devices) -> Router {
         .route("/metrics", get(metrics::handler))
         .route("/ws", get(gateway::ws_handler));
     router = rest::routes(router);
+    router = console::routes(router);
     if state.config().demo {
         // Behind the loopback fence (`demo_guard.rs`).
         let demo_key = state.apps().default_app().key() == config::DEMO_KEY;
@@ -198,9 +202,14 @@ pub async fn run_with(
     // The backend's tasks stop only after the sockets closed: their last acts (away) still
     // count.
     let backend_stop = tokio_util::sync::CancellationToken::new();
-    let backend_tasks = state
+    let mut backend_tasks = state
         .backend()
         .spawn_tasks(state.apps(), backend_stop.clone());
+    backend_tasks.extend(
+        state
+            .backend()
+            .spawn_event_relay(state.events(), backend_stop.clone()),
+    );
     let service =
         router(state.clone(), devices).into_make_service_with_connect_info::<SocketAddr>();
     // No Nagle: a `kicked` frame must not wait for the ACK of the frame before it (the

@@ -594,6 +594,20 @@ impl Registry {
         Platform::ALL.iter().copied().zip(counts).collect()
     }
 
+    /// Instances holding a slot per platform, (attached, away) each, in `Platform::ALL`'s
+    /// order (the console's online summary).
+    pub fn platform_counts(&self) -> crate::backend::PlatformCounts {
+        let mut counts = crate::backend::PlatformCounts::default();
+        for shard in self.shards.iter() {
+            for sessions in lock(shard).values() {
+                for slot in &sessions.slots {
+                    crate::backend::count_in(&mut counts, slot.info.platform, slot.is_attached());
+                }
+            }
+        }
+        counts
+    }
+
     /// How much state the registry holds (`/metrics`, the soak bench): one walk over every
     /// shard, each locked in turn.
     pub fn sizes(&self) -> RegistrySizes {

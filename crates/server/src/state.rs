@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 use crate::apps::{App, Apps};
 use crate::backend::{Backend, OpenError};
 use crate::config::Config;
+use crate::events::Events;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 
@@ -25,6 +26,8 @@ struct Inner {
     /// The abuse limits on `/ws` (`limits.rs`) and what they refused (`metrics.rs`).
     limits: Limits,
     metrics: Metrics,
+    /// What happens to sessions, for the operator's console (`events.rs`).
+    events: Arc<Events>,
     shutdown: CancellationToken,
     sockets: TaskTracker,
 }
@@ -44,6 +47,7 @@ impl AppState {
                 config,
                 apps,
                 backend: Arc::new(backend),
+                events: Arc::new(Events::new()),
                 shutdown: CancellationToken::new(),
                 sockets: TaskTracker::new(),
             }),
@@ -76,6 +80,11 @@ impl AppState {
 
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The session events this process saw (and, in cluster mode, the other nodes').
+    pub fn events(&self) -> &Arc<Events> {
+        &self.inner.events
     }
 
     /// Cancelled when the server shuts down: every socket closes with `SERVICE_RESTART`.

@@ -22,6 +22,11 @@ use timd::policy::{LoginPolicy, LoginSettings};
 const GET_SETTINGS: &str = "/v4/timd/get_login_settings";
 const SET_SETTINGS: &str = "/v4/timd/set_login_settings";
 const HISTORY: &str = "/v4/timd/get_login_settings_history";
+const ONLINE_SUMMARY: &str = "/v4/timd/online_summary";
+const USER_SESSIONS: &str = "/v4/timd/user_sessions";
+const EVENTS: &str = "/v4/timd/get_events";
+const EVENT_COUNTS: &str = "/v4/timd/get_event_counts";
+const CONSOLE_APIS: [&str; 4] = [ONLINE_SUMMARY, USER_SESSIONS, EVENTS, EVENT_COUNTS];
 
 /// A second app served by the same timd (several-apps tests).
 const APP_B: u32 = 1_400_000_777;
@@ -64,6 +69,19 @@ impl Env {
 
     fn rest(&self) -> Rest {
         Rest::new(self.server.addr, APP, KEY)
+    }
+
+    /// Cluster mode: another node on the same Redis (`None` in embedded mode).
+    async fn second_node(&self) -> Option<Server> {
+        let url = self._redis.as_ref()?.url();
+        Some(
+            Server::start(move |c| {
+                let mut cluster = ClusterSettings::new(url);
+                cluster.lease_ms = 3_000;
+                c.cluster = Some(cluster);
+            })
+            .await,
+        )
     }
 
     /// `user`'s instance ids holding a slot, earliest first, as the backend reports them.
@@ -134,6 +152,8 @@ on_both_backends!(
     apply_now_kicks_what_the_new_settings_forbid,
     apps_share_nothing,
     the_demo_page_sees_the_backend,
+    the_console_sees_the_backend,
+    the_console_apis_need_the_admin,
 );
 
 fn settings(web: u8, other: u8, policy: LoginPolicy) -> LoginSettings {
@@ -686,4 +706,284 @@ async fn the_demo_page_sees_the_backend(mode: Mode) {
     let shown = rest.request(hyper::Method::GET, "/demo/settings", "").await;
     assert_eq!(shown.json["webInstances"], 5, "{}", shown.json);
     assert_eq!(shown.json["version"], 2);
+}
+
+/// Calls `api` with `body` until `done` holds for its answer (the console's numbers from
+/// other nodes arrive within a second or two); returns that answer.
+async fn until(
+    rest: &Rest,
+    api: &str,
+    body: serde_json::Value,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = rest.call(api, body.clone()).await;
+        assert_eq!(answer.code(), 0, "{api}: {}", answer.json);
+        if done(&answer.json) {
+            return answer.json;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{api}: never as expected: {}",
+            answer.json
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn platform(summary: &serde_json::Value, name: &str) -> (u64, u64) {
+    let p = summary["Platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["Platform"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {summary}"));
+    (p["Online"].as_u64().unwrap(), p["Away"].as_u64().unwrap())
+}
+
+fn kinds(events: &serde_json::Value, user: &str) -> Vec<String> {
+    events["Events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["UserID"] == user)
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["Kind"].as_str().unwrap(),
+                e["Reason"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+async fn the_console_sees_the_backend(mode: Mode) {
+    let env = Env::start(mode, settings(1, 1, LoginPolicy::All)).await;
+    let rest = env.rest();
+    let empty = rest.call(ONLINE_SUMMARY, json!({})).await.json;
+    assert_eq!(
+        (empty["Online"].as_u64(), empty["Away"].as_u64()),
+        (Some(0), Some(0)),
+        "{empty}"
+    );
+    assert_eq!(empty["Platforms"].as_array().unwrap().len(), 6);
+    let mut tab = env.server.connect().await;
+    login_ok(&mut tab, 1, "alice", "tab").await;
+    let mut phone = env.server.connect().await;
+    login_on(&mut phone, "alice", "phone", Platform::Android).await;
+    let summary = until(&rest, ONLINE_SUMMARY, json!({}), |s| s["Online"] == 2).await;
+    assert_eq!(platform(&summary, "Web"), (1, 0));
+    assert_eq!(platform(&summary, "Android"), (1, 0));
+    assert_eq!(
+        summary["Nodes"].as_array().unwrap().len(),
+        usize::from(matches!(mode, Mode::Cluster)),
+        "{summary}"
+    );
+
+    // One user: each instance, earliest first; the phone goes away and shows so.
+    let user = rest
+        .call(USER_SESSIONS, json!({"UserID": "alice"}))
+        .await
+        .json;
+    let instances = user["Instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 2, "{user}");
+    assert_eq!(
+        (
+            instances[0]["Instance"].as_str(),
+            instances[0]["Platform"].as_str(),
+            instances[0]["Status"].as_str()
+        ),
+        (Some("tab"), Some("Web"), Some("Online"))
+    );
+    assert_eq!(instances[1]["Platform"], "Android");
+    assert!(instances[0]["Since"].as_u64().unwrap() <= user["ServerTime"].as_u64().unwrap());
+    assert_eq!(
+        instances[0]["Node"].as_str().unwrap().is_empty(),
+        matches!(mode, Mode::Embedded)
+    );
+    drop(phone);
+    env.until_away("alice", "phone").await;
+    let user = rest
+        .call(USER_SESSIONS, json!({"UserID": "alice"}))
+        .await
+        .json;
+    assert_eq!(user["Instances"][1]["Status"], "Away", "{user}");
+    let summary = until(&rest, ONLINE_SUMMARY, json!({}), |s| s["Away"] == 1).await;
+    assert_eq!(platform(&summary, "Android"), (0, 1));
+
+    // A second tab kicks the first (limit 1), then the admin kicks alice: the feed has it
+    // all, in order, and the chart's minute counts the logins and kicks.
+    let mut tab2 = env.server.connect().await;
+    login_ok(&mut tab2, 1, "alice", "tab2").await;
+    expect_kicked(&mut tab, KickReason::MultipleAccount).await;
+    assert_eq!(rest.call(KICK, json!({"UserID": "alice"})).await.code(), 0);
+    expect_kicked(&mut tab2, KickReason::RestApi).await;
+    let feed = until(&rest, EVENTS, json!({}), |e| kinds(e, "alice").len() >= 6).await;
+    // A login and the kick it causes are seen by two sockets: they race to the feed.
+    let mut seen = kinds(&feed, "alice");
+    seen[3..5].sort();
+    assert_eq!(
+        seen,
+        [
+            "Login Register",
+            "Login Register",
+            "Disconnect LinkClose",
+            "Kicked multipleAccount",
+            "Login Register",
+            "Kicked REST_API_Kick"
+        ],
+        "{feed}"
+    );
+    let login = &feed["Events"][3];
+    assert_eq!(
+        (login["Instance"].as_str(), login["Kicked"].as_u64()),
+        (Some("tab2"), Some(1))
+    );
+    // The cursor: nothing new after it; a wait ends with the next event.
+    let (stream, next) = (feed["Stream"].clone(), feed["Next"].clone());
+    let later = rest
+        .call(EVENTS, json!({"Stream": stream, "After": next}))
+        .await
+        .json;
+    assert_eq!(later["Events"], json!([]), "{later}");
+    let waiting = {
+        let rest = rest.clone();
+        let (stream, next) = (stream.clone(), next.clone());
+        tokio::spawn(async move {
+            rest.call(EVENTS, json!({"Stream": stream, "After": next, "Wait": 10}))
+                .await
+                .json
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut bob = env.server.connect().await;
+    login_ok(&mut bob, 1, "bob", "b").await;
+    let woke = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the wait ends with the event")
+        .unwrap();
+    assert_eq!(kinds(&woke, "bob"), ["Login Register"], "{woke}");
+    let counts = until(&rest, EVENT_COUNTS, json!({}), |c| {
+        let last = c["Minutes"].as_array().unwrap().iter().rev().take(2);
+        last.fold((0, 0), |(l, k), m| {
+            (
+                l + m["Logins"].as_u64().unwrap(),
+                k + m["Kicks"].as_u64().unwrap(),
+            )
+        }) == (4, 2)
+    })
+    .await;
+    let minutes = counts["Minutes"].as_array().unwrap();
+    assert_eq!(minutes.len(), 61);
+    assert!(minutes
+        .windows(2)
+        .all(|w| w[1]["Minute"].as_u64() == w[0]["Minute"].as_u64().map(|m| m + 60)));
+
+    // Cluster mode: another node serves the same numbers (bob online; the REST kick took the
+    // away phone too), and relays this node's events.
+    if let Some(other) = env.second_node().await {
+        let there = Rest::new(other.addr, APP, KEY);
+        let summary = until(&there, ONLINE_SUMMARY, json!({}), |s| {
+            s["Online"] == 1 && s["Away"] == 0
+        })
+        .await;
+        assert_eq!(summary["Nodes"].as_array().unwrap().len(), 2, "{summary}");
+        let mut carol = other.connect().await;
+        login_ok(&mut carol, 1, "carol", "c").await;
+        until(&rest, EVENTS, json!({}), |e| {
+            kinds(e, "carol") == ["Login Register"]
+        })
+        .await;
+        until(&rest, ONLINE_SUMMARY, json!({}), |s| s["Online"] == 2).await;
+        until(&there, EVENT_COUNTS, json!({}), |c| {
+            c["Minutes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .rev()
+                .take(2)
+                .map(|m| m["Logins"].as_u64().unwrap())
+                .sum::<u64>()
+                == 5
+        })
+        .await;
+        let user = there
+            .call(USER_SESSIONS, json!({"UserID": "bob"}))
+            .await
+            .json;
+        assert_eq!(
+            user["Instances"][0]["Node"],
+            env.server.state.backend().node().unwrap()
+        );
+        let user = rest
+            .call(USER_SESSIONS, json!({"UserID": "carol"}))
+            .await
+            .json;
+        assert_eq!(
+            user["Instances"][0]["Node"],
+            other.state.backend().node().unwrap()
+        );
+    }
+}
+
+async fn the_console_apis_need_the_admin(mode: Mode) {
+    let env = Env::start(mode, settings(1, 1, LoginPolicy::All)).await;
+    let rest = env.rest();
+    let alice = tim_usersig::generate(APP, KEY, "alice", common::now(), 3600);
+    let wrong_key = tim_usersig::generate(APP, "not-the-key", "administrator", common::now(), 3600);
+    for api in CONSOLE_APIS {
+        let as_user = rest
+            .post(&format!("{api}?sdkappid={APP}&identifier=alice&usersig={alice}&random=1&contenttype=json"), "{}")
+            .await
+            .checked();
+        assert_eq!(as_user.code(), 70403, "{api}: {}", as_user.json);
+        let bad_sig = rest
+            .post(&format!("{api}?sdkappid={APP}&identifier=administrator&usersig={wrong_key}&random=1&contenttype=json"), "{}")
+            .await
+            .checked();
+        assert_eq!(bad_sig.code(), 70009, "{api}: {}", bad_sig.json);
+        assert_eq!(
+            bad_sig.json.as_object().unwrap().len(),
+            3,
+            "nothing beyond the envelope"
+        );
+    }
+    for (api, body) in [
+        (ONLINE_SUMMARY, json!({"X": 1})),
+        (EVENT_COUNTS, json!({"X": 1})),
+        (USER_SESSIONS, json!({})),
+        (USER_SESSIONS, json!({"UserID": "bad user"})),
+        (USER_SESSIONS, json!({"UserID": "alice", "X": 1})),
+        (EVENTS, json!({"Wait": 26})),
+        (EVENTS, json!({"Max": 0})),
+        (EVENTS, json!({"Max": 501})),
+        (EVENTS, json!({"After": -1})),
+        (EVENTS, json!({"Stream": 5})),
+        (EVENTS, json!({"Nope": 1})),
+    ] {
+        let answer = rest.call(api, body.clone()).await;
+        assert_eq!(answer.code(), 70402, "{api} {body}: {}", answer.json);
+    }
+    let nobody = rest.call(USER_SESSIONS, json!({"UserID": "nobody"})).await;
+    assert_eq!(nobody.code(), 70107, "{}", nobody.json);
+    // An account with no instance online: found, nothing online.
+    rest.call(IMPORT, json!({"UserID": "dave"})).await;
+    let dave = rest.call(USER_SESSIONS, json!({"UserID": "dave"})).await;
+    assert_eq!(dave.code(), 0, "{}", dave.json);
+    assert_eq!(dave.json["Instances"], json!([]));
+
+    // The console's calls spend the app's REST budget like any other.
+    let limited = Env::start_with(mode, |c| c.rest_rate_limit = 1).await;
+    let rest = limited.rest();
+    let mut codes = Vec::new();
+    for api in CONSOLE_APIS {
+        let body = if api == USER_SESSIONS {
+            json!({"UserID": "dave"})
+        } else {
+            json!({})
+        };
+        codes.push(rest.call(api, body).await.code());
+    }
+    assert!(codes.contains(&60011), "{codes:?}");
 }

@@ -1,5 +1,6 @@
-//! Demo mode cannot mint production or admin UserSigs for a web page: it never signs for the
-//! admin, hands out no UserSig with a key of its own, and answers only
+//! Demo mode cannot mint production or admin UserSigs for a web page: `/demo/usersig` never
+//! signs for the admin (only `/demo/admin-usersig`, the console's fill-in, does, with the
+//! public demo key alone), it hands out no UserSig with a key of its own, and answers only
 //! requests for a loopback host name from loopback origins (no DNS rebinding, no
 //! cross-site calls). Real HTTP over real sockets.
 
@@ -141,4 +142,66 @@ async fn with_a_key_of_its_own_demo_mode_hands_out_no_usersig() {
     // The REST API and /ws are not demo routes: they answer as always.
     let (status, _) = http(&server, "GET", "/healthz", &[("Host", &host)]).await;
     assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn the_console_gets_an_admin_usersig_from_the_demo_key_only() {
+    let server = demo_server(DEMO_KEY).await;
+    let host = server.addr.to_string();
+    let (status, body) = http(&server, "GET", "/demo/admin-usersig", &[("Host", &host)]).await;
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["SDKAppID"], DEMO_SDKAPPID);
+    assert_eq!(answer["userID"], "administrator");
+    let sig = answer["userSig"].as_str().unwrap();
+    tim_usersig::verify(sig, DEMO_KEY, DEMO_SDKAPPID, "administrator", now()).unwrap();
+    // Behind the fence like every demo route.
+    let evil = format!("rebind.evil.example:{}", server.addr.port());
+    let (status, _) = http(&server, "GET", "/demo/admin-usersig", &[("Host", &evil)]).await;
+    assert_eq!(status, 403);
+    // The console offers to fill it in.
+    let (status, page) = http(&server, "GET", "/console", &[("Host", &host)]).await;
+    assert_eq!(status, 200);
+    assert!(page.contains(r#"name="timd-demo" content="1""#), "{page}");
+
+    let own = demo_server("a-real-production-key").await;
+    let host = own.addr.to_string();
+    let (status, body) = http(&own, "GET", "/demo/admin-usersig", &[("Host", &host)]).await;
+    assert_eq!(status, 403, "{body}");
+    let (_, page) = http(&own, "GET", "/console", &[("Host", &host)]).await;
+    assert!(page.contains(r#"name="timd-demo" content="0""#), "{page}");
+}
+
+/// The console is served in every mode, with its files built in and a strict CSP.
+#[tokio::test]
+async fn the_console_is_served_without_demo_mode() {
+    let server = Server::start(|_| {}).await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let request = "GET /console HTTP/1.1\r\nHost: timd.example.com\r\nConnection: close\r\n\r\n";
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    assert!(
+        text.contains("content-security-policy: default-src 'none'; script-src 'self'"),
+        "{text}"
+    );
+    assert!(text.contains("x-frame-options: deny"));
+    assert!(text.contains(&format!(r#"name="timd-sdkappid" content="{APP}""#)));
+    assert!(text.contains(r#"name="timd-demo" content="0""#));
+    for path in ["/console/console.js", "/console/console.css"] {
+        let (status, body) = http(&server, "GET", path, &[("Host", "timd.example.com")]).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(body.len() > 1000, "{path}");
+    }
+    // No demo route without --demo.
+    let (status, _) = http(
+        &server,
+        "GET",
+        "/demo/admin-usersig",
+        &[("Host", "127.0.0.1")],
+    )
+    .await;
+    assert_eq!(status, 404);
 }

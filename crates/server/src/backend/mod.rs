@@ -22,6 +22,7 @@ pub use embedded::Embedded;
 use crate::apps::{App, Apps, Versioned};
 use crate::cluster::{Cluster, ClusterError, ClusterMetrics};
 use crate::config::Config;
+use crate::events::{Events, MinuteCount};
 use crate::policy::{LoginPolicy, LoginSettings};
 use crate::session::{InstanceInfo, KickRecord, NewSession, Outbox, ResumeRefused};
 use crate::store::{SettingsChange, StoreError};
@@ -121,6 +122,48 @@ pub struct Gauges {
     pub per_platform: Vec<(Platform, usize)>,
     /// Each internal map's length, by name.
     pub entries: Vec<(&'static str, usize)>,
+}
+
+/// Sessions per platform, (attached, away) each, in `Platform::ALL`'s order.
+pub type PlatformCounts = [(usize, usize); Platform::ALL.len()];
+
+/// Adds one session on `platform` to `counts`.
+pub fn count_in(counts: &mut PlatformCounts, platform: Platform, attached: bool) {
+    if let Some(i) = Platform::ALL.iter().position(|p| *p == platform) {
+        if attached {
+            counts[i].0 += 1;
+        } else {
+            counts[i].1 += 1;
+        }
+    }
+}
+
+/// One node's share of an app's sessions (embedded mode: the one process, node `""`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeOnline {
+    pub node: String,
+    pub counts: PlatformCounts,
+}
+
+/// An app's sessions holding a slot: per platform, in total, and per node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OnlineSummary {
+    pub platforms: PlatformCounts,
+    pub nodes: Vec<NodeOnline>,
+}
+
+impl OnlineSummary {
+    /// The nodes' shares added up.
+    pub fn sum(nodes: Vec<NodeOnline>) -> OnlineSummary {
+        let mut platforms = PlatformCounts::default();
+        for n in &nodes {
+            for (total, (attached, away)) in platforms.iter_mut().zip(n.counts) {
+                total.0 += attached;
+                total.1 += away;
+            }
+        }
+        OnlineSummary { platforms, nodes }
+    }
 }
 
 /// The seam: embedded or cluster.
@@ -406,6 +449,44 @@ impl Backend {
         match self {
             Backend::Embedded(e) => e.settings_history(app, SETTINGS_HISTORY_KEPT).await,
             Backend::Cluster(c) => Ok(c.settings_history(app, SETTINGS_HISTORY_KEPT).await?),
+        }
+    }
+
+    /// `app`'s sessions per platform (connected, away), the whole cluster's in cluster mode
+    /// (each node's share at most a couple of seconds old, this node's live).
+    pub async fn online_summary(&self, app: u32) -> Result<OnlineSummary, BackendError> {
+        match self {
+            Backend::Embedded(e) => Ok(OnlineSummary::sum(vec![NodeOnline {
+                node: String::new(),
+                counts: e.registry(app).platform_counts(),
+            }])),
+            Backend::Cluster(c) => Ok(c.online_summary(app).await?),
+        }
+    }
+
+    /// `app`'s logins and kicks per minute over the last hour, oldest first: what `events`
+    /// counted (embedded mode), the cluster's from Redis (cluster mode).
+    pub async fn event_counts(
+        &self,
+        app: u32,
+        events: &Events,
+    ) -> Result<Vec<MinuteCount>, BackendError> {
+        match self {
+            Backend::Embedded(_) => Ok(events.local_counts(app, crate::clock::unix_ms())),
+            Backend::Cluster(c) => Ok(c.event_counts(app).await?),
+        }
+    }
+
+    /// Starts relaying `events` between the nodes (cluster mode; nothing to do embedded):
+    /// every node's console then shows the cluster's events.
+    pub fn spawn_event_relay(
+        &self,
+        events: &Arc<Events>,
+        shutdown: CancellationToken,
+    ) -> Vec<JoinHandle<()>> {
+        match self {
+            Backend::Embedded(_) => Vec::new(),
+            Backend::Cluster(c) => c.spawn_console(events, shutdown),
         }
     }
 

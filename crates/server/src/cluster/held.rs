@@ -227,6 +227,17 @@ impl HeldSessions {
             .collect()
     }
 
+    /// Held sessions per app and platform, (attached, away) each, in `Platform::ALL`'s
+    /// order (the console's online summary).
+    pub fn platform_counts(&self) -> HashMap<u32, crate::backend::PlatformCounts> {
+        let mut apps: HashMap<u32, crate::backend::PlatformCounts> = HashMap::new();
+        for held in lock(&self.map).values() {
+            let counts = apps.entry(held.info.app).or_default();
+            crate::backend::count_in(counts, held.info.platform, held.is_attached());
+        }
+        apps
+    }
+
     /// Whether `session` is held here (tests, the demo page).
     pub fn get(&self, session: SessionId) -> Option<InstanceInfo> {
         lock(&self.map).get(&session).map(|h| h.info.clone())

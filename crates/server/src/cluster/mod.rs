@@ -19,6 +19,7 @@
 //!
 //! `held.rs` is the node-local part: which socket each held session's kick goes to.
 
+pub mod console;
 pub mod held;
 pub mod keys;
 pub mod liveness;

@@ -1,6 +1,7 @@
 //! The admin REST API, compatible with Tencent's (`docs/rest.md`):
 //! `/v4/im_open_login_svc/{kick,account_import,multiaccount_import,account_delete,
-//! account_check}` and `/v4/openim/query_online_status`, by POST — or any other method
+//! account_check}`, `/v4/openim/query_online_status` and timd's own `/v4/timd/...` (login
+//! settings, `settings.rs`; the console's, `console.rs`), by POST — or any other method
 //! carrying the JSON body, as Tencent's service accepts.
 //!
 //! Every answer is HTTP 200 with `ActionStatus` / `ErrorCode` / `ErrorInfo`, so clients
@@ -12,6 +13,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod body;
+pub mod console;
 pub mod error;
 pub mod kick;
 pub mod limit;
@@ -54,10 +56,14 @@ pub enum Api {
     GetLoginSettings,
     SetLoginSettings,
     GetLoginSettingsHistory,
+    OnlineSummary,
+    UserSessions,
+    GetEvents,
+    GetEventCounts,
 }
 
 impl Api {
-    pub const ALL: [Api; 9] = [
+    pub const ALL: [Api; 13] = [
         Api::Kick,
         Api::AccountImport,
         Api::MultiAccountImport,
@@ -67,6 +73,10 @@ impl Api {
         Api::GetLoginSettings,
         Api::SetLoginSettings,
         Api::GetLoginSettingsHistory,
+        Api::OnlineSummary,
+        Api::UserSessions,
+        Api::GetEvents,
+        Api::GetEventCounts,
     ];
 
     pub const fn path(self) -> &'static str {
@@ -80,6 +90,10 @@ impl Api {
             Api::GetLoginSettings => "/v4/timd/get_login_settings",
             Api::SetLoginSettings => "/v4/timd/set_login_settings",
             Api::GetLoginSettingsHistory => "/v4/timd/get_login_settings_history",
+            Api::OnlineSummary => "/v4/timd/online_summary",
+            Api::UserSessions => "/v4/timd/user_sessions",
+            Api::GetEvents => "/v4/timd/get_events",
+            Api::GetEventCounts => "/v4/timd/get_event_counts",
         }
     }
 
@@ -181,6 +195,10 @@ async fn call(state: &AppState, request: Request) -> Result<Fields, RestError> {
         Api::GetLoginSettings => settings::get(state, &caller, &body).await,
         Api::SetLoginSettings => settings::set(state, &caller, &body).await,
         Api::GetLoginSettingsHistory => settings::history(state, &caller, &body).await,
+        Api::OnlineSummary => console::online_summary(state, &caller, &body).await,
+        Api::UserSessions => console::user_sessions(state, &caller, &body).await,
+        Api::GetEvents => console::get_events(state, &caller, &body).await,
+        Api::GetEventCounts => console::get_event_counts(state, &caller, &body).await,
     }
 }
 

@@ -137,7 +137,7 @@ pub async fn history(
     }))
 }
 
-fn no_fields(body: &Object) -> Result<(), RestError> {
+pub(super) fn no_fields(body: &Object) -> Result<(), RestError> {
     match body.keys().next() {
         None => Ok(()),
         Some(name) => Err(RestError::invalid(format!(
