@@ -89,7 +89,7 @@ impl Cluster {
         let now = unix_ms();
         let mut nodes: Vec<(String, PlatformCounts)> = fields
             .into_iter()
-            .filter(|(node, _)| node != self.node())
+            .filter(|(node, _)| *node != self.node())
             .filter_map(|(node, value)| {
                 let (when, counts) = decode(&value)?;
                 (when + COUNTS_FRESH_MS > now).then_some((node, counts))
