@@ -111,8 +111,9 @@ pub struct ServeArgs {
     #[arg(long, env = "TIMD_LOGIN_RATE_PER_USER", default_value_t = DEFAULT_LOGIN_RATE_PER_USER)]
     pub login_rate_per_user: u32,
     /// Cluster mode: share sessions, accounts and kicks with every node on this Redis
-    /// (redis://[user:password@]host:port[/db]). Without it timd runs alone on its embedded
-    /// store.
+    /// (redis://[user:password@]host:port[/db], or the primary Sentinel names:
+    /// redis+sentinel://[user:password@]host:port[,host:port...]/SERVICE[/db]). Without it
+    /// timd runs alone on its embedded store.
     #[arg(long, env = "TIMD_REDIS", value_name = "URL", hide_env_values = true)]
     pub redis: Option<String>,
     /// Cluster mode: start even though Redis's `maxmemory-policy` is not `noeviction`. An
@@ -125,6 +126,11 @@ pub struct ServeArgs {
     /// sessions so their clients resume) if it could not renew for three quarters of it.
     #[arg(long, env = "TIMD_LEASE_MS", default_value_t = DEFAULT_LEASE_MS)]
     pub lease_ms: u32,
+    /// Cluster mode: replicas that must have a REST kick, an account change, a logout or a
+    /// settings change before it is acknowledged (Redis WAIT), so a failover cannot undo it
+    /// (default: 1 behind Sentinel, 0 otherwise; 0 = do not wait).
+    #[arg(long, env = "TIMD_REDIS_WAIT_REPLICAS", value_name = "N")]
+    pub redis_wait_replicas: Option<u32>,
 }
 
 impl ServeArgs {
@@ -184,6 +190,7 @@ impl ServeArgs {
                 redis_url,
                 lease_ms: self.lease_ms,
                 allow_eviction: self.allow_redis_eviction,
+                wait_replicas: self.redis_wait_replicas,
             }),
             apps,
         };

@@ -99,6 +99,10 @@ pub struct ClusterSettings {
     /// Start even if Redis may evict keys (`maxmemory-policy` other than `noeviction`):
     /// evicted tombstones and kick times undo logouts and revocations (`--allow-redis-eviction`).
     pub allow_eviction: bool,
+    /// Replicas that must have a promise-keeping write (a REST kick, an account change, a
+    /// logout, a settings change) before it is acknowledged (`WAIT`), so a failover cannot
+    /// undo it (`--redis-wait-replicas`). `None`: 1 behind Sentinel, 0 otherwise.
+    pub wait_replicas: Option<u32>,
 }
 
 impl ClusterSettings {
@@ -107,6 +111,7 @@ impl ClusterSettings {
             redis_url: redis_url.into(),
             lease_ms: DEFAULT_LEASE_MS,
             allow_eviction: false,
+            wait_replicas: None,
         }
     }
 
@@ -162,6 +167,7 @@ impl fmt::Debug for ClusterSettings {
         f.debug_struct("ClusterSettings")
             .field("redis_url", &self.redacted_url())
             .field("lease_ms", &self.lease_ms)
+            .field("wait_replicas", &self.wait_replicas)
             .finish()
     }
 }
@@ -231,8 +237,10 @@ pub enum ConfigError {
     BadResumeGrace,
     #[error("the ticket lifetime must be between 1 and 86400 seconds")]
     BadTicketLifetime,
-    #[error("--redis must be a redis:// or rediss:// URL, got {0:?}")]
+    #[error("--redis must be a redis://, rediss:// or redis+sentinel:// URL, got {0:?}")]
     BadRedisUrl(String),
+    #[error("--redis {0:?}: {1}")]
+    BadSentinelUrl(String, String),
     #[error("--lease-ms must be between 300 and 600000")]
     BadLease,
     #[error(transparent)]
@@ -353,7 +361,10 @@ impl Config {
         }
         if let Some(cluster) = &self.cluster {
             let url = &cluster.redis_url;
-            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            if url.starts_with("redis+sentinel://") {
+                crate::cluster::primary::Target::parse(url)
+                    .map_err(|why| ConfigError::BadSentinelUrl(cluster.redacted_url(), why))?;
+            } else if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
                 return Err(ConfigError::BadRedisUrl(cluster.redacted_url()));
             }
             if !(300..=600_000).contains(&cluster.lease_ms) {

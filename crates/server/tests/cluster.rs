@@ -41,6 +41,7 @@ impl Node {
             redis_url: redis.url(),
             lease_ms: LEASE_MS,
             allow_eviction: false,
+            wait_replicas: None,
         });
         let state = AppState::open(config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -84,7 +84,7 @@ fn decode(value: &str) -> Option<(u64, PlatformCounts)> {
 impl Cluster {
     /// The cluster's sessions of `app` per platform, and per node.
     pub async fn online_summary(&self, app: u32) -> Result<OnlineSummary, ClusterError> {
-        let mut con = self.redis.clone();
+        let mut con = self.redis.con();
         let fields: HashMap<String, String> = self.timed(con.hgetall(online_key(app))).await?;
         let now = unix_ms();
         let mut nodes: Vec<(String, PlatformCounts)> = fields
@@ -117,7 +117,7 @@ impl Cluster {
         for m in &minutes {
             pipe.hget(minute_key(app, m.minute), &["l", "k"]);
         }
-        let mut con = self.redis.clone();
+        let mut con = self.redis.con();
         let found: Vec<(Option<u64>, Option<u64>)> = self.timed(pipe.query_async(&mut con)).await?;
         Ok(minutes
             .into_iter()
@@ -161,7 +161,7 @@ impl Cluster {
             let payload = serde_json::to_string(&message).expect("events serialize");
             pipe.publish(EVENTS_CHANNEL, payload).ignore();
         }
-        let mut con = self.redis.clone();
+        let mut con = self.redis.con();
         let sent: Result<(), ClusterError> = self.timed(pipe.query_async(&mut con)).await;
         if sent.is_err() {
             // The counts are added at the next flush (an answer lost after Redis applied
@@ -189,7 +189,7 @@ impl Cluster {
         if counts.is_empty() && written.is_empty() {
             return Ok(());
         }
-        let mut con = self.redis.clone();
+        let mut con = self.redis.con();
         self.timed(pipe.query_async::<()>(&mut con)).await?;
         *written = counts.into_keys().collect();
         Ok(())
@@ -240,7 +240,7 @@ async fn publish(cluster: Arc<Cluster>, events: Arc<Events>, shutdown: Cancellat
     for &app in &written {
         pipe.hdel(online_key(app), cluster.node()).ignore();
     }
-    let mut con = cluster.redis.clone();
+    let mut con = cluster.redis.con();
     let _: Result<(), _> = cluster.timed(pipe.query_async::<()>(&mut con)).await;
 }
 

@@ -165,7 +165,7 @@ impl Cluster {
             .arg(self.settings.lease_ms);
         let sent = Instant::now();
         let before = crate::clock::system_ms();
-        let mut con = self.redis.clone();
+        let mut con = self.redis.con();
         let reply = self.timed(inv.invoke_async(&mut con)).await;
         let after = crate::clock::system_ms();
         let reply = match reply {
@@ -239,7 +239,7 @@ impl Cluster {
     pub async fn leave(&self) {
         let node = self.liveness().node.clone();
         let now = crate::clock::unix_ms();
-        let mut con = self.redis.clone();
+        let mut con = self.redis.con();
         let left: Result<(), _> = self
             .timed(
                 redis::cmd("ZADD")
@@ -271,7 +271,7 @@ impl Cluster {
         else {
             return;
         };
-        let mut con = self.redis.clone();
+        let mut con = self.redis.con();
         let trimmed: Result<u64, _> = self
             .timed(
                 redis::cmd("XTRIM")
@@ -303,7 +303,7 @@ impl Cluster {
             if node == me {
                 continue;
             }
-            let mut con = self.redis.clone();
+            let mut con = self.redis.con();
             let claimed: Result<Option<String>, _> = self
                 .timed(
                     redis::cmd("SET")
@@ -394,7 +394,7 @@ impl Cluster {
             .set_response_timeout(STREAM_BLOCK + REDIS_TIMEOUT);
         let mut con = tokio::time::timeout(
             REDIS_TIMEOUT,
-            self.client
+            self.client()
                 .get_multiplexed_async_connection_with_config(&config),
         )
         .await

@@ -32,7 +32,6 @@ use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
-use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, ScriptInvocation, Value};
 use tim_proto::Platform;
 
@@ -57,6 +56,10 @@ pub const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// refused with 1013, to come back seconds later (a 50,000-session storm took 42–120 s).
 /// Queued here, each call's own round trip stays short.
 pub const SCRIPTS_IN_FLIGHT: usize = 64;
+
+/// How long a promise-keeping write waits for its replicas (`WAIT`): below
+/// [`REDIS_TIMEOUT`], so the whole call still answers within it.
+pub const WAIT_WITHIN: Duration = Duration::from_secs(1);
 
 /// Longest a logout retries recording its end in Redis before it is answered with an
 /// error (below the SDK's 3 s logout timeout, so the page hears the answer). The end is
@@ -111,8 +114,8 @@ pub struct Cluster {
     /// Wakes the stream reader when the node id changed (a fence).
     stream_moved: tokio::sync::Notify,
     settings: ClusterSettings,
-    client: redis::Client,
-    redis: ConnectionManager,
+    /// The primary and the connections to it (followed through a Sentinel failover).
+    redis: Arc<primary::Primary>,
     scripts: Scripts,
     held: HeldSessions,
     metrics: ClusterMetrics,
@@ -129,25 +132,21 @@ impl Cluster {
         settings: ClusterSettings,
         metrics: ClusterMetrics,
     ) -> Result<Arc<Cluster>, ClusterError> {
-        let client = redis::Client::open(settings.redis_url.as_str())
-            .map_err(|e| ClusterError::Unavailable(format!("bad Redis URL: {e}")))?;
+        let target =
+            primary::Target::parse(&settings.redis_url).map_err(ClusterError::Unavailable)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(REDIS_TIMEOUT)
             .set_response_timeout(REDIS_TIMEOUT)
             .set_number_of_retries(1)
             .set_max_delay(1000);
-        let redis = tokio::time::timeout(
-            REDIS_TIMEOUT * 2,
-            ConnectionManager::new_with_config(client.clone(), config),
-        )
-        .await
-        .map_err(|_| ClusterError::Unavailable("no answer from Redis".into()))??;
+        let redis = primary::Primary::connect(target, config, REDIS_TIMEOUT * 2)
+            .await
+            .map_err(ClusterError::Unavailable)?;
         let cluster = Cluster {
             live: std::sync::Mutex::new(liveness::Liveness::new(settings.lease_ms)),
             dead: std::sync::Mutex::new(Vec::new()),
             stream_moved: tokio::sync::Notify::new(),
             settings,
-            client,
             redis,
             scripts: Scripts::new(),
             held: HeldSessions::default(),
@@ -202,10 +201,17 @@ impl Cluster {
             h.observe(started.elapsed().as_secs_f64());
         }
         match result {
-            Ok(r) => Ok(r?),
-            Err(_) => Err(ClusterError::Unavailable(format!(
-                "no answer from Redis within {REDIS_TIMEOUT:?}"
-            ))),
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => {
+                self.redis.failed(Some(&e));
+                Err(e.into())
+            }
+            Err(_) => {
+                self.redis.failed(None);
+                Err(ClusterError::Unavailable(format!(
+                    "no answer from Redis within {REDIS_TIMEOUT:?}"
+                )))
+            }
         }
     }
 
@@ -243,8 +249,62 @@ impl Cluster {
     /// Runs an app-level script once it has a turn: [`REDIS_TIMEOUT`] counts from then.
     async fn invoke_raw(&self, inv: &ScriptInvocation<'_>) -> Result<Value, ClusterError> {
         let _turn = self.turn().await?;
-        let mut con = self.redis.clone();
+        let mut con = self.redis.con();
         self.timed(inv.invoke_async(&mut con)).await
+    }
+
+    /// Replicas a promise-keeping write must reach before it is acknowledged
+    /// ([`ClusterSettings::wait_replicas`]).
+    fn wait_replicas(&self) -> u32 {
+        self.settings
+            .wait_replicas
+            .unwrap_or(u32::from(self.redis.target().is_sentinel()))
+    }
+
+    /// Runs a write whose acknowledgement is a promise (a REST kick revokes, a logout's
+    /// ticket is dead, an account exists, a settings change stays) on the durable connection,
+    /// then waits until [`Self::wait_replicas`] replicas have it (`WAIT`, at most
+    /// [`WAIT_WITHIN`]): a failover promotes a replica, and one without the write would undo
+    /// the promise. Not replicated in time: `Unavailable` (the caller's retry is harmless:
+    /// every such write is idempotent).
+    async fn durably<'f, T>(
+        &self,
+        call: impl FnOnce(
+            redis::aio::ConnectionManager,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = redis::RedisResult<T>> + Send + 'f>,
+        >,
+    ) -> Result<T, ClusterError> {
+        let _turn = self.turn().await?;
+        let con = self.redis.durable();
+        let value = self.timed(call(con.clone())).await?;
+        let wanted = self.wait_replicas();
+        if wanted > 0 {
+            let mut con = con;
+            let reached: i64 = self
+                .timed(
+                    redis::cmd("WAIT")
+                        .arg(wanted)
+                        .arg(WAIT_WITHIN.as_millis() as u64)
+                        .query_async(&mut con),
+                )
+                .await?;
+            if reached < i64::from(wanted) {
+                return Err(ClusterError::Unavailable(format!(
+                    "the write reached {reached} of {wanted} Redis replicas within {WAIT_WITHIN:?}"
+                )));
+            }
+        }
+        Ok(value)
+    }
+
+    /// [`Self::durably`] for a user script (the node still the id it ran as).
+    async fn invoke_durably(&self, inv: &Invocation<'_>) -> Result<Value, ClusterError> {
+        let call = &inv.inv;
+        let reply = self
+            .durably(move |mut con| Box::pin(async move { call.invoke_async(&mut con).await }))
+            .await;
+        self.as_still(&inv.node, reply)
     }
 
     /// Runs a user script once it has a turn. Its answer counts only if the node is still
@@ -277,7 +337,7 @@ impl Cluster {
         admits: impl FnOnce() -> InstanceInfo,
     ) -> Result<Value, ClusterError> {
         let _turn = self.turn().await?;
-        let mut con = self.redis.clone();
+        let mut con = self.redis.con();
         let sent = Instant::now();
         let reply = self.timed(inv.inv.invoke_async(&mut con)).await;
         if reply.is_err() {
@@ -387,11 +447,18 @@ impl Cluster {
     }
 
     /// Runs `session.lua` for one of this node's sessions.
+    /// A session's change (`logout`, `release`, ...); a logout is a promise (its tickets are
+    /// dead), so it is acknowledged only once replicated ([`Self::durably`]).
     async fn session_change(&self, info: &InstanceInfo, what: &str) -> Result<bool, ClusterError> {
         let mut inv = self.invocation(&self.scripts.session, info.app, &info.user)?;
         inv.arg(info.session.0).arg(&info.instance).arg(what);
         inv.arg(info.since_ms).arg(info.platform.as_str());
-        Ok(int(&self.invoke(&inv).await?)? == 1)
+        let reply = if what == "logout" {
+            self.invoke_durably(&inv).await?
+        } else {
+            self.invoke(&inv).await?
+        };
+        Ok(int(&reply)? == 1)
     }
 
     /// Logout: the session ends and its tickets die. Answers once the end is recorded in
@@ -541,7 +608,7 @@ impl Cluster {
     ) -> Result<Option<usize>, ClusterError> {
         let mut inv = self.invocation(&self.scripts.kick_user, app, user)?;
         inv.arg(at).arg(if delete { "delete" } else { "kick" });
-        let reply = self.invoke(&inv).await?;
+        let reply = self.invoke_durably(&inv).await?;
         let items = array(&reply)?;
         match items.first().map(text).transpose()?.as_deref() {
             Some("missing") => Ok(None),
@@ -569,9 +636,10 @@ impl Cluster {
             inv.arg(at).arg("delete");
             pipe.invoke_script(&inv.inv);
         }
-        let _turn = self.turn().await?;
-        let mut con = self.redis.clone();
-        let replies: Vec<Value> = self.timed(pipe.query_async(&mut con)).await?;
+        let pipe = &pipe;
+        let replies: Vec<Value> = self
+            .durably(move |mut con| Box::pin(async move { pipe.query_async(&mut con).await }))
+            .await?;
         let mut out = Vec::with_capacity(users.len());
         for reply in &replies {
             let items = array(reply)?;
@@ -594,8 +662,10 @@ impl Cluster {
         for user in users {
             pipe.hset_nx(&keys::user_keys(app, user)[0], "acct", now);
         }
-        let mut con = self.redis.clone();
-        let new: Vec<i64> = self.timed(pipe.query_async(&mut con)).await?;
+        let pipe = &pipe;
+        let new: Vec<i64> = self
+            .durably(move |mut con| Box::pin(async move { pipe.query_async(&mut con).await }))
+            .await?;
         Ok(new.iter().filter(|n| **n == 1).count())
     }
 
@@ -609,7 +679,7 @@ impl Cluster {
         for user in users {
             pipe.hexists(&keys::user_keys(app, user)[0], "acct");
         }
-        let mut con = self.redis.clone();
+        let mut con = self.redis.con();
         self.timed(pipe.query_async(&mut con)).await
     }
 
@@ -624,7 +694,7 @@ impl Cluster {
             let [_, order, slots, _] = keys::user_keys(app, user);
             pipe.zrange(order, 0, -1).hgetall(slots);
         }
-        let mut con = self.redis.clone();
+        let mut con = self.redis.con();
         let replies: Vec<Value> = self.timed(pipe.query_async(&mut con)).await?;
         let mut out = Vec::with_capacity(users.len());
         for pair in replies.chunks(2) {
@@ -654,7 +724,7 @@ impl Cluster {
 
     /// `user`'s last REST kick or deletion (unix s), from Redis.
     pub async fn kicked_at(&self, app: u32, user: &str) -> Result<Option<u64>, ClusterError> {
-        let mut con = self.redis.clone();
+        let mut con = self.redis.con();
         let key = keys::user_keys(app, user)[0].clone();
         let at: Option<u64> = self.timed(con.hget(key, "kick")).await?;
         Ok(at)
@@ -751,7 +821,7 @@ impl Cluster {
     /// the node holding each: the demo page and the console.
     pub async fn instances(&self, app: u32, user: &str) -> Result<Vec<InstanceInfo>, ClusterError> {
         let [_, order, slots, _] = keys::user_keys(app, user);
-        let mut con = self.redis.clone();
+        let mut con = self.redis.con();
         let (order, slots): (Vec<String>, std::collections::HashMap<String, String>) = self
             .timed(
                 redis::pipe()
@@ -788,7 +858,7 @@ impl Cluster {
         user: &str,
     ) -> Result<Vec<KickRecord>, ClusterError> {
         let tombs = keys::user_keys(app, user)[3].clone();
-        let mut con = self.redis.clone();
+        let mut con = self.redis.con();
         let all: std::collections::HashMap<String, String> = self.timed(con.hgetall(tombs)).await?;
         let mut kicks: Vec<KickRecord> = all
             .iter()
@@ -846,7 +916,10 @@ impl Cluster {
             .arg(here.settings.web_instances)
             .arg(here.settings.platform_instances)
             .arg(here.settings.policy.as_str());
-        let reply = self.invoke_raw(&inv).await?;
+        let inv = &inv;
+        let reply: Value = self
+            .durably(move |mut con| Box::pin(async move { inv.invoke_async(&mut con).await }))
+            .await?;
         let new = versioned_of(array(&reply)?)?;
         self.refresh_settings(apps, app.sdkappid).await?;
         self.wait_for_nodes(app.sdkappid, new.version).await;
@@ -885,7 +958,7 @@ impl Cluster {
         for app in apps.iter() {
             pipe.hget(&keys::settings_keys(app.sdkappid)[0], "version");
         }
-        let mut con = self.redis.clone();
+        let mut con = self.redis.con();
         let versions: Vec<Option<u64>> = match self.timed(pipe.query_async(&mut con)).await {
             Ok(v) => v,
             Err(e) => {
@@ -964,7 +1037,7 @@ impl Cluster {
     /// Tells the cluster this node decides with `version` of `app`'s settings.
     async fn ack_settings(&self, app: u32, version: u64) -> Result<(), ClusterError> {
         let applied = keys::settings_keys(app)[2].clone();
-        let mut con = self.redis.clone();
+        let mut con = self.redis.con();
         let _: () = self.timed(con.hset(applied, self.node(), version)).await?;
         Ok(())
     }
@@ -976,7 +1049,7 @@ impl Cluster {
         let applied = keys::settings_keys(app)[2].clone();
         let give_up = tokio::time::Instant::now() + SETTINGS_ACK_WAIT;
         loop {
-            let mut con = self.redis.clone();
+            let mut con = self.redis.con();
             let now = unix_now_ms();
             let nodes: Result<Vec<String>, _> = self
                 .timed(con.zrangebyscore(keys::NODES, now, "+inf"))
@@ -1025,7 +1098,7 @@ impl Cluster {
         limit: usize,
     ) -> Result<Vec<SettingsChange>, ClusterError> {
         let history = keys::settings_keys(app)[1].clone();
-        let mut con = self.redis.clone();
+        let mut con = self.redis.con();
         let entries: Vec<String> = self
             .timed(con.lrange(history, 0, limit.saturating_sub(1) as isize))
             .await?;
@@ -1041,7 +1114,7 @@ impl Cluster {
     /// (`None` if Redis holds none).
     async fn read_settings(&self, app: u32) -> Result<Option<(Versioned, u64)>, ClusterError> {
         let key = keys::settings_keys(app)[0].clone();
-        let mut con = self.redis.clone();
+        let mut con = self.redis.con();
         let fields: Vec<Option<String>> = self
             .timed(
                 redis::cmd("HMGET")
@@ -1071,7 +1144,7 @@ impl Cluster {
     /// under `allkeys-*` kick times and accounts go too. Read from `INFO memory` (managed
     /// services often disable `CONFIG`).
     async fn check_eviction(&self) -> Result<(), ClusterError> {
-        let mut con = self.redis.clone();
+        let mut con = self.redis.con();
         let info: String = self
             .timed(async { redis::cmd("INFO").arg("memory").query_async(&mut con).await })
             .await?;
@@ -1100,7 +1173,7 @@ impl Cluster {
     /// decision here reads (`clock.rs`): at the start (then every round, from the round's
     /// own reply).
     pub async fn sync_clock(&self) -> Result<i64, ClusterError> {
-        let mut con = self.redis.clone();
+        let mut con = self.redis.con();
         let before = crate::clock::system_ms();
         let (secs, micros): (u64, u64) = self
             .timed(async { redis::cmd("TIME").query_async(&mut con).await })
@@ -1114,8 +1187,8 @@ impl Cluster {
         self.reconcile.notify_one();
     }
 
-    pub(crate) fn client(&self) -> &redis::Client {
-        &self.client
+    pub(crate) fn client(&self) -> redis::Client {
+        self.redis.client()
     }
 }
 
