@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::actors::{Log, Rng};
 use super::history::Op;
-use crate::redis::Redis;
+use super::topology::Topology;
 use crate::timd::Timd;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,7 +20,8 @@ pub enum Fault {
     PauseRedis,
     /// `CLIENT KILL TYPE pubsub`: every node's subscription connection cut.
     KillSubscriptions,
-    /// kill -9 Redis, start it again from its append-only file.
+    /// kill -9 the Redis primary: one server starts again from its append-only file; behind
+    /// Sentinel the replica is promoted (a failover) and the old primary returns as a replica.
     KillRedis,
 }
 
@@ -39,7 +40,7 @@ impl Fault {
             Fault::FreezeNode => "SIGSTOP a node",
             Fault::PauseRedis => "CLIENT PAUSE Redis",
             Fault::KillSubscriptions => "CLIENT KILL TYPE pubsub",
-            Fault::KillRedis => "kill -9 Redis",
+            Fault::KillRedis => "kill -9 the Redis primary",
         }
     }
 }
@@ -57,7 +58,7 @@ fn signal(node: &Timd, sig: libc::c_int) {
 pub async fn run(
     log: Arc<Log>,
     nodes: &mut [Timd],
-    redis: &mut Redis,
+    redis: &mut Topology,
     every: Duration,
     end: Instant,
     seed: u64,
@@ -80,8 +81,9 @@ pub async fn run(
             Fault::KillNode | Fault::FreezeNode => format!("{} ({k})", fault.name()),
             _ => fault.name().to_owned(),
         };
-        println!("    {:>6.1} s  {name}", log.elapsed().as_secs_f64());
+        let started = log.elapsed();
         log.push(Op::FaultStart { name: name.clone() });
+        let mut note = String::new();
         match fault {
             Fault::KillNode => {
                 nodes[k].stop(libc::SIGKILL).await;
@@ -103,9 +105,15 @@ pub async fn run(
             }
             Fault::KillRedis => {
                 let down = rng.millis(300, 2_000);
-                tokio::task::block_in_place(|| redis.kill9_and_restart(down));
+                let what = tokio::task::block_in_place(|| redis.kill_primary(down));
+                note = format!(": {what}");
             }
         }
+        println!(
+            "    {:>6.1} s  {name}{note} (until {:.1} s)",
+            started.as_secs_f64(),
+            log.elapsed().as_secs_f64()
+        );
         log.push(Op::FaultEnd { name });
     }
     counts

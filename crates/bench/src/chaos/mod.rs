@@ -11,6 +11,7 @@
 mod actors;
 mod faults;
 pub mod history;
+mod topology;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,11 +22,11 @@ use tim_client::Handle;
 use tim_proto::Platform;
 
 use crate::cluster::nodes::Nodes;
-use crate::redis::{Persistence, Redis};
 use crate::sys::{now_secs, APP, KEY};
 use crate::timd::Common;
 use actors::{user_name, Log};
 use history::{Instance, Op, Rules, Verdict};
+use topology::Topology;
 
 #[derive(Args)]
 pub struct ChaosArgs {
@@ -65,6 +66,10 @@ pub struct ChaosArgs {
     /// it breaks: dead tickets resume, revoked UserSigs log in. The run then fails.
     #[arg(long, value_enum)]
     break_with: Option<Break>,
+    /// The nodes on a primary and a replica behind three Sentinels (`redis+sentinel://`):
+    /// killing the primary is then a failover.
+    #[arg(long)]
+    sentinel: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -86,7 +91,7 @@ pub async fn run(args: ChaosArgs) -> bool {
         .prefix("tim-chaos-")
         .tempdir()
         .expect("temp dir");
-    let mut redis = Redis::start(dir.path(), Persistence::AofAlways);
+    let mut redis = tokio::task::block_in_place(|| Topology::start(dir.path(), args.sentinel));
     let flags = [
         "--redis".to_owned(),
         redis.url(),
@@ -111,10 +116,10 @@ pub async fn run(args: ChaosArgs) -> bool {
     };
     let quiet = Duration::from_secs((args.seconds / 4).max(20));
     println!(
-        "  chaos: {} nodes on one Redis ({}), lease {} ms, heartbeat {} ms; {} users x 3 Web + Android + Windows \
+        "  chaos: {} nodes on {}, lease {} ms, heartbeat {} ms; {} users x 3 Web + Android + Windows \
          (limits: Web 2, policy dual), an admin kicking, a ticket thief; {} s, a fault every ~{} s until the last {} s; seed {seed}",
         args.nodes,
-        Persistence::AofAlways.describe(),
+        redis.describe(),
         args.lease_ms,
         args.heartbeat_ms,
         args.users,
@@ -158,7 +163,7 @@ pub async fn run(args: ChaosArgs) -> bool {
     ));
     let thief = tokio::spawn(actors::thief(log.clone(), addrs.clone(), end, seed ^ 0x7f));
     let breaker = args.break_with.map(|Break::Flushall| {
-        let (log, redis) = (log.clone(), redis.addr);
+        let (log, redis) = (log.clone(), redis.primary());
         let at = start + Duration::from_secs(args.seconds / 3);
         tokio::spawn(async move {
             tokio::time::sleep_until(at.into()).await;
