@@ -29,6 +29,8 @@ use hmac::{Hmac, Mac};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::Sha256;
+use std::fmt::Write as _;
+use zlib_rs::{InflateConfig, ReturnCode};
 
 /// Longest UserSig text accepted. Real ones are ~200–300 characters; the cap keeps a hostile
 /// client from making the server base64-decode and inflate megabytes.
@@ -257,18 +259,42 @@ fn mac_for(
     expire: u64,
     userbuf_b64: Option<&str>,
 ) -> HmacSha256 {
-    let mut content = format!(
+    content_mac(keyed(key), identifier, sdkappid, time, expire, userbuf_b64)
+}
+
+fn keyed(key: &str) -> HmacSha256 {
+    HmacSha256::new_from_slice(key.as_bytes()).expect("HMAC accepts keys of any length")
+}
+
+/// `mac` (keyed, nothing signed yet) over the content lines.
+fn content_mac(
+    mut mac: HmacSha256,
+    identifier: &str,
+    sdkappid: u32,
+    time: u64,
+    expire: u64,
+    userbuf_b64: Option<&str>,
+) -> HmacSha256 {
+    let _ = write!(
+        MacText(&mut mac),
         "TLS.identifier:{identifier}\nTLS.sdkappid:{sdkappid}\nTLS.time:{time}\nTLS.expire:{expire}\n"
     );
     if let Some(ub) = userbuf_b64 {
-        content.push_str("TLS.userbuf:");
-        content.push_str(ub);
-        content.push('\n');
+        mac.update(b"TLS.userbuf:");
+        mac.update(ub.as_bytes());
+        mac.update(b"\n");
     }
-    let mut mac =
-        HmacSha256::new_from_slice(key.as_bytes()).expect("HMAC accepts keys of any length");
-    mac.update(content.as_bytes());
     mac
+}
+
+/// Formats text straight into a MAC (no intermediate string).
+struct MacText<'a>(&'a mut HmacSha256);
+
+impl fmt::Write for MacText<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.update(s.as_bytes());
+        Ok(())
+    }
 }
 
 /// A decoded document: the claims plus what the signature check needs verbatim.
@@ -306,13 +332,9 @@ fn decode_inner(usersig: &str) -> Result<Decoded, UserSigError> {
     let compressed = LENIENT_B64
         .decode(&std_b64)
         .map_err(|_| UserSigError::NotBase64)?;
-    let json =
-        miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(&compressed, MAX_INFLATED_LEN)
-            .map_err(|e| match e.status {
-                miniz_oxide::inflate::TINFLStatus::HasMoreOutput => UserSigError::TooLarge,
-                _ => UserSigError::NotZlib,
-            })?;
-    let doc: Value = serde_json::from_slice(&json).map_err(|_| UserSigError::NotJson)?;
+    let doc: Value = inflate(&compressed, |json| {
+        serde_json::from_slice(json).map_err(|_| UserSigError::NotJson)
+    })?;
     let doc = doc.as_object().ok_or(UserSigError::NotJson)?;
 
     match doc.get("TLS.ver") {
@@ -357,6 +379,23 @@ fn decode_inner(usersig: &str) -> Result<Decoded, UserSigError> {
     })
 }
 
+/// Inflates the zlib stream `compressed` (at most [`MAX_INFLATED_LEN`] bytes out) and hands
+/// the result to `then`.
+fn inflate<T>(
+    compressed: &[u8],
+    then: impl FnOnce(&[u8]) -> Result<T, UserSigError>,
+) -> Result<T, UserSigError> {
+    let mut out = [0u8; MAX_INFLATED_LEN];
+    let (json, status) = zlib_rs::decompress_slice(&mut out, compressed, InflateConfig::default());
+    match status {
+        ReturnCode::Ok => then(json),
+        // zlib's `uncompress`: a buffer error means the output is full (a truncated input
+        // is a data error).
+        ReturnCode::BufError => Err(UserSigError::TooLarge),
+        _ => Err(UserSigError::NotZlib),
+    }
+}
+
 /// A non-negative integer field. All official generators write JSON numbers; a string of
 /// decimal digits is accepted too, as Tencent's server is lenient there (some third-party
 /// generators write every value as a string).
@@ -384,31 +423,62 @@ pub fn verify(
     identifier: &str,
     now: u64,
 ) -> Result<UserSigClaims, UserSigError> {
-    let d = decode_inner(usersig)?;
-    let c = &d.claims;
-    if c.sdkappid != sdkappid {
-        return Err(UserSigError::SdkAppIdMismatch);
+    Verifier::new(key).verify(usersig, sdkappid, identifier, now)
+}
+
+/// [`verify`] with one key prepared once (its HMAC pads computed): a server checks many
+/// UserSigs of one app.
+#[derive(Clone)]
+pub struct Verifier {
+    keyed: HmacSha256,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Verifier(<key>)")
     }
-    if c.identifier != identifier {
-        return Err(UserSigError::IdentifierMismatch);
+}
+
+impl Verifier {
+    /// A verifier for UserSigs signed with `key`.
+    pub fn new(key: &str) -> Verifier {
+        Verifier { keyed: keyed(key) }
     }
-    // Sign with the caller's sdkappid and identifier (equal to the claims by now) and the
-    // document's own userbuf text, then compare in constant time via `verify_slice`.
-    let mac = mac_for(
-        key,
-        identifier,
-        sdkappid,
-        c.time,
-        c.expire,
-        d.userbuf_b64.as_deref(),
-    );
-    let given = SIG_B64
-        .decode(&d.sig)
-        .map_err(|_| UserSigError::BadSignature)?;
-    mac.verify_slice(&given)
-        .map_err(|_| UserSigError::BadSignature)?;
-    if now >= c.expires_at() {
-        return Err(UserSigError::Expired);
+
+    /// Exactly [`verify`] with this verifier's key.
+    pub fn verify(
+        &self,
+        usersig: &str,
+        sdkappid: u32,
+        identifier: &str,
+        now: u64,
+    ) -> Result<UserSigClaims, UserSigError> {
+        let d = decode_inner(usersig)?;
+        let c = &d.claims;
+        if c.sdkappid != sdkappid {
+            return Err(UserSigError::SdkAppIdMismatch);
+        }
+        if c.identifier != identifier {
+            return Err(UserSigError::IdentifierMismatch);
+        }
+        // Sign with the caller's sdkappid and identifier (equal to the claims by now) and the
+        // document's own userbuf text, then compare in constant time via `verify_slice`.
+        let mac = content_mac(
+            self.keyed.clone(),
+            identifier,
+            sdkappid,
+            c.time,
+            c.expire,
+            d.userbuf_b64.as_deref(),
+        );
+        let given = SIG_B64
+            .decode(&d.sig)
+            .map_err(|_| UserSigError::BadSignature)?;
+        mac.verify_slice(&given)
+            .map_err(|_| UserSigError::BadSignature)?;
+        if now >= c.expires_at() {
+            return Err(UserSigError::Expired);
+        }
+        Ok(d.claims)
     }
-    Ok(d.claims)
 }

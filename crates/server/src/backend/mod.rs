@@ -423,6 +423,7 @@ impl Backend {
                         ("tombstones", sizes.tombstones),
                         ("ended", sizes.ended),
                         ("kick_times", kicks),
+                        ("known_accounts", e.known_accounts()),
                     ],
                 }
             }
