@@ -248,7 +248,7 @@ pub async fn client(args: ClientArgs) -> bool {
         return false;
     }
     let clients = log_in_signed(
-        &[args.url.clone()],
+        std::slice::from_ref(&args.url),
         logins,
         args.concurrency,
         args.round,

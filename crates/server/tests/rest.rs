@@ -65,6 +65,30 @@ fn sig_at(user: &str, time: u64) -> String {
     tim_usersig::generate(APP, KEY, user, time, 3600)
 }
 
+/// Holds the store thread in a job until the returned sender is dropped; the handle
+/// answers once the job is done.
+async fn hold_store(
+    server: &Server,
+) -> (
+    std::sync::mpsc::Sender<()>,
+    tokio::task::JoinHandle<Result<(), timd::store::StoreError>>,
+) {
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (running, holding) = tokio::sync::oneshot::channel();
+    let handle = server.state.store().clone();
+    let busy = tokio::spawn(async move {
+        handle
+            .call(move |_| {
+                let _ = running.send(());
+                let _ = held.recv();
+                Ok(())
+            })
+            .await
+    });
+    holding.await.expect("the store thread is held");
+    (release, busy)
+}
+
 /// Expects `kicked{REST_API_Kick}` then close 4002.
 async fn expect_rest_kick(ws: &mut Ws) {
     assert_eq!(
@@ -666,19 +690,7 @@ async fn remembered_usersigs_and_known_accounts_outlive_no_kick_and_no_deletion(
             .unwrap(),
     );
     assert_eq!(checker.remembered_count(), 1);
-    let thread = server.state.store().clone();
-    let (release, wait) = std::sync::mpsc::channel::<()>();
-    let (busy, is_busy) = tokio::sync::oneshot::channel();
-    let held = tokio::spawn(async move {
-        thread
-            .call(move |_| {
-                let _ = busy.send(());
-                let _ = wait.recv();
-                Ok(())
-            })
-            .await
-    });
-    is_busy.await.unwrap();
+    let (release, held) = hold_store(&server).await;
     let mut tab = tokio::time::timeout(
         Duration::from_secs(10),
         try_login(&server, "alice", &old, Platform::Web),
@@ -996,19 +1008,7 @@ async fn a_caller_hanging_up_mid_kick_still_gets_the_kick_applied() {
     let (server, rest) = start(|_| {}).await;
     let mut alice = online(&server, "alice").await;
     // Hold the store thread, so the kick is still waiting for its write when the caller goes.
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let (running, holding) = tokio::sync::oneshot::channel();
-    let handle = server.state.store().clone();
-    let busy = tokio::spawn(async move {
-        handle
-            .call(move |_| {
-                let _ = running.send(());
-                let _ = held.recv();
-                Ok(())
-            })
-            .await
-    });
-    holding.await.expect("the store thread is held");
+    let (release, busy) = hold_store(&server).await;
     let body = r#"{"UserID":"alice"}"#;
     let request = format!(
         "POST {KICK}?{} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
