@@ -22,7 +22,7 @@ use clap::Args;
 
 use crate::logins::{destroy_all, log_in_signed, Signed};
 use crate::perf_categories;
-use crate::sys::{cpu_of, free_port, listen_overflows, now_secs, APP, KEY};
+use crate::sys::{cpu_of, cpu_split_of, free_port, listen_overflows, now_secs, APP, KEY};
 use crate::timd::{Common, Timd};
 
 #[derive(Args)]
@@ -307,12 +307,15 @@ async fn measure(
         _ => None,
     };
     let mut clients = clients;
-    let (cpu0, client0, machine0) = (cpu_of(pid), clients.cpu(), machine_ticks());
+    let (cpu0, client0, machine0) = (cpu_split_of(pid), clients.cpu(), machine_ticks());
     let t0 = Instant::now();
     clients.say("go");
     clients.expect_all("done");
     let wall = t0.elapsed();
-    let cpu = cpu_of(pid).zip(cpu0).map(|(b, a)| b.saturating_sub(a));
+    let split = cpu_split_of(pid)
+        .zip(cpu0)
+        .map(|((u1, s1), (u0, s0))| (u1.saturating_sub(u0), s1.saturating_sub(s0)));
+    let cpu = split.map(|(user, system)| user + system);
     let client_cpu = clients.cpu().zip(client0).map(|(b, a)| b.saturating_sub(a));
     let idle = machine_ticks()
         .zip(machine0)
@@ -333,14 +336,18 @@ async fn measure(
         (None, Kind::Bare) => "bare axum",
         (None, _) => "timd",
     };
+    let per_login = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
     println!(
         "  {}: {name:<17} {n} logins in {:.2} s: {:>6.0} logins/s, server CPU {}; clients {}, machine idle {}",
         round.map_or("warm-up".into(), |r| format!("round {}", r + 1)),
         wall.as_secs_f64(),
         sample.rate,
-        sample
-            .cpu_us
-            .map_or("?".into(), |c| format!("{c:.1} µs per login")),
+        split.map_or("?".into(), |(user, system)| format!(
+            "{:.1} µs per login ({:.1} user, {:.1} system)",
+            per_login(user + system),
+            per_login(user),
+            per_login(system)
+        )),
         sample.client_cores.map_or("?".into(), |c| format!(
             "{c:.2} of {} cores{}",
             args.clients,
