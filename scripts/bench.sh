@@ -8,7 +8,9 @@
 #   scripts/bench.sh restart [ARGS]  # 10,000 sessions through a SIGTERM and a kill -9 restart
 #   scripts/bench.sh logins [ARGS]   # login throughput, timd CPU per login (--perf FILE: perf record)
 #   scripts/bench.sh sidebyside [ARGS]  # timd vs a bare axum WebSocket login server, 3 interleaved
-#                                    # rounds of 10,000 logins: logins/s, CPU per login, ratios (--perf DIR)
+#                                    # rounds of 10,000 logins (first-time, returning with the same and
+#                                    # with a new UserSig) from --clients 2 processes: logins/s, CPU per
+#                                    # login, ratios, client and machine load (--perf DIR)
 #   scripts/bench.sh apps [ARGS]     # login throughput and CPU per login, 1 app vs 100 apps (logins
 #                                    # spread over them), interleaved rounds (tim-bench apps --help)
 #   scripts/bench.sh settings [ARGS] # 3 nodes on Redis, 100 set_login_settings: answer time p50/max,

@@ -51,22 +51,49 @@ pub async fn log_in_all_to(
     round: usize,
     app_of: impl Fn(usize) -> (u32, Option<String>),
 ) -> Vec<Client> {
-    let gate = Arc::new(Semaphore::new(concurrency.max(1)));
-    let tasks: Vec<_> = (0..n)
+    let logins = (0..n)
         .map(|i| {
-            let (url, gate) = (urls[i % urls.len()].clone(), gate.clone());
             let user = format!("{prefix}{i}");
             let (app, key) = app_of(i);
+            let usersig = match key {
+                Some(key) => tim_usersig::generate(app, &key, &user, now_secs(), 3600),
+                None => sig(&user),
+            };
+            Signed { app, user, usersig }
+        })
+        .collect();
+    log_in_signed(urls, logins, concurrency, round, 0).await
+}
+
+/// One login to make: the user, its app and the UserSig it presents.
+pub struct Signed {
+    pub app: u32,
+    pub user: String,
+    pub usersig: String,
+}
+
+/// Logs `logins` in, `concurrency` at a time, login `i` on `urls[i % urls.len()]` as instance
+/// `d{round}-{first + i}`; returns the clients (held connected).
+pub async fn log_in_signed(
+    urls: &[String],
+    logins: Vec<Signed>,
+    concurrency: usize,
+    round: usize,
+    first: usize,
+) -> Vec<Client> {
+    let gate = Arc::new(Semaphore::new(concurrency.max(1)));
+    let tasks: Vec<_> = logins
+        .into_iter()
+        .enumerate()
+        .map(|(i, login)| {
+            let (url, gate) = (urls[i % urls.len()].clone(), gate.clone());
             tokio::spawn(async move {
                 let _permit = gate.acquire_owned().await.expect("semaphore");
+                let Signed { app, user, usersig } = login;
                 let c = Client::new(
                     &url,
-                    Config::new(app, Platform::Web, format!("d{round}-{i}")),
+                    Config::new(app, Platform::Web, format!("d{round}-{}", first + i)),
                 );
-                let usersig = match key {
-                    Some(key) => tim_usersig::generate(app, &key, &user, now_secs(), 3600),
-                    None => sig(&user),
-                };
                 if let Err(e) = c.login(&user, &usersig).await {
                     panic!("login {user} in app {app}: {e:?}");
                 }
@@ -74,7 +101,7 @@ pub async fn log_in_all_to(
             })
         })
         .collect();
-    let mut clients = Vec::with_capacity(n);
+    let mut clients = Vec::with_capacity(tasks.len());
     for t in tasks {
         clients.push(t.await.expect("login task"));
     }

@@ -83,6 +83,10 @@ enum Bench {
     /// Steady churn for `--minutes` while sampling what could leak: slopes per hour, lost
     /// sessions, spurious kicks, unexpected errors.
     Soak(soak::SoakArgs),
+    /// One client process of `sidebyside` (started by it): logs its share of the users in
+    /// and out when told on stdin.
+    #[command(hide = true)]
+    SidebysideClient(sidebyside::ClientArgs),
     /// The bare server of `sidebyside` (started by it): login_ok without any check.
     #[command(hide = true)]
     BareServer(bare::BareArgs),
@@ -96,6 +100,9 @@ fn main() {
         // Several worker processes share two cores: one thread each is plenty.
         builder.worker_threads(w.threads);
     }
+    if let Bench::SidebysideClient(_) = &cli.command {
+        builder.worker_threads(1);
+    }
     let runtime = builder.enable_all().build().expect("tokio runtime");
     let ok = match cli.command {
         Bench::Kick(args) => runtime.block_on(kick::kick(args)),
@@ -107,6 +114,7 @@ fn main() {
         Bench::Cluster(args) => runtime.block_on(cluster::run(args)),
         Bench::ClusterWorker(args) => runtime.block_on(cluster::worker::run(args)),
         Bench::Sidebyside(args) => runtime.block_on(sidebyside::run(args)),
+        Bench::SidebysideClient(args) => runtime.block_on(sidebyside::client(args)),
         Bench::Soak(args) => runtime.block_on(soak::run(args)),
         Bench::BareServer(args) => runtime.block_on(bare::run(args)),
     };

@@ -31,7 +31,10 @@ const CATEGORIES: &[(&str, &[&str])] = &[
             "tracing_subscriber",
             "tracing_core",
             "tracing::span::",
-            "tower_http::trace",
+            // The trace layer's own callbacks only: its response future wraps every
+            // request's handler, whose work is counted where it belongs.
+            "tower_http::trace::on_",
+            "tower_http::trace::make_span",
         ],
     ),
     (

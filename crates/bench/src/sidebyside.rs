@@ -3,18 +3,26 @@
 //! processes on loopback, measured in interleaved rounds so that the machine's noise falls on
 //! both alike. What timd spends above the bare server is its own work (UserSig check, store,
 //! policy, ticket, metrics, logs).
+//!
+//! The logins come from `--clients` client processes (`tim-bench sidebyside-client`, one
+//! tokio thread each, UserSigs signed before the clock starts), and every run prints how busy
+//! they and the machine were, so that a rate bound by the client is seen as such. Three
+//! kinds of timd login: a first-time account; a returning one presenting the UserSig it
+//! logged in with before (an app that keeps its users' UserSigs until they expire); and a
+//! returning one with a newly issued UserSig (an app that signs one per login).
 
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use crate::logins::{destroy_all, log_in_all};
+use crate::logins::{destroy_all, log_in_signed, Signed};
 use crate::perf_categories;
-use crate::sys::{cpu_of, free_port, listen_overflows};
+use crate::sys::{cpu_of, cpu_split_of, free_port, listen_overflows, now_secs, APP, KEY};
 use crate::timd::{Common, Timd};
 
 #[derive(Args)]
@@ -24,11 +32,15 @@ pub struct SideBySideArgs {
     /// Users logging in per measurement (one Web session each), held until it ends.
     #[arg(long, default_value_t = 10_000)]
     logins: usize,
-    /// Logins in flight at once.
+    /// Logins in flight at once (over all client processes).
     #[arg(long, default_value_t = 200)]
     concurrency: usize,
-    /// Rounds, after a warm-up run on each server; each measures timd first-time, bare, timd
-    /// returning, bare (every other round starting with bare).
+    /// Client processes the logins are spread over (one tokio thread each).
+    #[arg(long, default_value_t = 2)]
+    clients: usize,
+    /// Rounds, after a warm-up run on each server; each measures timd first-time, returning
+    /// with the same UserSig and returning with a new one, each followed by bare (every
+    /// other round starting with bare).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// Record the server of every counted run with `perf record --call-graph dwarf` during
@@ -72,15 +84,26 @@ impl Drop for Bare {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     TimdFirst,
+    /// Returning, presenting the UserSig of its first login.
     TimdReturning,
+    /// Returning, with a UserSig issued since.
+    TimdNewSig,
     Bare,
 }
 
 impl Kind {
+    const ALL: [Kind; 4] = [
+        Kind::TimdFirst,
+        Kind::TimdReturning,
+        Kind::TimdNewSig,
+        Kind::Bare,
+    ];
+
     fn slug(self) -> &'static str {
         match self {
             Kind::TimdFirst => "timd-first",
             Kind::TimdReturning => "timd-returning",
+            Kind::TimdNewSig => "timd-newsig",
             Kind::Bare => "bare",
         }
     }
@@ -89,6 +112,7 @@ impl Kind {
         match self {
             Kind::TimdFirst => "timd first-time",
             Kind::TimdReturning => "timd returning",
+            Kind::TimdNewSig => "timd ret. new sig",
             Kind::Bare => "bare axum",
         }
     }
@@ -99,8 +123,145 @@ struct Sample {
     kind: Kind,
     rate: f64,
     cpu_us: Option<f64>,
+    /// Cores the client processes kept busy, and the machine's idle share, over the logins.
+    client_cores: Option<f64>,
+    idle: Option<f64>,
     /// The run's `perf record` file (with `--perf`).
     perf_file: Option<PathBuf>,
+}
+
+/// The machine's busy and total CPU time so far (/proc/stat, clock ticks).
+fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let t: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let total: u64 = t.iter().take(8).sum();
+    let idle = t.get(3)? + t.get(4)?;
+    Some((total - idle, total))
+}
+
+/// The client processes of one run, each logging in a share of the users.
+struct Clients {
+    procs: Vec<(Child, ChildStdin, BufReader<ChildStdout>)>,
+}
+
+impl Clients {
+    /// Starts `args.clients` processes for `logins` (users `{prefix}0..`), signing every
+    /// UserSig (issued at `issued`) before they report ready.
+    fn start(url: &str, prefix: &str, issued: u64, args: &SideBySideArgs, round: usize) -> Clients {
+        let k = args.clients.max(1);
+        let exe = std::env::current_exe().expect("current exe");
+        let procs = (0..k)
+            .map(|p| {
+                let (first, end) = (args.logins * p / k, args.logins * (p + 1) / k);
+                let mut child = Command::new(&exe)
+                    .arg("sidebyside-client")
+                    .args(["--url", url, "--prefix", prefix])
+                    .args(["--first", &first.to_string()])
+                    .args(["--count", &(end - first).to_string()])
+                    .args(["--concurrency", &(args.concurrency / k).max(1).to_string()])
+                    .args(["--round", &round.to_string()])
+                    .args(["--issued", &issued.to_string()])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .expect("spawn tim-bench sidebyside-client");
+                let stdin = child.stdin.take().expect("stdin");
+                let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+                (child, stdin, stdout)
+            })
+            .collect();
+        let mut clients = Clients { procs };
+        clients.expect_all("ready");
+        clients
+    }
+
+    fn say(&mut self, line: &str) {
+        for (_, stdin, _) in &mut self.procs {
+            writeln!(stdin, "{line}").expect("client process stdin");
+        }
+    }
+
+    fn expect_all(&mut self, want: &str) {
+        for (_, _, stdout) in &mut self.procs {
+            let mut line = String::new();
+            stdout.read_line(&mut line).expect("client process stdout");
+            assert_eq!(line.trim(), want, "client process answered");
+        }
+    }
+
+    fn cpu(&self) -> Option<Duration> {
+        self.procs.iter().map(|(c, _, _)| cpu_of(c.id())).sum()
+    }
+
+    fn finish(mut self) {
+        self.say("destroy");
+        self.expect_all("destroyed");
+        for (child, _, _) in &mut self.procs {
+            let _ = child.wait();
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct ClientArgs {
+    #[arg(long)]
+    url: String,
+    #[arg(long)]
+    prefix: String,
+    #[arg(long)]
+    first: usize,
+    #[arg(long)]
+    count: usize,
+    #[arg(long)]
+    concurrency: usize,
+    #[arg(long)]
+    round: usize,
+    /// The UserSigs' issue time, unix seconds.
+    #[arg(long)]
+    issued: u64,
+}
+
+/// One client process (`tim-bench sidebyside-client`): signs its users' UserSigs, says
+/// `ready`; on `go` logs them all in and says `done`; on `destroy` logs them out and says
+/// `destroyed`.
+pub async fn client(args: ClientArgs) -> bool {
+    let logins: Vec<Signed> = (args.first..args.first + args.count)
+        .map(|i| {
+            let user = format!("{}{i}", args.prefix);
+            let usersig = tim_usersig::generate(APP, KEY, &user, args.issued, 86_400);
+            Signed {
+                app: APP,
+                user,
+                usersig,
+            }
+        })
+        .collect();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(tokio::io::stdin()));
+    let mut next = async || lines.next_line().await.ok().flatten().unwrap_or_default();
+    println!("ready");
+    if next().await != "go" {
+        return false;
+    }
+    let clients = log_in_signed(
+        std::slice::from_ref(&args.url),
+        logins,
+        args.concurrency,
+        args.round,
+        args.first,
+    )
+    .await;
+    println!("done");
+    if next().await != "destroy" {
+        return false;
+    }
+    destroy_all(clients, args.concurrency).await;
+    println!("destroyed");
+    true
 }
 
 /// Waits until process `pid` has used no CPU for 200 ms (at most 5 s): the previous run's
@@ -119,16 +280,20 @@ async fn settle(pid: u32) {
 }
 
 /// `round` None: the warm-up.
+#[allow(clippy::too_many_arguments)]
 async fn measure(
     kind: Kind,
     url: &str,
     pid: u32,
     prefix: &str,
+    issued: u64,
     args: &SideBySideArgs,
     round: Option<usize>,
 ) -> Sample {
     let n = args.logins;
     settle(pid).await;
+    let instances = round.map_or(0, |r| r + 1);
+    let clients = Clients::start(url, prefix, issued, args, instances);
     let mut perf = match (&args.perf, round) {
         (Some(dir), Some(r)) => {
             static RUNS: AtomicUsize = AtomicUsize::new(1);
@@ -141,12 +306,20 @@ async fn measure(
         }
         _ => None,
     };
-    let cpu0 = cpu_of(pid);
+    let mut clients = clients;
+    let (cpu0, client0, machine0) = (cpu_split_of(pid), clients.cpu(), machine_ticks());
     let t0 = Instant::now();
-    let instances = round.map_or(0, |r| r + 1);
-    let clients = log_in_all(&[url.to_owned()], prefix, n, args.concurrency, instances).await;
+    clients.say("go");
+    clients.expect_all("done");
     let wall = t0.elapsed();
-    let cpu = cpu_of(pid).zip(cpu0).map(|(b, a)| b.saturating_sub(a));
+    let split = cpu_split_of(pid)
+        .zip(cpu0)
+        .map(|((u1, s1), (u0, s0))| (u1.saturating_sub(u0), s1.saturating_sub(s0)));
+    let cpu = split.map(|(user, system)| user + system);
+    let client_cpu = clients.cpu().zip(client0).map(|(b, a)| b.saturating_sub(a));
+    let idle = machine_ticks()
+        .zip(machine0)
+        .map(|((b1, t1), (b0, t0))| 1.0 - (b1 - b0) as f64 / (t1 - t0).max(1) as f64);
     if let Some((p, _)) = perf.as_mut() {
         stop_perf(p);
     }
@@ -154,6 +327,8 @@ async fn measure(
         kind,
         rate: n as f64 / wall.as_secs_f64(),
         cpu_us: cpu.map(|c| c.as_secs_f64() * 1e6 / n as f64),
+        client_cores: client_cpu.map(|c| c.as_secs_f64() / wall.as_secs_f64()),
+        idle,
         perf_file: perf.map(|(_, file)| file),
     };
     let name = match (round, kind) {
@@ -161,16 +336,26 @@ async fn measure(
         (None, Kind::Bare) => "bare axum",
         (None, _) => "timd",
     };
+    let per_login = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
     println!(
-        "  {}: {name:<16} {n} logins in {:.2} s: {:>6.0} logins/s, server CPU {}",
+        "  {}: {name:<17} {n} logins in {:.2} s: {:>6.0} logins/s, server CPU {}; clients {}, machine idle {}",
         round.map_or("warm-up".into(), |r| format!("round {}", r + 1)),
         wall.as_secs_f64(),
         sample.rate,
-        sample
-            .cpu_us
-            .map_or("?".into(), |c| format!("{c:.1} µs per login"))
+        split.map_or("?".into(), |(user, system)| format!(
+            "{:.1} µs per login ({:.1} user, {:.1} system)",
+            per_login(user + system),
+            per_login(user),
+            per_login(system)
+        )),
+        sample.client_cores.map_or("?".into(), |c| format!(
+            "{c:.2} of {} cores{}",
+            args.clients,
+            if c >= 0.9 * args.clients as f64 { " (saturated)" } else { "" }
+        )),
+        sample.idle.map_or("?".into(), |i| format!("{:.0}%", i * 100.0)),
     );
-    destroy_all(clients, args.concurrency).await;
+    clients.finish();
     sample
 }
 
@@ -232,42 +417,71 @@ pub async fn run(args: SideBySideArgs) -> bool {
     let bare_pid = bare.child.id();
     println!(
         "sidebyside: timd {} ({}) vs bare axum server ({}), {} Web users per run, {} in \
-         flight, {} rounds",
+         flight from {} client processes, {} rounds",
         timd.binary.display(),
         timd.addr,
         bare.addr,
         args.logins,
         args.concurrency,
+        args.clients,
         args.rounds
     );
+    // Every UserSig of the run is issued at this second, so a returning user presents
+    // the one it logged in with; `TimdNewSig` presents one issued a second earlier.
+    let issued = now_secs();
     if let Some(dir) = &args.perf {
         std::fs::create_dir_all(dir).expect("perf output directory");
     }
     // Not counted: a fresh process first grows its heap, the store its file and caches.
-    measure(Kind::TimdFirst, &timd_url, timd_pid, "warmu", &args, None).await;
-    measure(Kind::Bare, &bare_url, bare_pid, "warmu", &args, None).await;
+    measure(
+        Kind::TimdFirst,
+        &timd_url,
+        timd_pid,
+        "warmu",
+        issued,
+        &args,
+        None,
+    )
+    .await;
+    measure(
+        Kind::Bare,
+        &bare_url,
+        bare_pid,
+        "warmu",
+        issued,
+        &args,
+        None,
+    )
+    .await;
     let overflows0 = listen_overflows();
     let mut samples = Vec::new();
     for round in 0..args.rounds {
+        use Kind::*;
         let order = if round % 2 == 0 {
-            [Kind::TimdFirst, Kind::Bare, Kind::TimdReturning, Kind::Bare]
+            [TimdFirst, Bare, TimdReturning, Bare, TimdNewSig, Bare]
         } else {
-            [Kind::Bare, Kind::TimdFirst, Kind::Bare, Kind::TimdReturning]
+            [Bare, TimdFirst, Bare, TimdReturning, Bare, TimdNewSig]
         };
         for kind in order {
             // First-time accounts are new to timd's store each round; returning ones are
             // the same users again.
             let prefix = format!("sbs{round}u");
-            let sample = match kind {
-                Kind::Bare => measure(kind, &bare_url, bare_pid, &prefix, &args, Some(round)).await,
-                _ => measure(kind, &timd_url, timd_pid, &prefix, &args, Some(round)).await,
+            let (url, pid) = match kind {
+                Bare => (&bare_url, bare_pid),
+                _ => (&timd_url, timd_pid),
             };
+            let issued = if kind == TimdNewSig {
+                issued - 1
+            } else {
+                issued
+            };
+            let sample = measure(kind, url, pid, &prefix, issued, &args, Some(round)).await;
             samples.push(sample);
         }
     }
     let (bare_rate, bare_cpu) = medians(&samples, Kind::Bare);
     println!("  medians:");
-    for kind in [Kind::TimdFirst, Kind::TimdReturning, Kind::Bare] {
+    for kind in Kind::ALL {
         let (rate, cpu) = medians(&samples, kind);
         let ratio = |a: Option<f64>, b: Option<f64>| {
             a.zip(b)
@@ -290,6 +504,28 @@ pub async fn run(args: SideBySideArgs) -> bool {
             cpu.map_or("?".into(), |c| format!("{c:.1} µs per login")),
         );
     }
+    let busiest = samples
+        .iter()
+        .filter_map(|s| s.client_cores)
+        .fold(0.0, f64::max);
+    let least_idle = samples.iter().filter_map(|s| s.idle).fold(1.0, f64::min);
+    println!(
+        "  clients: at most {busiest:.2} cores busy of the {} client processes' {} ({}); \
+         machine idle at least {:.0}% of the time{}",
+        args.clients,
+        args.clients,
+        if busiest >= 0.9 * args.clients as f64 {
+            "saturated in some run: the rate there is the client's"
+        } else {
+            "never saturated"
+        },
+        least_idle * 100.0,
+        if least_idle < 0.05 {
+            " (the machine was saturated: logins/s says how the cores were shared)"
+        } else {
+            ""
+        }
+    );
     if let Some((a, b)) = overflows0.zip(listen_overflows()) {
         println!(
             "  connects dropped on a full accept queue (TcpExtListenOverflows): {}",
@@ -310,8 +546,7 @@ pub async fn run(args: SideBySideArgs) -> bool {
 /// The recorded runs' CPU by category (`perf_categories.rs`), µs per login, per kind, and
 /// timd's above the bare server's.
 fn print_profile(samples: &[Sample], logins: usize) {
-    let kinds = [Kind::TimdFirst, Kind::TimdReturning, Kind::Bare];
-    let per_login: Vec<Option<Vec<f64>>> = kinds
+    let per_login: Vec<Option<Vec<f64>>> = Kind::ALL
         .iter()
         .map(|&kind| {
             let files: Vec<&PathBuf> = samples
@@ -329,26 +564,27 @@ fn print_profile(samples: &[Sample], logins: usize) {
             total.map(|t| t.iter().map(|&ns| ns as f64 / 1e3 / runs).collect())
         })
         .collect();
-    let [Some(first), Some(returning), Some(bare)] = &per_login[..] else {
+    let [Some(first), Some(returning), Some(newsig), Some(bare)] = &per_login[..] else {
         println!("  profile: perf script could not read the recorded files");
         return;
     };
     println!(
-        "  {:<42} {:>10} {:>10} {:>6}   timd above bare",
-        "profile, µs per login (perf samples)", "first-time", "returning", "bare"
+        "  {:<42} {:>10} {:>10} {:>8} {:>6}   timd above bare",
+        "profile, µs per login (perf samples)", "first-time", "returning", "new sig", "bare"
     );
-    let row = |name: &str, f: f64, r: f64, b: f64| {
+    let row = |name: &str, f: f64, r: f64, n: f64, b: f64| {
         println!(
-            "    {name:<40} {f:>10.1} {r:>10.1} {b:>6.1}   {:+.1} / {:+.1}",
+            "    {name:<40} {f:>10.1} {r:>10.1} {n:>8.1} {b:>6.1}   {:+.1} / {:+.1} / {:+.1}",
             f - b,
-            r - b
+            r - b,
+            n - b
         )
     };
     for (i, name) in perf_categories::names().enumerate() {
-        row(name, first[i], returning[i], bare[i]);
+        row(name, first[i], returning[i], newsig[i], bare[i]);
     }
     let sum = |v: &Vec<f64>| v.iter().sum::<f64>();
-    row("total", sum(first), sum(returning), sum(bare));
+    row("total", sum(first), sum(returning), sum(newsig), sum(bare));
 }
 
 #[cfg(test)]

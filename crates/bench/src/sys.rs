@@ -57,6 +57,11 @@ pub fn rss_of(pid: u32) -> Option<u64> {
 
 /// CPU time process `pid` has used so far (user + system, all threads), on Linux.
 pub fn cpu_of(pid: u32) -> Option<Duration> {
+    cpu_split_of(pid).map(|(user, system)| user + system)
+}
+
+/// [`cpu_of`] as (user, system) time.
+pub fn cpu_split_of(pid: u32) -> Option<(Duration, Duration)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) start at its closing ')'.
     let rest = stat.rsplit_once(')')?.1;
@@ -65,7 +70,8 @@ pub fn cpu_of(pid: u32) -> Option<Duration> {
     let stime: u64 = fields.next()?.parse().ok()?;
     // SAFETY: sysconf only reads a system constant.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Some(Duration::from_nanos((utime + stime) * 1_000_000_000 / hz))
+    let time = |ticks: u64| Duration::from_nanos(ticks * 1_000_000_000 / hz);
+    Some((time(utime), time(stime)))
 }
 
 /// The kernel's count of connects dropped because a listener's accept queue was full

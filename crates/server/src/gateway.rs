@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::header::{HOST, ORIGIN, RETRY_AFTER};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -58,16 +58,22 @@ static NEXT_SOCKET: AtomicU64 = AtomicU64::new(1);
 pub async fn ws_handler(
     State(state): State<AppState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    request: Request,
 ) -> Response {
+    // The request's own headers, read in place (the `HeaderMap` extractor copies them).
+    let (mut parts, _) = request.into_parts();
+    let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let headers = &parts.headers;
     let tracker = state.sockets().token();
     let id = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
     // Router-level tests have no peer: they count as one unspecified client.
     let peer_ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0 .0.ip());
-    let client = state.config().trusted_proxies.client(peer_ip, &headers);
+    let client = state.config().trusted_proxies.client(peer_ip, headers);
     let span = tracing::debug_span!("socket", id, %client);
-    let admitted = admit(&state, client, &headers);
+    let admitted = admit(&state, client, headers);
     let admitted = match admitted {
         Ok(admitted) => admitted,
         Err(why) => {

@@ -8,6 +8,7 @@
 pub mod apps;
 pub mod apps_file;
 pub mod backend;
+pub mod bounded;
 pub mod cli;
 pub mod client_addr;
 pub mod clock;

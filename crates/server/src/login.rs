@@ -19,6 +19,7 @@ use tim_proto::{
 use tim_usersig::{UserSigClaims, UserSigError};
 use tokio::time::Instant;
 
+use crate::bounded::BoundedMap;
 use crate::client_addr::limit_key;
 use crate::kicks::USERSIG_MAX_FUTURE_SECS;
 use crate::store::StoreError;
@@ -111,20 +112,96 @@ impl LoginError {
     }
 }
 
+/// Verified UserSigs remembered per app at most (the last one of each user): a returning
+/// user's unchanged UserSig skips base64, inflate, JSON and HMAC. ~400 bytes each.
+pub const MAX_VERIFIED: usize = 65_536;
+/// Longest UserSig remembered (real ones are 200–300 characters): bounds an entry's size.
+pub const MAX_VERIFIED_LEN: usize = 1024;
+
+/// A UserSig that verified for its user with this app's key, and what it claims.
+struct Verified {
+    usersig: Box<str>,
+    time: u64,
+    expire: u64,
+    userbuf: Option<Vec<u8>>,
+}
+
 /// Checks the logins of one app (`apps.rs` holds one per app). Shared by all sockets.
 pub struct LoginChecker {
     sdkappid: u32,
-    key: String,
+    verifier: tim_usersig::Verifier,
     failures: FailureLimiter,
+    /// By UserID: the last UserSig that passed every key-, app- and user-dependent check.
+    /// Only the clock can make such a UserSig fail later (expiry, checked on every hit; a
+    /// REST kick is the backend's check, on the claims, hit or not).
+    verified: BoundedMap<String, Verified>,
 }
 
 impl LoginChecker {
     pub fn new(sdkappid: u32, key: impl Into<String>) -> LoginChecker {
+        LoginChecker::remembering(sdkappid, key, MAX_VERIFIED)
+    }
+
+    /// A checker remembering at most `max` verified UserSigs.
+    pub fn remembering(sdkappid: u32, key: impl Into<String>, max: usize) -> LoginChecker {
         LoginChecker {
             sdkappid,
-            key: key.into(),
+            verifier: tim_usersig::Verifier::new(&key.into()),
             failures: FailureLimiter::new(MAX_FAILURES, FAILURE_WINDOW, MAX_TRACKED),
+            verified: BoundedMap::new(max),
         }
+    }
+
+    /// The claims of `usersig` if it verified for `user` before.
+    fn remembered(&self, user: &str, usersig: &str) -> Option<UserSigClaims> {
+        self.verified.with(user, |v| {
+            let v = v.filter(|v| *v.usersig == *usersig)?;
+            Some(UserSigClaims {
+                identifier: user.to_owned(),
+                sdkappid: self.sdkappid,
+                time: v.time,
+                expire: v.expire,
+                userbuf: v.userbuf.clone(),
+            })
+        })
+    }
+
+    /// The full check: [`tim_usersig::verify`] with this app's key. `Ok((claims, true))`:
+    /// the UserSig was remembered.
+    fn verify(&self, login: &Login, now_unix: u64) -> Result<(UserSigClaims, bool), UserSigError> {
+        if let Some(claims) = self.remembered(&login.user, &login.usersig) {
+            // What `verify` checks last, and the only outcome that can change for one
+            // UserSig, user and key.
+            if now_unix >= claims.expires_at() {
+                self.verified.remove(login.user.as_str());
+                return Err(UserSigError::Expired);
+            }
+            return Ok((claims, true));
+        }
+        self.verifier
+            .verify(&login.usersig, self.sdkappid, &login.user, now_unix)
+            .map(|claims| (claims, false))
+    }
+
+    /// Remembers a UserSig that passed every check for `login.user`.
+    fn remember(&self, login: &Login, claims: &UserSigClaims) {
+        if login.usersig.len() > MAX_VERIFIED_LEN {
+            return;
+        }
+        self.verified.insert(
+            login.user.clone(),
+            Verified {
+                usersig: login.usersig.as_str().into(),
+                time: claims.time,
+                expire: claims.expire,
+                userbuf: claims.userbuf.clone(),
+            },
+        );
+    }
+
+    /// Verified UserSigs remembered now (`timd_state_entries{map="verified_usersigs"}`).
+    pub fn remembered_count(&self) -> usize {
+        self.verified.len()
     }
 
     /// Validates `login` from `client` at `now_unix` (seconds). Order: SDKAppID, UserID,
@@ -150,14 +227,8 @@ impl LoginChecker {
         if login.usersig.is_empty() {
             return Err(LoginError::EmptyUserSig);
         }
-        let claims = match tim_usersig::verify(
-            &login.usersig,
-            &self.key,
-            self.sdkappid,
-            &login.user,
-            now_unix,
-        ) {
-            Ok(claims) => claims,
+        let (claims, remembered) = match self.verify(login, now_unix) {
+            Ok(verified) => verified,
             Err(UserSigError::BadSignature) => {
                 let limited = self.failures.record(&login.user, client, Instant::now());
                 return Err(if limited {
@@ -170,6 +241,9 @@ impl LoginChecker {
         };
         if let Some(ahead) = issued_ahead(claims.time, now_unix) {
             return Err(LoginError::FromTheFuture(ahead));
+        }
+        if !remembered {
+            self.remember(login, &claims);
         }
         Ok(claims)
     }
@@ -420,6 +494,88 @@ mod tests {
         assert_eq!(code(&c, &login("alice", guessed("alice"))), 70009);
         // And a valid UserSig passes even from the limited address (renewals too).
         assert!(c.check(&login("alice", good), NOW, attacker).is_ok());
+    }
+
+    /// A remembered UserSig is only a shortcut: every login it serves gets the answer a
+    /// fresh check would give (expiry, another user, another app or key, the future).
+    #[test]
+    fn a_remembered_usersig_is_refused_wherever_a_fresh_check_refuses_it() {
+        let c = LoginChecker::new(APP, KEY);
+        let sig = tim_usersig::generate(APP, KEY, "alice", NOW - 10, 100);
+        let alice = login("alice", sig.clone());
+        let fresh = c.check(&alice, NOW, here()).unwrap();
+        assert_eq!(c.remembered_count(), 1);
+        // Served from memory: the same claims, and no second entry.
+        assert_eq!(c.verify(&alice, NOW).unwrap(), (fresh.clone(), true));
+        assert_eq!(c.check(&alice, NOW + 1, here()).unwrap(), fresh);
+        assert_eq!(c.remembered_count(), 1);
+        // Another user presenting it: 70013, as fresh (remembered per UserID).
+        assert_eq!(code(&c, &login("bob", sig.clone())), 70013);
+        // Another app, or the same app id under another key: each app remembers its own.
+        let other_app = LoginChecker::new(APP + 1, KEY);
+        let wrong = Login {
+            sdkappid: APP + 1,
+            ..alice.clone()
+        };
+        assert_eq!(code(&other_app, &wrong), 70014);
+        let other_key = LoginChecker::new(APP, "another-key");
+        assert_eq!(code(&other_key, &alice), 70009);
+        // A different UserSig of alice's is checked afresh (a forged one refused) and a
+        // valid one replaces the remembered one.
+        let forged = login("alice", guessed("alice"));
+        assert_eq!(code(&c, &forged), 70009);
+        // Expiry: exactly when a fresh check expires it, and forgotten then.
+        let end = NOW - 10 + 100;
+        assert!(c.check(&alice, end - 1, here()).is_ok());
+        let e = c.check(&alice, end, here()).unwrap_err();
+        assert_eq!(e, LoginError::UserSig(UserSigError::Expired));
+        assert_eq!(c.remembered_count(), 0);
+        assert_eq!(
+            c.check(&alice, end, here()).unwrap_err(),
+            LoginError::UserSig(UserSigError::Expired),
+            "fresh check, same answer"
+        );
+        // Issued ahead of the clock: refused beyond the skew whether remembered or not.
+        let ahead = login(
+            "carol",
+            tim_usersig::generate(APP, KEY, "carol", NOW + USERSIG_MAX_FUTURE_SECS, 3600),
+        );
+        assert!(c.check(&ahead, NOW, here()).is_ok());
+        assert_eq!(c.verify(&ahead, NOW - 1).map(|v| v.1), Ok(true));
+        assert_eq!(
+            c.check(&ahead, NOW - 1, here()).unwrap_err(),
+            LoginError::FromTheFuture(USERSIG_MAX_FUTURE_SECS + 1)
+        );
+    }
+
+    #[test]
+    fn remembered_usersigs_are_bounded() {
+        let c = LoginChecker::remembering(APP, KEY, 64);
+        for i in 0..1000 {
+            let user = format!("u{i}");
+            let sig = tim_usersig::generate(APP, KEY, &user, NOW, 3600);
+            assert!(c.check(&login(&user, sig), NOW, here()).is_ok());
+        }
+        assert_eq!(c.remembered_count(), 64);
+        // A renewed UserSig replaces its user's entry rather than adding one.
+        let renewed = tim_usersig::generate(APP, KEY, "u999", NOW + 1, 3600);
+        assert!(c.check(&login("u999", renewed), NOW + 1, here()).is_ok());
+        assert_eq!(c.remembered_count(), 64);
+        // Too long to remember (a userbuf can make one so): checked, not remembered.
+        let c = LoginChecker::new(APP, KEY);
+        // Bytes that do not compress (a linear congruential sequence).
+        let noise: Vec<u8> = (0u32..2048)
+            .scan(12345u32, |x, _| {
+                *x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                Some((*x >> 16) as u8)
+            })
+            .collect();
+        let long = tim_usersig::generate_with_userbuf(APP, KEY, "dave", NOW, 3600, &noise);
+        assert!(long.len() > MAX_VERIFIED_LEN);
+        let l = login("dave", long);
+        assert!(c.check(&l, NOW, here()).is_ok());
+        assert_eq!(c.remembered_count(), 0);
+        assert_eq!(c.verify(&l, NOW).map(|v| v.1), Ok(false));
     }
 
     #[test]

@@ -308,6 +308,14 @@ fn snapshot(state: &AppState) -> Snapshot {
             .map(|a| a.checker().failures().tracked())
             .sum(),
     ));
+    entries.push((
+        "verified_usersigs",
+        state
+            .apps()
+            .iter()
+            .map(|a| a.checker().remembered_count())
+            .sum(),
+    ));
     Snapshot {
         connections: state.limits().open(),
         online: gauges.online,

@@ -5,6 +5,7 @@
 //! them in batches (one `fsync` for many first logins under `synchronous=FULL`), answering
 //! each caller only after its batch is durable.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -12,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::bounded::BoundedMap;
 use crate::clock::unix_secs as unix_now;
 use crate::ended::{End, EndedSession};
 use crate::policy::{LoginPolicy, LoginSettings};
@@ -49,7 +51,21 @@ impl From<rusqlite::Error> for StoreError {
 /// (tests, tools); the server goes through [`StoreHandle`].
 pub struct Store {
     conn: Connection,
+    /// Accounts known to exist durably (see [`KnownAccounts`]).
+    known: Arc<KnownAccounts>,
+    /// Accounts the current batch registered: known once it commits.
+    registered: RefCell<Vec<(u32, String)>>,
 }
+
+/// Accounts remembered per process at most by [`KnownAccounts`] (~100 bytes each).
+pub const MAX_KNOWN_ACCOUNTS: usize = 262_144;
+
+/// Accounts (app, UserID) that exist durably, so that a returning user's login needs no
+/// store round trip. Written by the store thread only, in job order: an account becomes
+/// known once the transaction that registered it is committed, and stops being known
+/// before the transaction that deletes it commits. Bounded: a forgotten account only costs
+/// its next login the round trip.
+pub type KnownAccounts = BoundedMap<(u32, String), ()>;
 
 /// An app's stored login settings and their version (1 = the first stored).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +116,11 @@ impl Store {
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let store = Store { conn };
+        let store = Store {
+            conn,
+            known: Arc::new(KnownAccounts::new(MAX_KNOWN_ACCOUNTS)),
+            registered: RefCell::new(Vec::new()),
+        };
         store.migrate(legacy_app)?;
         Ok(store)
     }
@@ -313,6 +333,11 @@ impl Store {
             .prepare_cached("DELETE FROM accounts WHERE app = ?1 AND user_id = ?2")?;
         let mut deleted = Vec::with_capacity(users.len());
         for user in users {
+            // Unknown before the deletion can commit (a login that found it known just
+            // before is one that ran before the deletion: it is kicked with the others).
+            let key = (app, user.clone());
+            self.known.remove(&key);
+            self.registered.borrow_mut().retain(|k| *k != key);
             let gone = stmt.execute(rusqlite::params![app, user])? == 1;
             if gone {
                 self.record_kick(app, user, at)?;
@@ -568,6 +593,7 @@ type Faults = Arc<Mutex<Vec<FaultPoint>>>;
 pub struct StoreHandle {
     jobs: mpsc::Sender<Job>,
     faults: Faults,
+    known: Arc<KnownAccounts>,
 }
 
 impl StoreHandle {
@@ -580,12 +606,17 @@ impl StoreHandle {
     pub fn start(store: Store) -> Result<StoreHandle, StoreError> {
         let (jobs, rx) = mpsc::channel(QUEUE_DEPTH);
         let faults = Faults::default();
+        let known = Arc::clone(&store.known);
         let thread_faults = Arc::clone(&faults);
         std::thread::Builder::new()
             .name("timd-store".into())
             .spawn(move || run_store_thread(store, rx, thread_faults))
             .map_err(|e| StoreError::Sqlite(format!("cannot start store thread: {e}")))?;
-        Ok(StoreHandle { jobs, faults })
+        Ok(StoreHandle {
+            jobs,
+            faults,
+            known,
+        })
     }
 
     /// Test hook: makes the next batch's transaction control fail at `points`, as a full or
@@ -683,8 +714,24 @@ impl StoreHandle {
         sig_time: u64,
     ) -> Result<Option<bool>, StoreError> {
         let user = user.to_owned();
-        self.call(move |s| s.register_unless_revoked(app, &user, sig_time))
-            .await
+        self.call(move |s| {
+            let registered = s.register_unless_revoked(app, &user, sig_time)?;
+            if registered.is_some() {
+                s.registered.borrow_mut().push((app, user));
+            }
+            Ok(registered)
+        })
+        .await
+    }
+
+    /// Whether `user`'s account is known to exist durably (see [`KnownAccounts`]).
+    pub fn known(&self, app: u32, user: &str) -> bool {
+        self.known.contains(&(app, user.to_owned()))
+    }
+
+    /// Accounts known now (`timd_state_entries{map="known_accounts"}`).
+    pub fn known_count(&self) -> usize {
+        self.known.len()
     }
 
     /// See [`Store::account_exists`].
@@ -807,9 +854,17 @@ fn run_transaction(store: &Store, batch: &mut VecDeque<Job>, armed: &mut Vec<Fau
         Some(e) => Err(e),
         None => control.exec(FaultPoint::Commit, "COMMIT"),
     };
-    if let Err(e) = &outcome {
-        tracing::error!(error = %e, jobs = finishers.len(), "store: transaction failed; its jobs changed nothing");
-        control.abandon();
+    let registered = std::mem::take(&mut *store.registered.borrow_mut());
+    match &outcome {
+        Ok(()) => {
+            for key in registered {
+                store.known.insert(key, ());
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, jobs = finishers.len(), "store: transaction failed; its jobs changed nothing");
+            control.abandon();
+        }
     }
     for finish in finishers {
         finish(outcome.clone());
@@ -945,6 +1000,53 @@ mod fault_tests {
     use super::*;
 
     type Call = tokio::task::JoinHandle<Result<bool, StoreError>>;
+
+    /// An account is known (no store round trip at its next login) only once its
+    /// registration is committed, and no longer once a deletion of it has run, even one in
+    /// the same batch as its registration.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn accounts_are_known_only_while_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let handle = StoreHandle::open_in(dir.path(), A).unwrap();
+        assert!(!handle.known(A, "a"));
+        assert_eq!(
+            handle.register_unless_revoked(A, "a", 10).await,
+            Ok(Some(true))
+        );
+        assert!(handle.known(A, "a"));
+        assert!(!handle.known(A + 1, "a"), "per app");
+        assert_eq!(handle.known_count(), 1);
+        // A revoked login registers nothing and knows nothing.
+        handle
+            .call(|s| s.delete_accounts(A, &["a".into()], 20))
+            .await
+            .unwrap();
+        assert!(!handle.known(A, "a"));
+        assert_eq!(handle.register_unless_revoked(A, "a", 20).await, Ok(None));
+        assert!(!handle.known(A, "a"));
+        // A failed commit: the registration is not durable, so not known.
+        handle.inject_faults(&[FaultPoint::Commit]);
+        assert!(handle.register_unless_revoked(A, "b", 10).await.is_err());
+        assert!(!handle.known(A, "b"));
+        // Registered and deleted in one batch (the thread held meanwhile): not known after.
+        let release = hold(&handle).await;
+        let h = handle.clone();
+        let register = tokio::spawn(async move { h.register_unless_revoked(A, "c", 10).await });
+        while handle.queued() < 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        let h = handle.clone();
+        let delete =
+            tokio::spawn(async move { h.call(|s| s.delete_accounts(A, &["c".into()], 5)).await });
+        while handle.queued() < 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        drop(release);
+        assert_eq!(register.await.unwrap(), Ok(Some(true)));
+        assert_eq!(delete.await.unwrap(), Ok(vec![true]));
+        assert!(!handle.known(A, "c"));
+        assert_eq!(handle.account_exists(A, "c").await, Ok(false));
+    }
 
     /// Holds the store thread in a batch of its own until the returned sender is dropped, so
     /// that the jobs queued meanwhile form the next batch together.

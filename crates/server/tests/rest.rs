@@ -65,6 +65,30 @@ fn sig_at(user: &str, time: u64) -> String {
     tim_usersig::generate(APP, KEY, user, time, 3600)
 }
 
+/// Holds the store thread in a job until the returned sender is dropped; the handle
+/// answers once the job is done.
+async fn hold_store(
+    server: &Server,
+) -> (
+    std::sync::mpsc::Sender<()>,
+    tokio::task::JoinHandle<Result<(), timd::store::StoreError>>,
+) {
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (running, holding) = tokio::sync::oneshot::channel();
+    let handle = server.state.store().clone();
+    let busy = tokio::spawn(async move {
+        handle
+            .call(move |_| {
+                let _ = running.send(());
+                let _ = held.recv();
+                Ok(())
+            })
+            .await
+    });
+    holding.await.expect("the store thread is held");
+    (release, busy)
+}
+
 /// Expects `kicked{REST_API_Kick}` then close 4002.
 async fn expect_rest_kick(ws: &mut Ws) {
     assert_eq!(
@@ -650,6 +674,68 @@ async fn a_future_dated_usersig_does_not_survive_a_kick() {
         .is_ok());
 }
 
+/// A returning user's login takes two shortcuts: its unchanged UserSig is remembered (no
+/// base64, inflate, JSON or HMAC again) and its account is known to exist (no store round
+/// trip: it logs in while the store thread is busy). Neither lets a kicked or deleted
+/// user's UserSig back in, and a deletion makes the account unknown, so a new UserSig
+/// registers it again.
+#[tokio::test]
+async fn remembered_usersigs_and_known_accounts_outlive_no_kick_and_no_deletion() {
+    let (server, rest) = start(|_| {}).await;
+    let checker = server.state.app(APP).unwrap().checker();
+    let old = sig_at("alice", now() - 30);
+    drop(
+        try_login(&server, "alice", &old, Platform::Web)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(checker.remembered_count(), 1);
+    let (release, held) = hold_store(&server).await;
+    let mut tab = tokio::time::timeout(
+        Duration::from_secs(10),
+        try_login(&server, "alice", &old, Platform::Web),
+    )
+    .await
+    .expect("a returning login waited for the store")
+    .unwrap();
+    drop(release);
+    held.await.unwrap().unwrap();
+    assert_eq!(
+        checker.remembered_count(),
+        1,
+        "the same UserSig, remembered once"
+    );
+    // The kick revokes the remembered UserSig like any issued before it.
+    assert_eq!(rest.call(KICK, json!({"UserID": "alice"})).await.code(), 0);
+    expect_rest_kick(&mut tab).await;
+    assert_eq!(
+        try_login(&server, "alice", &old, Platform::Web).await.err(),
+        Some(70001)
+    );
+    // A deletion: the remembered UserSig is revoked, the account forgotten...
+    let newer = sig_at("alice", now());
+    let mut tab = try_login(&server, "alice", &newer, Platform::Web)
+        .await
+        .unwrap();
+    let a = rest
+        .call(DELETE, json!({"DeleteItem": [{"UserID": "alice"}]}))
+        .await;
+    assert_eq!(a.json["ResultItem"][0]["ResultCode"], 0, "{}", a.json);
+    expect_rest_kick(&mut tab).await;
+    assert_eq!(
+        try_login(&server, "alice", &newer, Platform::Web)
+            .await
+            .err(),
+        Some(70001)
+    );
+    assert!(!store(&server).account_exists(APP, "alice").unwrap());
+    // ...so the next login with a new UserSig registers it again, durably.
+    let _tab = try_login(&server, "alice", &sig_at("alice", now()), Platform::Web)
+        .await
+        .unwrap();
+    assert!(store(&server).account_exists(APP, "alice").unwrap());
+}
+
 #[tokio::test]
 async fn kick_of_an_unknown_account_is_70107_and_records_nothing() {
     let (server, rest) = start(|_| {}).await;
@@ -922,19 +1008,7 @@ async fn a_caller_hanging_up_mid_kick_still_gets_the_kick_applied() {
     let (server, rest) = start(|_| {}).await;
     let mut alice = online(&server, "alice").await;
     // Hold the store thread, so the kick is still waiting for its write when the caller goes.
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let (running, holding) = tokio::sync::oneshot::channel();
-    let handle = server.state.store().clone();
-    let busy = tokio::spawn(async move {
-        handle
-            .call(move |_| {
-                let _ = running.send(());
-                let _ = held.recv();
-                Ok(())
-            })
-            .await
-    });
-    holding.await.expect("the store thread is held");
+    let (release, busy) = hold_store(&server).await;
     let body = r#"{"UserID":"alice"}"#;
     let request = format!(
         "POST {KICK}?{} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\

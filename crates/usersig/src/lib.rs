@@ -26,9 +26,12 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STAN
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use serde::Serialize;
-use serde_json::Value;
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use sha2::Sha256;
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use zlib_rs::{InflateConfig, ReturnCode};
 
 /// Longest UserSig text accepted. Real ones are ~200–300 characters; the cap keeps a hostile
 /// client from making the server base64-decode and inflate megabytes.
@@ -257,18 +260,42 @@ fn mac_for(
     expire: u64,
     userbuf_b64: Option<&str>,
 ) -> HmacSha256 {
-    let mut content = format!(
+    content_mac(keyed(key), identifier, sdkappid, time, expire, userbuf_b64)
+}
+
+fn keyed(key: &str) -> HmacSha256 {
+    HmacSha256::new_from_slice(key.as_bytes()).expect("HMAC accepts keys of any length")
+}
+
+/// `mac` (keyed, nothing signed yet) over the content lines.
+fn content_mac(
+    mut mac: HmacSha256,
+    identifier: &str,
+    sdkappid: u32,
+    time: u64,
+    expire: u64,
+    userbuf_b64: Option<&str>,
+) -> HmacSha256 {
+    let _ = write!(
+        MacText(&mut mac),
         "TLS.identifier:{identifier}\nTLS.sdkappid:{sdkappid}\nTLS.time:{time}\nTLS.expire:{expire}\n"
     );
     if let Some(ub) = userbuf_b64 {
-        content.push_str("TLS.userbuf:");
-        content.push_str(ub);
-        content.push('\n');
+        mac.update(b"TLS.userbuf:");
+        mac.update(ub.as_bytes());
+        mac.update(b"\n");
     }
-    let mut mac =
-        HmacSha256::new_from_slice(key.as_bytes()).expect("HMAC accepts keys of any length");
-    mac.update(content.as_bytes());
     mac
+}
+
+/// Formats text straight into a MAC (no intermediate string).
+struct MacText<'a>(&'a mut HmacSha256);
+
+impl fmt::Write for MacText<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.update(s.as_bytes());
+        Ok(())
+    }
 }
 
 /// A decoded document: the claims plus what the signature check needs verbatim.
@@ -306,67 +333,224 @@ fn decode_inner(usersig: &str) -> Result<Decoded, UserSigError> {
     let compressed = LENIENT_B64
         .decode(&std_b64)
         .map_err(|_| UserSigError::NotBase64)?;
-    let json =
-        miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(&compressed, MAX_INFLATED_LEN)
-            .map_err(|e| match e.status {
-                miniz_oxide::inflate::TINFLStatus::HasMoreOutput => UserSigError::TooLarge,
-                _ => UserSigError::NotZlib,
-            })?;
-    let doc: Value = serde_json::from_slice(&json).map_err(|_| UserSigError::NotJson)?;
-    let doc = doc.as_object().ok_or(UserSigError::NotJson)?;
-
-    match doc.get("TLS.ver") {
-        None | Some(Value::Null) => return Err(UserSigError::MissingField("TLS.ver")),
-        Some(Value::String(v)) if v == VERSION => {}
-        Some(_) => return Err(UserSigError::BadVersion),
-    }
-    let identifier = match doc.get("TLS.identifier") {
-        Some(Value::String(s)) => s.clone(),
-        // Lenient: a numeric UserID written as a JSON number signs as its decimal text.
-        Some(Value::Number(n)) if n.is_u64() => n.to_string(),
-        _ => return Err(UserSigError::MissingField("TLS.identifier")),
-    };
-    let sdkappid = u32::try_from(uint_field(doc, "TLS.sdkappid")?)
-        .map_err(|_| UserSigError::MissingField("TLS.sdkappid"))?;
-    let time = uint_field(doc, "TLS.time")?;
-    let expire = uint_field(doc, "TLS.expire")?;
-    let sig = match doc.get("TLS.sig") {
-        Some(Value::String(s)) => s.clone(),
-        _ => return Err(UserSigError::MissingField("TLS.sig")),
-    };
-    let (userbuf, userbuf_b64) = match doc.get("TLS.userbuf") {
-        None | Some(Value::Null) => (None, None),
-        Some(Value::String(s)) => {
-            let bytes = LENIENT_B64
-                .decode(s)
-                .map_err(|_| UserSigError::MissingField("TLS.userbuf"))?;
-            (Some(bytes), Some(s.clone()))
-        }
-        Some(_) => return Err(UserSigError::MissingField("TLS.userbuf")),
-    };
-    Ok(Decoded {
-        claims: UserSigClaims {
-            identifier,
-            sdkappid,
-            time,
-            expire,
-            userbuf,
-        },
-        sig,
-        userbuf_b64,
+    inflate(&compressed, |json| {
+        let doc: Doc = serde_json::from_slice(json).map_err(|_| UserSigError::NotJson)?;
+        doc.decoded()
     })
+}
+
+/// A JSON value of the document, as far as the checks need to tell values apart (strings
+/// borrowed from the inflated text when they hold no escapes).
+enum Raw<'a> {
+    Null,
+    Str(Cow<'a, str>),
+    /// A non-negative integer that fits a u64.
+    Uint(u64),
+    /// Anything else: a float, a negative number, a boolean, an array, an object.
+    Other,
+}
+
+/// The document's fields this crate reads; a field named twice counts with its last value
+/// (as in a JSON object read into a map), other fields are ignored.
+#[derive(Default)]
+struct Doc<'a> {
+    ver: Option<Raw<'a>>,
+    identifier: Option<Raw<'a>>,
+    sdkappid: Option<Raw<'a>>,
+    time: Option<Raw<'a>>,
+    expire: Option<Raw<'a>>,
+    sig: Option<Raw<'a>>,
+    userbuf: Option<Raw<'a>>,
+}
+
+impl Doc<'_> {
+    /// The checks of the document's fields, in their order.
+    fn decoded(self) -> Result<Decoded, UserSigError> {
+        match self.ver {
+            None | Some(Raw::Null) => return Err(UserSigError::MissingField("TLS.ver")),
+            Some(Raw::Str(v)) if v == VERSION => {}
+            Some(_) => return Err(UserSigError::BadVersion),
+        }
+        let identifier = match self.identifier {
+            Some(Raw::Str(s)) => s.into_owned(),
+            // Lenient: a numeric UserID written as a JSON number signs as its decimal text.
+            Some(Raw::Uint(n)) => n.to_string(),
+            _ => return Err(UserSigError::MissingField("TLS.identifier")),
+        };
+        let sdkappid = u32::try_from(uint_field(self.sdkappid, "TLS.sdkappid")?)
+            .map_err(|_| UserSigError::MissingField("TLS.sdkappid"))?;
+        let time = uint_field(self.time, "TLS.time")?;
+        let expire = uint_field(self.expire, "TLS.expire")?;
+        let sig = match self.sig {
+            Some(Raw::Str(s)) => s.into_owned(),
+            _ => return Err(UserSigError::MissingField("TLS.sig")),
+        };
+        let (userbuf, userbuf_b64) = match self.userbuf {
+            None | Some(Raw::Null) => (None, None),
+            Some(Raw::Str(s)) => {
+                let bytes = LENIENT_B64
+                    .decode(s.as_bytes())
+                    .map_err(|_| UserSigError::MissingField("TLS.userbuf"))?;
+                (Some(bytes), Some(s.into_owned()))
+            }
+            Some(_) => return Err(UserSigError::MissingField("TLS.userbuf")),
+        };
+        Ok(Decoded {
+            claims: UserSigClaims {
+                identifier,
+                sdkappid,
+                time,
+                expire,
+                userbuf,
+            },
+            sig,
+            userbuf_b64,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Doc<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct DocVisitor;
+        impl<'de> Visitor<'de> for DocVisitor {
+            type Value = Doc<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Doc<'de>, A::Error> {
+                let mut doc = Doc::default();
+                while let Some(key) = map.next_key::<Key>()? {
+                    let slot = match key {
+                        Key::Ver => &mut doc.ver,
+                        Key::Identifier => &mut doc.identifier,
+                        Key::SdkAppId => &mut doc.sdkappid,
+                        Key::Time => &mut doc.time,
+                        Key::Expire => &mut doc.expire,
+                        Key::Sig => &mut doc.sig,
+                        Key::Userbuf => &mut doc.userbuf,
+                        Key::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *slot = Some(map.next_value()?);
+                }
+                Ok(doc)
+            }
+        }
+        d.deserialize_map(DocVisitor)
+    }
+}
+
+/// A field name of the document.
+enum Key {
+    Ver,
+    Identifier,
+    SdkAppId,
+    Time,
+    Expire,
+    Sig,
+    Userbuf,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<Key, E> {
+                Ok(match name {
+                    "TLS.ver" => Key::Ver,
+                    "TLS.identifier" => Key::Identifier,
+                    "TLS.sdkappid" => Key::SdkAppId,
+                    "TLS.time" => Key::Time,
+                    "TLS.expire" => Key::Expire,
+                    "TLS.sig" => Key::Sig,
+                    "TLS.userbuf" => Key::Userbuf,
+                    _ => Key::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(KeyVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Raw<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct RawVisitor;
+        impl<'de> Visitor<'de> for RawVisitor {
+            type Value = Raw<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Raw<'de>, E> {
+                Ok(Raw::Null)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Raw<'de>, E> {
+                Ok(Raw::Null)
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Raw<'de>, E> {
+                Ok(Raw::Str(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Raw<'de>, E> {
+                Ok(Raw::Str(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, s: String) -> Result<Raw<'de>, E> {
+                Ok(Raw::Str(Cow::Owned(s)))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Raw<'de>, E> {
+                Ok(Raw::Uint(n))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Raw<'de>, E> {
+                Ok(u64::try_from(n).map_or(Raw::Other, Raw::Uint))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Raw<'de>, E> {
+                Ok(Raw::Other)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Raw<'de>, E> {
+                Ok(Raw::Other)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Raw::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw<'de>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Raw::Other)
+            }
+        }
+        d.deserialize_any(RawVisitor)
+    }
+}
+
+/// Inflates the zlib stream `compressed` (at most [`MAX_INFLATED_LEN`] bytes out) and hands
+/// the result to `then`.
+fn inflate<T>(
+    compressed: &[u8],
+    then: impl FnOnce(&[u8]) -> Result<T, UserSigError>,
+) -> Result<T, UserSigError> {
+    let mut out = [0u8; MAX_INFLATED_LEN];
+    let (json, status) = zlib_rs::decompress_slice(&mut out, compressed, InflateConfig::default());
+    match status {
+        ReturnCode::Ok => then(json),
+        // zlib's `uncompress`: a buffer error means the output is full (a truncated input
+        // is a data error).
+        ReturnCode::BufError => Err(UserSigError::TooLarge),
+        _ => Err(UserSigError::NotZlib),
+    }
 }
 
 /// A non-negative integer field. All official generators write JSON numbers; a string of
 /// decimal digits is accepted too, as Tencent's server is lenient there (some third-party
 /// generators write every value as a string).
-fn uint_field(
-    doc: &serde_json::Map<String, Value>,
-    name: &'static str,
-) -> Result<u64, UserSigError> {
-    match doc.get(name) {
-        Some(Value::Number(n)) => n.as_u64(),
-        Some(Value::String(s)) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+fn uint_field(value: Option<Raw<'_>>, name: &'static str) -> Result<u64, UserSigError> {
+    match value {
+        Some(Raw::Uint(n)) => Some(n),
+        Some(Raw::Str(s)) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
             s.parse().ok()
         }
         _ => None,
@@ -384,31 +568,62 @@ pub fn verify(
     identifier: &str,
     now: u64,
 ) -> Result<UserSigClaims, UserSigError> {
-    let d = decode_inner(usersig)?;
-    let c = &d.claims;
-    if c.sdkappid != sdkappid {
-        return Err(UserSigError::SdkAppIdMismatch);
+    Verifier::new(key).verify(usersig, sdkappid, identifier, now)
+}
+
+/// [`verify`] with one key prepared once (its HMAC pads computed): a server checks many
+/// UserSigs of one app.
+#[derive(Clone)]
+pub struct Verifier {
+    keyed: HmacSha256,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Verifier(<key>)")
     }
-    if c.identifier != identifier {
-        return Err(UserSigError::IdentifierMismatch);
+}
+
+impl Verifier {
+    /// A verifier for UserSigs signed with `key`.
+    pub fn new(key: &str) -> Verifier {
+        Verifier { keyed: keyed(key) }
     }
-    // Sign with the caller's sdkappid and identifier (equal to the claims by now) and the
-    // document's own userbuf text, then compare in constant time via `verify_slice`.
-    let mac = mac_for(
-        key,
-        identifier,
-        sdkappid,
-        c.time,
-        c.expire,
-        d.userbuf_b64.as_deref(),
-    );
-    let given = SIG_B64
-        .decode(&d.sig)
-        .map_err(|_| UserSigError::BadSignature)?;
-    mac.verify_slice(&given)
-        .map_err(|_| UserSigError::BadSignature)?;
-    if now >= c.expires_at() {
-        return Err(UserSigError::Expired);
+
+    /// Exactly [`verify`] with this verifier's key.
+    pub fn verify(
+        &self,
+        usersig: &str,
+        sdkappid: u32,
+        identifier: &str,
+        now: u64,
+    ) -> Result<UserSigClaims, UserSigError> {
+        let d = decode_inner(usersig)?;
+        let c = &d.claims;
+        if c.sdkappid != sdkappid {
+            return Err(UserSigError::SdkAppIdMismatch);
+        }
+        if c.identifier != identifier {
+            return Err(UserSigError::IdentifierMismatch);
+        }
+        // Sign with the caller's sdkappid and identifier (equal to the claims by now) and the
+        // document's own userbuf text, then compare in constant time via `verify_slice`.
+        let mac = content_mac(
+            self.keyed.clone(),
+            identifier,
+            sdkappid,
+            c.time,
+            c.expire,
+            d.userbuf_b64.as_deref(),
+        );
+        let given = SIG_B64
+            .decode(&d.sig)
+            .map_err(|_| UserSigError::BadSignature)?;
+        mac.verify_slice(&given)
+            .map_err(|_| UserSigError::BadSignature)?;
+        if now >= c.expires_at() {
+            return Err(UserSigError::Expired);
+        }
+        Ok(d.claims)
     }
-    Ok(d.claims)
 }

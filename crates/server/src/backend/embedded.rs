@@ -118,14 +118,24 @@ impl Embedded {
     pub async fn login(&self, app: &App, new: NewSession) -> Result<LoginDecision, BackendError> {
         let (user, sig_time) = (new.user.clone(), new.sig_time);
         let space = self.space(app.sdkappid);
-        // In the store's job order: a delete or kick committed before this cannot be undone
-        // by a login checked just before it.
-        let Some(new_account) = self
-            .store
-            .register_unless_revoked(app.sdkappid, &user, sig_time)
-            .await?
-        else {
-            return Ok(LoginDecision::Revoked);
+        // A returning user whose account is known to exist durably needs nothing of the
+        // store: its kick time is in `kicks` (every durable kick is, and asked under the
+        // user's lock below), and a deletion makes the account unknown before it commits.
+        // Such a login is one whose store job ran just before any kick or deletion not yet
+        // applied here: the kick that follows reaches it in the registry.
+        let new_account = if self.store.known(app.sdkappid, &user) {
+            false
+        } else {
+            // In the store's job order: a delete or kick committed before this cannot be
+            // undone by a login checked just before it.
+            let Some(new_account) = self
+                .store
+                .register_unless_revoked(app.sdkappid, &user, sig_time)
+                .await?
+            else {
+                return Ok(LoginDecision::Revoked);
+            };
+            new_account
         };
         let kicks = &space.kicks;
         Ok(
@@ -347,6 +357,11 @@ impl Embedded {
             }
         }
         counts
+    }
+
+    /// Accounts known to exist (no store round trip at their next login).
+    pub fn known_accounts(&self) -> usize {
+        self.store.known_count()
     }
 
     /// The sizes of every map that traffic grows, summed over the apps.

@@ -504,6 +504,7 @@ impl Backend {
                         ("tombstones", sizes.tombstones),
                         ("ended", sizes.ended),
                         ("kick_times", kicks),
+                        ("known_accounts", e.known_accounts()),
                     ],
                 }
             }
