@@ -142,6 +142,8 @@ export async function startProxy(upstreamPort) {
   await new Promise((resolve, reject) => {
     child.stdout.once('data', resolve);
     child.once('exit', () => reject(new Error('proxy exited')));
+    // Not built (cargo build -p tim-testproxy): spawn fails with an 'error', no 'exit'.
+    child.once('error', (e) => reject(new Error(`tim-testproxy did not start: ${e.message}`)));
   });
   const mode = async (m) => { if (!(await fetch(`http://127.0.0.1:${control}/${m}`, { method: 'POST' })).ok) throw new Error(m); };
   return {
