@@ -1187,6 +1187,11 @@ impl Cluster {
         self.reconcile.notify_one();
     }
 
+    /// The way to the Redis primary (followed through a Sentinel failover).
+    pub(crate) fn primary(&self) -> &Arc<primary::Primary> {
+        &self.redis
+    }
+
     pub(crate) fn client(&self) -> redis::Client {
         self.redis.client()
     }

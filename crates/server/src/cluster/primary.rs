@@ -167,6 +167,8 @@ pub struct Primary {
     current: RwLock<Current>,
     /// One lookup at a time, and not more often than [`LOOKUP_EVERY`].
     lookup: tokio::sync::Mutex<Option<Instant>>,
+    /// Woken when the connections moved: loops waiting to reconnect go at once.
+    moved: tokio::sync::Notify,
 }
 
 impl Primary {
@@ -184,6 +186,7 @@ impl Primary {
             config,
             current: RwLock::new(current),
             lookup: tokio::sync::Mutex::new(None),
+            moved: tokio::sync::Notify::new(),
         }))
     }
 
@@ -225,6 +228,12 @@ impl Primary {
         tokio::spawn(async move { me.follow().await });
     }
 
+    /// Resolves when the connections move to another primary (a Sentinel failover); never
+    /// for a `redis://` target.
+    pub async fn moved(&self) {
+        self.moved.notified().await
+    }
+
     /// Asks the Sentinels where the primary is; moves the connections if it changed.
     /// Returns whether they moved.
     pub async fn follow(&self) -> bool {
@@ -249,6 +258,7 @@ impl Primary {
             Ok(next) => {
                 tracing::warn!(from = %self.addr(), to = %next.addr, "Redis primary moved (Sentinel): following");
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) = next;
+                self.moved.notify_waiters();
                 true
             }
             Err(e) => {

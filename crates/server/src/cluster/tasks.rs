@@ -51,16 +51,20 @@ async fn read_stream(cluster: Arc<Cluster>, shutdown: CancellationToken) {
         match cluster.read_stream(&shutdown).await {
             Ok(()) if shutdown.is_cancelled() => return,
             Ok(()) => {}
-            Err(e) => tracing::warn!(error = %e, "node stream lost; reading again"),
+            Err(e) => {
+                tracing::warn!(error = %e, "node stream lost; reading again");
+                cluster.primary().failed(None);
+            }
         }
         if started.elapsed() > MAX_BACKOFF {
             backoff = Duration::from_millis(100);
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(backoff) => backoff = (backoff * 2).min(MAX_BACKOFF),
+            // The primary moved (a failover): the kicks wait there, read them at once.
+            _ = cluster.primary().moved() => backoff = Duration::from_millis(100),
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
@@ -101,11 +105,12 @@ async fn listen(cluster: Arc<Cluster>, apps: Arc<Apps>, shutdown: CancellationTo
             Ok(Err(e)) => tracing::warn!(error = %e, "cannot subscribe to the settings channel"),
             Err(_) => tracing::warn!("cannot subscribe to the settings channel: no answer"),
         }
+        cluster.primary().failed(None);
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(backoff) => backoff = (backoff * 2).min(MAX_BACKOFF),
+            _ = cluster.primary().moved() => backoff = Duration::from_millis(100),
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
