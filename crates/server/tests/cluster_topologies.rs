@@ -128,3 +128,31 @@ async fn a_kick_no_replica_confirms_is_not_acknowledged() {
     let answer = rest.call(KICK, json!({"UserID": "alice"})).await;
     assert_eq!(answer.code(), 70169, "{}", answer.json);
 }
+
+/// A login that evicts someone is acknowledged only once a replica has it: with more
+/// replicas asked than there are, alice's third Web login (limit 2) is answered 70169 (the
+/// SDK retries), while logins that evict no one are not held back. The evicted instance on
+/// this node was told (the primary has the eviction); the one that was refused holds no slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicting_login_no_replica_confirms_is_not_acknowledged() {
+    let group = SentinelGroup::start();
+    let a = TimdNode::builder()
+        .redis(&group.url())
+        .args(["--redis-wait-replicas", "2", "--web-instances", "2"])
+        .start();
+    let (mut first, _) = online(&a, "alice", "a1").await;
+    let (mut second, _) = online(&a, "alice", "a2").await;
+    let mut third = tim_test_support::ws::connect(&a.ws_url()).await;
+    send(&mut third, &login("alice", "a3", &sig("alice"))).await;
+    match recv(&mut third).await {
+        ServerFrame::Error(e) => assert_eq!(e.code, 70169, "{e:?}"),
+        other => panic!("an eviction no replica has was acknowledged: {other:?}"),
+    }
+    assert_eq!(
+        recv(&mut first).await,
+        ServerFrame::Kicked {
+            reason: KickReason::MultipleAccount
+        }
+    );
+    expect_untouched(&mut second).await;
+}

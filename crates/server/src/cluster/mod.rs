@@ -25,6 +25,7 @@ pub mod keys;
 pub mod liveness;
 pub mod primary;
 pub mod scripts;
+mod sentinel_watch;
 pub mod tasks;
 
 use std::sync::Arc;
@@ -276,26 +277,36 @@ impl Cluster {
         >,
     ) -> Result<T, ClusterError> {
         let _turn = self.turn().await?;
-        let con = self.redis.durable();
+        let mut con = self.redis.durable();
         let value = self.timed(call(con.clone())).await?;
-        let wanted = self.wait_replicas();
-        if wanted > 0 {
-            let mut con = con;
-            let reached: i64 = self
-                .timed(
-                    redis::cmd("WAIT")
-                        .arg(wanted)
-                        .arg(WAIT_WITHIN.as_millis() as u64)
-                        .query_async(&mut con),
-                )
-                .await?;
-            if reached < i64::from(wanted) {
-                return Err(ClusterError::Unavailable(format!(
-                    "the write reached {reached} of {wanted} Redis replicas within {WAIT_WITHIN:?}"
-                )));
-            }
-        }
+        self.replicated(&mut con).await?;
         Ok(value)
+    }
+
+    /// Waits until [`Self::wait_replicas`] replicas have every write sent so far on `con`
+    /// (`WAIT`, at most [`WAIT_WITHIN`]; it blocks `con`, hence the durable connection).
+    async fn replicated(
+        &self,
+        con: &mut redis::aio::ConnectionManager,
+    ) -> Result<(), ClusterError> {
+        let wanted = self.wait_replicas();
+        if wanted == 0 {
+            return Ok(());
+        }
+        let reached: i64 = self
+            .timed(
+                redis::cmd("WAIT")
+                    .arg(wanted)
+                    .arg(WAIT_WITHIN.as_millis() as u64)
+                    .query_async(con),
+            )
+            .await?;
+        if reached < i64::from(wanted) {
+            return Err(ClusterError::Unavailable(format!(
+                "the write reached {reached} of {wanted} Redis replicas within {WAIT_WITHIN:?}"
+            )));
+        }
+        Ok(())
     }
 
     /// [`Self::durably`] for a user script (the node still the id it ran as).
@@ -336,10 +347,21 @@ impl Cluster {
         inv: &Invocation<'_>,
         admits: impl FnOnce() -> InstanceInfo,
     ) -> Result<Value, ClusterError> {
-        let _turn = self.turn().await?;
         let mut con = self.redis.con();
+        self.invoke_admitting_on(&mut con, inv, admits).await
+    }
+
+    /// [`Self::invoke_admitting`] on `con` (a login that may have to wait for the replicas
+    /// runs on the durable connection: the `WAIT` blocks it).
+    async fn invoke_admitting_on(
+        &self,
+        con: &mut redis::aio::ConnectionManager,
+        inv: &Invocation<'_>,
+        admits: impl FnOnce() -> InstanceInfo,
+    ) -> Result<Value, ClusterError> {
+        let _turn = self.turn().await?;
         let sent = Instant::now();
-        let reply = self.timed(inv.inv.invoke_async(&mut con)).await;
+        let reply = self.timed(inv.inv.invoke_async(con)).await;
         if reply.is_err() {
             self.held.orphan(admits(), sent);
         }
@@ -367,20 +389,40 @@ impl Cluster {
             .arg(new.expire_at)
             .arg(new.sig_time);
         policy_args(&mut inv, settings);
+        // Behind Sentinel a login runs on the durable connection: if it evicted someone it
+        // is answered once a replica has it, since a failover to a replica without it would
+        // give the evicted instances their slots back, and their nodes, whose notices went
+        // with it, would never tell them.
+        let waits = self.wait_replicas() > 0;
+        let mut con = if waits {
+            self.redis.durable()
+        } else {
+            self.redis.con()
+        };
+        let sent = Instant::now();
         let reply = self
-            .invoke_admitting(&inv, || new.info(session, 0, inv.node.clone()))
+            .invoke_admitting_on(&mut con, &inv, || new.info(session, 0, inv.node.clone()))
             .await?;
         let items = array(&reply)?;
         match items.first().map(text).transpose()?.as_deref() {
             Some("revoked") => Ok(LoginDecision::Revoked),
             Some("ok") if items.len() == 5 => {
                 let info = new.info(session, int(&items[1])?, inv.node.clone());
+                let kicked = int(&items[3])? as usize;
                 self.apply_local(local_notices(&items[4])?);
+                if waits && kicked > 0 {
+                    if let Err(e) = self.replicated(&mut con).await {
+                        // Whom it evicted here was told (this primary has it); the slot
+                        // it took goes, as for a login whose answer never came.
+                        self.held.orphan(info, sent);
+                        return Err(e);
+                    }
+                }
                 self.held.insert(info.clone(), new.outbox);
                 Ok(LoginDecision::Admitted(Admission {
                     info,
                     new_account: int(&items[2])? == 1,
-                    kicked: int(&items[3])? as usize,
+                    kicked,
                 }))
             }
             _ => Err(BadReply(format!("login: {reply:?}")).into()),

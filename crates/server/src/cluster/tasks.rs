@@ -28,7 +28,8 @@ pub fn spawn(
     apps: Arc<Apps>,
     shutdown: CancellationToken,
 ) -> Vec<JoinHandle<()>> {
-    vec![
+    let mut tasks = super::sentinel_watch::spawn(Arc::clone(cluster.primary()), shutdown.clone());
+    tasks.extend([
         tokio::spawn(read_stream(Arc::clone(&cluster), shutdown.clone())),
         tokio::spawn(listen(
             Arc::clone(&cluster),
@@ -38,7 +39,8 @@ pub fn spawn(
         tokio::spawn(rounds(Arc::clone(&cluster), apps, shutdown.clone())),
         tokio::spawn(watch_lease(Arc::clone(&cluster), shutdown.clone())),
         tokio::spawn(sweep(cluster, shutdown)),
-    ]
+    ]);
+    tasks
 }
 
 /// Reads this node's stream (kicks of its sessions decided elsewhere) from its cursor; when
@@ -128,8 +130,8 @@ async fn settings_message(cluster: &Cluster, apps: &Apps, payload: &str) {
     }
 }
 
-/// The node round, every sixth of the lease (or at once when asked: after a fence, or a
-/// resubscription): the ends Redis missed, the node lease and view (`node_round.lua`), a
+/// The node round, every sixth of the lease (or at once when asked: after a fence, a
+/// resubscription, or the primary moving): the ends Redis missed, the node lease and view (`node_round.lua`), a
 /// registration again of everything held if Redis lost data, the apps' settings versions,
 /// the stream's trim, dead nodes' reaping. O(nodes + apps) commands per round, whatever the
 /// sessions held.
@@ -146,6 +148,10 @@ async fn rounds(cluster: Arc<Cluster>, apps: Arc<Apps>, shutdown: CancellationTo
             }
             _ = tick.tick() => {}
             _ = cluster.reconcile.notified() => {}
+            // The primary moved (a Sentinel failover): the promoted replica may lack the
+            // last writes (a login's evictions are not waited for), so learn its run id and
+            // register again what this node holds at once, not a round later.
+            _ = cluster.primary().moved() => {}
         }
         match cluster.node_round().await {
             Ok(Round::Renewed { register_again }) => register_pending |= register_again,
