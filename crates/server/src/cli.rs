@@ -112,8 +112,9 @@ pub struct ServeArgs {
     pub login_rate_per_user: u32,
     /// Cluster mode: share sessions, accounts and kicks with every node on this Redis
     /// (redis://[user:password@]host:port[/db], or the primary Sentinel names:
-    /// redis+sentinel://[user:password@]host:port[,host:port...]/SERVICE[/db]). Without it
-    /// timd runs alone on its embedded store.
+    /// redis+sentinel://[user:password@]host:port[,host:port...]/SERVICE[/db], or a Redis
+    /// Cluster: redis+cluster://[user:password@]host:port[,host:port...]). Without it timd
+    /// runs alone on its embedded store.
     #[arg(long, env = "TIMD_REDIS", value_name = "URL", hide_env_values = true)]
     pub redis: Option<String>,
     /// Cluster mode: start even though Redis's `maxmemory-policy` is not `noeviction`. An

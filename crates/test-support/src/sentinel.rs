@@ -272,6 +272,17 @@ impl ClusterGroup {
         }
     }
 
+    /// Starts again every server that was killed (each rejoins as a replica of the primary
+    /// that replaced it) and waits until every primary has its replica in sync again.
+    pub fn heal(&mut self) {
+        for server in &mut self.servers {
+            if !server.is_running() {
+                server.start_again();
+            }
+        }
+        self.wait_ok();
+    }
+
     fn state_ok(&self) -> bool {
         self.servers
             .iter()
