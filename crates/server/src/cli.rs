@@ -129,7 +129,7 @@ pub struct ServeArgs {
     pub lease_ms: u32,
     /// Cluster mode: replicas that must have a REST kick, an account change, a logout or a
     /// settings change before it is acknowledged (Redis WAIT), so a failover cannot undo it
-    /// (default: 1 behind Sentinel, 0 otherwise; 0 = do not wait).
+    /// (default: 1 behind Sentinel or on a Redis Cluster, 0 otherwise; 0 = do not wait).
     #[arg(long, env = "TIMD_REDIS_WAIT_REPLICAS", value_name = "N")]
     pub redis_wait_replicas: Option<u32>,
 }

@@ -168,6 +168,10 @@ async fn a_redis_cluster_shards_the_users_and_survives_a_shard_failover() {
         }
     }
     assert_eq!(users.len(), 3, "users on three shards");
+    // The shard that fails is the one of `tim:nodes` (every node's round goes there): the
+    // user on it last.
+    let nodes_shard = group.primary_of("tim:nodes");
+    users.sort_by_key(|(_, shard)| *shard == nodes_shard);
     let (victim_shard_user, victim_shard) = users[2].clone();
     let bystander = (0..500)
         .map(|n| format!("calm{n}"))
@@ -216,12 +220,22 @@ async fn a_redis_cluster_shards_the_users_and_survives_a_shard_failover() {
         .await;
     assert_eq!(set.code(), 0, "{}", set.json);
 
-    // The shard of users[2] loses its primary under sessions: users[2]'s c1 (on c) and the
+    // The shard of users[2] (and of `tim:nodes`) loses its primary under sessions: users[2]'s c1 (on c) and the
     // bystander (on a) are online.
     let (mut calm, _) = online(a, &bystander, "x1").await;
     let old = group.primary_of(&user_key(&victim_shard_user));
     let new = group.fail_over_shard_of(&user_key(&victim_shard_user));
     println!("shard primary {old} killed; replica {new} promoted");
+    // Every node saw the shard's run id change (its round reads every primary's) and
+    // registered again what it holds, as after a Sentinel failover.
+    for n in &nodes {
+        tim_test_support::wait::eventually_within(
+            "a node registered again after the shard failover",
+            Duration::from_secs(15),
+            || n.log().contains("registered again what this node holds"),
+        )
+        .await;
+    }
     // The nodes kept their sessions through it (shorter than the lease).
     expect_untouched(&mut calm).await;
     expect_untouched(&mut on_c[2]).await;
