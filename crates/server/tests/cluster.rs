@@ -567,8 +567,61 @@ async fn idle_sessions_cost_redis_no_commands() {
     }
 }
 
+/// Calls of one Redis command since the last `CONFIG RESETSTAT`.
+fn calls_of(redis: &RedisServer, command: &str) -> u64 {
+    redis
+        .command(&["INFO", "commandstats"])
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .map(|rest| rest.split(',').next().unwrap().parse().unwrap())
+        .unwrap_or(0)
+}
+
+/// The two-step path in a clean run (docs/cluster.md): each login adds its user to the
+/// node's index first (one `SADD`), and each cross-node notice is written once, by the
+/// deciding node after its script (one `XADD`, its outbox entry then removed): no duplicate
+/// without a failure, nothing left in the outboxes. Prints what it costs per login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_cross_node_notice_is_written_once_by_the_deciding_node() {
+    const USERS: usize = 50;
+    let redis = RedisServer::start();
+    let [a, b, _c] = three_nodes(&redis, web(1)).await;
+    let mut first = Vec::new();
+    for n in 0..USERS {
+        first.push(a.online(&format!("v{n}"), "t1", Platform::Web).await.0);
+    }
+    redis.command(&["CONFIG", "RESETSTAT"]);
+    let mut second = Vec::new();
+    for n in 0..USERS {
+        second.push(b.online(&format!("v{n}"), "t2", Platform::Web).await.0);
+    }
+    for ws in &mut first {
+        expect_kicked(ws, KickReason::MultipleAccount).await;
+    }
+    let (sadd, xadd, evalsha) = (
+        calls_of(&redis, "sadd"),
+        calls_of(&redis, "xadd"),
+        calls_of(&redis, "evalsha"),
+    );
+    println!(
+        "{USERS} logins each kicking on another node: {sadd} SADD, {xadd} XADD, {evalsha} \
+         EVALSHA (node rounds included), {} HDEL, {} SREM",
+        calls_of(&redis, "hdel"),
+        calls_of(&redis, "srem")
+    );
+    assert_eq!(sadd, USERS as u64, "one index addition per login");
+    assert_eq!(xadd, USERS as u64, "each notice written once");
+    for n in 0..USERS {
+        let outbox = format!("tim:{{{APP}:v{n}}}:o");
+        assert_eq!(redis.command(&["EXISTS", &outbox]), "0", "{outbox} left");
+    }
+    for ws in &mut second {
+        expect_untouched(ws).await;
+    }
+}
+
 /// A kick for a session on another node is an entry of that node's stream, written by the
-/// deciding script itself: with the node's stream connection killed just before, the kick
+/// deciding node right after its script: with the node's stream connection killed just before, the kick
 /// still lands, read from the node's cursor once it reconnects (not repaired by polling
 /// every session: nothing polls).
 #[tokio::test]

@@ -42,7 +42,7 @@ pub const NODES: &str = "tim:nodes";
 pub const SETTINGS_CHANNEL: &str = "tim:settings";
 
 /// The stream a node reads (with a cursor) for kicks of its sessions decided elsewhere:
-/// entries `n` = `kind|session|reason`, appended by the deciding script (`prelude.lua`).
+/// entries `n` = `kind|session|reason`, appended by the deciding node after its script (`later` in `prelude.lua`).
 pub fn node_stream(node: &str) -> String {
     format!("tim:node:{node}:k")
 }

@@ -3,13 +3,17 @@
 //!
 //! - Every decision (login, resume, logout, expiry, REST kick or delete) is **one Lua
 //!   script** on the user's keys (`lua/`, one hash tag): it admits, evicts the earliest
-//!   beyond each limit by the user's fencing counter, leaves tombstones and publishes each
-//!   kick to the victim node's own channel. Nodes never read-modify-write.
+//!   beyond each limit by the user's fencing counter, leaves tombstones and hands each kick
+//!   for another node back to the deciding node. Nodes never read-modify-write.
 //! - Liveness is per **node** (`liveness.rs`): a node renews one lease for all its
 //!   sessions every sixth of the lease, one script per node; slots name their node, and a
 //!   slot whose node is dead is free. Idle sessions cost Redis nothing.
 //! - A kick for a session on another node is an entry of that node's stream, appended by
-//!   the deciding script itself and read with a cursor: nothing is lost in transit.
+//!   the deciding node right after its script (a script touches one Redis Cluster slot; the
+//!   notice waits in the user's outbox until written: [`Cluster::write_deferred`]) and read
+//!   with a cursor: nothing is lost in transit.
+//! - The Redis behind it is one primary, the primary Sentinel names, or a Redis Cluster
+//!   (`primary.rs`): callers never ask which.
 //! - A node that dies stops renewing: its slots are free within one lease, and its
 //!   clients resume on another node with their tickets. A node that could not renew in
 //!   time fences itself (closes its sessions, joins again under a new id).
