@@ -4,7 +4,8 @@
 //! and what they acknowledged before — a REST kick's revocation, a logout's dead ticket —
 //! is still true after it (each waited for the replica, `WAIT`). And a Redis Cluster
 //! (`--redis redis+cluster://…`, three primaries with a replica each): users on every shard,
-//! kicks across nodes, settings changes, and a shard's primary killed under sessions.
+//! kicks across nodes, settings changes, a slot moved between shards (`ASK`, `MOVED`), and
+//! a shard's primary killed under sessions.
 mod common;
 mod rest_client;
 
@@ -219,6 +220,33 @@ async fn a_redis_cluster_shards_the_users_and_survives_a_shard_failover() {
         .call(SET_SETTINGS, json!({"WebInstances": 2}))
         .await;
     assert_eq!(set.code(), 0, "{}", set.json);
+
+    // users[0]'s slot moves to users[1]'s primary under its session c1 (on c). While its
+    // keys are on the new primary but the slot not yet, a one-key read follows `ASK`
+    // (account_check answers from the new primary); a script on several keys, some of which
+    // do not exist yet, gets `TRYAGAIN` from Redis until the move ends: a login is then
+    // answered 70169 (the SDK retries) unless it went through. Once the slot is moved, a
+    // login and a REST kick through b (`MOVED`; its `WAIT` on the new shard) work, and
+    // both sessions go.
+    let moving = group.begin_moving_slot_of(&user_key(&users[0].0), users[1].1);
+    assert_eq!(rest_a.status_of(&users[0].0).await, "Imported");
+    let mut ws = tim_test_support::ws::connect(&a.ws_url()).await;
+    send(&mut ws, &login(&users[0].0, "a1", &sig(&users[0].0))).await;
+    let during = recv(&mut ws).await;
+    group.finish_moving(moving);
+    println!("a login while the slot moved: {during:?}");
+    let mut moved = match during {
+        ServerFrame::LoginOk(_) => ws,
+        ServerFrame::Error(e) if e.code == 70169 => online(a, &users[0].0, "a1").await.0,
+        other => panic!("a login while the slot moved: {other:?}"),
+    };
+    assert_eq!(group.primary_of(&user_key(&users[0].0)), users[1].1);
+    let kicked = Rest::new(b.addr(), APP, KEY)
+        .call(KICK, json!({"UserID": users[0].0}))
+        .await;
+    assert_eq!(kicked.code(), 0, "{}", kicked.json);
+    expect_kicked(&mut moved, KickReason::RestApi).await;
+    expect_kicked(&mut on_c[0], KickReason::RestApi).await;
 
     // The shard of users[2] (and of `tim:nodes`) loses its primary under sessions: users[2]'s c1 (on c) and the
     // bystander (on a) are online.
