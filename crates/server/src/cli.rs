@@ -112,8 +112,9 @@ pub struct ServeArgs {
     pub login_rate_per_user: u32,
     /// Cluster mode: share sessions, accounts and kicks with every node on this Redis
     /// (redis://[user:password@]host:port[/db], or the primary Sentinel names:
-    /// redis+sentinel://[user:password@]host:port[,host:port...]/SERVICE[/db]). Without it
-    /// timd runs alone on its embedded store.
+    /// redis+sentinel://[user:password@]host:port[,host:port...]/SERVICE[/db], or a Redis
+    /// Cluster: redis+cluster://[user:password@]host:port[,host:port...]). Without it timd
+    /// runs alone on its embedded store.
     #[arg(long, env = "TIMD_REDIS", value_name = "URL", hide_env_values = true)]
     pub redis: Option<String>,
     /// Cluster mode: start even though Redis's `maxmemory-policy` is not `noeviction`. An
@@ -128,7 +129,7 @@ pub struct ServeArgs {
     pub lease_ms: u32,
     /// Cluster mode: replicas that must have a REST kick, an account change, a logout or a
     /// settings change before it is acknowledged (Redis WAIT), so a failover cannot undo it
-    /// (default: 1 behind Sentinel, 0 otherwise; 0 = do not wait).
+    /// (default: 1 behind Sentinel or on a Redis Cluster, 0 otherwise; 0 = do not wait).
     #[arg(long, env = "TIMD_REDIS_WAIT_REPLICAS", value_name = "N")]
     pub redis_wait_replicas: Option<u32>,
 }

@@ -237,10 +237,12 @@ pub enum ConfigError {
     BadResumeGrace,
     #[error("the ticket lifetime must be between 1 and 86400 seconds")]
     BadTicketLifetime,
-    #[error("--redis must be a redis://, rediss:// or redis+sentinel:// URL, got {0:?}")]
+    #[error(
+        "--redis must be a redis://, rediss://, redis+sentinel:// or redis+cluster:// URL, got {0:?}"
+    )]
     BadRedisUrl(String),
     #[error("--redis {0:?}: {1}")]
-    BadSentinelUrl(String, String),
+    BadTopologyUrl(String, String),
     #[error("--lease-ms must be between 300 and 600000")]
     BadLease,
     #[error(transparent)]
@@ -361,9 +363,9 @@ impl Config {
         }
         if let Some(cluster) = &self.cluster {
             let url = &cluster.redis_url;
-            if url.starts_with("redis+sentinel://") {
+            if url.starts_with("redis+sentinel://") || url.starts_with("redis+cluster://") {
                 crate::cluster::primary::Target::parse(url)
-                    .map_err(|why| ConfigError::BadSentinelUrl(cluster.redacted_url(), why))?;
+                    .map_err(|why| ConfigError::BadTopologyUrl(cluster.redacted_url(), why))?;
             } else if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
                 return Err(ConfigError::BadRedisUrl(cluster.redacted_url()));
             }

@@ -567,8 +567,61 @@ async fn idle_sessions_cost_redis_no_commands() {
     }
 }
 
+/// Calls of one Redis command since the last `CONFIG RESETSTAT`.
+fn calls_of(redis: &RedisServer, command: &str) -> u64 {
+    redis
+        .command(&["INFO", "commandstats"])
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .map(|rest| rest.split(',').next().unwrap().parse().unwrap())
+        .unwrap_or(0)
+}
+
+/// The two-step path in a clean run (docs/cluster.md): each login adds its user to the
+/// node's index first (one `SADD`), and each cross-node notice is written once, by the
+/// deciding node after its script (one `XADD`, its outbox entry then removed): no duplicate
+/// without a failure, nothing left in the outboxes. Prints what it costs per login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_cross_node_notice_is_written_once_by_the_deciding_node() {
+    const USERS: usize = 50;
+    let redis = RedisServer::start();
+    let [a, b, _c] = three_nodes(&redis, web(1)).await;
+    let mut first = Vec::new();
+    for n in 0..USERS {
+        first.push(a.online(&format!("v{n}"), "t1", Platform::Web).await.0);
+    }
+    redis.command(&["CONFIG", "RESETSTAT"]);
+    let mut second = Vec::new();
+    for n in 0..USERS {
+        second.push(b.online(&format!("v{n}"), "t2", Platform::Web).await.0);
+    }
+    for ws in &mut first {
+        expect_kicked(ws, KickReason::MultipleAccount).await;
+    }
+    let (sadd, xadd, evalsha) = (
+        calls_of(&redis, "sadd"),
+        calls_of(&redis, "xadd"),
+        calls_of(&redis, "evalsha"),
+    );
+    println!(
+        "{USERS} logins each kicking on another node: {sadd} SADD, {xadd} XADD, {evalsha} \
+         EVALSHA (node rounds included), {} HDEL, {} SREM",
+        calls_of(&redis, "hdel"),
+        calls_of(&redis, "srem")
+    );
+    assert_eq!(sadd, USERS as u64, "one index addition per login");
+    assert_eq!(xadd, USERS as u64, "each notice written once");
+    for n in 0..USERS {
+        let outbox = format!("tim:{{{APP}:v{n}}}:o");
+        assert_eq!(redis.command(&["EXISTS", &outbox]), "0", "{outbox} left");
+    }
+    for ws in &mut second {
+        expect_untouched(ws).await;
+    }
+}
+
 /// A kick for a session on another node is an entry of that node's stream, written by the
-/// deciding script itself: with the node's stream connection killed just before, the kick
+/// deciding node right after its script: with the node's stream connection killed just before, the kick
 /// still lands, read from the node's cursor once it reconnects (not repaired by polling
 /// every session: nothing polls).
 #[tokio::test]
@@ -613,6 +666,80 @@ async fn a_kick_survives_the_node_stream_connection_being_killed() {
         redis.command(&["XLEN", &stream]) == "0"
     })
     .await;
+}
+
+/// Redis's clock (ms).
+fn redis_ms(redis: &RedisServer) -> u64 {
+    let time = redis.command(&["TIME"]);
+    let mut parts = time.lines().map(|l| l.trim().parse::<u64>().unwrap());
+    let (secs, micros) = (parts.next().unwrap(), parts.next().unwrap());
+    secs * 1000 + micros / 1000
+}
+
+/// Leaves in Redis what a node that decided `user`'s `instance` must be kicked (step 1 of
+/// the two-step path: slot dropped, the notice in the user's outbox, decided `age_ms` ago)
+/// and then died before writing the notice to the victim's node stream (step 2).
+fn decided_but_not_delivered(redis: &RedisServer, user: &str, instance: &str, age_ms: u64) {
+    let tag = format!("tim:{{{APP}:{user}}}");
+    let slot = redis.command(&["HGET", &format!("{tag}:s"), instance]);
+    let f: Vec<&str> = slot.split('|').collect();
+    let (node, session) = (f[2], f[3]);
+    redis.command(&["ZREM", &format!("{tag}:i"), instance]);
+    redis.command(&["HDEL", &format!("{tag}:s"), instance]);
+    let write = json!([
+        "XADD",
+        format!("tim:node:{node}:k"),
+        "*",
+        "n",
+        format!("K|{session}|multipleAccount")
+    ])
+    .to_string();
+    let at = (redis_ms(redis) - age_ms).to_string();
+    assert_eq!(
+        redis.command(&["HSET", &format!("{tag}:o"), &write, &at]),
+        "1"
+    );
+}
+
+/// The two-step path (docs/cluster.md): a cross-node notice a deciding node left in the
+/// user's outbox and never wrote (it died between its script and the `XADD`) still reaches
+/// the victim — handed back to the reaper of the dead node (which had the user in its
+/// index), or to the next node that runs a script on the user once it is 5 s old.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_its_deciding_node_never_wrote_is_delivered_by_another() {
+    let redis = RedisServer::start();
+    let [a, b, _c] = three_nodes(&redis, web(2)).await;
+
+    // The reaper: a dead node "dead0" decided alice's t1 kick just now (user in its index,
+    // its lease long over); a live node reaps it and writes the notice.
+    let (mut alice, _) = a.online("alice", "t1", Platform::Web).await;
+    decided_but_not_delivered(&redis, "alice", "t1", 0);
+    redis.command(&["SADD", "tim:node:dead0:users", &format!("{APP}:alice")]);
+    redis.command(&["ZADD", "tim:nodes", "1", "dead0"]);
+    match tokio::time::timeout(Duration::from_secs(10), recv(&mut alice)).await {
+        Ok(ServerFrame::Kicked { reason }) => assert_eq!(reason, KickReason::MultipleAccount),
+        other => panic!("the dead node's notice was not delivered: {other:?}"),
+    }
+    let outbox = format!("tim:{{{APP}:alice}}:o");
+    eventually_within("the outbox emptied", Duration::from_secs(5), || {
+        redis.command(&["HLEN", &outbox]) == "0"
+    })
+    .await;
+
+    // The next script: bob's t1 kick was decided 6 s ago by a node that is gone; bob's next
+    // login (on b) hands the notice back to b, which writes it to a's stream.
+    let (mut bob, _) = a.online("bob", "t1", Platform::Web).await;
+    decided_but_not_delivered(&redis, "bob", "t1", 6_000);
+    let (mut bob2, _) = b.online("bob", "t2", Platform::Web).await;
+    match tokio::time::timeout(Duration::from_secs(5), recv(&mut bob)).await {
+        Ok(ServerFrame::Kicked { reason }) => assert_eq!(reason, KickReason::MultipleAccount),
+        other => panic!("the notice was not handed back: {other:?}"),
+    }
+    assert_eq!(
+        redis.command(&["HLEN", &format!("tim:{{{APP}:bob}}:o")]),
+        "0"
+    );
+    expect_untouched(&mut bob2).await;
 }
 
 /// Redis down: logins and resumes get the documented retryable answers; connected

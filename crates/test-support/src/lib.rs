@@ -26,7 +26,7 @@ pub use bin::timd_bin;
 pub use haproxy::Haproxy;
 pub use node::{TimdNode, TimdNodeBuilder};
 pub use redis::RedisServer;
-pub use sentinel::{ClusterGroup, SentinelGroup};
+pub use sentinel::{ClusterGroup, SentinelGroup, SlotMove};
 pub use server::{EmbeddedProbe, Server};
 pub use wait::eventually;
 pub use ws::{

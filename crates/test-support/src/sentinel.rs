@@ -166,6 +166,12 @@ impl Drop for SentinelGroup {
     }
 }
 
+/// A slot being moved between primaries ([`ClusterGroup::begin_moving_slot_of`]).
+pub struct SlotMove {
+    slot: String,
+    to_id: String,
+}
+
 /// A Redis Cluster: three primaries with a replica each, slots spread by `redis-cli
 /// --cluster create`.
 pub struct ClusterGroup {
@@ -270,6 +276,65 @@ impl ClusterGroup {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Starts moving `key`'s slot, with its keys, from its primary to the primary on port
+    /// `to` (`CLUSTER SETSLOT … IMPORTING / MIGRATING`, then `MIGRATE` of every key): until
+    /// [`ClusterGroup::finish_moving`], the old primary answers `ASK` for the slot's keys.
+    pub fn begin_moving_slot_of(&self, key: &str, to: u16) -> SlotMove {
+        let from = self.primary_of(key);
+        assert_ne!(from, to, "the slot is already there");
+        let slot = cli(from, &["CLUSTER", "KEYSLOT", key]).trim().to_owned();
+        let id = |port: u16| cli(port, &["CLUSTER", "MYID"]).trim().to_owned();
+        let (from_id, to_id) = (id(from), id(to));
+        let ok = |out: String| assert_eq!(out.trim(), "OK", "{out}");
+        ok(cli(
+            to,
+            &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id],
+        ));
+        ok(cli(
+            from,
+            &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id],
+        ));
+        let to_port = to.to_string();
+        loop {
+            let keys = cli(from, &["CLUSTER", "GETKEYSINSLOT", &slot, "100"]);
+            let keys: Vec<&str> = keys.lines().filter(|l| !l.trim().is_empty()).collect();
+            if keys.is_empty() {
+                break;
+            }
+            let mut args = vec!["MIGRATE", "127.0.0.1", &to_port, "", "0", "5000", "KEYS"];
+            args.extend(keys);
+            ok(cli(from, &args));
+        }
+        SlotMove { slot, to_id }
+    }
+
+    /// Ends a move: every primary assigns the slot to its new primary (clients that still
+    /// go to the old one get `MOVED`).
+    pub fn finish_moving(&self, moving: SlotMove) {
+        for server in &self.servers {
+            let info = cli(server.port(), &["INFO", "replication"]);
+            if info.contains("role:master") {
+                let out = cli(
+                    server.port(),
+                    &["CLUSTER", "SETSLOT", &moving.slot, "NODE", &moving.to_id],
+                );
+                assert_eq!(out.trim(), "OK", "{out}");
+            }
+        }
+        self.wait_ok();
+    }
+
+    /// Starts again every server that was killed (each rejoins as a replica of the primary
+    /// that replaced it) and waits until every primary has its replica in sync again.
+    pub fn heal(&mut self) {
+        for server in &mut self.servers {
+            if !server.is_running() {
+                server.start_again();
+            }
+        }
+        self.wait_ok();
     }
 
     fn state_ok(&self) -> bool {

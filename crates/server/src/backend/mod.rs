@@ -519,6 +519,7 @@ impl Backend {
                         ("held_early_notices", held.early_notices()),
                         ("unwritten_ends", held.unwritten_ends().len()),
                         ("orphans", held.orphans().len()),
+                        ("deferred_writes", c.deferred_len()),
                     ],
                 }
             }

@@ -118,7 +118,7 @@ impl Cluster {
             pipe.hget(minute_key(app, m.minute), &["l", "k"]);
         }
         let mut con = self.redis.con();
-        let found: Vec<(Option<u64>, Option<u64>)> = self.timed(pipe.query_async(&mut con)).await?;
+        let found: Vec<(Option<u64>, Option<u64>)> = self.timed(con.query_pipe(&pipe)).await?;
         Ok(minutes
             .into_iter()
             .zip(found)
@@ -162,7 +162,7 @@ impl Cluster {
             pipe.publish(EVENTS_CHANNEL, payload).ignore();
         }
         let mut con = self.redis.con();
-        let sent: Result<(), ClusterError> = self.timed(pipe.query_async(&mut con)).await;
+        let sent: Result<(), ClusterError> = self.timed(con.exec_pipe(&pipe)).await;
         if sent.is_err() {
             // The counts are added at the next flush (an answer lost after Redis applied
             // them would count twice: rare, and a chart).
@@ -190,7 +190,7 @@ impl Cluster {
             return Ok(());
         }
         let mut con = self.redis.con();
-        self.timed(pipe.query_async::<()>(&mut con)).await?;
+        self.timed(con.exec_pipe(&pipe)).await?;
         *written = counts.into_keys().collect();
         Ok(())
     }
@@ -241,7 +241,7 @@ async fn publish(cluster: Arc<Cluster>, events: Arc<Events>, shutdown: Cancellat
         pipe.hdel(online_key(app), cluster.node()).ignore();
     }
     let mut con = cluster.redis.con();
-    let _: Result<(), _> = cluster.timed(pipe.query_async::<()>(&mut con)).await;
+    let _: Result<(), _> = cluster.timed(con.exec_pipe(&pipe)).await;
 }
 
 /// Subscribes to [`EVENTS_CHANNEL`] and puts the other nodes' events into `events`;
@@ -250,7 +250,7 @@ async fn relay(cluster: Arc<Cluster>, events: Arc<Events>, shutdown: Cancellatio
     let mut backoff = Duration::from_millis(100);
     loop {
         let subscribed = async {
-            let mut pubsub = cluster.client().get_async_pubsub().await?;
+            let mut pubsub = cluster.subscriber()?.get_async_pubsub().await?;
             pubsub.subscribe(EVENTS_CHANNEL).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };

@@ -17,6 +17,13 @@ pub fn user_keys(sdkappid: u32, user: &str) -> [String; 4] {
     ]
 }
 
+/// A user's outbox: writes to other slots (kick notices for other nodes' streams) that a
+/// script handed back to its node and that node has not confirmed yet (`lua/prelude.lua`,
+/// `later`). Same hash tag as [`user_keys`]: the script's fifth key.
+pub fn user_outbox(sdkappid: u32, user: &str) -> String {
+    format!("tim:{{{sdkappid}:{user}}}:o")
+}
+
 /// An app's login settings: the hash (version, web, other, policy, enforce) and the history
 /// list, under one hash tag (one slot), and the hash of the version each node applied.
 pub fn settings_keys(sdkappid: u32) -> [String; 3] {
@@ -35,7 +42,7 @@ pub const NODES: &str = "tim:nodes";
 pub const SETTINGS_CHANNEL: &str = "tim:settings";
 
 /// The stream a node reads (with a cursor) for kicks of its sessions decided elsewhere:
-/// entries `n` = `kind|session|reason`, appended by the deciding script (`prelude.lua`).
+/// entries `n` = `kind|session|reason`, appended by the deciding node after its script (`later` in `prelude.lua`).
 pub fn node_stream(node: &str) -> String {
     format!("tim:node:{node}:k")
 }
@@ -62,6 +69,7 @@ mod tests {
             assert!(key.starts_with("tim:{1400000000:alice}:"), "{key}");
         }
         assert_ne!(user_keys(1, "alice")[0], user_keys(2, "alice")[0]);
+        assert!(user_outbox(1400000000, "alice").starts_with("tim:{1400000000:alice}:"));
         assert_eq!(node_stream("ab12"), "tim:node:ab12:k");
         assert_eq!(node_users("ab12"), "tim:node:ab12:users");
     }

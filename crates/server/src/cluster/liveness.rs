@@ -188,6 +188,25 @@ impl Cluster {
             return Ok(Round::Fenced);
         }
         self.set_clock(now, before, after);
+        // On a Redis Cluster every shard may lose writes (a failover, a restart): the round
+        // watches each primary's run id, not only that of `tim:nodes`'s shard (unknown this
+        // round if a shard does not answer: compared at the next).
+        let run_id = if self.redis.is_sharded() {
+            match self.timed(self.redis.info_all("server")).await {
+                Ok(infos) => {
+                    let mut ids: Vec<&str> = infos
+                        .iter()
+                        .filter_map(|i| i.lines().find_map(|l| l.strip_prefix("run_id:")))
+                        .map(str::trim)
+                        .collect();
+                    ids.sort_unstable();
+                    Some(ids.join(","))
+                }
+                Err(_) => None,
+            }
+        } else {
+            Some(run_id)
+        };
         let register_again = {
             let mut l = self.liveness();
             if l.node != node {
@@ -195,9 +214,14 @@ impl Cluster {
                 return Ok(Round::Fenced);
             }
             let lost = state == "new" && l.joined;
-            let restarted = l.run_id.as_deref().is_some_and(|r| r != run_id);
+            let restarted = match &run_id {
+                Some(run_id) => l.run_id.as_deref().is_some_and(|r| r != run_id),
+                None => false,
+            };
             l.joined = true;
-            l.run_id = Some(run_id);
+            if run_id.is_some() {
+                l.run_id = run_id;
+            }
             // A tenth early: the lease watch ticks every 100 ms, and the others' clock
             // (Redis's) may run a little faster than this machine's.
             let lease = self.settings.node_lease();
@@ -344,8 +368,17 @@ impl Cluster {
                         else {
                             return Ok(());
                         };
+                        // The dead node's writes to other slots still in the user's
+                        // outbox come back with the reply: made here, or the reaping
+                        // is not done.
                         let inv = self.invocation(&self.scripts.reap, app, &user)?;
-                        self.invoke(&inv).await.map(|_| ())
+                        let reply = self.invoke_raw(&inv.inv).await?;
+                        let (_, writes) = scripts::split_deferred(&reply)?;
+                        if self.write_deferred(app, &user, writes).await {
+                            Ok(())
+                        } else {
+                            Err(ClusterError::Unavailable("writes of a dead node".into()))
+                        }
                     })
                     .buffer_unordered(REAP_IN_FLIGHT)
                     .filter(|r| std::future::ready(r.is_err()))
@@ -372,7 +405,7 @@ impl Cluster {
                 pipe.hdel(&keys::settings_keys(app.sdkappid)[2], &node)
                     .ignore();
             }
-            let done: Result<(), _> = self.timed(pipe.query_async(&mut con)).await;
+            let done: Result<(), _> = self.timed(con.exec_pipe(&pipe)).await;
             match done {
                 Ok(()) => {
                     self.metrics.nodes_reaped.inc();
@@ -389,22 +422,19 @@ impl Cluster {
         self: &Arc<Self>,
         shutdown: &tokio_util::sync::CancellationToken,
     ) -> Result<(), ClusterError> {
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(REDIS_TIMEOUT)
-            .set_response_timeout(STREAM_BLOCK + REDIS_TIMEOUT);
+        let node = self.liveness().node.clone();
+        let stream = keys::node_stream(&node);
         let mut con = tokio::time::timeout(
-            REDIS_TIMEOUT,
-            self.client()
-                .get_multiplexed_async_connection_with_config(&config),
+            REDIS_TIMEOUT * 2,
+            self.redis.blocking(
+                &stream,
+                &format!("tim-stream-{node}"),
+                REDIS_TIMEOUT,
+                STREAM_BLOCK + REDIS_TIMEOUT,
+            ),
         )
         .await
         .map_err(|_| ClusterError::Unavailable("no answer from Redis".into()))??;
-        let node = self.liveness().node.clone();
-        let _: () = redis::cmd("CLIENT")
-            .arg("SETNAME")
-            .arg(format!("tim-stream-{node}"))
-            .query_async(&mut con)
-            .await?;
         tracing::info!(node = %node, "reading the node stream");
         loop {
             let cursor = {

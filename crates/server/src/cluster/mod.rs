@@ -3,13 +3,17 @@
 //!
 //! - Every decision (login, resume, logout, expiry, REST kick or delete) is **one Lua
 //!   script** on the user's keys (`lua/`, one hash tag): it admits, evicts the earliest
-//!   beyond each limit by the user's fencing counter, leaves tombstones and publishes each
-//!   kick to the victim node's own channel. Nodes never read-modify-write.
+//!   beyond each limit by the user's fencing counter, leaves tombstones and hands each kick
+//!   for another node back to the deciding node. Nodes never read-modify-write.
 //! - Liveness is per **node** (`liveness.rs`): a node renews one lease for all its
 //!   sessions every sixth of the lease, one script per node; slots name their node, and a
 //!   slot whose node is dead is free. Idle sessions cost Redis nothing.
 //! - A kick for a session on another node is an entry of that node's stream, appended by
-//!   the deciding script itself and read with a cursor: nothing is lost in transit.
+//!   the deciding node right after its script (a script touches one Redis Cluster slot; the
+//!   notice waits in the user's outbox until written: [`Cluster::write_deferred`]) and read
+//!   with a cursor: nothing is lost in transit.
+//! - The Redis behind it is one primary, the primary Sentinel names, or a Redis Cluster
+//!   (`primary.rs`): callers never ask which.
 //! - A node that dies stops renewing: its slots are free within one lease, and its
 //!   clients resume on another node with their tickets. A node that could not renew in
 //!   time fences itself (closes its sessions, joins again under a new id).
@@ -46,7 +50,9 @@ use crate::session::{InstanceInfo, KickRecord, NewSession, Outbox, ResumeRefused
 use crate::store::SettingsChange;
 use crate::ticket::{TicketClaims, TICKET_LIFETIME_SECS};
 use held::{HeldSessions, Notice};
-use scripts::{array, int, kick_reason, local_notices, text, BadReply, Scripts};
+use scripts::{
+    array, int, kick_reason, local_notices, split_deferred, text, BadReply, Deferred, Scripts,
+};
 
 /// Longest a node waits for Redis before it answers "unavailable".
 pub const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -66,6 +72,11 @@ pub const WAIT_WITHIN: Duration = Duration::from_secs(1);
 /// error (below the SDK's 3 s logout timeout, so the page hears the answer). The end is
 /// then written on each node round until Redis has it.
 pub const LOGOUT_WRITE_WITHIN: Duration = Duration::from_secs(2);
+
+/// Writes to other slots (the two-step path) a node keeps retrying each round when Redis
+/// did not take them at once; beyond it the oldest are dropped (their outbox markers stay in
+/// Redis: the next script on the user, or the reaper, hands them back).
+pub const DEFERRED_KEPT: usize = 10_000;
 
 /// Longest a settings change waits for the live nodes to acknowledge it.
 pub const SETTINGS_ACK_WAIT: Duration = Duration::from_secs(2);
@@ -124,6 +135,9 @@ pub struct Cluster {
     reconcile: tokio::sync::Notify,
     /// Turns for scripts ([`SCRIPTS_IN_FLIGHT`]); fair, so the earliest caller goes first.
     in_flight: tokio::sync::Semaphore,
+    /// Writes to other slots that scripts handed back and Redis did not take yet: retried
+    /// each round ([`Self::write_ends`]), at most [`DEFERRED_KEPT`].
+    deferred: std::sync::Mutex<std::collections::VecDeque<(u32, String, Vec<Deferred>)>>,
 }
 
 impl Cluster {
@@ -154,6 +168,7 @@ impl Cluster {
             metrics,
             reconcile: tokio::sync::Notify::new(),
             in_flight: tokio::sync::Semaphore::new(SCRIPTS_IN_FLIGHT),
+            deferred: Default::default(),
         };
         // One round trip now: a wrong password or database fails the start, not a login;
         // and the cluster's clock before the first decision.
@@ -229,8 +244,14 @@ impl Cluster {
         for key in keys::user_keys(app, user) {
             inv.key(key);
         }
+        inv.key(keys::user_outbox(app, user));
         inv.arg(&node).arg(TICKET_LIFETIME_SECS).arg(view);
-        Ok(Invocation { inv, node })
+        Ok(Invocation {
+            inv,
+            node,
+            app,
+            user: user.to_owned(),
+        })
     }
 
     /// A turn for a script ([`SCRIPTS_IN_FLIGHT`]), waiting at most [`SCRIPT_QUEUE_WAIT`].
@@ -259,7 +280,7 @@ impl Cluster {
     fn wait_replicas(&self) -> u32 {
         self.settings
             .wait_replicas
-            .unwrap_or(u32::from(self.redis.target().is_sentinel()))
+            .unwrap_or(u32::from(self.redis.target().has_replicas()))
     }
 
     /// Runs a write whose acknowledgement is a promise (a REST kick revokes, a logout's
@@ -268,10 +289,14 @@ impl Cluster {
     /// [`WAIT_WITHIN`]): a failover promotes a replica, and one without the write would undo
     /// the promise. Not replicated in time: `Unavailable` (the caller's retry is harmless:
     /// every such write is idempotent).
+    ///
+    /// `key`: a key the write touched, so that on a Redis Cluster the `WAIT` goes to the shard
+    /// that took it (`None`: writes on several shards; every primary is asked).
     async fn durably<'f, T>(
         &self,
+        key: Option<&str>,
         call: impl FnOnce(
-            redis::aio::ConnectionManager,
+            primary::Con,
         ) -> std::pin::Pin<
             Box<dyn std::future::Future<Output = redis::RedisResult<T>> + Send + 'f>,
         >,
@@ -279,27 +304,25 @@ impl Cluster {
         let _turn = self.turn().await?;
         let mut con = self.redis.durable();
         let value = self.timed(call(con.clone())).await?;
-        self.replicated(&mut con).await?;
+        self.replicated(&mut con, key).await?;
         Ok(value)
     }
 
     /// Waits until [`Self::wait_replicas`] replicas have every write sent so far on `con`
     /// (`WAIT`, at most [`WAIT_WITHIN`]; it blocks `con`, hence the durable connection).
+    /// On a Redis Cluster the `WAIT` goes to the shard serving `key` (the one that took the
+    /// write; `None`: every primary).
     async fn replicated(
         &self,
-        con: &mut redis::aio::ConnectionManager,
+        con: &mut primary::Con,
+        key: Option<&str>,
     ) -> Result<(), ClusterError> {
         let wanted = self.wait_replicas();
         if wanted == 0 {
             return Ok(());
         }
         let reached: i64 = self
-            .timed(
-                redis::cmd("WAIT")
-                    .arg(wanted)
-                    .arg(WAIT_WITHIN.as_millis() as u64)
-                    .query_async(con),
-            )
+            .timed(con.wait(key, wanted, WAIT_WITHIN.as_millis() as u64))
             .await?;
         if reached < i64::from(wanted) {
             return Err(ClusterError::Unavailable(format!(
@@ -312,17 +335,136 @@ impl Cluster {
     /// [`Self::durably`] for a user script (the node still the id it ran as).
     async fn invoke_durably(&self, inv: &Invocation<'_>) -> Result<Value, ClusterError> {
         let call = &inv.inv;
+        let key = keys::user_keys(inv.app, &inv.user)[0].clone();
         let reply = self
-            .durably(move |mut con| Box::pin(async move { call.invoke_async(&mut con).await }))
+            .durably(Some(&key), move |mut con| {
+                Box::pin(async move { call.invoke_async(&mut con).await })
+            })
             .await;
-        self.as_still(&inv.node, reply)
+        self.settle(inv, reply).await
     }
 
     /// Runs a user script once it has a turn. Its answer counts only if the node is still
     /// the node id it ran as (a node that fenced meanwhile holds nothing of the old id).
     async fn invoke(&self, inv: &Invocation<'_>) -> Result<Value, ClusterError> {
         let reply = self.invoke_raw(&inv.inv).await;
+        self.settle(inv, reply).await
+    }
+
+    /// Adds `inv`'s user to this node's index (`tim:node:<id>:users`, another slot) before a
+    /// script that may admit it or hand back writes to other slots: if the node dies between
+    /// the script and those writes, the reaper of the node finds the user and hands them
+    /// back again (`reap.lua`).
+    async fn index_user(&self, inv: &Invocation<'_>) -> Result<(), ClusterError> {
+        let mut con = self.redis.con();
+        let member = format!("{}:{}", inv.app, inv.user);
+        let _: i64 = self
+            .timed(con.sadd(keys::node_users(&inv.node), member))
+            .await?;
+        Ok(())
+    }
+
+    /// A user script's reply: makes the writes to other slots it handed back (the second
+    /// step, also when the node fenced meanwhile: a notice must not wait for the reaper), then
+    /// the reply counts only if the node is still the id it ran as.
+    async fn settle(
+        &self,
+        inv: &Invocation<'_>,
+        reply: Result<Value, ClusterError>,
+    ) -> Result<Value, ClusterError> {
+        let reply = match reply {
+            Ok(v) => {
+                let (value, writes) = split_deferred(&v)?;
+                self.write_deferred(inv.app, &inv.user, writes).await;
+                Ok(value)
+            }
+            Err(e) => Err(e),
+        };
         self.as_still(&inv.node, reply)
+    }
+
+    /// Makes the writes to other slots a script handed back (`later` in `lua/prelude.lua`):
+    /// the durable ones (kick notices to other nodes' streams), then their outbox markers
+    /// go, then the others (index removals). Returns whether all were made; if not, they are
+    /// kept and retried each round ([`Self::write_ends`]), and their markers stay in Redis
+    /// (the next script on the user hands them back after 5 s; the reaper, if this node dies).
+    async fn write_deferred(&self, app: u32, user: &str, writes: Vec<Deferred>) -> bool {
+        if writes.is_empty() {
+            return true;
+        }
+        match self.try_write_deferred(app, user, &writes).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(app, user, error = %e, writes = writes.len(),
+                    "writes to other Redis slots not made yet; retried each round");
+                let mut q = self.deferred.lock().unwrap_or_else(|e| e.into_inner());
+                if q.len() >= DEFERRED_KEPT {
+                    q.pop_front();
+                }
+                q.push_back((app, user.to_owned(), writes));
+                false
+            }
+        }
+    }
+
+    async fn try_write_deferred(
+        &self,
+        app: u32,
+        user: &str,
+        writes: &[Deferred],
+    ) -> Result<(), ClusterError> {
+        let con = self.redis.con();
+        let run = |ws: Vec<&Deferred>| {
+            futures_util::future::try_join_all(ws.into_iter().map(|w| {
+                let mut con = con.clone();
+                let cmd = w.cmd();
+                async move { self.timed(cmd.query_async::<Value>(&mut con)).await }
+            }))
+        };
+        let (marked, unmarked): (Vec<&Deferred>, Vec<&Deferred>) =
+            writes.iter().partition(|w| !w.marker.is_empty());
+        if !marked.is_empty() {
+            let mut hdel = redis::cmd("HDEL");
+            hdel.arg(keys::user_outbox(app, user));
+            for w in &marked {
+                hdel.arg(&w.marker);
+            }
+            run(marked).await?;
+            let mut con = con.clone();
+            let _: i64 = self.timed(hdel.query_async(&mut con)).await?;
+        }
+        run(unmarked).await?;
+        Ok(())
+    }
+
+    /// Retries the writes to other slots Redis did not take when their scripts ran.
+    async fn write_deferred_again(&self) {
+        loop {
+            let next = self
+                .deferred
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop_front();
+            let Some((app, user, writes)) = next else {
+                return;
+            };
+            if let Err(e) = self.try_write_deferred(app, &user, &writes).await {
+                tracing::debug!(error = %e, "writes to other Redis slots still not made");
+                self.deferred
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push_front((app, user, writes));
+                return;
+            }
+        }
+    }
+
+    /// Writes handed back by scripts and not made yet (`timd_state_entries`).
+    pub fn deferred_len(&self) -> usize {
+        self.deferred
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     fn as_still(
@@ -355,7 +497,7 @@ impl Cluster {
     /// runs on the durable connection: the `WAIT` blocks it).
     async fn invoke_admitting_on(
         &self,
-        con: &mut redis::aio::ConnectionManager,
+        con: &mut primary::Con,
         inv: &Invocation<'_>,
         admits: impl FnOnce() -> InstanceInfo,
     ) -> Result<Value, ClusterError> {
@@ -365,7 +507,8 @@ impl Cluster {
         if reply.is_err() {
             self.held.orphan(admits(), sent);
         }
-        self.as_still(&inv.node, reply)
+        drop(_turn);
+        self.settle(inv, reply).await
     }
 
     /// Applies kicks a script decided for sessions of this very node.
@@ -389,8 +532,9 @@ impl Cluster {
             .arg(new.expire_at)
             .arg(new.sig_time);
         policy_args(&mut inv, settings);
-        // Behind Sentinel a login runs on the durable connection: if it evicted someone it
-        // is answered once a replica has it, since a failover to a replica without it would
+        self.index_user(&inv).await?;
+        // With replicas to wait for (behind Sentinel, on a Redis Cluster) a login runs on the
+        // durable connection: if it evicted someone it is answered once a replica has it, since a failover to a replica without it would
         // give the evicted instances their slots back, and their nodes, whose notices went
         // with it, would never tell them.
         let waits = self.wait_replicas() > 0;
@@ -411,7 +555,8 @@ impl Cluster {
                 let kicked = int(&items[3])? as usize;
                 self.apply_local(local_notices(&items[4])?);
                 if waits && kicked > 0 {
-                    if let Err(e) = self.replicated(&mut con).await {
+                    let key = &keys::user_keys(inv.app, &inv.user)[0];
+                    if let Err(e) = self.replicated(&mut con, Some(key)).await {
                         // Whom it evicted here was told (this primary has it); the slot
                         // it took goes, as for a login whose answer never came.
                         self.held.orphan(info, sent);
@@ -446,6 +591,7 @@ impl Cluster {
             .arg(claims.sig_time);
         policy_args(&mut inv, settings);
         inv.arg(claims.valid_until);
+        self.index_user(&inv).await.map_err(ResumeError::from)?;
         let reply = self
             .invoke_admitting(&inv, || {
                 InstanceInfo::resumed(claims, session, inv.node.clone())
@@ -496,6 +642,7 @@ impl Cluster {
         inv.arg(info.session.0).arg(&info.instance).arg(what);
         inv.arg(info.since_ms).arg(info.platform.as_str());
         let reply = if what == "logout" {
+            self.index_user(&inv).await?;
             self.invoke_durably(&inv).await?
         } else {
             self.invoke(&inv).await?
@@ -543,6 +690,7 @@ impl Cluster {
     /// the renewals). One whose UserSig ran out is dropped: its tickets are dead anyway.
     /// Then releases the slots of scripts whose answer never came.
     pub async fn write_ends(&self) {
+        self.write_deferred_again().await;
         self.write_logouts().await;
         // A slot no longer lapses while its node lives: released until Redis answers (or
         // the node fences itself, and its old id's slots are dead).
@@ -650,6 +798,7 @@ impl Cluster {
     ) -> Result<Option<usize>, ClusterError> {
         let mut inv = self.invocation(&self.scripts.kick_user, app, user)?;
         inv.arg(at).arg(if delete { "delete" } else { "kick" });
+        self.index_user(&inv).await?;
         let reply = self.invoke_durably(&inv).await?;
         let items = array(&reply)?;
         match items.first().map(text).transpose()?.as_deref() {
@@ -671,17 +820,37 @@ impl Cluster {
         users: &[String],
         at: u64,
     ) -> Result<Vec<Option<usize>>, ClusterError> {
-        let mut pipe = redis::pipe();
-        pipe.atomic().load_script(&self.scripts.kick_user).ignore();
-        for user in users {
-            let mut inv = self.invocation(&self.scripts.kick_user, app, user)?;
-            inv.arg(at).arg("delete");
-            pipe.invoke_script(&inv.inv);
+        let mut replies = Vec::with_capacity(users.len());
+        if self.redis.is_sharded() {
+            // A Redis Cluster has no transaction across shards: each user's deletion is its
+            // own atomic script, in turn (docs/cluster.md).
+            for user in users {
+                let mut inv = self.invocation(&self.scripts.kick_user, app, user)?;
+                inv.arg(at).arg("delete");
+                self.index_user(&inv).await?;
+                replies.push(self.invoke_durably(&inv).await?);
+            }
+        } else {
+            let mut pipe = redis::pipe();
+            pipe.atomic().load_script(&self.scripts.kick_user).ignore();
+            let mut invs = Vec::with_capacity(users.len());
+            for user in users {
+                let mut inv = self.invocation(&self.scripts.kick_user, app, user)?;
+                inv.arg(at).arg("delete");
+                self.index_user(&inv).await?;
+                pipe.invoke_script(&inv.inv);
+                invs.push(inv);
+            }
+            let pipe = &pipe;
+            let wrapped: Vec<Value> = self
+                .durably(None, move |mut con| {
+                    Box::pin(async move { pipe.query_async(&mut con).await })
+                })
+                .await?;
+            for (inv, reply) in invs.iter().zip(wrapped) {
+                replies.push(self.settle(inv, Ok(reply)).await?);
+            }
         }
-        let pipe = &pipe;
-        let replies: Vec<Value> = self
-            .durably(move |mut con| Box::pin(async move { pipe.query_async(&mut con).await }))
-            .await?;
         let mut out = Vec::with_capacity(users.len());
         for reply in &replies {
             let items = array(reply)?;
@@ -705,8 +874,14 @@ impl Cluster {
             pipe.hset_nx(&keys::user_keys(app, user)[0], "acct", now);
         }
         let pipe = &pipe;
+        let key = match users {
+            [one] => Some(keys::user_keys(app, one)[0].clone()),
+            _ => None,
+        };
         let new: Vec<i64> = self
-            .durably(move |mut con| Box::pin(async move { pipe.query_async(&mut con).await }))
+            .durably(key.as_deref(), move |mut con| {
+                Box::pin(async move { con.query_pipe(pipe).await })
+            })
             .await?;
         Ok(new.iter().filter(|n| **n == 1).count())
     }
@@ -722,7 +897,7 @@ impl Cluster {
             pipe.hexists(&keys::user_keys(app, user)[0], "acct");
         }
         let mut con = self.redis.con();
-        self.timed(pipe.query_async(&mut con)).await
+        self.timed(con.query_pipe(&pipe)).await
     }
 
     /// The platforms of each user's connected instances (live lease, socket attached).
@@ -737,7 +912,7 @@ impl Cluster {
             pipe.zrange(order, 0, -1).hgetall(slots);
         }
         let mut con = self.redis.con();
-        let replies: Vec<Value> = self.timed(pipe.query_async(&mut con)).await?;
+        let replies: Vec<Value> = self.timed(con.query_pipe(&pipe)).await?;
         let mut out = Vec::with_capacity(users.len());
         for pair in replies.chunks(2) {
             let [order, slots] = pair else {
@@ -787,6 +962,9 @@ impl Cluster {
                 };
                 let settings = apps.get(app).map(|a| a.settings()).unwrap_or_default();
                 policy_args(&mut inv, &settings);
+                if let Err(e) = self.index_user(&inv).await {
+                    return (user, Err(e));
+                }
                 for s in &sessions {
                     inv.arg(s.info.session.0)
                         .arg(&s.info.instance)
@@ -865,12 +1043,7 @@ impl Cluster {
         let [_, order, slots, _] = keys::user_keys(app, user);
         let mut con = self.redis.con();
         let (order, slots): (Vec<String>, std::collections::HashMap<String, String>) = self
-            .timed(
-                redis::pipe()
-                    .zrange(order, 0, -1)
-                    .hgetall(slots)
-                    .query_async(&mut con),
-            )
+            .timed(con.query_pipe(redis::pipe().zrange(order, 0, -1).hgetall(slots)))
             .await?;
         Ok(order
             .into_iter()
@@ -959,8 +1132,11 @@ impl Cluster {
             .arg(here.settings.platform_instances)
             .arg(here.settings.policy.as_str());
         let inv = &inv;
+        let key = keys::settings_keys(app.sdkappid)[0].clone();
         let reply: Value = self
-            .durably(move |mut con| Box::pin(async move { inv.invoke_async(&mut con).await }))
+            .durably(Some(&key), move |mut con| {
+                Box::pin(async move { inv.invoke_async(&mut con).await })
+            })
             .await?;
         let new = versioned_of(array(&reply)?)?;
         self.refresh_settings(apps, app.sdkappid).await?;
@@ -1001,7 +1177,7 @@ impl Cluster {
             pipe.hget(&keys::settings_keys(app.sdkappid)[0], "version");
         }
         let mut con = self.redis.con();
-        let versions: Vec<Option<u64>> = match self.timed(pipe.query_async(&mut con)).await {
+        let versions: Vec<Option<u64>> = match self.timed(con.query_pipe(&pipe)).await {
             Ok(v) => v,
             Err(e) => {
                 tracing::debug!(error = %e, "settings check failed");
@@ -1053,6 +1229,7 @@ impl Cluster {
             let reply = async {
                 let mut inv = self.invocation(&self.scripts.enforce, app, &user)?;
                 policy_args(&mut inv, settings);
+                self.index_user(&inv).await?;
                 self.invoke(&inv).await
             }
             .await
@@ -1186,15 +1363,18 @@ impl Cluster {
     /// under `allkeys-*` kick times and accounts go too. Read from `INFO memory` (managed
     /// services often disable `CONFIG`).
     async fn check_eviction(&self) -> Result<(), ClusterError> {
-        let mut con = self.redis.con();
-        let info: String = self
-            .timed(async { redis::cmd("INFO").arg("memory").query_async(&mut con).await })
-            .await?;
-        let policy = info
-            .lines()
-            .find_map(|l| l.strip_prefix("maxmemory_policy:"))
-            .map(str::trim)
-            .unwrap_or("unknown");
+        let infos = self.timed(self.redis.info_all("memory")).await?;
+        // Every shard of a Redis Cluster must keep its keys.
+        let policy = infos
+            .iter()
+            .map(|info| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix("maxmemory_policy:"))
+                    .map(str::trim)
+                    .unwrap_or("unknown")
+            })
+            .find(|p| *p != "noeviction")
+            .unwrap_or("noeviction");
         if policy == "noeviction" {
             return Ok(());
         }
@@ -1234,8 +1414,9 @@ impl Cluster {
         &self.redis
     }
 
-    pub(crate) fn client(&self) -> redis::Client {
-        self.redis.client()
+    /// A client for a subscription ([`primary::Primary::subscriber`]).
+    pub(crate) fn subscriber(&self) -> Result<redis::Client, redis::RedisError> {
+        self.redis.subscriber()
     }
 }
 
@@ -1243,6 +1424,8 @@ impl Cluster {
 struct Invocation<'a> {
     inv: ScriptInvocation<'a>,
     node: String,
+    app: u32,
+    user: String,
 }
 
 impl<'a> std::ops::Deref for Invocation<'a> {

@@ -1,15 +1,29 @@
-//! Where this node's Redis primary is, and the connections to it: one address
-//! (`redis://`), or the primary Redis Sentinel names (`redis+sentinel://`), followed through a
-//! failover. Callers take a connection for each call ([`Primary::con`]) and report what failed
+//! Where this node's Redis is, and the connections to it: one address (`redis://`), the
+//! primary Redis Sentinel names (`redis+sentinel://`), followed through a failover, or a Redis
+//! Cluster (`redis+cluster://`), whose client routes each command to the shard of its key and
+//! follows MOVED / ASK and shard failovers itself. Callers take a connection for each call
+//! ([`Primary::con`], a [`Con`] whatever the topology) and report what failed
 //! ([`Primary::failed`]): with Sentinel a failure that says "not the primary any more" (refused,
 //! cut, timed out, `READONLY`, `LOADING`, `MASTERDOWN`) makes the node ask the Sentinels and move
-//! its connections to the primary they name.
+//! its connections to the primary they name. The few things a sharded Redis does differently
+//! (a pipeline spans one slot, `WAIT` goes to the shard that took the write, `INFO` is per
+//! shard) are here too ([`Primary::query_pipe`], [`Primary::wait`], [`Primary::info_all`]).
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{
+    MultipleNodeRoutingInfo, ResponsePolicy, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
+};
+use redis::{
+    Cmd, ConnectionAddr, ConnectionInfo, FromRedisValue, IntoConnectionInfo, Pipeline,
+    RedisConnectionInfo, RedisFuture, RedisResult, Value,
+};
 
 /// How long one Sentinel may take to answer where the primary is.
 const SENTINEL_TIMEOUT: Duration = Duration::from_millis(500);
@@ -29,12 +43,18 @@ pub enum Target {
         service: String,
         data: RedisConnectionInfo,
     },
+    /// A Redis Cluster, found from any of `nodes` (the client learns the others and the
+    /// slot map from the first that answers); keys are sharded by hash slot.
+    Cluster { nodes: Vec<ConnectionInfo> },
 }
 
 impl Target {
     /// `redis://…` / `rediss://…` / `unix://…` as the redis crate reads them, or
     /// `redis+sentinel://[user:pass@]HOST:PORT[,HOST:PORT…]/SERVICE[/DB]`.
     pub fn parse(url: &str) -> Result<Target, String> {
+        if let Some(rest) = url.strip_prefix("redis+cluster://") {
+            return parse_cluster(rest);
+        }
         let Some(rest) = url.strip_prefix("redis+sentinel://") else {
             return url
                 .into_connection_info()
@@ -93,10 +113,11 @@ impl Target {
     }
 
     /// The primary's address now: the one server, or the first answer of a Sentinel (asked
-    /// in turn) that names a primary.
+    /// in turn) that names a primary (a Redis Cluster: its first seed node).
     pub async fn resolve(&self) -> Result<ConnectionInfo, String> {
         let (sentinels, service, data) = match self {
             Target::Direct(info) => return Ok(info.clone()),
+            Target::Cluster { nodes } => return Ok(nodes[0].clone()),
             Target::Sentinel {
                 sentinels,
                 service,
@@ -122,6 +143,165 @@ impl Target {
     pub fn is_sentinel(&self) -> bool {
         matches!(self, Target::Sentinel { .. })
     }
+
+    /// Whether keys are sharded over several primaries (Redis Cluster).
+    pub fn is_sharded(&self) -> bool {
+        matches!(self, Target::Cluster { .. })
+    }
+
+    /// Whether writes have replicas to wait for by default (`--redis-wait-replicas`):
+    /// Sentinel and Redis Cluster deployments fail over to a replica.
+    pub fn has_replicas(&self) -> bool {
+        !matches!(self, Target::Direct(_))
+    }
+}
+
+/// `[user:pass@]HOST:PORT[,HOST:PORT…]` after `redis+cluster://` (no database: a Redis
+/// Cluster has only database 0).
+fn parse_cluster(rest: &str) -> Result<Target, String> {
+    let (auth, hosts) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    };
+    let hosts = hosts.trim_end_matches('/');
+    if hosts.contains('/') {
+        return Err("redis+cluster:// takes no database (a Redis Cluster has only 0)".into());
+    }
+    let mut data = RedisConnectionInfo::default();
+    if let Some(auth) = auth {
+        let (user, pass) = auth.split_once(':').unwrap_or(("", auth));
+        data.username = (!user.is_empty()).then(|| user.to_owned());
+        data.password = (!pass.is_empty()).then(|| pass.to_owned());
+    }
+    let mut nodes = Vec::new();
+    for host in hosts.split(',') {
+        let (h, p) = host
+            .rsplit_once(':')
+            .ok_or_else(|| format!("Redis Cluster address {host:?} has no :PORT"))?;
+        let p: u16 = p
+            .parse()
+            .map_err(|_| format!("Redis Cluster address {host:?}: bad port"))?;
+        let h = h.trim_start_matches('[').trim_end_matches(']');
+        if h.is_empty() {
+            return Err(format!("Redis Cluster address {host:?} has no host"));
+        }
+        nodes.push(ConnectionInfo {
+            addr: ConnectionAddr::Tcp(h.to_owned(), p),
+            redis: data.clone(),
+        });
+    }
+    Ok(Target::Cluster { nodes })
+}
+
+/// A connection for calls, whatever the topology: commands go to the one primary, or (Redis
+/// Cluster) to the shard of their first key.
+#[derive(Clone)]
+pub enum Con {
+    /// The shared connection to the primary, reconnecting by itself.
+    Managed(ConnectionManager),
+    /// A connection of its own (a blocking read).
+    Plain(MultiplexedConnection),
+    /// Redis Cluster: routes by slot, follows MOVED / ASK, refreshes the slot map.
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Con {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Con::Managed(c) => c.req_packed_command(cmd),
+            Con::Plain(c) => c.req_packed_command(cmd),
+            Con::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Con::Managed(c) => c.req_packed_commands(cmd, offset, count),
+            Con::Plain(c) => c.req_packed_commands(cmd, offset, count),
+            Con::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Con::Managed(c) => c.get_db(),
+            Con::Plain(c) => c.get_db(),
+            Con::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl Con {
+    /// Runs `pipe` (no `.ignore()`d commands) and reads its replies as `T`. On one primary it
+    /// is one pipeline; on a Redis Cluster a pipeline must stay on one slot, so each command
+    /// goes to its own shard (concurrently) and the replies are put back in order.
+    pub async fn query_pipe<T: FromRedisValue>(&mut self, pipe: &Pipeline) -> RedisResult<T> {
+        let Con::Cluster(con) = self else {
+            return pipe.query_async(self).await;
+        };
+        let replies = futures_util::future::try_join_all(pipe.cmd_iter().map(|cmd| {
+            let mut con = con.clone();
+            async move { cmd.query_async::<Value>(&mut con).await }
+        }))
+        .await?;
+        T::from_redis_value(&Value::Array(replies))
+    }
+
+    /// Runs `pipe` for its effects only (replies dropped), as [`Con::query_pipe`].
+    pub async fn exec_pipe(&mut self, pipe: &Pipeline) -> RedisResult<()> {
+        let _: Value = self.query_pipe(pipe).await?;
+        Ok(())
+    }
+
+    /// `WAIT replicas ms` for the writes this connection made: on a Redis Cluster, on the
+    /// shard serving `key` (the one that took the write), else on every primary (the least
+    /// count answers).
+    pub async fn wait(&mut self, key: Option<&str>, replicas: u32, ms: u64) -> RedisResult<i64> {
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(replicas).arg(ms);
+        match (&mut *self, key) {
+            (Con::Cluster(con), Some(key)) => {
+                let value = con.route_command(&wait, route_of(key)).await?;
+                i64::from_redis_value(&value)
+            }
+            _ => wait.query_async(self).await,
+        }
+    }
+}
+
+/// The routing of a command on `key`: the primary of its slot.
+fn route_of(key: &str) -> RoutingInfo {
+    RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
+        slot_of(key.as_bytes()),
+        SlotAddr::Master,
+    )))
+}
+
+/// A key's Redis Cluster hash slot: CRC16 (XMODEM) of its hash tag (the part between the
+/// first `{` and the next `}`, if not empty) or of the whole key, modulo 16384.
+pub fn slot_of(key: &[u8]) -> u16 {
+    let tagged = key.iter().position(|b| *b == b'{').and_then(|open| {
+        let rest = &key[open + 1..];
+        let close = rest.iter().position(|b| *b == b'}')?;
+        (close > 0).then(|| &rest[..close])
+    });
+    let mut crc: u16 = 0;
+    for byte in tagged.unwrap_or(key) {
+        crc ^= u16::from(*byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
 }
 
 async fn ask_sentinel(
@@ -152,12 +332,13 @@ async fn ask_sentinel(
 struct Current {
     /// `host:port`, for logs.
     addr: String,
-    client: redis::Client,
+    /// For connections of their own (one primary; a Redis Cluster's seeds are in the target).
+    client: Option<redis::Client>,
     /// Every decision and read.
-    con: ConnectionManager,
+    con: Con,
     /// Writes that are only acknowledged once a replica has them (`WAIT` blocks the
     /// connection it runs on: the decisions do not queue behind it).
-    durable: ConnectionManager,
+    durable: Con,
 }
 
 /// This node's way to its Redis primary.
@@ -169,6 +350,9 @@ pub struct Primary {
     lookup: tokio::sync::Mutex<Option<Instant>>,
     /// Woken when the connections moved: loops waiting to reconnect go at once.
     moved: tokio::sync::Notify,
+    /// Redis Cluster: the seed the next subscription goes to (in turn, so a dead one is
+    /// passed over at the next attempt).
+    next_seed: AtomicUsize,
 }
 
 impl Primary {
@@ -187,22 +371,103 @@ impl Primary {
             current: RwLock::new(current),
             lookup: tokio::sync::Mutex::new(None),
             moved: tokio::sync::Notify::new(),
+            next_seed: AtomicUsize::new(0),
         }))
     }
 
     /// A connection for one call (cheap: a clone of the shared multiplexed one).
-    pub fn con(&self) -> ConnectionManager {
+    pub fn con(&self) -> Con {
         self.read().con.clone()
     }
 
     /// The connection for writes acknowledged only once replicated ([`Current::durable`]).
-    pub fn durable(&self) -> ConnectionManager {
+    pub fn durable(&self) -> Con {
         self.read().durable.clone()
     }
 
-    /// The primary's client, for connections of their own (subscriptions, blocking reads).
-    pub fn client(&self) -> redis::Client {
-        self.read().client.clone()
+    /// A client for a subscription (`SUBSCRIBE`): the primary; on a Redis Cluster one of the
+    /// seed nodes, each in turn (a `PUBLISH` reaches every node of a Redis Cluster, so any
+    /// node hears every message; a dead one is passed over at the next attempt).
+    pub fn subscriber(&self) -> Result<redis::Client, redis::RedisError> {
+        match &self.target {
+            Target::Cluster { nodes } => {
+                let n = self.next_seed.fetch_add(1, Ordering::Relaxed) % nodes.len();
+                redis::Client::open(nodes[n].clone())
+            }
+            _ => Ok(self
+                .read()
+                .client
+                .clone()
+                .expect("one primary has a client")),
+        }
+    }
+
+    /// A connection of its own for a blocking read of `key` (`XREAD BLOCK` holds the
+    /// connection it runs on), named `name` (`CLIENT SETNAME`, on the shard of `key`).
+    pub async fn blocking(
+        &self,
+        key: &str,
+        name: &str,
+        connect_within: Duration,
+        response_within: Duration,
+    ) -> RedisResult<Con> {
+        let mut con = match &self.target {
+            Target::Cluster { nodes } => {
+                let client = cluster_client(nodes, connect_within, response_within)?;
+                Con::Cluster(client.get_async_connection().await?)
+            }
+            _ => {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(connect_within)
+                    .set_response_timeout(response_within);
+                let client = self
+                    .read()
+                    .client
+                    .clone()
+                    .expect("one primary has a client");
+                Con::Plain(
+                    client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await?,
+                )
+            }
+        };
+        let mut setname = redis::cmd("CLIENT");
+        setname.arg("SETNAME").arg(name);
+        match &mut con {
+            Con::Cluster(c) => {
+                c.route_command(&setname, route_of(key)).await?;
+            }
+            other => setname.query_async::<()>(other).await?,
+        }
+        Ok(con)
+    }
+
+    /// `INFO section` of every primary (one for one primary; each shard's of a Redis Cluster).
+    pub async fn info_all(&self, section: &str) -> RedisResult<Vec<String>> {
+        let mut info = redis::cmd("INFO");
+        info.arg(section);
+        match self.con() {
+            Con::Cluster(mut con) => {
+                let all = RoutingInfo::MultiNode((
+                    MultipleNodeRoutingInfo::AllMasters,
+                    Some(ResponsePolicy::Special),
+                ));
+                match con.route_command(&info, all).await? {
+                    Value::Map(pairs) => pairs
+                        .iter()
+                        .map(|(_, v)| String::from_redis_value(v))
+                        .collect(),
+                    other => Ok(vec![String::from_redis_value(&other)?]),
+                }
+            }
+            mut con => Ok(vec![info.query_async(&mut con).await?]),
+        }
+    }
+
+    /// Whether keys are sharded (Redis Cluster): a transaction spans one slot only.
+    pub fn is_sharded(&self) -> bool {
+        self.target.is_sharded()
     }
 
     /// Where the connections go now (`host:port`).
@@ -237,6 +502,9 @@ impl Primary {
     /// Asks the Sentinels where the primary is; moves the connections if it changed.
     /// Returns whether they moved.
     pub async fn follow(&self) -> bool {
+        if !self.target.is_sentinel() {
+            return false;
+        }
         let Ok(mut last) = self.lookup.try_lock() else {
             return false;
         };
@@ -295,7 +563,52 @@ fn addr_of(info: &ConnectionInfo) -> String {
 }
 
 async fn open(target: &Target, config: &ConnectionManagerConfig) -> Result<Current, String> {
+    if let Target::Cluster { nodes } = target {
+        let client = cluster_client(nodes, CLUSTER_CONNECT_WITHIN, CLUSTER_RESPONSE_WITHIN)
+            .map_err(|e| format!("bad Redis Cluster address: {e}"))?;
+        let con = client
+            .get_async_connection()
+            .await
+            .map_err(|e| e.to_string())?;
+        let durable = client
+            .get_async_connection()
+            .await
+            .map_err(|e| e.to_string())?;
+        let addr = nodes.iter().map(addr_of).collect::<Vec<_>>().join(",");
+        return Ok(Current {
+            addr,
+            client: None,
+            con: Con::Cluster(con),
+            durable: Con::Cluster(durable),
+        });
+    }
     open_at(target.resolve().await?, config).await
+}
+
+/// A Redis Cluster connection's limits: a call (with the client's own retries on MOVED, ASK
+/// and a shard failing over) is still cut at the caller's 2 s.
+const CLUSTER_CONNECT_WITHIN: Duration = Duration::from_secs(2);
+const CLUSTER_RESPONSE_WITHIN: Duration = Duration::from_secs(2);
+
+fn cluster_client(
+    nodes: &[ConnectionInfo],
+    connect_within: Duration,
+    response_within: Duration,
+) -> RedisResult<redis::cluster::ClusterClient> {
+    let mut builder = ClusterClientBuilder::new(nodes.to_vec())
+        .connection_timeout(connect_within)
+        .response_timeout(response_within)
+        .retries(3)
+        .min_retry_wait(50)
+        .max_retry_wait(500);
+    let data = &nodes[0].redis;
+    if let Some(user) = &data.username {
+        builder = builder.username(user.clone());
+    }
+    if let Some(pass) = &data.password {
+        builder = builder.password(pass.clone());
+    }
+    builder.build()
 }
 
 async fn open_at(
@@ -312,9 +625,9 @@ async fn open_at(
         .map_err(|e| e.to_string())?;
     Ok(Current {
         addr,
-        client,
-        con,
-        durable,
+        client: Some(client),
+        con: Con::Managed(con),
+        durable: Con::Managed(durable),
     })
 }
 
@@ -363,5 +676,35 @@ mod tests {
             Ok(Target::Direct(_))
         ));
         assert!(Target::parse("nonsense").is_err());
+    }
+
+    #[test]
+    fn slots_follow_the_hash_tag() {
+        // Values from `CLUSTER KEYSLOT`.
+        assert_eq!(slot_of(b"foo"), 12182);
+        assert_eq!(
+            slot_of(b"tim:{1400000000:alice}:u"),
+            slot_of(b"1400000000:alice")
+        );
+        assert_eq!(slot_of(b"a{}b"), slot_of(b"a{}b"));
+    }
+
+    #[test]
+    fn cluster_urls_name_the_seed_nodes() {
+        let t = Target::parse("redis+cluster://:pw@127.0.0.1:7000,[::1]:7001").unwrap();
+        let Target::Cluster { nodes } = t else {
+            panic!("a cluster target")
+        };
+        assert_eq!(nodes.len(), 2);
+        assert_eq!(addr_of(&nodes[1]), "::1:7001");
+        assert_eq!(nodes[0].redis.password.as_deref(), Some("pw"));
+        for (url, says) in [
+            ("redis+cluster://h", "no :PORT"),
+            ("redis+cluster://h:1/2", "no database"),
+            ("redis+cluster://:1", "no host"),
+        ] {
+            let e = Target::parse(url).unwrap_err();
+            assert!(e.contains(says), "{url}: {e}");
+        }
     }
 }

@@ -128,6 +128,53 @@ pub fn local_notices(v: &Value) -> Result<Vec<(SessionId, Notice)>, BadReply> {
         .collect()
 }
 
+/// A write to a key of another slot that a script handed back to its node (`later` in
+/// `lua/prelude.lua`): the node makes it after the script (the two-step path).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deferred {
+    /// The write as the script's outbox holds it (JSON), removed once made; empty for a
+    /// write nobody waits for (an index removal).
+    pub marker: String,
+    /// Command, key, arguments.
+    pub command: Vec<String>,
+}
+
+impl Deferred {
+    pub fn cmd(&self) -> redis::Cmd {
+        let mut cmd = redis::cmd(&self.command[0]);
+        for arg in &self.command[1..] {
+            cmd.arg(arg);
+        }
+        cmd
+    }
+}
+
+/// A user script's reply, `{reply, writes}`: the script's own reply and the writes to other
+/// slots it handed back.
+pub fn split_deferred(v: &Value) -> Result<(Value, Vec<Deferred>), BadReply> {
+    let [reply, writes] = array(v)? else {
+        return Err(bad(v));
+    };
+    let mut out = Vec::new();
+    for w in array(writes)? {
+        let parts = array(w)?
+            .iter()
+            .map(text)
+            .collect::<Result<Vec<String>, _>>()?;
+        let [marker, command @ ..] = parts.as_slice() else {
+            return Err(bad(w));
+        };
+        if command.len() < 2 {
+            return Err(bad(w));
+        }
+        out.push(Deferred {
+            marker: marker.clone(),
+            command: command.to_vec(),
+        });
+    }
+    Ok((reply.clone(), out))
+}
+
 /// An entry of a node's stream: `kind|session|reason`.
 pub fn channel_message(payload: &str) -> Result<(SessionId, Notice), BadReply> {
     let mut parts = payload.splitn(3, '|');

@@ -77,7 +77,7 @@ async fn listen(cluster: Arc<Cluster>, apps: Arc<Apps>, shutdown: CancellationTo
     let mut backoff = Duration::from_millis(100);
     loop {
         let subscribed = async {
-            let mut pubsub = cluster.client().get_async_pubsub().await?;
+            let mut pubsub = cluster.subscriber()?.get_async_pubsub().await?;
             pubsub.subscribe(keys::SETTINGS_CHANNEL).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };

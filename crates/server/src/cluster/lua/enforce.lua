@@ -35,4 +35,4 @@ for _, g in ipairs(gone) do
   kick(e.inst, e.s, g[2])
 end
 finish()
-return { #gone, mine }
+return done({ #gone, mine })

@@ -4,7 +4,7 @@
 -- Returns {'missing'} (no such account) or {'ok', online, mine}.
 local AT, WHAT = tonumber(ARGV[4]), ARGV[5]
 if redis.call('HEXISTS', U, 'acct') == 0 then
-  return { 'missing' }
+  return done({ 'missing' })
 end
 local k = kicked_at()
 if not k or AT > k then
@@ -19,4 +19,4 @@ for _, e in ipairs(live_slots()) do
   online = online + 1
 end
 finish()
-return { 'ok', online, mine }
+return done({ 'ok', online, mine })

@@ -7,7 +7,7 @@ local SID, INST, PLAT, EXPIRE_AT, SIG = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV
 local WEB, OTHER, POLICY = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11]
 local k = kicked_at()
 if k and tonumber(SIG) <= k then
-  return { 'revoked' }
+  return done({ 'revoked' })
 end
 local new_account = redis.call('HSETNX', U, 'acct', num(now_s))
 local others = {}
@@ -29,4 +29,4 @@ local last = tonumber(redis.call('HGET', U, 'last') or '0') or 0
 local since = num(math.max(now_ms, last + 1))
 admit(INST, since, PLAT, SID, EXPIRE_AT, SIG)
 finish()
-return { 'ok', since, new_account, #gone, mine }
+return done({ 'ok', since, new_account, #gone, mine })

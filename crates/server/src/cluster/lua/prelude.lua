@@ -7,6 +7,8 @@
 --                       (at_ms: when `node` took the slot, Redis time)
 --   KEYS[4] tomb hash   instance -> since|end|until_s|platform|at_ms  (the instance's last
 --                       ended session; platform and at_ms feed the kick feed)
+--   KEYS[5] outbox hash  writes to other slots not confirmed yet (`later` below): the
+--                       write (JSON array: command, key, args) -> when it was decided (ms)
 -- ARGV[1] this node's id, ARGV[2] how long a tombstone is kept (s), ARGV[3] the calling
 -- node's view of the cluster: `lease_ms|view_at_ms|node,node,...` (the session lease, when
 -- the node read the live nodes from `tim:nodes`, and those live nodes); each script's own
@@ -19,7 +21,7 @@
 -- the slot was taken had let its lease lapse, and a node whose lease lapsed has fenced
 -- itself (closed its sessions) and goes on under a new id: such a slot is free. A stale
 -- view only keeps a node that died since live a little longer.
-local U, I, S, T = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local U, I, S, T, O = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local NODE, TOMB_SECS = ARGV[1], tonumber(ARGV[2])
 local LEASE, VIEW_AT, LIVE = 0, 0, {}
 do
@@ -71,15 +73,40 @@ local function slot_live(s)
   return s.node == NODE or LIVE[s.node] or (s.at or 0) >= VIEW_AT
 end
 
+-- Writes to keys of other slots (a node's stream, a node's user index): a script may only
+-- touch its user's slot (Redis Cluster), so it hands them back to the node that ran it, in
+-- its reply (`done`), and that node makes them right after (`Cluster::write_deferred`): the
+-- two-step path, the same on every topology. `later(durable, command, key, args...)`.
+-- A durable write is also kept in the user's outbox (O) until its node confirms it (HDEL):
+-- if that node dies or loses Redis between the steps, every later script on the user hands
+-- back the ones older than REDELIVER_MS again, and the reaper of the dead node (which had
+-- the user in its index: the node adds it before the script) all of them. Writes must be
+-- harmless twice (a notice for a session no longer held is a no-op).
+local AFTER = {}
+local REDELIVER_MS = 5000
+local function later(durable, ...)
+  local w = { ... }
+  local marker = ''
+  if durable then
+    marker = cjson.encode(w)
+    redis.call('HSET', O, marker, num(now_ms))
+    redis.call('EXPIRE', O, TOMB_SECS)
+  end
+  table.insert(w, 1, marker)
+  AFTER[#AFTER + 1] = w
+end
+
 -- The per-node index of the users a node holds slots of (`APP:USER` members): what a
 -- live node reads to clean a dead node's slots up (`reap.lua`). Its key is
--- `tim:node:<id>:users`; under Redis Cluster it is on another slot, see docs/cluster.md.
+-- `tim:node:<id>:users`, on another slot: a node adds the user itself before a script that
+-- may admit or kick; a script hands back the removals (`later`).
 local USER_TAG = string.match(U, '^tim:{(.*)}:u$')
 local function index_key(node)
   return 'tim:node:' .. node .. ':users'
 end
--- Nodes that lost a slot in this script: their index drops the user if it was the last.
-local left = {}
+-- Nodes that lost a slot in this script: their index drops the user if it was the last
+-- (`dropped`: those `finish` handed back).
+local left, dropped = {}, {}
 
 local function parse_tomb(v)
   if not v then
@@ -204,10 +231,11 @@ local function refusal(gone)
 end
 
 -- Victims on this node, returned to the caller as {kind, session, reason}...; the others
--- are appended to their node's stream `tim:node:<id>:k` ('K' kicked, 'S' superseded) in
--- this same script, so a decision and its notice are one atomic write: the node reads its
--- stream with a cursor, and nothing is lost if its connection drops. A dead node is told
--- nothing (it fenced itself).
+-- are appended to their node's stream `tim:node:<id>:k` ('K' kicked, 'S' superseded) by the
+-- calling node right after the script (a durable `later`: kept in the user's outbox until
+-- written, so a notice outlives the deciding node): the victim's node reads its stream with
+-- a cursor, and nothing is lost if its connection drops. A dead node is told nothing (it
+-- fenced itself).
 local mine = {}
 local function notify(s, kind, reason)
   if s.node == NODE then
@@ -215,7 +243,7 @@ local function notify(s, kind, reason)
     mine[#mine + 1] = s.session
     mine[#mine + 1] = reason
   elseif slot_live(s) then
-    redis.call('XADD', 'tim:node:' .. s.node .. ':k', '*', 'n',
+    later(true, 'XADD', 'tim:node:' .. s.node .. ':k', '*', 'n',
       kind .. '|' .. s.session .. '|' .. reason)
   end
 end
@@ -240,7 +268,6 @@ local function admit(inst, since, platform, session, expire_at, sig_time, attach
   redis.call('ZADD', I, since, inst)
   put_slot(inst, { since = since, platform = platform, node = NODE, session = session,
     at = now_ms, expire_at = expire_at, sig_time = sig_time, attached = attached or '1' })
-  redis.call('SADD', index_key(NODE), USER_TAG)
   local last = tonumber(redis.call('HGET', U, 'last') or '0') or 0
   if tonumber(since) > last then
     redis.call('HSET', U, 'last', since)
@@ -263,6 +290,47 @@ local function finish()
     end
   end
   for node in pairs(left) do
-    redis.call('SREM', index_key(node), USER_TAG)
+    later(false, 'SREM', index_key(node), USER_TAG)
+    dropped[node] = true
   end
+  left = {}
+end
+
+-- Is a write handed back earlier still wanted: a notice for a node that has died since is
+-- dropped (its stream is reaped; the node fenced itself), as `slot_live` decides.
+local function still_wanted(w, at)
+  local node = string.match(w[2] or '', '^tim:node:(.*):k$')
+  return not node or node == NODE or LIVE[node] or at >= VIEW_AT
+end
+
+-- Every script's reply: {reply, writes to other slots}, each write {marker, command, key,
+-- args...} (marker '' for a write nobody waits for). With it, the durable writes still in
+-- the outbox: older than REDELIVER_MS, or all of them (`all`: the reaper of a dead node).
+-- The calling node (without a slot of the user now) also drops the user from its index.
+local function done(reply, all)
+  if redis.call('EXISTS', O) == 1 then
+    local pending = redis.call('HGETALL', O)
+    for k = 1, #pending, 2 do
+      local at = tonumber(pending[k + 1]) or 0
+      local w = cjson.decode(pending[k])
+      if not still_wanted(w, at) then
+        redis.call('HDEL', O, pending[k])
+      elseif all or at <= now_ms - REDELIVER_MS then
+        table.insert(w, 1, pending[k])
+        AFTER[#AFTER + 1] = w
+      end
+    end
+  end
+  local holds = false
+  for _, v in ipairs(redis.call('HVALS', S)) do
+    local s = parse_slot(v)
+    if s and s.node == NODE then
+      holds = true
+      break
+    end
+  end
+  if not holds and not dropped[NODE] then
+    later(false, 'SREM', index_key(NODE), USER_TAG)
+  end
+  return { reply, AFTER }
 end

@@ -3,4 +3,4 @@
 -- again. Returns how many live instances the user still has.
 local live = live_slots()
 finish()
-return #live
+return done(#live, true)

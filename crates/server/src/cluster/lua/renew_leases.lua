@@ -15,7 +15,6 @@ for n = 7, #ARGV, 7 do
   if s and s.node == NODE and s.session == sid then
     s.attached = att
     put_slot(inst, s)
-    redis.call('SADD', index_key(NODE), USER_TAG)
   elseif s and tonumber(s.since) == tonumber(since) then
     -- Resumed on another socket meanwhile.
     out[#out + 1] = { sid, 'S', '' }
@@ -52,4 +51,4 @@ for n = 7, #ARGV, 7 do
   end
 end
 finish()
-return { again, out }
+return done({ again, out })

@@ -9,28 +9,28 @@ local VALID_UNTIL = tonumber(ARGV[13])
 local since = tonumber(SINCE)
 local k = kicked_at()
 if k and tonumber(SIG) <= k then
-  return { 'kicked', 'REST_API_Kick' }
+  return done({ 'kicked', 'REST_API_Kick' })
 end
 local t = parse_tomb(redis.call('HGET', T, INST))
 if t and t.since == since then
   if t.why == 'L' then
-    return { 'ended' }
+    return done({ 'ended' })
   elseif t.why == 'R' then
-    return { 'replaced' }
+    return done({ 'replaced' })
   end
-  return { 'kicked', t.why }
+  return done({ 'kicked', t.why })
 elseif t and t.since > since then
-  return { 'replaced' }
+  return done({ 'replaced' })
 end
 -- Tickets die with their lifetime too, whatever the UserSig's.
 if VALID_UNTIL <= now_s then
-  return { 'ended' }
+  return done({ 'ended' })
 end
 local live = live_slots()
 for _, e in ipairs(live) do
   if e.inst == INST then
     if tonumber(e.s.since) ~= since then
-      return { 'replaced' }
+      return done({ 'replaced' })
     end
     if not (e.s.node == NODE and e.s.session == SID) then
       notify(e.s, 'S', '')
@@ -38,13 +38,12 @@ for _, e in ipairs(live) do
     left[e.s.node] = true
     e.s.node, e.s.session, e.s.at, e.s.attached = NODE, SID, now_ms, '1'
     put_slot(INST, e.s)
-    redis.call('SADD', index_key(NODE), USER_TAG)
     finish()
-    return { 'ok', e.s.since, e.s.expire_at, e.s.sig_time, mine }
+    return done({ 'ok', e.s.since, e.s.expire_at, e.s.sig_time, mine })
   end
 end
 if since <= watermark() then
-  return { 'ended' }
+  return done({ 'ended' })
 end
 -- Coming back without a slot. Right after Redis (re)started, what it has may predate ends
 -- a node could not write while Redis was down (a logout answered 70169): every node writes
@@ -52,12 +51,12 @@ end
 -- seconds of uptime: at least one lease).
 local up = tonumber(string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)'))
 if up and up * 1000 < LEASE then
-  return { 'busy' }
+  return done({ 'busy' })
 end
 local gone = evictions(live, PLAT, WEB, OTHER, POLICY)
 if #gone > 0 then
-  return { 'kicked', refusal(gone) }
+  return done({ 'kicked', refusal(gone) })
 end
 admit(INST, SINCE, PLAT, SID, EXPIRE_AT, SIG)
 finish()
-return { 'ok', SINCE, EXPIRE_AT, SIG, mine }
+return done({ 'ok', SINCE, EXPIRE_AT, SIG, mine })

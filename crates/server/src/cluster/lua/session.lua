@@ -22,14 +22,14 @@ if not s or s.node ~= NODE or s.session ~= SID then
       finish()
     end
   end
-  return 0
+  return done(0)
 end
 -- A renewal's UserSig issued at or before the user's last REST kick is refused (2): the
 -- session goes on with the UserSig it has.
 if WHAT == 'renew' then
   local k = kicked_at()
   if k and tonumber(ARGV[8]) <= k then
-    return 2
+    return done(2)
   end
 end
 if WHAT == 'away' or WHAT == 'renew' then
@@ -48,4 +48,4 @@ else
   end
 end
 finish()
-return 1
+return done(1)
