@@ -36,13 +36,15 @@ pub struct Status {
 
 impl Workers {
     /// Starts `count` workers sharing users `0..sessions`, worker `k` bound to
-    /// its own `ips` addresses from 127.0.0.2 on (127.0.0.2, .3, … for one each).
+    /// its own `ips` addresses from 127.0.0.2 on (127.0.0.2, .3, … for one each); `lean`:
+    /// the lean generator (`lean.rs`) instead of full clients.
     pub fn spawn(
         count: usize,
         sessions: usize,
         urls: &[String],
         ips: usize,
         concurrency: usize,
+        lean: bool,
     ) -> Workers {
         let exe = std::env::current_exe().expect("current exe");
         let mut workers = Vec::with_capacity(count);
@@ -77,6 +79,7 @@ impl Workers {
                     vec!["--bind".to_owned(), list(&ip)]
                 })
                 .args(["--concurrency", &concurrency.to_string()])
+                .args(lean.then_some("--lean"))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
@@ -125,6 +128,11 @@ impl Workers {
             answers.push(w.lines.next_line().await.ok().flatten().unwrap_or_default());
         }
         answers
+    }
+
+    /// The processes' ids (for their CPU time).
+    pub fn pids(&self) -> Vec<u32> {
+        self.workers.iter().filter_map(|w| w.child.id()).collect()
     }
 
     pub async fn mark(&mut self) {
