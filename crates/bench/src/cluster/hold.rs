@@ -229,6 +229,9 @@ pub async fn run(common: &Common, redis: &Redis, args: &HoldArgs, lease_ms: u32)
 
     let mut ok = failed == 0 && status.connected == n && online == n;
     if !args.no_restart {
+        let rcpu0 = redis.cpu();
+        let evalsha0 = redis.calls("evalsha");
+        let t0 = Instant::now();
         ok &= restarts::run(
             &mut nodes,
             &mut workers,
@@ -238,6 +241,20 @@ pub async fn run(common: &Common, redis: &Redis, args: &HoldArgs, lease_ms: u32)
             Duration::from_millis(lease_ms as u64 / 3),
         )
         .await;
+        // Every session came back once per mode (resumed with its ticket): what Redis spent
+        // on each, the run's steady load included.
+        let resumes = n * args.modes.len();
+        let spent = redis
+            .cpu()
+            .zip(rcpu0)
+            .map_or(0.0, |(b, a)| b.saturating_sub(a).as_secs_f64());
+        println!(
+            "    Redis during the restart run ({:.0} s, {resumes} sessions back): {:.1} µs of Redis CPU and \
+             {:.2} EVALSHA per session back",
+            t0.elapsed().as_secs_f64(),
+            spent * 1e6 / resumes as f64,
+            redis.calls("evalsha").saturating_sub(evalsha0) as f64 / resumes as f64
+        );
     }
 
     // How far: what each session costs on this machine, and what runs out first.
