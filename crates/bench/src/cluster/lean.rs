@@ -14,7 +14,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tim_proto::{ClientFrame, Login, Platform, ServerFrame, MAX_FRAME_BYTES};
+use tim_proto::{
+    ClientFrame, Login, Platform, ServerFrame, ERR_SERVER_TIMEOUT, ERR_USERSIG_RATE_LIMITED,
+    MAX_FRAME_BYTES,
+};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -41,6 +44,8 @@ struct Shared {
     relogins: AtomicUsize,
     kicks: AtomicUsize,
     errors: AtomicUsize,
+    /// Resumes and logins put off (70169, 70050): tried again later with the same ticket.
+    put_off: AtomicUsize,
     ready_ok: AtomicUsize,
     ready_failed: AtomicUsize,
 }
@@ -64,6 +69,10 @@ pub enum Step {
     Up(Option<String>),
     /// The resume was refused (ticket unknown, ended): log in again with the UserSig.
     ResumeRefused(u32),
+    /// The resume or login was put off, not refused (the node's Redis unreachable or
+    /// saturated: 70169, close 1013 follows; a login rate: 70050): keep the ticket, close,
+    /// and try again after the longer backoff of a refusal, as the SDK does.
+    PutOff(u32),
     /// The login was refused: close and try again later.
     LoginRefused(u32),
     /// An error not answering our request (e.g. a rate limit before a close).
@@ -79,6 +88,12 @@ pub fn on_text(payload: &[u8], waiting: Waiting) -> Step {
     };
     match (frame, waiting) {
         (ServerFrame::Ping, _) => Step::Pong,
+        (ServerFrame::Error(e), Waiting::Resume(seq) | Waiting::Login(seq))
+            if e.seq == Some(seq)
+                && (e.code == ERR_SERVER_TIMEOUT || e.code == ERR_USERSIG_RATE_LIMITED) =>
+        {
+            Step::PutOff(e.code)
+        }
         (ServerFrame::LoginOk(ok), Waiting::Login(seq)) if ok.seq == seq => {
             Step::Up(Some(ok.ticket))
         }
@@ -105,9 +120,20 @@ pub fn backoff(n: u32, rng: &mut u64) -> Duration {
     Duration::from_millis(500 + *rng % (hi_ms - 500 + 1))
 }
 
+/// The SDK's wait after a refusal (`n`: refusals in a row, from 0): 2–4 s, then doubling up
+/// to 20 s, in the upper half of each range.
+pub fn refusal_backoff(n: u32, rng: &mut u64) -> Duration {
+    let hi_ms = (4_000u64 << n.min(3)).min(20_000);
+    let lo_ms = hi_ms / 2;
+    let step = backoff(0, rng).as_millis() as u64 - 500; // 0..=500
+    Duration::from_millis(lo_ms + step * (hi_ms - lo_ms) / 500)
+}
+
 /// How a connection ended.
 enum End {
     Closed,
+    /// Put off by the server: the refusal's backoff before the next try.
+    PutOff,
     Kicked,
 }
 
@@ -144,6 +170,7 @@ pub async fn run(args: WorkerArgs) -> bool {
         relogins: AtomicUsize::new(0),
         kicks: AtomicUsize::new(0),
         errors: AtomicUsize::new(0),
+        put_off: AtomicUsize::new(0),
         ready_ok: AtomicUsize::new(0),
         ready_failed: AtomicUsize::new(0),
     });
@@ -159,9 +186,10 @@ pub async fn run(args: WorkerArgs) -> bool {
             permit: Some(permit),
         };
         let task = run_session(shared.clone(), session);
-        if i == 0 {
+        // One process says it for all.
+        if i == 0 && args.first == 0 {
             eprintln!(
-                "  lean generator: {} B per session task (its future), {} sessions in this process",
+                "  lean generator: {} B per session task (its future), {} sessions in the first process",
                 std::mem::size_of_val(&task),
                 args.count
             );
@@ -224,11 +252,12 @@ async fn commands(sh: &Shared) -> bool {
                     })
                     .collect();
                 format!(
-                    "status connected={} relogins={} kicks={} not_ready=0 errors={} rss={} times={}",
+                    "status connected={} relogins={} kicks={} not_ready=0 errors={} put_off={} rss={} times={}",
                     sh.connected.load(Ordering::Acquire),
                     sh.relogins.load(Ordering::Acquire),
                     sh.kicks.load(Ordering::Acquire),
                     sh.errors.load(Ordering::Acquire),
+                    sh.put_off.load(Ordering::Acquire),
                     rss_of(std::process::id()).unwrap_or(0),
                     times.join(",")
                 )
@@ -248,6 +277,7 @@ async fn commands(sh: &Shared) -> bool {
 /// backoff between them; ends when kicked or when its first login never succeeds.
 async fn run_session(sh: Arc<Shared>, mut s: Session) {
     let mut attempt = 0u32;
+    let mut refusals = 0u32;
     let mut login_tries = 0u32;
     loop {
         let mut up = false;
@@ -258,11 +288,17 @@ async fn run_session(sh: Arc<Shared>, mut s: Session) {
         } else {
             attempt = attempt.saturating_add(1);
         }
+        let mut wait = None;
         match end {
             Ok(End::Kicked) => {
                 sh.kicks.fetch_add(1, Ordering::AcqRel);
                 return;
             }
+            Ok(End::PutOff) => {
+                wait = Some(refusal_backoff(refusals, &mut s.rng));
+                refusals += 1;
+            }
+            Ok(End::Closed) if up => refusals = 0,
             Ok(End::Closed) => {}
             Err(e) if s.permit.is_some() => {
                 eprintln!(
@@ -286,7 +322,8 @@ async fn run_session(sh: Arc<Shared>, mut s: Session) {
                 return;
             }
         }
-        tokio::time::sleep(backoff(attempt, &mut s.rng)).await;
+        let wait = wait.unwrap_or_else(|| backoff(attempt, &mut s.rng));
+        tokio::time::sleep(wait).await;
     }
 }
 
@@ -486,6 +523,10 @@ fn on_frame(
             out.extend_from_slice(&login);
             *waiting = w;
         }
+        Step::PutOff(_) => {
+            sh.put_off.fetch_add(1, Ordering::AcqRel);
+            return Some(End::PutOff);
+        }
         Step::LoginRefused(code) | Step::Error(code) => {
             let seen = sh.errors.fetch_add(1, Ordering::AcqRel);
             if seen < 20 {
@@ -537,6 +578,10 @@ mod tests {
             on_text(refused, Waiting::Login(5)),
             Step::LoginRefused(70001)
         );
+        // Put off, not refused: the ticket is kept and tried again later.
+        let busy = br#"{"error":{"seq":5,"code":70169,"message":"busy"}}"#;
+        assert_eq!(on_text(busy, Waiting::Resume(5)), Step::PutOff(70169));
+        assert_eq!(on_text(busy, Waiting::Login(5)), Step::PutOff(70169));
         let limit = br#"{"error":{"code":70050,"message":"too fast"}}"#;
         assert_eq!(on_text(limit, Waiting::Resume(5)), Step::Error(70050));
         let kicked = br#"{"kicked":{"reason":"REST_API_Kick"}}"#;
@@ -555,6 +600,17 @@ mod tests {
             for _ in 0..200 {
                 let d = backoff(n, &mut rng).as_millis() as u64;
                 assert!((500..=hi).contains(&d), "attempt {n}: {d} ms");
+            }
+        }
+        for (n, lo, hi) in [
+            (0, 2_000, 4_000),
+            (1, 4_000, 8_000),
+            (3, 10_000, 20_000),
+            (9, 10_000, 20_000),
+        ] {
+            for _ in 0..200 {
+                let d = refusal_backoff(n, &mut rng).as_millis() as u64;
+                assert!((lo..=hi).contains(&d), "refusal {n}: {d} ms");
             }
         }
     }

@@ -29,6 +29,8 @@ pub struct Status {
     pub kicks: usize,
     pub not_ready: usize,
     pub errors: usize,
+    /// Resumes and logins the nodes put off (lean generator only): tried again later.
+    pub put_off: usize,
     pub rss: u64,
     /// ms from the mark to back, per session back since the mark.
     pub times: Vec<f64>,
@@ -170,6 +172,7 @@ impl Workers {
             total.kicks += n("kicks");
             total.not_ready += n("not_ready");
             total.errors += n("errors");
+            total.put_off += n("put_off");
             total.rss += n("rss") as u64;
             if let Some(t) = fields.get("times") {
                 total
