@@ -26,7 +26,7 @@
 #                                    # reconnect in one storm: time until back, dropped/retried SYNs
 #   scripts/bench.sh hold [ARGS]     # as many sessions as the machine holds: 300,000 (--sessions N)
 #                                    # over 18 nodes on one Redis, held by the lean load generator
-#                                    # (18 processes, sources 127.0.0.2-61), then every node
+#                                    # (18 processes, sources 127.0.0.2-73), then every node
 #                                    # restarted in turn (SIGTERM, then kill -9): all back, 0 lost,
 #                                    # 0 spurious kicks; memory per session split by where it goes
 #                                    # (timd, Redis, kernel both ends, generator), steady Redis and
