@@ -24,6 +24,13 @@
 #                                    # --parts storm [--sessions 50000]: every node restarted at the
 #                                    # same moment (SIGTERM, then kill -9): 5 nodes x 10,000 sessions
 #                                    # reconnect in one storm: time until back, dropped/retried SYNs
+#   scripts/bench.sh hold [ARGS]     # as many sessions as the machine holds: 300,000 (--sessions N)
+#                                    # over 18 nodes on one Redis, held by the lean load generator
+#                                    # (18 processes, sources 127.0.0.2-73), then every node
+#                                    # restarted in turn (SIGTERM, then kill -9): all back, 0 lost,
+#                                    # 0 spurious kicks; memory per session split by where it goes
+#                                    # (timd, Redis, kernel both ends, generator), steady Redis and
+#                                    # node CPU, Redis commands/s (tim-bench cluster --parts hold --lean)
 #   scripts/bench.sh soak [--minutes 5] [ARGS]  # steady churn (logins, logouts, limit and REST kicks,
 #                                    # drops+resumes, renewals, bad frames, forged UserSigs) against
 #                                    # one timd AND, at the same time, 3 nodes on Redis: a sample a
@@ -89,6 +96,11 @@ case "$what" in
   cluster)
     command -v redis-server >/dev/null || { echo "redis-server missing: run scripts/setup.sh" >&2; exit 2; }
     exec "$bench" cluster "$@" ;;
+  hold)
+    command -v redis-server >/dev/null || { echo "redis-server missing: run scripts/setup.sh" >&2; exit 2; }
+    defaults=(--parts hold --lean)
+    case " $* " in *" --sessions"*) ;; *) defaults+=(--sessions 300000) ;; esac
+    exec "$bench" cluster "${defaults[@]}" "$@" ;;
   chaos)
     command -v redis-server >/dev/null || { echo "redis-server missing: run scripts/setup.sh" >&2; exit 2; }
     exec "$bench" chaos --seconds 600 "$@" ;;
@@ -111,5 +123,5 @@ case "$what" in
     "$bench" restart --sessions 10000
     browser
     ;;
-  *) echo "usage: $0 [kick|restart|logins|sidebyside|apps|settings|cluster|chaos|soak|browser|coldstart|cycles|background|all] [ARGS]" >&2; exit 2 ;;
+  *) echo "usage: $0 [kick|restart|logins|sidebyside|apps|settings|cluster|hold|chaos|soak|browser|coldstart|cycles|background|all] [ARGS]" >&2; exit 2 ;;
 esac

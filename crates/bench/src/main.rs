@@ -12,7 +12,9 @@
 //!   with `perf record` during the logins.
 //! - `tim-bench cluster`: cluster mode on one Redis: cross-node vs same-node kicks, logins/s
 //!   embedded vs 1–3 nodes, and 100,000 sessions held over 6 nodes by 6 client processes
-//!   (memory, Redis load, a restart of every node).
+//!   (memory, Redis load, a restart of every node); with `--lean --sessions 300000` the lean
+//!   load generator holds 300,000 over 18 nodes and the memory per session is split by where
+//!   it goes (`scripts/bench.sh hold`).
 //! - `tim-bench sidebyside`: timd's logins/s and CPU per login against a bare axum WebSocket
 //!   server that only answers the frames a login needs (`tim-bench bare-server`, hidden),
 //!   in interleaved rounds.

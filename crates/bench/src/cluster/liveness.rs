@@ -114,7 +114,7 @@ async fn idle(
     let count = n.div_ceil(per_process).max(2);
     let nodes = Nodes::start(common, count, &cluster_flags(&redis.url(), args.lease_ms)).await;
     let ips = n.div_ceil(count).div_ceil(5_000);
-    let mut workers = Workers::spawn(count, n, &nodes.urls(), ips, args.login_concurrency);
+    let mut workers = Workers::spawn(count, n, &nodes.urls(), ips, args.login_concurrency, false);
     let t0 = Instant::now();
     let (logged_in, failed) = workers.ready().await;
     println!(

@@ -7,12 +7,15 @@
 //! something wrong (a missing kick, a spurious kick, a lost session).
 
 mod hold;
+mod kernel;
 mod kick;
+mod lean;
 mod liveness;
 mod logins;
 pub mod nodes;
 mod restarts;
 mod storm;
+mod wire;
 pub mod worker;
 mod workers;
 
@@ -101,6 +104,10 @@ pub struct HoldArgs {
     /// Logins in flight at once per client process.
     #[arg(long, default_value_t = 50)]
     login_concurrency: usize,
+    /// The lean load generator: one small task per session over a raw socket (login, pong,
+    /// resume) instead of a full `tim-client` each, so the memory goes to the server side.
+    #[arg(long)]
+    lean: bool,
     /// Steady-load window, seconds (at least one lease).
     #[arg(long, default_value_t = 0)]
     window_secs: u64,

@@ -54,13 +54,14 @@ pub async fn run(
             lost_not_back += not_back;
             println!(
                 "    node {i} {name}: gone {:.0} ms, listening {:.0} ms, {back}/{} back in {:.2} s; \
-                 resumes refused (logged in again) {}, spurious kicks {}, SDK_NOT_READY {}, errors {}, \
-                 accept-queue drops {}",
+                 resumes refused (logged in again) {}, put off (70169, retried) {}, spurious kicks {}, \
+                 SDK_NOT_READY {}, errors {}, accept-queue drops {}",
                 exited.saturating_duration_since(t0).as_secs_f64() * 1e3,
                 up.saturating_duration_since(t0).as_secs_f64() * 1e3,
                 per_node[i],
                 all_back.as_secs_f64(),
                 now.relogins - prev.relogins,
+                now.put_off - prev.put_off,
                 now.kicks - prev.kicks,
                 now.not_ready - prev.not_ready,
                 now.errors - prev.errors,

@@ -45,7 +45,14 @@ pub async fn run(common: &Common, redis: &Redis, args: &HoldArgs, lease_ms: u32)
         n / node_count,
         n.div_ceil(node_count)
     );
-    let mut workers = Workers::spawn(worker_count, n, &nodes.urls(), ips, args.login_concurrency);
+    let mut workers = Workers::spawn(
+        worker_count,
+        n,
+        &nodes.urls(),
+        ips,
+        args.login_concurrency,
+        args.lean,
+    );
     let t = Instant::now();
     let (logged_in, failed) = workers.ready().await;
     println!(

@@ -10,6 +10,8 @@
 //!   counts since the sessions logged in (relogins: sessions that sent a `login` frame
 //!   again, i.e. whose resume was refused), and the ms from the mark to back, per session.
 //! - `quit` → `bye`.
+//!
+//! With `--lean`, `lean.rs` holds the sessions instead (same commands).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -27,25 +29,29 @@ use crate::sys::{rss_of, sig, APP};
 pub struct WorkerArgs {
     /// The nodes' URLs (user g connects to node g % count).
     #[arg(long, value_delimiter = ',', required = true)]
-    urls: Vec<String>,
+    pub(super) urls: Vec<String>,
     /// First user index of this process's share.
     #[arg(long)]
-    first: usize,
+    pub(super) first: usize,
     /// How many users.
     #[arg(long)]
-    count: usize,
+    pub(super) count: usize,
     /// Source addresses to bind the sockets to, round-robin (none: the kernel picks).
     #[arg(long, value_delimiter = ',')]
-    bind: Vec<IpAddr>,
+    pub(super) bind: Vec<IpAddr>,
     /// User names are PREFIX + index.
     #[arg(long, default_value = "h")]
-    prefix: String,
+    pub(super) prefix: String,
     /// Logins in flight at once.
     #[arg(long, default_value_t = 50)]
-    concurrency: usize,
+    pub(super) concurrency: usize,
     /// Tokio worker threads.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// The lean generator (`lean.rs`): a small task per session over a raw socket instead
+    /// of a full `tim-client`.
+    #[arg(long)]
+    pub(super) lean: bool,
 }
 
 /// What the sessions saw; `back_at[i]`: ns after `base` (+1) when session `i` was last back
@@ -60,6 +66,9 @@ struct Tally {
 }
 
 pub async fn run(args: WorkerArgs) -> bool {
+    if args.lean {
+        return super::lean::run(args).await;
+    }
     let nodes = args.urls.len();
     let t0 = Instant::now();
     let gate = Arc::new(Semaphore::new(args.concurrency.max(1)));

@@ -29,6 +29,8 @@ pub struct Status {
     pub kicks: usize,
     pub not_ready: usize,
     pub errors: usize,
+    /// Resumes and logins the nodes put off (lean generator only): tried again later.
+    pub put_off: usize,
     pub rss: u64,
     /// ms from the mark to back, per session back since the mark.
     pub times: Vec<f64>,
@@ -36,13 +38,15 @@ pub struct Status {
 
 impl Workers {
     /// Starts `count` workers sharing users `0..sessions`, worker `k` bound to
-    /// its own `ips` addresses from 127.0.0.2 on (127.0.0.2, .3, … for one each).
+    /// its own `ips` addresses from 127.0.0.2 on (127.0.0.2, .3, … for one each); `lean`:
+    /// the lean generator (`lean.rs`) instead of full clients.
     pub fn spawn(
         count: usize,
         sessions: usize,
         urls: &[String],
         ips: usize,
         concurrency: usize,
+        lean: bool,
     ) -> Workers {
         let exe = std::env::current_exe().expect("current exe");
         let mut workers = Vec::with_capacity(count);
@@ -77,6 +81,7 @@ impl Workers {
                     vec!["--bind".to_owned(), list(&ip)]
                 })
                 .args(["--concurrency", &concurrency.to_string()])
+                .args(lean.then_some("--lean"))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
@@ -127,6 +132,11 @@ impl Workers {
         answers
     }
 
+    /// The processes' ids (for their CPU time).
+    pub fn pids(&self) -> Vec<u32> {
+        self.workers.iter().filter_map(|w| w.child.id()).collect()
+    }
+
     pub async fn mark(&mut self) {
         self.ask("mark").await;
     }
@@ -162,6 +172,7 @@ impl Workers {
             total.kicks += n("kicks");
             total.not_ready += n("not_ready");
             total.errors += n("errors");
+            total.put_off += n("put_off");
             total.rss += n("rss") as u64;
             if let Some(t) = fields.get("times") {
                 total
