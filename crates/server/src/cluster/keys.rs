@@ -51,6 +51,24 @@ pub fn node_reaping(node: &str) -> String {
     format!("tim:node:{node}:reaping")
 }
 
+/// An app's State.StateChange outbox: a stream of events waiting for delivery
+/// (`cluster/callbacks.rs`; also appended by `prelude.lua`'s `report_timeout`, which spells
+/// the same key).
+pub fn callback_stream(sdkappid: u32) -> String {
+    format!("tim:cb:{{{sdkappid}}}")
+}
+
+/// The node delivering an app's callbacks (SET PX, renewed every second).
+pub fn callback_owner(sdkappid: u32) -> String {
+    format!("tim:cb:{{{sdkappid}}}:owner")
+}
+
+/// Set while some node has the app's callback configured: the scripts then report a dead
+/// node's sessions into the stream (`prelude.lua`).
+pub fn callback_flag(sdkappid: u32) -> String {
+    format!("tim:cb:{{{sdkappid}}}:on")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +82,7 @@ mod tests {
         assert_ne!(user_keys(1, "alice")[0], user_keys(2, "alice")[0]);
         assert_eq!(node_stream("ab12"), "tim:node:ab12:k");
         assert_eq!(node_users("ab12"), "tim:node:ab12:users");
+        assert_eq!(callback_stream(7), "tim:cb:{7}");
+        assert_eq!(callback_flag(7), "tim:cb:{7}:on");
     }
 }

@@ -19,6 +19,7 @@
 //!
 //! `held.rs` is the node-local part: which socket each held session's kick goes to.
 
+pub mod callbacks;
 pub mod console;
 pub mod held;
 pub mod keys;
@@ -373,14 +374,22 @@ impl Cluster {
         let items = array(&reply)?;
         match items.first().map(text).transpose()?.as_deref() {
             Some("revoked") => Ok(LoginDecision::Revoked),
-            Some("ok") if items.len() == 5 => {
+            Some("ok") if items.len() >= 5 => {
                 let info = new.info(session, int(&items[1])?, inv.node.clone());
                 self.apply_local(local_notices(&items[4])?);
                 self.held.insert(info.clone(), new.outbox);
+                let kicked_platforms = match items.get(5) {
+                    Some(v) => array(v)?
+                        .iter()
+                        .filter_map(|p| text(p).ok().and_then(|p| Platform::parse(&p)))
+                        .collect(),
+                    None => Vec::new(),
+                };
                 Ok(LoginDecision::Admitted(Admission {
                     info,
                     new_account: int(&items[2])? == 1,
                     kicked: int(&items[3])? as usize,
+                    kicked_platforms,
                 }))
             }
             _ => Err(BadReply(format!("login: {reply:?}")).into()),

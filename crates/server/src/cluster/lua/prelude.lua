@@ -134,6 +134,25 @@ local function tomb(inst, since, why, platform)
   end
 end
 
+-- The State.StateChange callback of a session whose node died while it was connected:
+-- Disconnect/TimeOut, appended to the app's callback stream `tim:cb:{APP}` (the shape of
+-- callbacks/mod.rs's StateChange) in the same script that drops the slot, so each such
+-- session is reported once, by whichever script or reaper drops it. Only while some node
+-- has the app's callback configured (`tim:cb:{APP}:on`). Under Redis Cluster this key is
+-- on the app's slot, not the user's: a cross-slot write (see docs/callbacks.md).
+local CB_APP, CB_USER = string.match(USER_TAG or '', '^(%d+):(.*)$')
+local function report_timeout(s)
+  if not CB_APP or s.attached ~= '1' then
+    return
+  end
+  local key = 'tim:cb:{' .. CB_APP .. '}'
+  if redis.call('EXISTS', key .. ':on') == 0 then
+    return
+  end
+  redis.call('XADD', key, 'MAXLEN', '~', 10000000, '*', 'e', cjson.encode({ u = CB_USER,
+    a = 'Disconnect', r = 'TimeOut', p = s.platform, op = 'Unknown', ip = '', t = now_ms }))
+end
+
 -- The user's live instances, earliest login first, as {inst=, s=}. Slots whose node is
 -- dead are dropped here: lazy expiry (and `reap.lua` for users nobody touches again).
 local function live_slots()
@@ -147,6 +166,7 @@ local function live_slots()
       redis.call('HDEL', S, inst)
       if s then
         left[s.node] = true
+        report_timeout(s)
       end
     end
   end
