@@ -37,6 +37,8 @@ pub struct Request {
     pub query: HashMap<String, String>,
     pub body: serde_json::Value,
     pub at: Instant,
+    /// When it arrived, unix ms (to compare with `EventTime`).
+    pub received_ms: u64,
     /// Whether it was answered [`Answer::Ok`].
     pub accepted: bool,
 }
@@ -155,6 +157,17 @@ impl Receiver {
         self.shared.lock().unwrap().script = answers.iter().rev().copied().collect();
     }
 
+    /// How many requests were accepted so far (cheap: no copy).
+    pub fn accepted_count(&self) -> usize {
+        self.shared
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .filter(|r| r.accepted)
+            .count()
+    }
+
     /// Every request so far.
     pub fn requests(&self) -> Vec<Request> {
         self.shared.lock().unwrap().requests.clone()
@@ -216,6 +229,9 @@ async fn handle(
     shared: Arc<Mutex<Shared>>,
 ) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
     let at = Instant::now();
+    let received_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     let path = req.uri().path().to_owned();
     let query = req
         .uri()
@@ -238,6 +254,7 @@ async fn handle(
             query,
             body,
             at,
+            received_ms,
             accepted: answer == Answer::Ok,
         });
         answer

@@ -34,6 +34,10 @@ pub const BUFFERED: usize = 4096;
 const POLL: Duration = Duration::from_millis(100);
 /// How often the cluster lease is renewed (and the gauges refreshed).
 const RENEW: Duration = Duration::from_secs(1);
+/// Delivered events are removed from the outbox in batches: at most this many, or after
+/// at most [`ACK_EVERY`] (a removal is a store commit or a Redis call).
+const ACK_BATCH: usize = 256;
+const ACK_EVERY: Duration = Duration::from_millis(50);
 
 /// The wait before retry number `attempt` (1-based): 250 ms doubling, at most 30 s.
 pub fn backoff(attempt: u32) -> Duration {
@@ -78,6 +82,8 @@ struct State {
     retries: BinaryHeap<Reverse<(Instant, String)>>,
     buffered: usize,
     to_ack: Vec<String>,
+    /// When `to_ack` must be written at the latest.
+    ack_due: Option<Instant>,
 }
 
 impl State {
@@ -100,6 +106,9 @@ impl Deliverer {
         let mut inflight: JoinSet<Done> = JoinSet::new();
         let mut owned = false;
         let mut next_renew = Instant::now();
+        // Whether to look at the outbox: when woken (this process queued something) or
+        // every POLL, not after each delivery (a read is a store or Redis round trip).
+        let mut look = true;
         loop {
             let now = Instant::now();
             if now >= next_renew {
@@ -111,6 +120,7 @@ impl Deliverer {
                             tracing::info!(app = self.app, "callbacks: delivery lease taken again");
                         }
                         owned = true;
+                        look = true;
                         drain(&mut inflight).await;
                         state = State::default();
                         if let Some(node) = &self.node {
@@ -132,7 +142,9 @@ impl Deliverer {
                 self.refresh_gauges().await;
             }
             if owned {
-                self.fill(&mut state).await;
+                if std::mem::take(&mut look) {
+                    self.fill(&mut state).await;
+                }
                 self.release_retries(&mut state);
                 while inflight.len() < self.settings.max_in_flight as usize {
                     let Some(user) = state.ready.pop_front() else {
@@ -154,7 +166,11 @@ impl Deliverer {
                         item,
                     ));
                 }
-                if !state.to_ack.is_empty() {
+                let ack_now = state.to_ack.len() >= ACK_BATCH
+                    || inflight.is_empty()
+                    || state.ack_due.is_some_and(|t| t <= Instant::now());
+                if !state.to_ack.is_empty() && ack_now {
+                    state.ack_due = None;
                     let ids = std::mem::take(&mut state.to_ack);
                     if let Err(e) = self.outbox.ack(self.app, ids.clone()).await {
                         // Kept: acknowledged again next time (sent again after a restart).
@@ -167,7 +183,8 @@ impl Deliverer {
                 .retries
                 .peek()
                 .map_or(now + POLL, |Reverse((t, _))| (*t).min(now + POLL))
-                .min(next_renew);
+                .min(next_renew)
+                .min(state.ack_due.unwrap_or(next_renew));
             tokio::select! {
                 _ = shutdown.cancelled() => {
                     inflight.abort_all();
@@ -185,8 +202,8 @@ impl Deliverer {
                         self.finished(&mut state, done);
                     }
                 }
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep_until(wait_until) => {}
+                _ = self.wake.notified() => look = true,
+                _ = tokio::time::sleep_until(wait_until) => look = true,
             }
         }
     }
@@ -236,6 +253,9 @@ impl Deliverer {
                 uq.events.pop_front();
                 state.buffered -= 1;
                 state.to_ack.push(done.item.id);
+                state
+                    .ack_due
+                    .get_or_insert_with(|| Instant::now() + ACK_EVERY);
                 self.metrics.sent();
                 let age = crate::clock::unix_ms().saturating_sub(done.item.event.t);
                 self.metrics.latency(Duration::from_millis(age));
