@@ -17,8 +17,8 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -34,10 +34,10 @@ pub const BUFFERED: usize = 4096;
 const POLL: Duration = Duration::from_millis(100);
 /// How often the cluster lease is renewed (and the gauges refreshed).
 const RENEW: Duration = Duration::from_secs(1);
-/// Delivered events are removed from the outbox in batches: at most this many, or after
-/// at most [`ACK_EVERY`] (a removal is a store commit or a Redis call).
-const ACK_BATCH: usize = 256;
-const ACK_EVERY: Duration = Duration::from_millis(50);
+/// Delivered events removed from the outbox in one store commit or Redis call at most.
+const ACK_BATCH: usize = 512;
+/// Events read from the outbox in one store or Redis call at most.
+const READ_BATCH: usize = 512;
 
 /// The wait before retry number `attempt` (1-based): 250 ms doubling, at most 30 s.
 pub fn backoff(attempt: u32) -> Duration {
@@ -73,22 +73,16 @@ struct UserQueue {
 /// The deliverer's read-ahead state (dropped when the cluster lease moves).
 #[derive(Default)]
 struct State {
-    /// The last id read.
-    cursor: Option<String>,
     users: HashMap<String, UserQueue>,
     /// Users whose next event may go now.
     ready: VecDeque<String>,
     /// Users waiting for a retry.
     retries: BinaryHeap<Reverse<(Instant, String)>>,
     buffered: usize,
-    to_ack: Vec<String>,
-    /// When `to_ack` must be written at the latest.
-    ack_due: Option<Instant>,
 }
 
 impl State {
     fn push(&mut self, q: Queued) {
-        self.cursor = Some(q.id.clone());
         self.buffered += 1;
         let user = q.event.u.clone();
         let uq = self.users.entry(user.clone()).or_default();
@@ -99,52 +93,127 @@ impl State {
     }
 }
 
+/// The outbox reader: its own cursor, read ahead into the deliverer's channel (which
+/// bounds it), woken by this process's enqueues or every [`POLL`]. Runs apart from the
+/// deliverer so that a slow store or Redis round trip never holds requests back.
+async fn read_loop(outbox: Outbox, app: u32, wake: Arc<Notify>, tx: mpsc::Sender<Queued>) {
+    let mut cursor: Option<String> = None;
+    loop {
+        match outbox.read(app, cursor.as_deref(), READ_BATCH).await {
+            Ok(items) if !items.is_empty() => {
+                for q in items {
+                    cursor = Some(q.id.clone());
+                    if tx.send(q).await.is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(app, error = %e, "callbacks: outbox unreadable"),
+        }
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
+
+/// Removes delivered events from the outbox, in batches (whatever was delivered while the
+/// previous batch was being removed), apart from the deliverer. A failed removal only means
+/// the event is sent again after a restart or a move (a duplicate after a failure).
+async fn ack_loop(outbox: Outbox, app: u32, mut rx: mpsc::UnboundedReceiver<String>) {
+    while let Some(first) = rx.recv().await {
+        let mut ids = vec![first];
+        while ids.len() < ACK_BATCH {
+            match rx.try_recv() {
+                Ok(id) => ids.push(id),
+                Err(_) => break,
+            }
+        }
+        for attempt in 1..=3 {
+            match outbox.ack(app, ids.clone()).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(app, attempt, error = %e, "callbacks: delivered events not removed yet");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+}
+
+/// The reader of the current ownership.
+struct Reader {
+    task: JoinHandle<()>,
+    rx: mpsc::Receiver<Queued>,
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn next_read(reader: &mut Option<Reader>) -> Option<Queued> {
+    match reader {
+        Some(r) => r.rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Deliverer {
     pub async fn run(self, shutdown: CancellationToken) {
         let client = Arc::new(Client::new(self.endpoint.clone()));
         let mut state = State::default();
         let mut inflight: JoinSet<Done> = JoinSet::new();
-        let mut owned = false;
+        let mut reader: Option<Reader> = None;
+        let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+        let acker = tokio::spawn(ack_loop(self.outbox.clone(), self.app, ack_rx));
         let mut next_renew = Instant::now();
-        // Whether to look at the outbox: when woken (this process queued something) or
-        // every POLL, not after each delivery (a read is a store or Redis round trip).
-        let mut look = true;
         loop {
             let now = Instant::now();
             if now >= next_renew {
                 next_renew = now + RENEW;
                 match self.outbox.own(self.app).await {
-                    Ownership::Held if owned => {}
+                    Ownership::Held if reader.is_some() => {}
                     Ownership::Held | Ownership::Taken => {
-                        if owned {
+                        if reader.is_some() {
                             tracing::info!(app = self.app, "callbacks: delivery lease taken again");
                         }
-                        owned = true;
-                        look = true;
+                        // The old reader stops first: the new one reads from the oldest.
+                        drop(reader.take());
                         drain(&mut inflight).await;
                         state = State::default();
+                        let (tx, rx) = mpsc::channel(BUFFERED);
+                        reader = Some(Reader {
+                            task: tokio::spawn(read_loop(
+                                self.outbox.clone(),
+                                self.app,
+                                Arc::clone(&self.wake),
+                                tx,
+                            )),
+                            rx,
+                        });
                         if let Some(node) = &self.node {
                             tracing::info!(app = self.app, node, "callbacks: this node delivers");
                         }
                     }
                     Ownership::Elsewhere => {
-                        if owned {
+                        if reader.is_some() {
                             tracing::info!(
                                 app = self.app,
                                 "callbacks: delivery moved to another node"
                             );
                         }
-                        owned = false;
+                        reader = None;
                         drain(&mut inflight).await;
                         state = State::default();
                     }
                 }
                 self.refresh_gauges().await;
             }
-            if owned {
-                if std::mem::take(&mut look) {
-                    self.fill(&mut state).await;
-                }
+            if reader.is_some() {
                 self.release_retries(&mut state);
                 while inflight.len() < self.settings.max_in_flight as usize {
                     let Some(user) = state.ready.pop_front() else {
@@ -166,65 +235,40 @@ impl Deliverer {
                         item,
                     ));
                 }
-                let ack_now = state.to_ack.len() >= ACK_BATCH
-                    || inflight.is_empty()
-                    || state.ack_due.is_some_and(|t| t <= Instant::now());
-                if !state.to_ack.is_empty() && ack_now {
-                    state.ack_due = None;
-                    let ids = std::mem::take(&mut state.to_ack);
-                    if let Err(e) = self.outbox.ack(self.app, ids.clone()).await {
-                        // Kept: acknowledged again next time (sent again after a restart).
-                        tracing::warn!(app = self.app, error = %e, "callbacks: delivered events not removed yet");
-                        state.to_ack = ids;
-                    }
-                }
             }
             let wait_until = state
                 .retries
                 .peek()
-                .map_or(now + POLL, |Reverse((t, _))| (*t).min(now + POLL))
-                .min(next_renew)
-                .min(state.ack_due.unwrap_or(next_renew));
+                .map_or(next_renew, |Reverse((t, _))| (*t).min(next_renew));
             tokio::select! {
                 _ = shutdown.cancelled() => {
+                    drop(reader);
                     inflight.abort_all();
-                    if !state.to_ack.is_empty() {
-                        let _ = self.outbox.ack(self.app, state.to_ack).await;
-                    }
+                    // What was delivered is removed before the process goes (else it is
+                    // sent again after the restart).
+                    drop(ack_tx);
+                    let _ = tokio::time::timeout(Duration::from_secs(2), acker).await;
                     return;
                 }
                 Some(done) = inflight.join_next(), if !inflight.is_empty() => {
                     if let Ok(done) = done {
-                        self.finished(&mut state, done);
+                        self.finished(&mut state, done, &ack_tx);
                     }
-                    // Take every other finished one too before looking at the outbox again.
                     while let Some(Ok(done)) = inflight.try_join_next() {
-                        self.finished(&mut state, done);
+                        self.finished(&mut state, done, &ack_tx);
                     }
                 }
-                _ = self.wake.notified() => look = true,
-                _ = tokio::time::sleep_until(wait_until) => look = true,
-            }
-        }
-    }
-
-    /// Reads what fits into the read-ahead.
-    async fn fill(&self, state: &mut State) {
-        let room = BUFFERED.saturating_sub(state.buffered);
-        if room == 0 {
-            return;
-        }
-        match self
-            .outbox
-            .read(self.app, state.cursor.as_deref(), room)
-            .await
-        {
-            Ok(items) => {
-                for q in items {
+                Some(q) = next_read(&mut reader), if state.buffered < BUFFERED => {
                     state.push(q);
+                    while state.buffered < BUFFERED {
+                        match reader.as_mut().map(|r| r.rx.try_recv()) {
+                            Some(Ok(q)) => state.push(q),
+                            _ => break,
+                        }
+                    }
                 }
+                _ = tokio::time::sleep_until(wait_until) => {}
             }
-            Err(e) => tracing::warn!(app = self.app, error = %e, "callbacks: outbox unreadable"),
         }
     }
 
@@ -239,7 +283,7 @@ impl Deliverer {
         }
     }
 
-    fn finished(&self, state: &mut State, done: Done) {
+    fn finished(&self, state: &mut State, done: Done, acks: &mpsc::UnboundedSender<String>) {
         let Some(uq) = state.users.get_mut(&done.user) else {
             return;
         };
@@ -252,10 +296,7 @@ impl Deliverer {
                 uq.attempts = 0;
                 uq.events.pop_front();
                 state.buffered -= 1;
-                state.to_ack.push(done.item.id);
-                state
-                    .ack_due
-                    .get_or_insert_with(|| Instant::now() + ACK_EVERY);
+                let _ = acks.send(done.item.id.clone());
                 self.metrics.sent();
                 let age = crate::clock::unix_ms().saturating_sub(done.item.event.t);
                 self.metrics.latency(Duration::from_millis(age));
