@@ -38,6 +38,16 @@ async fn delivered(receiver: &Receiver, n: usize, within: Duration) -> Option<In
     None
 }
 
+/// From each event (its first acceptance) to the receiver.
+fn latencies(accepted: &[tim_test_support::receiver::Request]) -> Vec<Duration> {
+    let mut seen = std::collections::HashSet::new();
+    accepted
+        .iter()
+        .filter(|r| seen.insert(r.event_id()))
+        .map(|r| Duration::from_millis(r.received_ms.saturating_sub(r.event_time())))
+        .collect()
+}
+
 /// Logs `n` users in then out; returns the logins/s.
 async fn round(url: &str, prefix: &str, n: usize, concurrency: usize) -> f64 {
     let t0 = Instant::now();
@@ -91,17 +101,34 @@ pub async fn run(args: CallbacksArgs) -> bool {
             ok = false;
         }
         Some(_) => {
-            let mut latency: Vec<Duration> = receiver
-                .accepted()
-                .iter()
-                .map(|r| Duration::from_millis(r.received_ms.saturating_sub(r.event_time())))
-                .collect();
+            let mut latency = latencies(&receiver.accepted());
             print_summary(
                 "  delivery latency (decision -> receiver, during the rounds)",
                 &mut latency,
             );
         }
     }
+    // The same at a moderate rate (a few logins in flight): latency without a backlog.
+    let paced = (n / 5).max(1);
+    let before = receiver.accepted_count();
+    let before_raw = receiver.accepted().len();
+    let t0 = Instant::now();
+    round(&on.url(), "paced-", paced, 4).await;
+    let rate = paced as f64 / t0.elapsed().as_secs_f64();
+    match delivered(&receiver, before + 2 * paced, Duration::from_secs(60)).await {
+        None => {
+            println!("  NOT DELIVERED (paced round)");
+            ok = false;
+        }
+        Some(_) => {
+            let mut latency = latencies(&receiver.accepted()[before_raw..]);
+            print_summary(
+                &format!("  delivery latency at a moderate rate ({paced} users, 4 in flight, {rate:.0} logins/s)"),
+                &mut latency,
+            );
+        }
+    }
+    let events = events + 2 * paced;
     let requests = receiver.requests().len();
     if requests != events {
         println!(

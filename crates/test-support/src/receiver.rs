@@ -157,15 +157,16 @@ impl Receiver {
         self.shared.lock().unwrap().script = answers.iter().rev().copied().collect();
     }
 
-    /// How many requests were accepted so far (cheap: no copy).
+    /// How many distinct events (by `EventID`) were accepted so far.
     pub fn accepted_count(&self) -> usize {
-        self.shared
-            .lock()
-            .unwrap()
+        let s = self.shared.lock().unwrap();
+        let ids: std::collections::HashSet<&str> = s
             .requests
             .iter()
             .filter(|r| r.accepted)
-            .count()
+            .filter_map(|r| r.body["EventID"].as_str())
+            .collect();
+        ids.len()
     }
 
     /// Every request so far.
