@@ -83,6 +83,8 @@ impl Request {
 #[derive(Default)]
 struct Shared {
     requests: Vec<Request>,
+    /// The EventIDs accepted so far (counted without a walk over `requests`).
+    accepted_ids: std::collections::HashSet<String>,
     answer: Option<Answer>,
     /// Answers for the next requests, before `answer`.
     script: Vec<Answer>,
@@ -159,14 +161,7 @@ impl Receiver {
 
     /// How many distinct events (by `EventID`) were accepted so far.
     pub fn accepted_count(&self) -> usize {
-        let s = self.shared.lock().unwrap();
-        let ids: std::collections::HashSet<&str> = s
-            .requests
-            .iter()
-            .filter(|r| r.accepted)
-            .filter_map(|r| r.body["EventID"].as_str())
-            .collect();
-        ids.len()
+        self.shared.lock().unwrap().accepted_ids.len()
     }
 
     /// Every request so far.
@@ -250,6 +245,11 @@ async fn handle(
     let answer = {
         let mut s = shared.lock().unwrap();
         let answer = s.script.pop().or(s.answer).unwrap_or(Answer::Ok);
+        if answer == Answer::Ok {
+            if let Some(id) = body["EventID"].as_str() {
+                s.accepted_ids.insert(id.to_owned());
+            }
+        }
         s.requests.push(Request {
             path,
             query,
