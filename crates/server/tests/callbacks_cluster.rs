@@ -1,7 +1,9 @@
 //! State.StateChange callbacks in cluster mode: three `timd` processes on one real Redis,
 //! one receiver. Each pair once in a clean run, whichever node decided; a login on one
-//! node that kicks a tab on another carries KickedDevice; and when a node holding sessions
-//! is killed with `kill -9`, another node reports Disconnect/TimeOut for each of them.
+//! node that kicks a tab on another carries KickedDevice; when a node holding sessions is
+//! killed with `kill -9`, another node reports Disconnect/TimeOut for each of them; and when
+//! the node delivering is killed with requests in flight, another takes the delivery over
+//! and nothing is lost.
 
 mod common;
 
@@ -114,4 +116,48 @@ async fn three_nodes_report_each_pair_once_and_a_killed_nodes_sessions_time_out(
     let timeout = got.iter().find(|r| r.pair().1 == "TimeOut").unwrap();
     assert_eq!(timeout.query["OptPlatform"], "Unknown");
     drop((n1, n2));
+}
+
+#[tokio::test]
+async fn when_the_delivering_node_dies_another_takes_over_and_nothing_is_lost() {
+    let redis = RedisServer::start();
+    let receiver = Receiver::start().await;
+    // Nothing is accepted while the deliverer runs: every request hangs.
+    receiver.answer(tim_test_support::Answer::Hang);
+    let mut nodes = vec![
+        node(&redis, &receiver),
+        node(&redis, &receiver),
+        node(&redis, &receiver),
+    ];
+    // Users log in and out on every node.
+    for (i, user) in ["u0", "u1", "u2", "u3", "u4", "u5"].iter().enumerate() {
+        let mut ws = online(&nodes[i % 3], user, "i").await;
+        send(&mut ws, &ClientFrame::Logout { seq: 2 }).await;
+        assert!(matches!(recv(&mut ws).await, ServerFrame::LogoutOk { .. }));
+    }
+    // The node delivering (the one holding the app's lease) has requests in flight.
+    tim_test_support::wait::eventually_within("a request in flight", DELIVERY, || {
+        !receiver.requests().is_empty()
+    })
+    .await;
+    let deliverer = (0..3)
+        .find(|i| nodes[*i].log().contains("callbacks: this node delivers"))
+        .expect("one node delivers");
+    nodes[deliverer].kill9();
+    receiver.answer(tim_test_support::Answer::Ok);
+    let got = receiver.wait_accepted(12, DELIVERY).await;
+    let by_user = per_user(&got);
+    for user in ["u0", "u1", "u2", "u3", "u4", "u5"] {
+        assert_eq!(
+            by_user[user],
+            pairs(&[("Login", "Register"), ("Logout", "Unregister")]),
+            "{user}"
+        );
+    }
+    assert!(
+        (0..3)
+            .filter(|i| *i != deliverer)
+            .any(|i| nodes[i].log().contains("callbacks: this node delivers")),
+        "another node took the delivery over"
+    );
 }
