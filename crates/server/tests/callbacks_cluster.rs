@@ -124,7 +124,7 @@ async fn when_the_delivering_node_dies_another_takes_over_and_nothing_is_lost() 
     let receiver = Receiver::start().await;
     // Nothing is accepted while the deliverer runs: every request hangs.
     receiver.answer(tim_test_support::Answer::Hang);
-    let mut nodes = vec![
+    let mut nodes = [
         node(&redis, &receiver),
         node(&redis, &receiver),
         node(&redis, &receiver),
