@@ -7,6 +7,9 @@
 #   scripts/bench.sh kick [ARGS]     # kick delivery latency (tim-bench kick --help)
 #   scripts/bench.sh restart [ARGS]  # 10,000 sessions through a SIGTERM and a kill -9 restart
 #   scripts/bench.sh logins [ARGS]   # login throughput, timd CPU per login (--perf FILE: perf record)
+#   scripts/bench.sh callbacks [ARGS]  # State.StateChange to a local receiver: logins/s callbacks off
+#                                    # vs on (ratio), delivery latency p50/p99 from the decision, a
+#                                    # backlog of 10,000 logins + logouts drained (events/s)
 #   scripts/bench.sh sidebyside [ARGS]  # timd vs a bare axum WebSocket login server, 3 interleaved
 #                                    # rounds of 10,000 logins (first-time, returning with the same and
 #                                    # with a new UserSig) from --clients 2 processes: logins/s, CPU per
@@ -88,6 +91,7 @@ case "$what" in
   kick) exec "$bench" kick "$@" ;;
   restart) exec "$bench" restart "$@" ;;
   logins) exec "$bench" logins "$@" ;;
+  callbacks) exec "$bench" callbacks "$@" ;;
   sidebyside) exec "$bench" sidebyside "$@" ;;
   apps) exec "$bench" apps "$@" ;;
   settings)
@@ -123,5 +127,5 @@ case "$what" in
     "$bench" restart --sessions 10000
     browser
     ;;
-  *) echo "usage: $0 [kick|restart|logins|sidebyside|apps|settings|cluster|hold|chaos|soak|browser|coldstart|cycles|background|all] [ARGS]" >&2; exit 2 ;;
+  *) echo "usage: $0 [kick|restart|logins|callbacks|sidebyside|apps|settings|cluster|hold|chaos|soak|browser|coldstart|cycles|background|all] [ARGS]" >&2; exit 2 ;;
 esac

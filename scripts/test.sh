@@ -106,7 +106,7 @@ step "the packed tarball as web projects install it: package check; plain page, 
 step "the docs' commands: every shell block of README.md and docs/ run as written, or found in the script CI runs (node --test tests/docs)"
 node --test tests/docs/
 
-step "end to end: seed, demo, tabs, settings, faults, refusals, visibility, parity, leaks, cluster, wss through the deploy/ nginx and HAProxy examples (tls) in real Chromium, Firefox and WebKit (node --test tests/e2e)"
+step "end to end: seed, demo, tabs, callbacks, settings, faults, refusals, visibility, parity, leaks, cluster, wss through the deploy/ nginx and HAProxy examples (tls) in real Chromium, Firefox and WebKit (node --test tests/e2e)"
 node --test --test-concurrency=1 tests/e2e/
 
 echo "== test: all passed" >&2

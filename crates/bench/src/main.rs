@@ -30,6 +30,7 @@
 
 mod apps;
 mod bare;
+mod callbacks;
 mod chaos;
 mod cluster;
 mod http;
@@ -72,6 +73,9 @@ enum Bench {
     Restart(restart::RestartArgs),
     /// Login throughput and timd CPU time per login (first-time, then returning accounts).
     Logins(logins::LoginsArgs),
+    /// State.StateChange callbacks to a local receiver: login throughput with callbacks off
+    /// vs on, delivery latency p50/p99 from the decision, a 10,000-login backlog's events/s.
+    Callbacks(callbacks::CallbacksArgs),
     /// Cluster mode on one Redis: cross-node kicks, logins/s per node, sessions held at
     /// scale through a restart of every node.
     Cluster(cluster::ClusterArgs),
@@ -113,6 +117,7 @@ fn main() {
         Bench::Settings(args) => runtime.block_on(apps::settings(args)),
         Bench::Restart(args) => runtime.block_on(restart::restart(args)),
         Bench::Logins(args) => runtime.block_on(logins::logins(args)),
+        Bench::Callbacks(args) => runtime.block_on(callbacks::run(args)),
         Bench::Cluster(args) => runtime.block_on(cluster::run(args)),
         Bench::ClusterWorker(args) => runtime.block_on(cluster::worker::run(args)),
         Bench::Sidebyside(args) => runtime.block_on(sidebyside::run(args)),

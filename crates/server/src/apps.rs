@@ -31,6 +31,8 @@ pub struct AppConfig {
     pub login: LoginSettings,
     /// REST calls per second for the app (all APIs together); 0 = unlimited.
     pub rest_rate_limit: u32,
+    /// Where its State.StateChange callbacks go (`callbacks/`); `None`: no callbacks.
+    pub callback: Option<crate::callbacks::CallbackTarget>,
 }
 
 impl std::fmt::Debug for AppConfig {
@@ -41,6 +43,7 @@ impl std::fmt::Debug for AppConfig {
             .field("admins", &self.admins)
             .field("login", &self.login)
             .field("rest_rate_limit", &self.rest_rate_limit)
+            .field("callback", &self.callback)
             .finish()
     }
 }

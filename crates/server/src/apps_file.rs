@@ -9,6 +9,8 @@
 //! platform_instances = 1
 //! login_policy = "dual"             # single | dual | triple | all
 //! rest_rate_limit = 200             # REST calls per second; 0 = unlimited
+//! callback_url = "http://10.0.0.5:8080/im"   # State.StateChange callbacks (optional)
+//! callback_token_file = "/etc/timd/app1.cb"  # or callback_token_env = "APP1_CB_TOKEN"
 //! ```
 //!
 //! A bad file is refused at start with the file, the app and the field named.
@@ -49,6 +51,9 @@ struct Entry {
     platform_instances: Option<i64>,
     login_policy: Option<String>,
     rest_rate_limit: Option<i64>,
+    callback_url: Option<String>,
+    callback_token_file: Option<PathBuf>,
+    callback_token_env: Option<String>,
 }
 
 /// Reads and checks the apps file at `path`. Relative `key_file`s are relative to the
@@ -176,12 +181,54 @@ pub fn load(path: &Path) -> Result<Vec<AppConfig>, AppsFileError> {
                 ))
             }
         };
+        let token = match (entry.callback_token_file, entry.callback_token_env) {
+            (Some(file), None) => {
+                let file = if file.is_relative() {
+                    dir.join(file)
+                } else {
+                    file
+                };
+                resolve_key(None, Some(&file)).map_err(|e| {
+                    err(
+                        &format!("{where_}, field callback_token_file"),
+                        e.to_string(),
+                    )
+                })?
+            }
+            (None, Some(var)) => Some(std::env::var(&var).map_err(|_| {
+                err(
+                    &format!("{where_}, field callback_token_env"),
+                    format!("the environment variable {var} is not set (or not UTF-8)"),
+                )
+            })?),
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    &where_,
+                    "give callback_token_file or callback_token_env, not both".into(),
+                ))
+            }
+            (None, None) => None,
+        };
+        let callback = match entry.callback_url {
+            Some(url) => {
+                let target = crate::callbacks::CallbackTarget { url, token };
+                target
+                    .validate()
+                    .map_err(|e| err(&format!("{where_}, field callback_url"), e))?;
+                Some(target)
+            }
+            None if token.is_some() => {
+                return Err(err(&where_, "a callback token without callback_url".into()))
+            }
+            None => None,
+        };
         apps.push(AppConfig {
             sdkappid,
             key,
             admins,
             login,
             rest_rate_limit,
+            callback,
         });
     }
     Ok(apps)
@@ -215,6 +262,8 @@ mod tests {
             sdkappid = 1400000002
             key_env = "TIMD_TEST_APPS_FILE_KEY_B"
             rest_rate_limit = 0
+            callback_url = "http://127.0.0.1:8080/cb"
+            callback_token_file = "a.key"
             "#,
         );
         let apps = load(&path).unwrap();
@@ -228,6 +277,10 @@ mod tests {
         assert_eq!(apps[1].admins, [DEFAULT_ADMIN]);
         assert_eq!(apps[1].login, LoginSettings::default());
         assert_eq!(apps[1].rest_rate_limit, 0);
+        assert_eq!(apps[0].callback, None);
+        let cb = apps[1].callback.as_ref().unwrap();
+        assert_eq!(cb.url, "http://127.0.0.1:8080/cb");
+        assert_eq!(cb.token.as_deref(), Some("key-of-a"));
     }
 
     #[test]
@@ -246,6 +299,8 @@ mod tests {
             ("[[app]]\nsdkappid = 7\nkey_file = \"a.key\"\nadmins = [\"a b\"]", "field admins"),
             ("[[app]]\nsdkappid = 7\nkey_file = \"a.key\"\n[[app]]\nsdkappid = 7\nkey_file = \"a.key\"", "app #2 (sdkappid 7): this sdkappid is listed twice"),
             ("[[app]]\nsdkappid = 7\nkey_file = \"a.key\"\ncolour = 1", "syntax"),
+            ("[[app]]\nsdkappid = 7\nkey_file = \"a.key\"\ncallback_url = \"https://x/\"", "field callback_url"),
+            ("[[app]]\nsdkappid = 7\nkey_file = \"a.key\"\ncallback_token_file = \"a.key\"", "without callback_url"),
             ("[[app]\n", "syntax"),
         ];
         for (text, want) in cases {

@@ -132,6 +132,32 @@ pub struct ServeArgs {
     /// (default: 1 behind Sentinel or on a Redis Cluster, 0 otherwise; 0 = do not wait).
     #[arg(long, env = "TIMD_REDIS_WAIT_REPLICAS", value_name = "N")]
     pub redis_wait_replicas: Option<u32>,
+    /// The app server's State.StateChange callback URL (http://...): every login, logout,
+    /// disconnect and kick is POSTed there as Tencent does (docs/callbacks.md). With --apps,
+    /// each app's `callback_url` instead.
+    #[arg(long, env = "TIMD_CALLBACK_URL", value_name = "URL")]
+    pub callback_url: Option<String>,
+    /// The callback authentication token (the request's Sign), from this file (one line).
+    #[arg(long, env = "TIMD_CALLBACK_TOKEN_FILE", value_name = "PATH")]
+    pub callback_token_file: Option<PathBuf>,
+    /// The callback authentication token itself (prefer the file: the environment and the
+    /// command line are visible to other processes).
+    #[arg(
+        long = "callback-token",
+        env = "TIMD_CALLBACK_TOKEN",
+        hide_env_values = true
+    )]
+    pub callback_token: Option<String>,
+    /// How long a callback receiver has to answer one request before it is retried.
+    #[arg(long, env = "TIMD_CALLBACK_TIMEOUT_MS", default_value_t = crate::callbacks::DEFAULT_TIMEOUT_MS)]
+    pub callback_timeout_ms: u32,
+    /// Callback requests in flight per app at most.
+    #[arg(long, env = "TIMD_CALLBACK_MAX_IN_FLIGHT", default_value_t = crate::callbacks::DEFAULT_MAX_IN_FLIGHT)]
+    pub callback_max_in_flight: u32,
+    /// Callback events waiting per app at most; beyond it the oldest are dropped (counted
+    /// in timd_callbacks_dropped, logged): logins never wait for a receiver.
+    #[arg(long, env = "TIMD_CALLBACK_QUEUE_CAP", default_value_t = crate::callbacks::DEFAULT_QUEUE_CAP)]
+    pub callback_queue_cap: u32,
 }
 
 impl ServeArgs {
@@ -146,6 +172,30 @@ impl ServeArgs {
                 crate::apps_file::load(path)?
             }
             None => Vec::new(),
+        };
+        let token = resolve_key(
+            self.callback_token.clone(),
+            self.callback_token_file.as_deref(),
+        )
+        .map_err(|e| ConfigError::BadCallback(format!("callback token: {e}")))?;
+        let callback = match (&self.callback_url, token) {
+            (Some(_), _) if !apps.is_empty() => {
+                return Err(ConfigError::BadCallback(
+                    "--apps names every app's callback (callback_url): do not also give \
+                     --callback-url"
+                        .into(),
+                ))
+            }
+            (Some(url), token) => Some(crate::callbacks::CallbackTarget {
+                url: url.clone(),
+                token,
+            }),
+            (None, Some(_)) if apps.is_empty() => {
+                return Err(ConfigError::BadCallback(
+                    "a callback token without --callback-url".into(),
+                ))
+            }
+            (None, _) => None,
         };
         let (sdkappid, key) = match (self.sdkappid, key, self.demo) {
             _ if !apps.is_empty() => (apps[0].sdkappid, apps[0].key.clone()),
@@ -194,6 +244,12 @@ impl ServeArgs {
                 wait_replicas: self.redis_wait_replicas,
             }),
             apps,
+            callback,
+            callback_settings: crate::callbacks::CallbackSettings {
+                timeout_ms: self.callback_timeout_ms,
+                max_in_flight: self.callback_max_in_flight,
+                queue_cap: self.callback_queue_cap,
+            },
         };
         config.validate()?;
         Ok(config)

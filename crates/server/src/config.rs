@@ -82,6 +82,10 @@ pub struct Config {
     /// The apps of `--apps FILE`; empty: the one app of `sdkappid`, `key`, `admin`, `login`
     /// and `rest_rate_limit` (the single-app flags).
     pub apps: Vec<AppConfig>,
+    /// The single app's callback (`--callback-url`; the apps file has one per app).
+    pub callback: Option<crate::callbacks::CallbackTarget>,
+    /// How every app's callbacks are delivered.
+    pub callback_settings: crate::callbacks::CallbackSettings,
 }
 
 /// Default lease a node holds on each of its sessions in Redis (`cluster/`): a node that dies
@@ -195,6 +199,8 @@ impl fmt::Debug for Config {
             .field("limits", &self.limits)
             .field("cluster", &self.cluster)
             .field("apps", &self.apps)
+            .field("callback", &self.callback)
+            .field("callback_settings", &self.callback_settings)
             .finish()
     }
 }
@@ -251,6 +257,8 @@ pub enum ConfigError {
     BadApp(u32),
     #[error("--apps names every app: do not also give --sdkappid, --key or --key-file")]
     AppsAndSingleApp,
+    #[error("{0}")]
+    BadCallback(String),
 }
 
 impl Config {
@@ -287,6 +295,8 @@ impl Config {
             limits: LimitSettings::default(),
             cluster: None,
             apps: Vec::new(),
+            callback: None,
+            callback_settings: crate::callbacks::CallbackSettings::default(),
         }
     }
 
@@ -301,6 +311,7 @@ impl Config {
             admins: vec![self.admin.clone()],
             login: self.login,
             rest_rate_limit: self.rest_rate_limit,
+            callback: self.callback.clone(),
         }]
     }
 
@@ -373,6 +384,14 @@ impl Config {
                 return Err(ConfigError::BadLease);
             }
         }
+        for app in self.app_configs() {
+            if let Some(target) = &app.callback {
+                target.validate().map_err(ConfigError::BadCallback)?;
+            }
+        }
+        self.callback_settings
+            .validate()
+            .map_err(ConfigError::BadCallback)?;
         // Ended sessions are remembered for the longest lifetime; never beyond it.
         if !(1..=crate::ticket::TICKET_LIFETIME_SECS).contains(&self.ticket_lifetime_secs) {
             return Err(ConfigError::BadTicketLifetime);

@@ -6,8 +6,8 @@
 //! Node-local on purpose: the hub holds what this process saw. In cluster mode the backend
 //! relays it (`cluster/console.rs`): each node publishes its events for the others, which
 //! put them in their own hub, and adds its per-minute counts to Redis, where any node reads
-//! the cluster's. The State.StateChange callbacks (a later issue) reuse these emission
-//! points.
+//! the cluster's. The State.StateChange callbacks (`callbacks/`) are reported at these same
+//! emission points, but durably and at least once, which this feed is not.
 //!
 //! Best effort, as a feed is: a kick of an instance whose socket is already gone (away,
 //! waiting for a resume) is not an event (its resume learns of it instead), and in cluster

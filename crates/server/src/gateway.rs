@@ -26,6 +26,7 @@ use tracing::Instrument;
 
 use crate::apps::App;
 use crate::backend::{BackendError, LoginDecision, Renewal, ResumeError};
+use crate::callbacks::Change;
 use crate::clock::unix_secs as unix_now;
 use crate::events::Disconnect;
 use crate::limits::{Admitted, Refusal};
@@ -276,7 +277,7 @@ impl Connection {
                 Flow::Gone => break None,
             }
         };
-        self.socket_closed();
+        self.socket_closed().await;
         if let Some((code, reason)) = end {
             self.close(code, reason).await;
         }
@@ -432,6 +433,10 @@ impl Connection {
             Ok(info) => {
                 tracing::info!(user = %info.user, instance = %info.instance, "resumed");
                 self.state.events().resume(&info);
+                self.state
+                    .callbacks()
+                    .report(&info, Change::Login(&[]), Some(self.client))
+                    .await;
                 let heartbeat = self.state.config().heartbeat();
                 self.session = Some(Session::of(app, info.clone(), heartbeat));
                 let frame = ServerFrame::ResumeOk {
@@ -578,6 +583,7 @@ impl Connection {
         let crate::backend::Admission {
             info,
             kicked,
+            kicked_platforms,
             new_account,
         } = admitted.map_err(|e| (log_user(&login.user), e))?;
         let now = unix_now();
@@ -591,6 +597,12 @@ impl Connection {
             "login ok"
         );
         self.state.events().login(&info, kicked);
+        // Stored before the client hears `login_ok`; the kicked instances get no event of
+        // their own (their platforms are this one's KickedDevice).
+        self.state
+            .callbacks()
+            .report(&info, Change::Login(&kicked_platforms), Some(self.client))
+            .await;
         let config = self.state.config();
         self.session = Some(Session::of(app, info, config.heartbeat()));
         Ok(LoginOk {
@@ -719,6 +731,10 @@ impl Connection {
             return Err(e);
         }
         self.state.events().logout(&old.info);
+        self.state
+            .callbacks()
+            .report(&old.info, Change::Logout, Some(self.client))
+            .await;
         Ok(Some(old.info))
     }
 
@@ -739,15 +755,21 @@ impl Connection {
 
     /// The socket is going away without a logout: the instance keeps its slot for the
     /// resume grace period, so a reconnect with its ticket resumes without kicking anyone.
-    fn socket_closed(&mut self) {
+    async fn socket_closed(&mut self) {
         if let Some(old) = self.session.take() {
+            let (why, change) = if self.timed_out {
+                (Disconnect::TimeOut, Change::TimeOut)
+            } else {
+                (Disconnect::LinkClose, Change::LinkClose)
+            };
+            // Stored before the slot is marked away: a resume (which needs it away) is
+            // always reported after this disconnect.
+            self.state
+                .callbacks()
+                .report(&old.info, change, Some(self.client))
+                .await;
             let until = std::time::Instant::now() + self.state.config().resume_grace();
             self.state.backend().detach(&old.info, until);
-            let why = if self.timed_out {
-                Disconnect::TimeOut
-            } else {
-                Disconnect::LinkClose
-            };
             self.state.events().disconnect(&old.info, why);
         }
     }
@@ -767,6 +789,18 @@ impl Connection {
                         "kicked"
                     );
                     self.state.events().kicked(&s, reason);
+                    // A login's kicks are its KickedDevice; the others end the session.
+                    let change = match reason {
+                        KickReason::RestApi => Some(Change::RestKick),
+                        KickReason::UserSigExpired => Some(Change::Expired),
+                        KickReason::MultipleAccount | KickReason::MultipleDevice => None,
+                    };
+                    if let Some(change) = change {
+                        self.state
+                            .callbacks()
+                            .report(&s, change, Some(self.client))
+                            .await;
+                    }
                 }
                 self.send_kicked(reason).await
             }
@@ -806,6 +840,10 @@ impl Connection {
                 tracing::warn!(user = %s.user, error = %e, "expiry not recorded");
             }
             self.state.events().kicked(&s, KickReason::UserSigExpired);
+            self.state
+                .callbacks()
+                .report(&s, Change::Expired, Some(self.client))
+                .await;
             return self.send_kicked(KickReason::UserSigExpired).await;
         }
         let (now, idle) = (Instant::now(), self.idle_deadline());

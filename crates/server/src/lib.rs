@@ -9,6 +9,7 @@ pub mod apps;
 pub mod apps_file;
 pub mod backend;
 pub mod bounded;
+pub mod callbacks;
 pub mod cli;
 pub mod client_addr;
 pub mod clock;
@@ -210,6 +211,13 @@ pub async fn run_with(
         state
             .backend()
             .spawn_event_relay(state.events(), backend_stop.clone()),
+    );
+    // Stopped with the backend: the sockets' last events (their disconnects) are stored
+    // first; what is not delivered by then waits in the outbox.
+    backend_tasks.extend(
+        state
+            .callbacks()
+            .spawn(state.backend().node(), backend_stop.clone()),
     );
     let service =
         router(state.clone(), devices).into_make_service_with_connect_info::<SocketAddr>();

@@ -38,6 +38,125 @@ pub struct Metrics {
     settings_version: Family<Vec<(&'static str, String)>, Gauge>,
     tasks: Gauge,
     cluster: ClusterMetrics,
+    callbacks: CallbackMetrics,
+}
+
+/// The State.StateChange callbacks' metrics (`callbacks/`).
+#[derive(Clone)]
+pub struct CallbackMetrics {
+    sent: Counter,
+    failed: Family<Labels, Counter>,
+    retries: Counter,
+    dropped: Family<Labels, Counter>,
+    queued: Family<Vec<(&'static str, String)>, Gauge>,
+    oldest: Family<Vec<(&'static str, String)>, Gauge>,
+    latency: Histogram,
+}
+
+impl Default for CallbackMetrics {
+    fn default() -> Self {
+        CallbackMetrics::register(&mut Registry::default())
+    }
+}
+
+impl CallbackMetrics {
+    fn register(registry: &mut Registry) -> CallbackMetrics {
+        let m = CallbackMetrics {
+            sent: Counter::default(),
+            failed: Family::default(),
+            retries: Counter::default(),
+            dropped: Family::default(),
+            queued: Family::default(),
+            oldest: Family::default(),
+            // 1 ms .. ~65 s, doubling.
+            latency: Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                0.001, 2.0, 17,
+            )),
+        };
+        registry.register(
+            "timd_callbacks_sent",
+            "State.StateChange callbacks the receiver accepted (2xx, ErrorCode 0)",
+            m.sent.clone(),
+        );
+        registry.register(
+            "timd_callbacks_failed",
+            "Callback requests not accepted, by cause (status, error_code, bad_answer, timeout, connect, io)",
+            m.failed.clone(),
+        );
+        for cause in [
+            "status",
+            "error_code",
+            "bad_answer",
+            "timeout",
+            "connect",
+            "io",
+        ] {
+            let _ = m.failed.get_or_create(&vec![("cause", cause)]);
+        }
+        registry.register(
+            "timd_callbacks_retries",
+            "Callback requests scheduled again after a failure",
+            m.retries.clone(),
+        );
+        registry.register(
+            "timd_callbacks_dropped",
+            "Callback events dropped: past the queue cap (oldest first), or not storable",
+            m.dropped.clone(),
+        );
+        for why in ["cap", "store"] {
+            let _ = m.dropped.get_or_create(&vec![("why", why)]);
+        }
+        registry.register(
+            "timd_callbacks_queued",
+            "Callback events waiting for delivery, by app (refreshed every second by the delivering node)",
+            m.queued.clone(),
+        );
+        registry.register(
+            "timd_callbacks_oldest_age_seconds",
+            "Age of the oldest callback event waiting, by app",
+            m.oldest.clone(),
+        );
+        registry.register(
+            "timd_callbacks_latency_seconds",
+            "From the event (the decision) to the receiver's acceptance",
+            m.latency.clone(),
+        );
+        m
+    }
+
+    pub fn sent(&self) {
+        self.sent.inc();
+    }
+
+    pub fn sent_count(&self) -> u64 {
+        self.sent.get()
+    }
+
+    pub fn failed(&self, cause: &'static str) {
+        self.failed.get_or_create(&vec![("cause", cause)]).inc();
+    }
+
+    pub fn retry(&self) {
+        self.retries.inc();
+    }
+
+    pub fn dropped(&self, why: &'static str, n: u64) {
+        self.dropped.get_or_create(&vec![("why", why)]).inc_by(n);
+    }
+
+    pub fn latency(&self, d: std::time::Duration) {
+        self.latency.observe(d.as_secs_f64());
+    }
+
+    /// The app's queue: events waiting and the oldest one's age (ms).
+    pub fn queue(&self, app: u32, len: u64, oldest_ms: u64) {
+        self.queued
+            .get_or_create(&vec![("app", app.to_string())])
+            .set(len as i64);
+        self.oldest
+            .get_or_create(&vec![("app", app.to_string())])
+            .set((oldest_ms / 1000) as i64);
+    }
 }
 
 /// The gauges read at scrape time.
@@ -205,7 +324,9 @@ impl Metrics {
             "Kicks and supersessions read from the node's stream",
             cluster.channel_notices.clone(),
         );
+        let callbacks = CallbackMetrics::register(&mut registry);
         Metrics {
+            callbacks,
             online_by_platform,
             logins,
             kicks,
@@ -241,6 +362,11 @@ impl Metrics {
         if rate_limited {
             self.usersig_rate_limited.inc();
         }
+    }
+
+    /// The handles the callbacks update.
+    pub fn callback_handles(&self) -> CallbackMetrics {
+        self.callbacks.clone()
     }
 
     /// The handles the cluster updates.

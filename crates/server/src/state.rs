@@ -9,6 +9,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::apps::{App, Apps};
 use crate::backend::{Backend, OpenError};
+use crate::callbacks::Callbacks;
 use crate::config::Config;
 use crate::events::Events;
 use crate::limits::Limits;
@@ -28,6 +29,8 @@ struct Inner {
     metrics: Metrics,
     /// What happens to sessions, for the operator's console (`events.rs`).
     events: Arc<Events>,
+    /// The State.StateChange callbacks (`callbacks/`).
+    callbacks: Callbacks,
     shutdown: CancellationToken,
     sockets: TaskTracker,
 }
@@ -40,8 +43,15 @@ impl AppState {
         let apps = Arc::new(Apps::new(&config.app_configs()));
         let metrics = Metrics::new();
         let backend = Backend::open(&config, &apps, metrics.cluster_handles()).await?;
+        let callbacks = Callbacks::new(
+            &config.app_configs(),
+            config.callback_settings,
+            backend.callback_outbox(),
+            metrics.callback_handles(),
+        );
         Ok(AppState {
             inner: Arc::new(Inner {
+                callbacks,
                 limits: Limits::new(config.limits),
                 metrics,
                 config,
@@ -85,6 +95,11 @@ impl AppState {
     /// The session events this process saw (and, in cluster mode, the other nodes').
     pub fn events(&self) -> &Arc<Events> {
         &self.inner.events
+    }
+
+    /// The State.StateChange callbacks.
+    pub fn callbacks(&self) -> &Callbacks {
+        &self.inner.callbacks
     }
 
     /// Cancelled when the server shuts down: every socket closes with `SERVICE_RESTART`.

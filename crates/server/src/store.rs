@@ -20,7 +20,7 @@ use crate::policy::{LoginPolicy, LoginSettings};
 use crate::registry::Journal;
 
 /// Bumped by every schema change; `open` upgrades older files and refuses newer ones.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 /// The database file inside `--data-dir`.
 pub const DATABASE_FILE: &str = "timd.sqlite3";
 
@@ -55,6 +55,9 @@ pub struct Store {
     known: Arc<KnownAccounts>,
     /// Accounts the current batch registered: known once it commits.
     registered: RefCell<Vec<(u32, String)>>,
+    /// Callback events waiting per app (counted once, then kept up to date here: the cap
+    /// check must not count the table at every login).
+    callback_counts: RefCell<std::collections::HashMap<u32, u64>>,
 }
 
 /// Accounts remembered per process at most by [`KnownAccounts`] (~100 bytes each).
@@ -120,6 +123,7 @@ impl Store {
             conn,
             known: Arc::new(KnownAccounts::new(MAX_KNOWN_ACCOUNTS)),
             registered: RefCell::new(Vec::new()),
+            callback_counts: RefCell::new(std::collections::HashMap::new()),
         };
         store.migrate(legacy_app)?;
         Ok(store)
@@ -232,6 +236,23 @@ impl Store {
                      sessions belong to app {legacy_app}"
                 );
             }
+        }
+        if version < 4 {
+            // The State.StateChange callbacks' outbox (`callbacks/`): events wait here until
+            // the app's receiver accepted them. AUTOINCREMENT: ids never come back, so an
+            // EventID stays unique across restarts.
+            self.conn.execute_batch(
+                "BEGIN IMMEDIATE;
+                 CREATE TABLE IF NOT EXISTS callback_outbox (
+                     id         INTEGER PRIMARY KEY AUTOINCREMENT,
+                     app        INTEGER NOT NULL,
+                     event      TEXT NOT NULL,
+                     created_ms INTEGER NOT NULL
+                 );
+                 CREATE INDEX IF NOT EXISTS callback_outbox_app ON callback_outbox (app, id);
+                 PRAGMA user_version = 4;
+                 COMMIT;",
+            )?;
         }
         Ok(())
     }
@@ -481,6 +502,99 @@ impl Store {
             });
         }
         Ok(out)
+    }
+}
+
+/// The callbacks' outbox (`callbacks/outbox.rs`).
+impl Store {
+    fn callback_count(&self, app: u32) -> Result<u64, StoreError> {
+        if let Some(n) = self.callback_counts.borrow().get(&app) {
+            return Ok(*n);
+        }
+        let n: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM callback_outbox WHERE app = ?1",
+            [app],
+            |r| r.get(0),
+        )?;
+        self.callback_counts.borrow_mut().insert(app, n as u64);
+        Ok(n as u64)
+    }
+
+    /// Queues `event` (JSON) for `app`; beyond `cap` waiting, drops the oldest. Returns how
+    /// many were dropped.
+    pub fn callback_push(
+        &self,
+        app: u32,
+        event: &str,
+        created_ms: u64,
+        cap: u64,
+    ) -> Result<u64, StoreError> {
+        let n = self.callback_count(app)?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO callback_outbox (app, event, created_ms) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(rusqlite::params![app, event, clamp_i64(created_ms)])?;
+        let mut n = n + 1;
+        let mut dropped = 0;
+        if n > cap {
+            dropped = self
+                .conn
+                .prepare_cached(
+                    "DELETE FROM callback_outbox WHERE id IN
+                     (SELECT id FROM callback_outbox WHERE app = ?1 ORDER BY id LIMIT ?2)",
+                )?
+                .execute(rusqlite::params![app, clamp_i64(n - cap)])? as u64;
+            n -= dropped;
+        }
+        self.callback_counts.borrow_mut().insert(app, n);
+        Ok(dropped)
+    }
+
+    /// Up to `max` of `app`'s queued events after id `after`, oldest first.
+    pub fn callback_read(
+        &self,
+        app: u32,
+        after: i64,
+        max: usize,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, event FROM callback_outbox WHERE app = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(
+            rusqlite::params![app, after, max.min(i64::MAX as usize) as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Removes delivered events.
+    pub fn callback_remove(&self, app: u32, ids: &[i64]) -> Result<(), StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("DELETE FROM callback_outbox WHERE app = ?1 AND id = ?2")?;
+        let mut removed = 0;
+        for id in ids {
+            removed += stmt.execute(rusqlite::params![app, id])? as u64;
+        }
+        let n = self.callback_count(app)?;
+        self.callback_counts
+            .borrow_mut()
+            .insert(app, n.saturating_sub(removed));
+        Ok(())
+    }
+
+    /// How many events wait for `app`, and when the oldest was queued (unix ms).
+    pub fn callback_stats(&self, app: u32) -> Result<(u64, Option<u64>), StoreError> {
+        let n = self.callback_count(app)?;
+        let oldest: Option<i64> = self
+            .conn
+            .prepare_cached(
+                "SELECT created_ms FROM callback_outbox WHERE app = ?1 ORDER BY id LIMIT 1",
+            )?
+            .query_row([app], |r| r.get(0))
+            .optional()?;
+        Ok((n, oldest.map(|t| t.max(0) as u64)))
     }
 }
 

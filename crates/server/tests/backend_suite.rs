@@ -559,6 +559,7 @@ async fn apps_share_nothing(mode: Mode) {
                 admins: vec!["administrator".into()],
                 login: settings(1, 1, LoginPolicy::Dual),
                 rest_rate_limit: 0,
+                callback: None,
             },
             AppConfig {
                 sdkappid: APP_B,
@@ -566,6 +567,7 @@ async fn apps_share_nothing(mode: Mode) {
                 admins: vec!["administrator".into(), "ops".into()],
                 login: settings(1, 1, LoginPolicy::Dual),
                 rest_rate_limit: 0,
+                callback: None,
             },
         ];
     })

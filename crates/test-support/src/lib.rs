@@ -7,6 +7,7 @@
 //!   and the round-trip barrier ([`round_trip`], [`expect_untouched`]).
 //! - [`redis`]: a real `redis-server` process ([`RedisServer`]).
 //! - [`node`]: a real `timd` binary process ([`TimdNode`]); [`bin`] finds the binary.
+//! - [`receiver`]: a State.StateChange callback receiver that records what it gets.
 
 pub mod app;
 pub mod bin;
@@ -15,6 +16,7 @@ pub mod http;
 pub mod node;
 pub mod ports;
 pub mod process;
+pub mod receiver;
 pub mod redis;
 pub mod sentinel;
 pub mod server;
@@ -25,6 +27,7 @@ pub use app::{now, sig, APP, KEY, WAIT};
 pub use bin::timd_bin;
 pub use haproxy::Haproxy;
 pub use node::{TimdNode, TimdNodeBuilder};
+pub use receiver::{Answer, Receiver};
 pub use redis::RedisServer;
 pub use sentinel::{ClusterGroup, SentinelGroup, SlotMove};
 pub use server::{EmbeddedProbe, Server};

@@ -15,7 +15,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server: WebSocket gateway at /ws (+ demo page and SDK package with --demo).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a UserSig for USER, generated now.
     Usersig(UsersigArgs),
     /// Log in as a native client (any platform) and print each event it receives, until

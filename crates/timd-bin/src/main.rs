@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Client(args) => tim_client::cli::main(args),
         Command::Usersig(args) => usersig(args),
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
     }
 }
 

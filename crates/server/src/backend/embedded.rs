@@ -146,6 +146,7 @@ impl Embedded {
                 Some((info, kicked)) => LoginDecision::Admitted(Admission {
                     info,
                     kicked: kicked.len(),
+                    kicked_platforms: kicked.iter().map(|k| k.platform).collect(),
                     new_account,
                 }),
                 None => LoginDecision::Revoked,

@@ -54,6 +54,8 @@ pub struct Admission {
     pub info: InstanceInfo,
     /// Instances kicked to make room (on any node).
     pub kicked: usize,
+    /// Their platforms (the callback's `KickedDevice`).
+    pub kicked_platforms: Vec<Platform>,
     /// Whether this login created the account.
     pub new_account: bool,
 }
@@ -195,6 +197,15 @@ impl Backend {
     /// This node's id in the cluster (for the start-up log line); `None` in embedded mode.
     pub fn node(&self) -> Option<String> {
         self.cluster().map(|c| c.node())
+    }
+
+    /// Where State.StateChange callback events wait (`callbacks/outbox.rs`): the SQLite
+    /// store, or the cluster's Redis.
+    pub fn callback_outbox(&self) -> crate::callbacks::Outbox {
+        match self {
+            Backend::Embedded(e) => crate::callbacks::Outbox::Embedded(e.store().clone()),
+            Backend::Cluster(c) => crate::callbacks::Outbox::Cluster(Arc::clone(c)),
+        }
     }
 
     /// Cluster mode's membership, for tests that look at a node's held sessions; `None` in

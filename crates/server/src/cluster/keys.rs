@@ -58,6 +58,18 @@ pub fn node_reaping(node: &str) -> String {
     format!("tim:node:{node}:reaping")
 }
 
+/// An app's State.StateChange outbox: a stream of events waiting for delivery
+/// (`cluster/callbacks.rs`; also appended by `prelude.lua`'s `report_timeout`, which spells
+/// the same key).
+pub fn callback_stream(sdkappid: u32) -> String {
+    format!("tim:cb:{{{sdkappid}}}")
+}
+
+/// The node delivering an app's callbacks (SET PX, renewed every second).
+pub fn callback_owner(sdkappid: u32) -> String {
+    format!("tim:cb:{{{sdkappid}}}:owner")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +84,6 @@ mod tests {
         assert!(user_outbox(1400000000, "alice").starts_with("tim:{1400000000:alice}:"));
         assert_eq!(node_stream("ab12"), "tim:node:ab12:k");
         assert_eq!(node_users("ab12"), "tim:node:ab12:users");
+        assert_eq!(callback_stream(7), "tim:cb:{7}");
     }
 }

@@ -23,6 +23,7 @@
 //!
 //! `held.rs` is the node-local part: which socket each held session's kick goes to.
 
+pub mod callbacks;
 pub mod console;
 pub mod held;
 pub mod keys;
@@ -138,6 +139,10 @@ pub struct Cluster {
     /// Writes to other slots that scripts handed back and Redis did not take yet: retried
     /// each round ([`Self::write_ends`]), at most [`DEFERRED_KEPT`].
     deferred: std::sync::Mutex<std::collections::VecDeque<(u32, String, Vec<Deferred>)>>,
+    /// The apps whose State.StateChange callback this node has on (`app,app,…`, sorted),
+    /// passed to every user script with the view: their scripts report the sessions of dead
+    /// nodes they meet (`callbacks.rs`).
+    callbacks_on: std::sync::RwLock<(std::collections::BTreeSet<u32>, String)>,
 }
 
 impl Cluster {
@@ -169,6 +174,7 @@ impl Cluster {
             reconcile: tokio::sync::Notify::new(),
             in_flight: tokio::sync::Semaphore::new(SCRIPTS_IN_FLIGHT),
             deferred: Default::default(),
+            callbacks_on: Default::default(),
         };
         // One round trip now: a wrong password or database fails the start, not a login;
         // and the cluster's clock before the first decision.
@@ -245,6 +251,10 @@ impl Cluster {
             inv.key(key);
         }
         inv.key(keys::user_outbox(app, user));
+        let view = {
+            let on = self.callbacks_on.read().unwrap_or_else(|e| e.into_inner());
+            format!("{view}|{}", on.1)
+        };
         inv.arg(&node).arg(TICKET_LIFETIME_SECS).arg(view);
         Ok(Invocation {
             inv,
@@ -550,7 +560,7 @@ impl Cluster {
         let items = array(&reply)?;
         match items.first().map(text).transpose()?.as_deref() {
             Some("revoked") => Ok(LoginDecision::Revoked),
-            Some("ok") if items.len() == 5 => {
+            Some("ok") if items.len() >= 5 => {
                 let info = new.info(session, int(&items[1])?, inv.node.clone());
                 let kicked = int(&items[3])? as usize;
                 self.apply_local(local_notices(&items[4])?);
@@ -564,10 +574,18 @@ impl Cluster {
                     }
                 }
                 self.held.insert(info.clone(), new.outbox);
+                let kicked_platforms = match items.get(5) {
+                    Some(v) => array(v)?
+                        .iter()
+                        .filter_map(|p| text(p).ok().and_then(|p| Platform::parse(&p)))
+                        .collect(),
+                    None => Vec::new(),
+                };
                 Ok(LoginDecision::Admitted(Admission {
                     info,
                     new_account: int(&items[2])? == 1,
                     kicked,
+                    kicked_platforms,
                 }))
             }
             _ => Err(BadReply(format!("login: {reply:?}")).into()),

@@ -2,7 +2,7 @@
 -- limit, policy. Refused if the UserSig predates the user's last REST kick; registers the
 -- account; supersedes the same instance elsewhere (no kick: same tab or device); evicts the
 -- earliest beyond each limit and policy group; admits the newcomer with the next login order.
--- Returns {'revoked'} or {'ok', since, new_account, kicked, mine}.
+-- Returns {'revoked'} or {'ok', since, new_account, kicked, mine, kicked platforms}.
 local SID, INST, PLAT, EXPIRE_AT, SIG = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local WEB, OTHER, POLICY = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11]
 local k = kicked_at()
@@ -21,12 +21,14 @@ for _, e in ipairs(live_slots()) do
   end
 end
 local gone = evictions(others, PLAT, WEB, OTHER, POLICY)
+local gone_platforms = {}
 for _, g in ipairs(gone) do
   local e = others[g[1]]
   kick(e.inst, e.s, g[2])
+  gone_platforms[#gone_platforms + 1] = e.s.platform
 end
 local last = tonumber(redis.call('HGET', U, 'last') or '0') or 0
 local since = num(math.max(now_ms, last + 1))
 admit(INST, since, PLAT, SID, EXPIRE_AT, SIG)
 finish()
-return done({ 'ok', since, new_account, #gone, mine })
+return done({ 'ok', since, new_account, #gone, mine, gone_platforms })

@@ -10,8 +10,9 @@
 --   KEYS[5] outbox hash  writes to other slots not confirmed yet (`later` below): the
 --                       write (JSON array: command, key, args) -> when it was decided (ms)
 -- ARGV[1] this node's id, ARGV[2] how long a tombstone is kept (s), ARGV[3] the calling
--- node's view of the cluster: `lease_ms|view_at_ms|node,node,...` (the session lease, when
--- the node read the live nodes from `tim:nodes`, and those live nodes); each script's own
+-- node's view of the cluster: `lease_ms|view_at_ms|node,node,...|app,app,...` (the session lease, when
+-- the node read the live nodes from `tim:nodes`, and those live nodes; then the apps whose
+-- State.StateChange callback the node has on, `app,app,...`); each script's own
 -- arguments follow. Time is Redis's own clock (TIME): one clock for all nodes.
 --
 -- Liveness is per node, not per slot: a slot is live while its node is. The script never
@@ -23,7 +24,7 @@
 -- view only keeps a node that died since live a little longer.
 local U, I, S, T, O = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local NODE, TOMB_SECS = ARGV[1], tonumber(ARGV[2])
-local LEASE, VIEW_AT, LIVE = 0, 0, {}
+local LEASE, VIEW_AT, LIVE, CALLBACKS_ON = 0, 0, {}, {}
 do
   local view = {}
   for part in string.gmatch(ARGV[3] .. '|', '([^|]*)|') do
@@ -32,6 +33,9 @@ do
   LEASE, VIEW_AT = tonumber(view[1]), tonumber(view[2])
   for id in string.gmatch(view[3] or '', '[^,]+') do
     LIVE[id] = true
+  end
+  for app in string.gmatch(view[4] or '', '[^,]+') do
+    CALLBACKS_ON[app] = true
   end
 end
 local clock = redis.call('TIME')
@@ -161,6 +165,24 @@ local function tomb(inst, since, why, platform)
   end
 end
 
+-- The State.StateChange callback of a session whose node died while it was connected:
+-- Disconnect/TimeOut (the shape of callbacks/mod.rs's StateChange), handed to the calling
+-- node for the app's callback stream `tim:cb:{APP}` (another slot: a durable `later`, kept
+-- in the user's outbox until written, so a node dying before it writes does not lose it).
+-- Made by the same script that drops the slot, so each such session is reported by
+-- whichever script or reaper drops it; its EventID (`<app>-to-<session>`) is the same if
+-- the write is made twice. Only when the calling node has the app's callback on (the
+-- view's fourth field lists those apps: `tim:cb:{APP}:on` is on the app's slot).
+local CB_APP, CB_USER = string.match(USER_TAG or '', '^(%d+):(.*)$')
+local function report_timeout(s)
+  if not CB_APP or s.attached ~= '1' or not CALLBACKS_ON[CB_APP] then
+    return
+  end
+  later(true, 'XADD', 'tim:cb:{' .. CB_APP .. '}', 'MAXLEN', '~', 10000000, '*', 'e',
+    cjson.encode({ id = CB_APP .. '-to-' .. s.session, u = CB_USER, a = 'Disconnect',
+      r = 'TimeOut', p = s.platform, op = 'Unknown', ip = '', t = now_ms }))
+end
+
 -- The user's live instances, earliest login first, as {inst=, s=}. Slots whose node is
 -- dead are dropped here: lazy expiry (and `reap.lua` for users nobody touches again).
 local function live_slots()
@@ -174,6 +196,7 @@ local function live_slots()
       redis.call('HDEL', S, inst)
       if s then
         left[s.node] = true
+        report_timeout(s)
       end
     end
   end

@@ -1,0 +1,304 @@
+//! State.StateChange callbacks over real sockets, against a receiver this test runs
+//! (`tim_test_support::Receiver`): every Action/Reason from a real client action, Tencent's
+//! query and Sign, KickedDevice on a limit kick, retries (500, ErrorCode, timeout, receiver
+//! down) with nothing lost and each user's order kept, a restart with events queued, the
+//! cap; then three `timd` processes on one Redis, one of them killed with `kill -9`.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use common::*;
+use sha2::{Digest, Sha256};
+use tim_proto::{ClientFrame, KickReason, ServerFrame};
+use tim_test_support::receiver::Request;
+use tim_test_support::{Answer, Receiver};
+use timd::callbacks::{CallbackSettings, CallbackTarget};
+use timd::Config;
+
+const TOKEN: &str = "callback-token-for-tests";
+/// Long enough for any retry schedule these tests cause.
+const DELIVERY: Duration = Duration::from_secs(40);
+
+fn with_callbacks(c: &mut Config, receiver: &Receiver, timeout_ms: u32) {
+    c.callback = Some(CallbackTarget {
+        url: receiver.url(),
+        token: Some(TOKEN.into()),
+    });
+    c.callback_settings = CallbackSettings {
+        timeout_ms,
+        ..CallbackSettings::default()
+    };
+}
+
+/// Each user's (Action, Reason) in arrival order, duplicates (same EventID) dropped.
+fn per_user(requests: &[Request]) -> HashMap<String, Vec<(String, String)>> {
+    let mut seen = HashSet::new();
+    let mut out: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for r in requests {
+        if seen.insert(r.event_id()) {
+            let (a, reason, user) = r.pair();
+            out.entry(user).or_default().push((a, reason));
+        }
+    }
+    out
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(a, r)| (a.to_string(), r.to_string()))
+        .collect()
+}
+
+fn resume(seq: u32, ticket: &str) -> ClientFrame {
+    ClientFrame::Resume {
+        seq,
+        ticket: ticket.into(),
+    }
+}
+
+fn logout(seq: u32) -> ClientFrame {
+    ClientFrame::Logout { seq }
+}
+
+async fn logout_ok(ws: &mut Ws, seq: u32) {
+    send(ws, &logout(seq)).await;
+    match recv(ws).await {
+        ServerFrame::LogoutOk { .. } => {}
+        other => panic!("expected logout_ok, got {other:?}"),
+    }
+}
+
+/// Tencent's callback authentication, checked as a receiver does.
+fn check_query(r: &Request, op: &str) {
+    let q = &r.query;
+    assert_eq!(q["SdkAppid"], APP.to_string());
+    assert_eq!(q["CallbackCommand"], "State.StateChange");
+    assert_eq!(q["contenttype"], "json");
+    assert_eq!(q["OptPlatform"], op, "{:?}", r.pair());
+    let time: u64 = q["RequestTime"].parse().unwrap();
+    assert!(
+        time.abs_diff(now()) <= 60,
+        "RequestTime {time} is a minute off"
+    );
+    let want: String = Sha256::digest(format!("{TOKEN}{time}").as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(q["Sign"], want);
+    assert_eq!(r.body["CallbackCommand"], "State.StateChange");
+    assert_eq!(r.path, "/im/callback");
+}
+
+#[tokio::test]
+async fn each_pair_comes_from_a_real_client_action_in_order_and_signed() {
+    let receiver = Receiver::start().await;
+    let server = Server::start(|c| {
+        with_callbacks(c, &receiver, 2_000);
+        c.login = web(1);
+    })
+    .await;
+    // A login, then a second tab over the Web limit kicks it: one Login with KickedDevice,
+    // nothing for the kicked tab.
+    let mut a = server.connect().await;
+    login_ok(&mut a, 1, "alice", "tab-a").await;
+    let mut b = server.connect().await;
+    login_ok(&mut b, 1, "alice", "tab-b").await;
+    expect_kicked(&mut a, KickReason::MultipleAccount).await;
+    // A logout; a login whose socket then closes; its resume; a REST kick of the resumed one.
+    logout_ok(&mut b, 2).await;
+    let mut c = server.connect().await;
+    let ok = login_ok(&mut c, 1, "alice", "tab-c").await;
+    receiver.wait_accepted(4, DELIVERY).await;
+    let closed = std::time::Instant::now();
+    drop(c);
+    let got = receiver.wait_accepted(5, DELIVERY).await;
+    println!(
+        "Disconnect/LinkClose reached the receiver {:?} after the socket closed",
+        got[4].at.duration_since(closed)
+    );
+    let mut c2 = server.connect().await;
+    send(&mut c2, &resume(2, &ok.ticket)).await;
+    assert!(matches!(recv(&mut c2).await, ServerFrame::ResumeOk { .. }));
+    receiver.wait_accepted(6, DELIVERY).await;
+    let kicked = server
+        .state
+        .backend()
+        .kick_user(APP, "alice", now())
+        .await
+        .unwrap();
+    assert_eq!(kicked, Some(1));
+    expect_kicked(&mut c2, KickReason::RestApi).await;
+    let got = receiver.wait_accepted(7, DELIVERY).await;
+    assert_eq!(
+        per_user(&got)["alice"],
+        pairs(&[
+            ("Login", "Register"),
+            ("Login", "Register"),
+            ("Logout", "Unregister"),
+            ("Login", "Register"),
+            ("Disconnect", "LinkClose"),
+            ("Login", "Register"),
+            ("Logout", "Unregister"),
+        ])
+    );
+    assert!(got[0].kicked().is_empty());
+    assert_eq!(got[1].kicked(), ["Web"]);
+    assert!(got[2].body.get("KickedDevice").is_none());
+    for (i, r) in got.iter().enumerate() {
+        let op = if i == 6 { "RESTAPI" } else { "Web" };
+        check_query(r, op);
+        assert_eq!(r.query["ClientIP"], "127.0.0.1");
+        assert_eq!(r.body["Info"]["To_Account"], "alice");
+    }
+    assert!(got
+        .windows(2)
+        .all(|w| w[0].event_time() <= w[1].event_time()));
+    let ids: HashSet<String> = got.iter().map(Request::event_id).collect();
+    assert_eq!(ids.len(), 7, "EventIDs are unique");
+    // A clean run: nothing is sent twice.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.requests().len(), 7);
+}
+
+#[tokio::test]
+async fn a_lost_heartbeat_is_disconnect_timeout() {
+    let receiver = Receiver::start().await;
+    let server = Server::start(|c| {
+        with_callbacks(c, &receiver, 2_000);
+        c.heartbeat_ms = 100;
+    })
+    .await;
+    let mut ws = server.connect().await;
+    login_ok(&mut ws, 1, "bob", "i").await;
+    // Silent from now on: the server's pings go unanswered.
+    let got = receiver.wait_accepted(2, DELIVERY).await;
+    assert_eq!(
+        per_user(&got)["bob"],
+        pairs(&[("Login", "Register"), ("Disconnect", "TimeOut")])
+    );
+    check_query(&got[1], "Unknown");
+    drop(ws);
+}
+
+#[tokio::test]
+async fn failures_are_retried_and_nothing_is_lost_or_reordered() {
+    let mut receiver = Receiver::start().await;
+    let server = Server::start(|c| with_callbacks(c, &receiver, 300)).await;
+    // The first answers fail every way a receiver can: 500, ErrorCode 1, never.
+    receiver.then(&[
+        Answer::Status(500),
+        Answer::ErrorCode(1),
+        Answer::Hang,
+        Answer::Status(302),
+    ]);
+    let users = ["u0", "u1", "u2", "u3", "u4"];
+    for round in 0..2 {
+        for user in users {
+            let mut ws = server.connect().await;
+            login_ok(&mut ws, 1, user, "i").await;
+            logout_ok(&mut ws, 2).await;
+        }
+        if round == 0 {
+            // Then the receiver is down (connections refused) for a while.
+            receiver.down();
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            receiver.up().await;
+        }
+    }
+    let got = receiver.wait_accepted(20, DELIVERY).await;
+    let by_user = per_user(&got);
+    for user in users {
+        assert_eq!(
+            by_user[user],
+            pairs(&[
+                ("Login", "Register"),
+                ("Logout", "Unregister"),
+                ("Login", "Register"),
+                ("Logout", "Unregister"),
+            ]),
+            "{user}"
+        );
+    }
+    let failed = receiver.requests().len() - receiver.accepted().len();
+    assert!(failed >= 4, "the failing answers were retried ({failed})");
+    let metrics = server.state.callbacks().metrics();
+    assert_eq!(metrics.sent_count(), 20);
+}
+
+#[tokio::test]
+async fn events_queued_while_the_receiver_is_down_survive_a_restart() {
+    let mut receiver = Receiver::down_from_start().await;
+    let mut server = Server::start(|c| with_callbacks(c, &receiver, 500)).await;
+    let mut ws = server.connect().await;
+    login_ok(&mut ws, 1, "carol", "i").await;
+    logout_ok(&mut ws, 2).await;
+    let mut dave = server.connect().await;
+    login_ok(&mut dave, 1, "dave", "i").await;
+    // The restart closes dave's socket (Disconnect/LinkClose), reopens the same SQLite file.
+    server.restart().await;
+    drop(dave);
+    assert!(receiver.requests().is_empty());
+    receiver.up().await;
+    let got = receiver.wait_accepted(4, DELIVERY).await;
+    let by_user = per_user(&got);
+    assert_eq!(
+        by_user["carol"],
+        pairs(&[("Login", "Register"), ("Logout", "Unregister")])
+    );
+    assert_eq!(
+        by_user["dave"],
+        pairs(&[("Login", "Register"), ("Disconnect", "LinkClose")])
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.accepted().len(), 4);
+}
+
+#[tokio::test]
+async fn past_the_cap_the_oldest_events_go_and_logins_never_wait() {
+    let mut receiver = Receiver::down_from_start().await;
+    let server = Server::start(|c| {
+        with_callbacks(c, &receiver, 500);
+        c.callback_settings.queue_cap = 100;
+        c.limits.login_rate_per_user = 0;
+        c.limits.login_rate_per_addr = 0;
+    })
+    .await;
+    let mut ws = server.connect().await;
+    for n in 0..60u32 {
+        login_ok(&mut ws, 2 * n + 1, "erin", "i").await;
+        // The next login on the same socket logs this one out first.
+    }
+    logout_ok(&mut ws, 1000).await;
+    // 60 logins, 60 logouts: 20 dropped, oldest first.
+    let (queued, _) = server.state.callbacks().outbox().stats(APP).await.unwrap();
+    assert_eq!(queued, 100);
+    receiver.up().await;
+    receiver.wait_accepted(100, DELIVERY).await;
+    // The newest events are all delivered, the last one last (what the deliverer had
+    // already read ahead before the cap dropped it from the outbox is delivered too).
+    tim_test_support::wait::eventually_within("erin's logout delivered", DELIVERY, || {
+        receiver.accepted().last().map(Request::pair)
+            == Some(("Logout".into(), "Unregister".into(), "erin".into()))
+    })
+    .await;
+    assert!((100..=120).contains(&receiver.accepted().len()));
+    let text = reqwest_metrics(&server).await;
+    assert!(
+        text.contains("timd_callbacks_dropped_total{why=\"cap\"} 20"),
+        "{text}"
+    );
+}
+
+/// `/metrics` as a scraper reads it.
+async fn reqwest_metrics(server: &Server) -> String {
+    let addr = server.addr;
+    tokio::task::spawn_blocking(move || {
+        tim_test_support::http::get(addr, "/metrics", Duration::from_secs(5))
+            .expect("/metrics answers")
+            .1
+    })
+    .await
+    .unwrap()
+}

@@ -1,0 +1,163 @@
+//! State.StateChange callbacks in cluster mode: three `timd` processes on one real Redis,
+//! one receiver. Each pair once in a clean run, whichever node decided; a login on one
+//! node that kicks a tab on another carries KickedDevice; when a node holding sessions is
+//! killed with `kill -9`, another node reports Disconnect/TimeOut for each of them; and when
+//! the node delivering is killed with requests in flight, another takes the delivery over
+//! and nothing is lost.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use common::*;
+use tim_proto::{ClientFrame, KickReason, ServerFrame};
+use tim_test_support::receiver::Request;
+use tim_test_support::Receiver;
+
+const DELIVERY: Duration = Duration::from_secs(60);
+
+fn node(redis: &RedisServer, receiver: &Receiver) -> TimdNode {
+    TimdNode::builder()
+        .redis(&redis.url())
+        .args(["--lease-ms", "900", "--web-instances", "1"])
+        .args(["--callback-url", &receiver.url()])
+        .env("TIMD_CALLBACK_TOKEN", "cluster-token")
+        .start()
+}
+
+async fn online(node: &TimdNode, user: &str, instance: &str) -> Ws {
+    let mut ws = tim_test_support::ws::connect(&node.ws_url()).await;
+    login_ok(&mut ws, 1, user, instance).await;
+    ws
+}
+
+fn per_user(requests: &[Request]) -> HashMap<String, Vec<(String, String)>> {
+    let mut seen = HashSet::new();
+    let mut out: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for r in requests {
+        if seen.insert(r.event_id()) {
+            let (a, reason, user) = r.pair();
+            out.entry(user).or_default().push((a, reason));
+        }
+    }
+    out
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(a, r)| (a.to_string(), r.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn three_nodes_report_each_pair_once_and_a_killed_nodes_sessions_time_out() {
+    let redis = RedisServer::start();
+    let receiver = Receiver::start().await;
+    let n1 = node(&redis, &receiver);
+    let n2 = node(&redis, &receiver);
+    let mut n3 = node(&redis, &receiver);
+
+    // alice on n1, then on n2 over the Web limit: n1's tab is kicked across nodes.
+    let mut a = online(&n1, "alice", "tab-a").await;
+    receiver.wait_accepted(1, DELIVERY).await;
+    let mut b = online(&n2, "alice", "tab-b").await;
+    expect_kicked(&mut a, KickReason::MultipleAccount).await;
+    send(&mut b, &ClientFrame::Logout { seq: 2 }).await;
+    assert!(matches!(recv(&mut b).await, ServerFrame::LogoutOk { .. }));
+    // dave's socket closes without a logout.
+    let dave = online(&n1, "dave", "i").await;
+    receiver.wait_accepted(4, DELIVERY).await;
+    drop(dave);
+    // bob and carol are on n3.
+    let bob = online(&n3, "bob", "i").await;
+    let carol = online(&n3, "carol", "i").await;
+    let got = receiver.wait_accepted(7, DELIVERY).await;
+    // A clean run so far: every request accepted once.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.requests().len(), 7, "no duplicates in a clean run");
+    let login_b = got
+        .iter()
+        .filter(|r| r.user() == "alice")
+        .nth(1)
+        .expect("alice's second login");
+    assert_eq!(login_b.kicked(), ["Web"]);
+    assert!(got.iter().all(|r| r.query["Sign"].len() == 64));
+
+    // n3 dies holding bob's and carol's sessions.
+    let killed = std::time::Instant::now();
+    n3.kill9();
+    drop((bob, carol));
+    let got = receiver.wait_accepted(9, DELIVERY).await;
+    println!(
+        "TimeOut of a killed node's sessions reached the receiver {:?} after kill -9",
+        got[8].at.duration_since(killed)
+    );
+    let by_user = per_user(&receiver.accepted());
+    assert_eq!(
+        by_user["alice"],
+        pairs(&[
+            ("Login", "Register"),
+            ("Login", "Register"),
+            ("Logout", "Unregister"),
+        ])
+    );
+    assert_eq!(
+        by_user["dave"],
+        pairs(&[("Login", "Register"), ("Disconnect", "LinkClose")])
+    );
+    for user in ["bob", "carol"] {
+        assert_eq!(
+            by_user[user],
+            pairs(&[("Login", "Register"), ("Disconnect", "TimeOut")]),
+            "{user}"
+        );
+    }
+    let timeout = got.iter().find(|r| r.pair().1 == "TimeOut").unwrap();
+    assert_eq!(timeout.query["OptPlatform"], "Unknown");
+    drop((n1, n2));
+}
+
+#[tokio::test]
+async fn when_the_delivering_node_dies_another_takes_over_and_nothing_is_lost() {
+    let redis = RedisServer::start();
+    let receiver = Receiver::start().await;
+    // Nothing is accepted while the deliverer runs: every request hangs.
+    receiver.answer(tim_test_support::Answer::Hang);
+    let mut nodes = [
+        node(&redis, &receiver),
+        node(&redis, &receiver),
+        node(&redis, &receiver),
+    ];
+    // Users log in and out on every node.
+    for (i, user) in ["u0", "u1", "u2", "u3", "u4", "u5"].iter().enumerate() {
+        let mut ws = online(&nodes[i % 3], user, "i").await;
+        send(&mut ws, &ClientFrame::Logout { seq: 2 }).await;
+        assert!(matches!(recv(&mut ws).await, ServerFrame::LogoutOk { .. }));
+    }
+    // The node delivering (the one holding the app's lease) has requests in flight.
+    tim_test_support::wait::eventually_within("a request in flight", DELIVERY, || {
+        !receiver.requests().is_empty()
+    })
+    .await;
+    let deliverer = (0..3)
+        .find(|i| nodes[*i].log().contains("callbacks: this node delivers"))
+        .expect("one node delivers");
+    nodes[deliverer].kill9();
+    receiver.answer(tim_test_support::Answer::Ok);
+    let got = receiver.wait_accepted(12, DELIVERY).await;
+    let by_user = per_user(&got);
+    for user in ["u0", "u1", "u2", "u3", "u4", "u5"] {
+        assert_eq!(
+            by_user[user],
+            pairs(&[("Login", "Register"), ("Logout", "Unregister")]),
+            "{user}"
+        );
+    }
+    assert!(
+        (0..3)
+            .filter(|i| *i != deliverer)
+            .any(|i| nodes[i].log().contains("callbacks: this node delivers")),
+        "another node took the delivery over"
+    );
+}
