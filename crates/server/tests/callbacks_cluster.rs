@@ -17,9 +17,9 @@ use tim_test_support::Receiver;
 
 const DELIVERY: Duration = Duration::from_secs(60);
 
-fn node(redis: &RedisServer, receiver: &Receiver) -> TimdNode {
+fn node(redis: &str, receiver: &Receiver) -> TimdNode {
     TimdNode::builder()
-        .redis(&redis.url())
+        .redis(redis)
         .args(["--lease-ms", "900", "--web-instances", "1"])
         .args(["--callback-url", &receiver.url()])
         .env("TIMD_CALLBACK_TOKEN", "cluster-token")
@@ -53,10 +53,22 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 #[tokio::test]
 async fn three_nodes_report_each_pair_once_and_a_killed_nodes_sessions_time_out() {
     let redis = RedisServer::start();
+    each_pair_once_and_a_killed_nodes_sessions_time_out(&redis.url()).await;
+}
+
+/// The same on a Redis Cluster (3 primaries, 3 replicas): the app's callback stream is on
+/// another slot than the users', so a dead node's TimeOut goes through the two-step path.
+#[tokio::test]
+async fn the_same_on_a_redis_cluster() {
+    let group = tim_test_support::ClusterGroup::start();
+    each_pair_once_and_a_killed_nodes_sessions_time_out(&group.url()).await;
+}
+
+async fn each_pair_once_and_a_killed_nodes_sessions_time_out(redis: &str) {
     let receiver = Receiver::start().await;
-    let n1 = node(&redis, &receiver);
-    let n2 = node(&redis, &receiver);
-    let mut n3 = node(&redis, &receiver);
+    let n1 = node(redis, &receiver);
+    let n2 = node(redis, &receiver);
+    let mut n3 = node(redis, &receiver);
 
     // alice on n1, then on n2 over the Web limit: n1's tab is kicked across nodes.
     let mut a = online(&n1, "alice", "tab-a").await;
@@ -115,19 +127,26 @@ async fn three_nodes_report_each_pair_once_and_a_killed_nodes_sessions_time_out(
     }
     let timeout = got.iter().find(|r| r.pair().1 == "TimeOut").unwrap();
     assert_eq!(timeout.query["OptPlatform"], "Unknown");
+    // Made by a script: its EventID is its own, the same if it is appended twice.
+    assert!(
+        timeout.event_id().starts_with(&format!("{APP}-to-")),
+        "{}",
+        timeout.event_id()
+    );
     drop((n1, n2));
 }
 
 #[tokio::test]
 async fn when_the_delivering_node_dies_another_takes_over_and_nothing_is_lost() {
     let redis = RedisServer::start();
+    let redis = &redis.url();
     let receiver = Receiver::start().await;
     // Nothing is accepted while the deliverer runs: every request hangs.
     receiver.answer(tim_test_support::Answer::Hang);
     let mut nodes = [
-        node(&redis, &receiver),
-        node(&redis, &receiver),
-        node(&redis, &receiver),
+        node(redis, &receiver),
+        node(redis, &receiver),
+        node(redis, &receiver),
     ];
     // Users log in and out on every node.
     for (i, user) in ["u0", "u1", "u2", "u3", "u4", "u5"].iter().enumerate() {
