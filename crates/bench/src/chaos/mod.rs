@@ -1,7 +1,9 @@
 //! `tim-bench chaos`: an invariant checker under faults. SDK instances, an admin and a ticket
 //! thief act against `--nodes` nodes on one Redis while faults run one after another (a node
 //! killed with kill -9 and started again, a node frozen with SIGSTOP, Redis paused, the nodes'
-//! subscriptions cut, Redis killed and started again from its append-only file). Everything
+//! subscriptions cut, Redis killed and started again from its append-only file; with
+//! `--sentinel` a killed primary is a failover, with `--redis-cluster` the Redis faults hit one
+//! shard of a 3-primary/3-replica Redis Cluster, a kill being that shard's failover). Everything
 //! done and seen is logged with its time; afterwards the log is checked against the rules the
 //! docs promise ([`history`]): the instance limits (beyond the kick bound), revocation by REST
 //! kicks, dead tickets, kicks with a cause, every session online or told why not, and every
