@@ -42,7 +42,8 @@
 #                                    # ticket thief against 3 nodes on Redis while nodes are killed
 #                                    # (-9) and frozen (SIGSTOP), Redis paused and killed, the
 #                                    # subscriptions cut; the history checked (tim-bench chaos --help;
-#                                    # --break-with flushall shows it flags a loss)
+#                                    # --break-with flushall shows it flags a loss; --sentinel: Redis
+#                                    # behind Sentinel; --redis-cluster: a 3-shard Redis Cluster)
 #   scripts/bench.sh browser         # kick delivery between two real tabs, login latency (Chromium, Firefox)
 #   scripts/bench.sh coldstart [--runs N]  # page cold start, tim-wasm vs tim-js-sdk 2.27.6 (Chromium, 100 ms, 10 Mbit/s)
 #   scripts/bench.sh cycles [--cycles N] [--no-gc]  # SDK create/login/logout|kicked/destroy x1000 per engine: memory, sockets, timers, listeners

@@ -62,6 +62,9 @@ enum Bench {
     Kick(kick::KickArgs),
     /// An invariant checker under faults: clients against nodes on Redis while nodes and
     /// Redis are killed, frozen and paused; the history checked against the docs' rules.
+    /// The last of a repeated option wins (`scripts/bench.sh chaos` passes `--seconds 600`
+    /// before the caller's arguments).
+    #[command(args_override_self = true)]
     Chaos(chaos::ChaosArgs),
     /// Login throughput with 1 app and with 100 apps (same run, interleaved rounds).
     Apps(apps::AppsArgs),

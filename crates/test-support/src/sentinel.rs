@@ -234,23 +234,64 @@ impl ClusterGroup {
         let port = any.expect("a cluster node answers").port();
         let slot = cli(port, &["CLUSTER", "KEYSLOT", key]);
         let slot: u16 = slot.trim().parse().expect("a slot");
+        self.serving_slot(slot)
+    }
+
+    /// The healthy primary serving `slot`, as the first node that answers sees it.
+    fn serving_slot(&self, slot: u16) -> Option<u16> {
+        let any = self.servers.iter().find(|s| cli_ok(s.port()))?;
+        primaries(&cli(any.port(), &["CLUSTER", "NODES"]))
+            .into_iter()
+            .find(|(_, ranges)| ranges.iter().any(|r| r.contains(&slot)))
+            .map(|(port, _)| port)
+    }
+
+    /// The ports of the healthy primaries that serve slots now (one per shard).
+    pub fn primary_ports(&self) -> Vec<u16> {
+        let Some(any) = self.servers.iter().find(|s| cli_ok(s.port())) else {
+            return Vec::new();
+        };
+        let mut ports: Vec<u16> = primaries(&cli(any.port(), &["CLUSTER", "NODES"]))
+            .into_iter()
+            .map(|(port, _)| port)
+            .collect();
+        ports.sort_unstable();
+        ports
+    }
+
+    /// Kills (SIGKILL) the primary on `port` and waits until its replica took over its slots
+    /// (`cluster_state:ok` again); returns the new primary's port. The old one stays down
+    /// ([`ClusterGroup::heal`] brings it back as a replica).
+    pub fn fail_over_primary(&mut self, port: u16) -> u16 {
         let nodes = cli(port, &["CLUSTER", "NODES"]);
-        for line in nodes.lines() {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() < 9 || !f[2].contains("master") || f[2].contains("fail") {
-                continue;
-            }
-            for range in &f[8..] {
-                let (a, b) = range.split_once('-').unwrap_or((range, range));
-                if let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>()) {
-                    if (a..=b).contains(&slot) {
-                        let addr = f[1].split('@').next().unwrap_or_default();
-                        return addr.rsplit(':').next()?.parse().ok();
-                    }
+        let slot = primaries(&nodes)
+            .into_iter()
+            .find(|(p, _)| *p == port)
+            .and_then(|(_, ranges)| ranges.first().map(|r| *r.start()))
+            .unwrap_or_else(|| panic!("port {port} is not a primary serving slots"));
+        self.servers
+            .iter_mut()
+            .find(|s| s.port() == port)
+            .expect("a group server")
+            .kill();
+        let deadline = Instant::now() + FAILOVER_BOUND;
+        loop {
+            if let Some(now) = self.serving_slot(slot).filter(|p| *p != port) {
+                if self.state_ok() {
+                    return now;
                 }
             }
+            assert!(
+                Instant::now() < deadline,
+                "no shard failover within {FAILOVER_BOUND:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
         }
-        None
+    }
+
+    /// Every server's log (to keep when a run fails).
+    pub fn log_paths(&self) -> Vec<PathBuf> {
+        self.servers.iter().map(RedisServer::log_path).collect()
     }
 
     /// Kills the primary of `key`'s shard and waits until its replica took over (the cluster
@@ -372,6 +413,35 @@ fn cli(port: u16, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
+/// The healthy primaries of a `CLUSTER NODES` answer with the slot ranges each serves
+/// (a primary flagged `fail` or `fail?` is left out).
+fn primaries(nodes: &str) -> Vec<(u16, Vec<std::ops::RangeInclusive<u16>>)> {
+    let mut out = Vec::new();
+    for line in nodes.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 9 || !f[2].contains("master") || f[2].contains("fail") {
+            continue;
+        }
+        let ranges: Vec<_> = f[8..]
+            .iter()
+            .filter_map(|range| {
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
+                Some(a.parse::<u16>().ok()?..=b.parse::<u16>().ok()?)
+            })
+            .collect();
+        let port = f[1]
+            .split('@')
+            .next()
+            .unwrap_or_default()
+            .rsplit(':')
+            .next();
+        if let (Some(port), false) = (port.and_then(|p| p.parse().ok()), ranges.is_empty()) {
+            out.push((port, ranges));
+        }
+    }
+    out
+}
+
 fn cli_ok(port: u16) -> bool {
     cli(port, &["PING"]).trim() == "PONG"
 }
@@ -383,4 +453,25 @@ fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
         .iter()
         .position(|l| *l == name)
         .and_then(|i| lines.get(i + 1).copied())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::primaries;
+
+    #[test]
+    fn primaries_are_the_healthy_masters_with_slots() {
+        let nodes = "\
+a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7002@17002 master - 0 1 2 connected 5461-10922 12000
+c3 127.0.0.1:7003@17003 master,fail - 0 1 3 connected 10923-16383
+d4 127.0.0.1:7004@17004 slave b2 0 1 2 connected
+e5 127.0.0.1:7005@17005 master - 0 1 7 connected
+f6 127.0.0.1:7006@17006 master,fail? - 0 1 8 connected 13000-13001
+";
+        let p = primaries(nodes);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0], (7001, vec![0..=5460]));
+        assert_eq!(p[1], (7002, vec![5461..=10922, 12000..=12000]));
+    }
 }

@@ -61,8 +61,14 @@ impl Log {
 pub struct Rng(u64);
 
 impl Rng {
+    /// The seed is mixed first (splitmix64; xorshift's state must not be zero): `seed | 1`
+    /// alone made seeds 2k and 2k + 1 run the same schedule.
     pub fn new(seed: u64) -> Rng {
-        Rng(seed | 1)
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        Rng(if z == 0 { 1 } else { z })
     }
 
     pub fn next(&mut self) -> u64 {
@@ -304,4 +310,26 @@ async fn try_resume(node: SocketAddr, ticket: &str) -> Option<bool> {
     };
     let _ = ws.close(None).await;
     answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rng;
+
+    #[test]
+    fn neighbouring_seeds_run_different_schedules() {
+        let draws = |seed: u64| {
+            let mut r = Rng::new(seed);
+            (0..8).map(|_| r.below(1_000)).collect::<Vec<_>>()
+        };
+        for seed in 0..64 {
+            assert_ne!(
+                draws(seed),
+                draws(seed + 1),
+                "seeds {seed} and {}",
+                seed + 1
+            );
+            assert_eq!(draws(seed), draws(seed), "a seed replays");
+        }
+    }
 }

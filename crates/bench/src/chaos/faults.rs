@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::actors::{Log, Rng};
 use super::history::Op;
-use super::topology::Topology;
+use super::topology::{Kind, Topology};
 use crate::timd::Timd;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,12 +16,16 @@ pub enum Fault {
     /// SIGSTOP a node (a partition from everyone: its sockets stay open, nothing answers),
     /// then SIGCONT.
     FreezeNode,
-    /// `CLIENT PAUSE ms ALL`: Redis answers nobody for a while.
+    /// `CLIENT PAUSE ms ALL`: Redis (in a Redis Cluster, one shard's primary) answers nobody
+    /// for a while.
     PauseRedis,
-    /// `CLIENT KILL TYPE pubsub`: every node's subscription connection cut.
+    /// `CLIENT KILL TYPE pubsub` (in a Redis Cluster, on every server): every node's
+    /// subscription connections cut.
     KillSubscriptions,
     /// kill -9 the Redis primary: one server starts again from its append-only file; behind
-    /// Sentinel the replica is promoted (a failover) and the old primary returns as a replica.
+    /// Sentinel the replica is promoted (a failover) and the old primary returns as a replica;
+    /// in a Redis Cluster, one shard's primary, whose replica takes over (the shard's
+    /// failover), the old one back as its replica.
     KillRedis,
 }
 
@@ -34,12 +38,17 @@ impl Fault {
         Fault::KillRedis,
     ];
 
-    pub fn name(self) -> &'static str {
+    /// What the fault does on this Redis.
+    pub fn name(self, redis: Kind) -> &'static str {
+        let cluster = redis == Kind::Cluster;
         match self {
             Fault::KillNode => "kill -9 a node",
             Fault::FreezeNode => "SIGSTOP a node",
+            Fault::PauseRedis if cluster => "CLIENT PAUSE a shard's primary",
             Fault::PauseRedis => "CLIENT PAUSE Redis",
+            Fault::KillSubscriptions if cluster => "CLIENT KILL TYPE pubsub on every shard",
             Fault::KillSubscriptions => "CLIENT KILL TYPE pubsub",
+            Fault::KillRedis if cluster => "kill -9 a shard's primary",
             Fault::KillRedis => "kill -9 the Redis primary",
         }
     }
@@ -59,6 +68,7 @@ pub async fn run(
     log: Arc<Log>,
     nodes: &mut [Timd],
     redis: &mut Topology,
+    kind: Kind,
     every: Duration,
     end: Instant,
     seed: u64,
@@ -78,8 +88,8 @@ pub async fn run(
         counts[i] += 1;
         let k = rng.below(nodes.len() as u64) as usize;
         let name = match fault {
-            Fault::KillNode | Fault::FreezeNode => format!("{} ({k})", fault.name()),
-            _ => fault.name().to_owned(),
+            Fault::KillNode | Fault::FreezeNode => format!("{} ({k})", fault.name(kind)),
+            _ => fault.name(kind).to_owned(),
         };
         let started = log.elapsed();
         log.push(Op::FaultStart { name: name.clone() });
@@ -96,16 +106,18 @@ pub async fn run(
                 signal(&nodes[k], libc::SIGCONT);
             }
             Fault::PauseRedis => {
-                let ms = rng.millis(500, 2_500).as_millis().to_string();
-                redis.command(&["CLIENT", "PAUSE", &ms, "ALL"]);
-                tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
+                let ms = rng.millis(500, 2_500);
+                let pick = rng.below(u64::MAX);
+                note = tokio::task::block_in_place(|| redis.pause(ms.as_millis() as u64, pick));
+                tokio::time::sleep(ms).await;
             }
             Fault::KillSubscriptions => {
-                redis.command(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+                tokio::task::block_in_place(|| redis.kill_subscriptions());
             }
             Fault::KillRedis => {
                 let down = rng.millis(300, 2_000);
-                let what = tokio::task::block_in_place(|| redis.kill_primary(down));
+                let pick = rng.below(u64::MAX);
+                let what = tokio::task::block_in_place(|| redis.kill_primary(down, pick));
                 note = format!(": {what}");
             }
         }

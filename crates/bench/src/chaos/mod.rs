@@ -1,7 +1,9 @@
 //! `tim-bench chaos`: an invariant checker under faults. SDK instances, an admin and a ticket
 //! thief act against `--nodes` nodes on one Redis while faults run one after another (a node
 //! killed with kill -9 and started again, a node frozen with SIGSTOP, Redis paused, the nodes'
-//! subscriptions cut, Redis killed and started again from its append-only file). Everything
+//! subscriptions cut, Redis killed and started again from its append-only file; with
+//! `--sentinel` a killed primary is a failover, with `--redis-cluster` the Redis faults hit one
+//! shard of a 3-primary/3-replica Redis Cluster, a kill being that shard's failover). Everything
 //! done and seen is logged with its time; afterwards the log is checked against the rules the
 //! docs promise ([`history`]): the instance limits (beyond the kick bound), revocation by REST
 //! kicks, dead tickets, kicks with a cause, every session online or told why not, and every
@@ -26,7 +28,7 @@ use crate::sys::{now_secs, APP, KEY};
 use crate::timd::Common;
 use actors::{user_name, Log};
 use history::{Instance, Op, Rules, Verdict};
-use topology::Topology;
+use topology::{Kind, Topology};
 
 #[derive(Args)]
 pub struct ChaosArgs {
@@ -70,6 +72,11 @@ pub struct ChaosArgs {
     /// killing the primary is then a failover.
     #[arg(long)]
     sentinel: bool,
+    /// The nodes on a Redis Cluster of 3 primaries with a replica each (`redis+cluster://`):
+    /// killing a shard's primary is that shard's failover (the old primary comes back as its
+    /// replica), a pause is one shard's primary's, subscriptions are cut on every server.
+    #[arg(long, conflicts_with = "sentinel")]
+    redis_cluster: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -91,7 +98,14 @@ pub async fn run(args: ChaosArgs) -> bool {
         .prefix("tim-chaos-")
         .tempdir()
         .expect("temp dir");
-    let mut redis = tokio::task::block_in_place(|| Topology::start(dir.path(), args.sentinel));
+    let kind = if args.redis_cluster {
+        Kind::Cluster
+    } else if args.sentinel {
+        Kind::Sentinel
+    } else {
+        Kind::Single
+    };
+    let mut redis = tokio::task::block_in_place(|| Topology::start(dir.path(), kind));
     let flags = [
         "--redis".to_owned(),
         redis.url(),
@@ -163,16 +177,20 @@ pub async fn run(args: ChaosArgs) -> bool {
     ));
     let thief = tokio::spawn(actors::thief(log.clone(), addrs.clone(), end, seed ^ 0x7f));
     let breaker = args.break_with.map(|Break::Flushall| {
-        let (log, redis) = (log.clone(), redis.primary());
+        let (log, primaries) = (log.clone(), redis.primaries());
         let at = start + Duration::from_secs(args.seconds / 3);
         tokio::spawn(async move {
             tokio::time::sleep_until(at.into()).await;
             let name = "FLUSHALL (a loss the docs do not promise to survive)".to_owned();
             println!("    {:>6.1} s  {name}", log.elapsed().as_secs_f64());
             log.push(Op::FaultStart { name: name.clone() });
-            tokio::task::spawn_blocking(move || crate::redis::command(redis, &["FLUSHALL"]))
-                .await
-                .ok();
+            tokio::task::spawn_blocking(move || {
+                for primary in primaries {
+                    crate::redis::command(primary, &["FLUSHALL"]);
+                }
+            })
+            .await
+            .ok();
             log.push(Op::FaultEnd { name });
         })
     });
@@ -181,6 +199,7 @@ pub async fn run(args: ChaosArgs) -> bool {
         log.clone(),
         &mut nodes.nodes,
         &mut redis,
+        kind,
         Duration::from_secs(args.fault_every_secs),
         end - quiet,
         seed ^ 0xfa,
@@ -243,7 +262,7 @@ pub async fn run(args: ChaosArgs) -> bool {
             recovery_bound.as_secs()
         ));
     }
-    print_operations(&history, &counts, back, last_fault);
+    print_operations(&history, &counts, kind, back, last_fault);
     let verdicts = [
         (
             "never more instances online than the limits allow (beyond the kick bound)",
@@ -285,9 +304,13 @@ pub async fn run(args: ChaosArgs) -> bool {
         }
     }
     if !ok {
+        let kept = dir.keep();
+        for (i, path) in redis.log_paths().iter().enumerate() {
+            let _ = std::fs::copy(path, kept.join(format!("redis-{i}.log")));
+        }
         println!(
-            "  to look closer: the same run again with --seed {seed} --log DIR/timd.log (each node's log kept there); Redis's log kept in {}",
-            dir.keep().display()
+            "  to look closer: the same run again with --seed {seed} --log DIR/timd.log (each node's log kept there); Redis's logs kept in {}",
+            kept.display()
         );
     }
     ok
@@ -355,6 +378,7 @@ async fn told_why(
 fn print_operations(
     history: &[history::Entry],
     faults: &[usize; 5],
+    kind: Kind,
     back: Duration,
     last_fault: Duration,
 ) {
@@ -394,7 +418,7 @@ fn print_operations(
         faults::Fault::ALL
             .iter()
             .zip(faults)
-            .map(|(f, n)| format!("{} x{n}", f.name()))
+            .map(|(f, n)| format!("{} x{n}", f.name(kind)))
             .collect::<Vec<_>>()
             .join(", ")
     );
