@@ -665,6 +665,7 @@ mod tests {
             expire_at: u64::MAX,
             sig_time: 1,
             outbox,
+            client: None,
         };
         (s, rx)
     }

@@ -61,6 +61,8 @@ pub struct NewSession {
     /// The UserSig's issue time, unix seconds.
     pub sig_time: u64,
     pub outbox: Outbox,
+    /// The client's address (the State.StateChange callback's `ClientIP`).
+    pub client: Option<std::net::IpAddr>,
 }
 
 impl NewSession {

@@ -148,6 +148,7 @@ impl Embedded {
                     kicked: kicked.len(),
                     kicked_platforms: kicked.iter().map(|k| k.platform).collect(),
                     new_account,
+                    reported: false,
                 }),
                 None => LoginDecision::Revoked,
             },

@@ -10,6 +10,7 @@
 
 pub mod embedded;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -58,6 +59,9 @@ pub struct Admission {
     pub kicked_platforms: Vec<Platform>,
     /// Whether this login created the account.
     pub new_account: bool,
+    /// Whether the decision stored its State.StateChange event itself (a cluster script
+    /// with the app's callback on): then the caller does not.
+    pub reported: bool,
 }
 
 /// What a login decided.
@@ -271,10 +275,11 @@ impl Backend {
         app: &App,
         claims: &TicketClaims,
         outbox: Outbox,
-    ) -> Result<InstanceInfo, ResumeError> {
+        client: Option<IpAddr>,
+    ) -> Result<(InstanceInfo, bool), ResumeError> {
         match self {
-            Backend::Embedded(e) => e.resume(app, claims, outbox),
-            Backend::Cluster(c) => c.resume(claims, outbox, &app.settings()).await,
+            Backend::Embedded(e) => e.resume(app, claims, outbox).map(|i| (i, false)),
+            Backend::Cluster(c) => c.resume(claims, outbox, &app.settings(), client).await,
         }
     }
 
@@ -301,11 +306,18 @@ impl Backend {
     }
 
     /// A logout: the session ends and its tickets die. `Ok(false)`: it was no longer
-    /// registered. An error: the end may not be durable.
-    pub async fn logout(&self, info: &InstanceInfo) -> Result<bool, BackendError> {
+    /// registered. An error: the end may not be durable. With it, whether the decision
+    /// stored its State.StateChange event itself (then the caller does not).
+    pub async fn logout(
+        &self,
+        info: &InstanceInfo,
+        client: Option<IpAddr>,
+    ) -> Result<(bool, bool), BackendError> {
         match self {
-            Backend::Embedded(e) => e.logout(info.app, &info.user, info.session).await,
-            Backend::Cluster(c) => Ok(c.logout(info.session).await?),
+            Backend::Embedded(e) => {
+                Ok((e.logout(info.app, &info.user, info.session).await?, false))
+            }
+            Backend::Cluster(c) => Ok(c.logout(info.session, client).await?),
         }
     }
 
@@ -320,13 +332,18 @@ impl Backend {
     /// The session's UserSig ran out while its socket was up: kicked `userSigExpired`. An
     /// error: the end is not recorded (in cluster mode the slot frees when the lease, no
     /// longer renewed, runs out).
-    pub async fn expire(&self, info: &InstanceInfo) -> Result<(), BackendError> {
+    /// With it, whether the decision stored its State.StateChange event itself.
+    pub async fn expire(
+        &self,
+        info: &InstanceInfo,
+        client: Option<IpAddr>,
+    ) -> Result<bool, BackendError> {
         match self {
             Backend::Embedded(e) => {
                 e.expire(info.app, &info.user, info.session);
-                Ok(())
+                Ok(false)
             }
-            Backend::Cluster(c) => Ok(c.expire(info.session).await?),
+            Backend::Cluster(c) => Ok(c.expire(info.session, client).await?),
         }
     }
 

@@ -1,5 +1,8 @@
 -- One session of this node changes: ARGV[4..] session, instance, what, then for 'renew'
--- expire_at and sig_time, for the others since and platform. what: 'logout' (ends; its tickets die), 'expired' (its UserSig
+-- expire_at and sig_time, for the others since, platform and the client's address (for the
+-- callback: a logout is reported Logout/Unregister, an expiry Logout/Unregister by
+-- Unknown, whether or not the slot was still this session's, as the node reported them
+-- before; EventID `<app>-out-<node>-<session>`, the same when a logout is written again). what: 'logout' (ends; its tickets die), 'expired' (its UserSig
 -- ran out: kicked userSigExpired), 'release' (away past its grace: the slot is freed),
 -- 'away' (its socket closed; it waits for a resume), 'renew' (a fresh UserSig).
 -- Only if the slot is still this node's session. Returns 1 if it was, 0 otherwise (2: a
@@ -8,6 +11,11 @@
 -- could not reach Redis): its tombstone ends the session's tickets, unless a newer session
 -- of the instance exists; one resumed elsewhere meanwhile is superseded.
 local SID, INST, WHAT = ARGV[4], ARGV[5], ARGV[6]
+if WHAT == 'logout' then
+  report('out', NODE, SID, 'Logout', 'Unregister', ARGV[8], ARGV[8], ARGV[9])
+elseif WHAT == 'expired' then
+  report('out', NODE, SID, 'Logout', 'Unregister', ARGV[8], 'Unknown', ARGV[9])
+end
 local s = parse_slot(redis.call('HGET', S, INST))
 if not s or s.node ~= NODE or s.session ~= SID then
   if WHAT == 'logout' then
