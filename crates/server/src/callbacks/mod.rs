@@ -5,8 +5,9 @@
 //!   turns what happened into a [`StateChange`] and stores it in the app's durable outbox
 //!   before the client hears the answer.
 //! - `outbox.rs`: the outbox behind the backend seam (a SQLite table of the embedded store,
-//!   or a Redis stream per app in cluster mode, where the decision scripts also append the
-//!   `Disconnect`/`TimeOut` of a dead node's sessions).
+//!   or a Redis stream per app in cluster mode, where the decision scripts store the events
+//!   of what they decide themselves: the backend then says so, e.g. `Admission::reported`,
+//!   and the socket task stores nothing).
 //! - `deliver.rs`: one deliverer per app reads the outbox oldest first and POSTs each event,
 //!   a user's next event only once the previous one was delivered, users in parallel,
 //!   retrying with backoff; an event leaves the outbox once the receiver accepted it.
@@ -115,7 +116,7 @@ pub const DISCONNECT: &str = "Disconnect";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateChange {
     /// The `EventID`, when the event carries its own: one a script made (`prelude.lua`'s
-    /// `report_timeout`), whose write may be made twice. Otherwise (empty) the outbox
+    /// `report`), whose write may be made twice. Otherwise (empty) the outbox
     /// entry's id names it.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub id: String,

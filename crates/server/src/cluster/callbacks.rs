@@ -1,9 +1,10 @@
 //! Cluster mode's callback outbox (`callbacks/outbox.rs`): a Redis stream per app,
 //! `tim:cb:{APP}` (entries `e` = the event's JSON), and the lease that makes one live node
-//! its deliverer, `tim:cb:{APP}:owner`. The writes are here and in `prelude.lua`
-//! (`report_timeout`: the sessions of a dead node, handed back by the script that drops
-//! their slots and written by its node: the stream is on its app's slot, not the user's,
-//! docs/cluster.md "writes to other slots"), nowhere else.
+//! its deliverer, `tim:cb:{APP}:owner`. The writes are here (what no script decides) and in
+//! `prelude.lua` (`report`: the events the decision scripts store with their decision —
+//! login, resume, logout, expiry, a dead node's sessions — handed back by the script and
+//! written by its node: the stream is on its app's slot, not the user's, docs/cluster.md
+//! "writes to other slots"), nowhere else.
 
 use std::sync::LazyLock;
 
