@@ -796,7 +796,11 @@ impl Connection {
     async fn on_command(&mut self, command: SocketCommand) -> Flow {
         let current = self.session.as_ref().map(|s| s.info.session);
         match command {
-            SocketCommand::Kick { session, reason } if Some(session) == current => {
+            SocketCommand::Kick {
+                session,
+                reason,
+                reported,
+            } if Some(session) == current => {
                 // The registry already removed the entry.
                 self.state.metrics().kicked(reason);
                 if let Some(Session { info: s, .. }) = self.session.take() {
@@ -814,7 +818,7 @@ impl Connection {
                         KickReason::UserSigExpired => Some(Change::Expired),
                         KickReason::MultipleAccount | KickReason::MultipleDevice => None,
                     };
-                    if let Some(change) = change {
+                    if let (Some(change), false) = (change, reported) {
                         self.state
                             .callbacks()
                             .report(&s, change, Some(self.client))

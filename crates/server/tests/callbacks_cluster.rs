@@ -6,6 +6,7 @@
 //! and nothing is lost.
 
 mod common;
+mod rest_client;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -14,6 +15,8 @@ use common::*;
 use tim_proto::{ClientFrame, KickReason, ServerFrame};
 use tim_test_support::receiver::Request;
 use tim_test_support::Receiver;
+
+use rest_client::{Rest, KICK};
 
 const DELIVERY: Duration = Duration::from_secs(60);
 
@@ -266,5 +269,36 @@ async fn an_event_its_deciding_node_never_wrote_is_delivered_by_another() {
     assert_eq!(
         redis.command(&["HLEN", &format!("tim:{{{APP}:erin}}:o")]),
         "0"
+    );
+}
+
+/// A REST kick's Logout is stored by `kick_user.lua` with the kick (not by the kicked
+/// socket's node when it hears of it): reported once, by RESTAPI, even though the kick is
+/// sent through another node than the one holding the socket.
+#[tokio::test]
+async fn a_rest_kick_is_reported_once_by_its_script() {
+    let redis = RedisServer::start();
+    let receiver = Receiver::start().await;
+    let n1 = node(&redis.url(), &receiver);
+    let n2 = node(&redis.url(), &receiver);
+    let mut g = online(&n2, "gina", "tab").await;
+    receiver.wait_accepted(1, DELIVERY).await;
+    let answer = Rest::new(n1.addr(), APP, KEY)
+        .call(KICK, serde_json::json!({"UserID": "gina"}))
+        .await;
+    assert_eq!(answer.code(), 0, "{}", answer.json);
+    expect_kicked(&mut g, KickReason::RestApi).await;
+    let got = receiver.wait_accepted(2, DELIVERY).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.requests().len(), 2, "reported once");
+    assert_eq!(
+        per_user(&got)["gina"],
+        pairs(&[("Login", "Register"), ("Logout", "Unregister")])
+    );
+    assert_eq!(got[1].query["OptPlatform"], "RESTAPI");
+    assert!(
+        got[1].event_id().starts_with(&format!("{APP}-rk-")),
+        "{}",
+        got[1].event_id()
     );
 }

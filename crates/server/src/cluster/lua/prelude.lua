@@ -277,7 +277,7 @@ local function refusal(gone)
 end
 
 -- Victims on this node, returned to the caller as {kind, session, reason}...; the others
--- are appended to their node's stream `tim:node:<id>:k` ('K' kicked, 'S' superseded) by the
+-- are appended to their node's stream `tim:node:<id>:k` ('K' kicked, 'R' kicked with its callback event stored, 'S' superseded) by the
 -- calling node right after the script (a durable `later`: kept in the user's outbox until
 -- written, so a notice outlives the deciding node): the victim's node reads its stream with
 -- a cursor, and nothing is lost if its connection drops. A dead node is told nothing (it
