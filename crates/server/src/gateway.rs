@@ -735,10 +735,16 @@ impl Connection {
             return Ok(None);
         };
         self.login_deadline = Instant::now() + self.state.config().login_timeout();
+        // The Logout event goes with the end (embedded: one store transaction; cluster: the
+        // script), or is stored here when the decision did not.
+        let event = self
+            .state
+            .callbacks()
+            .prepare(&old.info, Change::Logout, Some(self.client));
         let reported = match self
             .state
             .backend()
-            .logout(&old.info, Some(self.client))
+            .logout(&old.info, Some(self.client), event)
             .await
         {
             Ok((_, reported)) => reported,
@@ -748,11 +754,14 @@ impl Connection {
             }
         };
         self.state.events().logout(&old.info);
-        if !reported {
-            self.state
-                .callbacks()
-                .report(&old.info, Change::Logout, Some(self.client))
-                .await;
+        match reported {
+            Some(dropped) => self.state.callbacks().stored(old.info.app, Ok(dropped)),
+            None => {
+                self.state
+                    .callbacks()
+                    .report(&old.info, Change::Logout, Some(self.client))
+                    .await
+            }
         }
         Ok(Some(old.info))
     }

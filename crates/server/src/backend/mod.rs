@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 pub use embedded::Embedded;
 
 use crate::apps::{App, Apps, Versioned};
+use crate::callbacks::Prepared;
 use crate::cluster::{Cluster, ClusterError, ClusterMetrics};
 use crate::config::Config;
 use crate::events::{Events, MinuteCount};
@@ -307,17 +308,21 @@ impl Backend {
 
     /// A logout: the session ends and its tickets die. `Ok(false)`: it was no longer
     /// registered. An error: the end may not be durable. With it, whether the decision
-    /// stored its State.StateChange event itself (then the caller does not).
+    /// stored its State.StateChange event itself, `event` (embedded: in the end's own store
+    /// transaction) or its script's (cluster), and how many old events the cap dropped then;
+    /// `None`: the caller stores it.
     pub async fn logout(
         &self,
         info: &InstanceInfo,
         client: Option<IpAddr>,
-    ) -> Result<(bool, bool), BackendError> {
+        event: Option<Prepared>,
+    ) -> Result<(bool, Option<u64>), BackendError> {
         match self {
-            Backend::Embedded(e) => {
-                Ok((e.logout(info.app, &info.user, info.session).await?, false))
+            Backend::Embedded(e) => e.logout(info.app, &info.user, info.session, event).await,
+            Backend::Cluster(c) => {
+                let (ours, reported) = c.logout(info.session, client).await?;
+                Ok((ours, reported.then_some(0)))
             }
-            Backend::Cluster(c) => Ok(c.logout(info.session, client).await?),
         }
     }
 
