@@ -695,8 +695,9 @@ impl Cluster {
         let mut inv = self.invocation(&self.scripts.session, info.app, &info.user)?;
         inv.arg(info.session.0).arg(&info.instance).arg(what);
         inv.arg(info.since_ms).arg(info.platform.as_str());
-        inv.arg(client_arg(client));
-        let reports = inv.reports && matches!(what, "logout" | "expired");
+        inv.arg(client_arg(client))
+            .arg(if client.is_some() { "1" } else { "0" });
+        let reports = inv.reports && (what == "logout" || (what == "expired" && client.is_some()));
         let reply = if what == "logout" {
             self.index_user(&inv).await?;
             self.invoke_durably(&inv).await?
@@ -757,7 +758,10 @@ impl Cluster {
         // A slot no longer lapses while its node lives: released until Redis answers (or
         // the node fences itself, and its old id's slots are dead).
         for (info, _sent) in self.held.orphans() {
-            match self.session_change(&info, "release").await {
+            // One whose end was reported already (an expiry, a sweep) is released; the
+            // others ('orphan': a login or resume whose answer never came) report TimeOut.
+            let what = if info.attached { "orphan" } else { "release" };
+            match self.session_change(&info, what).await {
                 Ok(released) => {
                     if released {
                         tracing::info!(user = %info.user, instance = %info.instance, "released a slot whose script's answer never came");
@@ -805,6 +809,11 @@ impl Cluster {
             match self.session_change_by(&info, "expired", client).await {
                 Ok((_, reported)) => return Ok(reported),
                 Err(e) => {
+                    // Its end is reported by the socket: released without an event.
+                    let info = InstanceInfo {
+                        attached: false,
+                        ..info
+                    };
                     self.held.orphan(info, Instant::now());
                     return Err(e);
                 }
