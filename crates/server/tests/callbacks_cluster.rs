@@ -302,3 +302,41 @@ async fn a_rest_kick_is_reported_once_by_its_script() {
         got[1].event_id()
     );
 }
+
+/// What the scripts append is held to `--callback-queue-cap` too: the delivering node trims
+/// the app's stream to the cap once a second, counting and logging what it dropped.
+#[tokio::test]
+async fn what_the_scripts_append_is_held_to_the_cap() {
+    let redis = RedisServer::start();
+    let receiver = Receiver::down_from_start().await;
+    let n1 = TimdNode::builder()
+        .redis(&redis.url())
+        .args(["--lease-ms", "900", "--callback-queue-cap", "100"])
+        .args(["--callback-url", &receiver.url()])
+        .start();
+    // 150 events appended as a script's second step appends them.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let mut pipe = redis::pipe();
+    for n in 0..150 {
+        let e = format!(
+            r#"{{"id":"{APP}-in-x-{n}","u":"u{n}","a":"Login","r":"Register","p":"Web","op":"Web","ip":"","t":1}}"#
+        );
+        pipe.cmd("XADD")
+            .arg(format!("tim:cb:{{{APP}}}"))
+            .arg("*")
+            .arg("e")
+            .arg(e)
+            .ignore();
+    }
+    let () = pipe.query_async(&mut con).await.unwrap();
+    let stream = format!("tim:cb:{{{APP}}}");
+    tim_test_support::wait::eventually_within("the stream trimmed to the cap", DELIVERY, || {
+        redis.command(&["XLEN", &stream]) == "100"
+    })
+    .await;
+    tim_test_support::wait::eventually_within("the drop logged", DELIVERY, || {
+        n1.log().contains("callback queue full")
+    })
+    .await;
+}

@@ -111,6 +111,15 @@ impl Outbox {
         }
     }
 
+    /// Drops the oldest of `app`'s events beyond `cap`; returns how many went (embedded:
+    /// every push keeps the cap already).
+    pub async fn trim(&self, app: u32, cap: u32) -> Result<u64, String> {
+        match self {
+            Outbox::Embedded(_) => Ok(0),
+            Outbox::Cluster(c) => c.callback_trim(app, cap).await.map_err(|e| e.to_string()),
+        }
+    }
+
     /// How many events wait for `app`, and when the oldest was queued (unix ms).
     pub async fn stats(&self, app: u32) -> Result<(u64, Option<u64>), String> {
         match self {

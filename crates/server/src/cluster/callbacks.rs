@@ -60,6 +60,20 @@ impl Cluster {
         self.timed(inv.invoke_async(&mut con)).await
     }
 
+    /// Trims `app`'s stream to its newest `cap` entries (what the scripts appended is
+    /// trimmed only loosely): how many went.
+    pub async fn callback_trim(&self, app: u32, cap: u32) -> Result<u64, ClusterError> {
+        let mut con = self.redis.con();
+        self.timed(
+            redis::cmd("XTRIM")
+                .arg(keys::callback_stream(app))
+                .arg("MAXLEN")
+                .arg(cap)
+                .query_async(&mut con),
+        )
+        .await
+    }
+
     /// Up to `max` entries of `app`'s stream after id `after` (from the start: `None`).
     pub async fn callback_read(
         &self,
