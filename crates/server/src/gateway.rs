@@ -408,11 +408,11 @@ impl Connection {
         } else {
             self.state
                 .backend()
-                .resume(&app, &claims, self.outbox.clone())
+                .resume(&app, &claims, self.outbox.clone(), Some(self.client))
                 .await
         };
         let refused = match decided {
-            Ok(info) => Ok(info),
+            Ok((info, reported)) => Ok((info, reported)),
             Err(ResumeError::Refused(refused)) => Err(refused),
             Err(ResumeError::Backend(e)) => {
                 // Not refused: the client reconnects with backoff and tries again. Said in an
@@ -430,13 +430,17 @@ impl Connection {
             }
         };
         match refused {
-            Ok(info) => {
+            Ok((info, reported)) => {
                 tracing::info!(user = %info.user, instance = %info.instance, "resumed");
                 self.state.events().resume(&info);
-                self.state
-                    .callbacks()
-                    .report(&info, Change::Login(&[]), Some(self.client))
-                    .await;
+                // Stored by the decision itself (a cluster script), or here before the
+                // answer.
+                if !reported {
+                    self.state
+                        .callbacks()
+                        .report(&info, Change::Login(&[]), Some(self.client))
+                        .await;
+                }
                 let heartbeat = self.state.config().heartbeat();
                 self.session = Some(Session::of(app, info.clone(), heartbeat));
                 let frame = ServerFrame::ResumeOk {
@@ -570,6 +574,7 @@ impl Connection {
             expire_at,
             sig_time: claims.time,
             outbox: self.outbox.clone(),
+            client: Some(self.client),
         };
         let admitted = match self.state.backend().login(&app, session).await {
             Ok(LoginDecision::Admitted(admission)) => Ok(admission),
@@ -585,6 +590,7 @@ impl Connection {
             kicked,
             kicked_platforms,
             new_account,
+            reported,
         } = admitted.map_err(|e| (log_user(&login.user), e))?;
         let now = unix_now();
         let ticket = self.ticket_for(&app, &info, now);
@@ -597,12 +603,15 @@ impl Connection {
             "login ok"
         );
         self.state.events().login(&info, kicked);
-        // Stored before the client hears `login_ok`; the kicked instances get no event of
-        // their own (their platforms are this one's KickedDevice).
-        self.state
-            .callbacks()
-            .report(&info, Change::Login(&kicked_platforms), Some(self.client))
-            .await;
+        // Stored with the decision (a cluster script: `reported`) or here, before the client
+        // hears `login_ok`; the kicked instances get no event of their own (their platforms
+        // are this one's KickedDevice).
+        if !reported {
+            self.state
+                .callbacks()
+                .report(&info, Change::Login(&kicked_platforms), Some(self.client))
+                .await;
+        }
         let config = self.state.config();
         self.session = Some(Session::of(app, info, config.heartbeat()));
         Ok(LoginOk {
@@ -726,15 +735,34 @@ impl Connection {
             return Ok(None);
         };
         self.login_deadline = Instant::now() + self.state.config().login_timeout();
-        if let Err(e) = self.state.backend().logout(&old.info).await {
-            tracing::warn!(user = %old.info.user, error = %e, "logout not recorded");
-            return Err(e);
-        }
-        self.state.events().logout(&old.info);
-        self.state
+        // The Logout event goes with the end (embedded: one store transaction; cluster: the
+        // script), or is stored here when the decision did not.
+        let event = self
+            .state
             .callbacks()
-            .report(&old.info, Change::Logout, Some(self.client))
-            .await;
+            .prepare(&old.info, Change::Logout, Some(self.client));
+        let reported = match self
+            .state
+            .backend()
+            .logout(&old.info, Some(self.client), event)
+            .await
+        {
+            Ok((_, reported)) => reported,
+            Err(e) => {
+                tracing::warn!(user = %old.info.user, error = %e, "logout not recorded");
+                return Err(e);
+            }
+        };
+        self.state.events().logout(&old.info);
+        match reported {
+            Some(dropped) => self.state.callbacks().stored(old.info.app, Ok(dropped)),
+            None => {
+                self.state
+                    .callbacks()
+                    .report(&old.info, Change::Logout, Some(self.client))
+                    .await
+            }
+        }
         Ok(Some(old.info))
     }
 
@@ -777,7 +805,11 @@ impl Connection {
     async fn on_command(&mut self, command: SocketCommand) -> Flow {
         let current = self.session.as_ref().map(|s| s.info.session);
         match command {
-            SocketCommand::Kick { session, reason } if Some(session) == current => {
+            SocketCommand::Kick {
+                session,
+                reason,
+                reported,
+            } if Some(session) == current => {
                 // The registry already removed the entry.
                 self.state.metrics().kicked(reason);
                 if let Some(Session { info: s, .. }) = self.session.take() {
@@ -795,7 +827,7 @@ impl Connection {
                         KickReason::UserSigExpired => Some(Change::Expired),
                         KickReason::MultipleAccount | KickReason::MultipleDevice => None,
                     };
-                    if let Some(change) = change {
+                    if let (Some(change), false) = (change, reported) {
                         self.state
                             .callbacks()
                             .report(&s, change, Some(self.client))
@@ -836,14 +868,21 @@ impl Connection {
             let s = self.session.take().expect("checked above").info;
             tracing::debug!(user = %s.user, instance = %s.instance, "usersig expired");
             self.state.metrics().kicked(KickReason::UserSigExpired);
-            if let Err(e) = Box::pin(self.state.backend().expire(&s)).await {
-                tracing::warn!(user = %s.user, error = %e, "expiry not recorded");
-            }
+            let reported = match Box::pin(self.state.backend().expire(&s, Some(self.client))).await
+            {
+                Ok(reported) => reported,
+                Err(e) => {
+                    tracing::warn!(user = %s.user, error = %e, "expiry not recorded");
+                    false
+                }
+            };
             self.state.events().kicked(&s, KickReason::UserSigExpired);
-            self.state
-                .callbacks()
-                .report(&s, Change::Expired, Some(self.client))
-                .await;
+            if !reported {
+                self.state
+                    .callbacks()
+                    .report(&s, Change::Expired, Some(self.client))
+                    .await;
+            }
             return self.send_kicked(KickReason::UserSigExpired).await;
         }
         let (now, idle) = (Instant::now(), self.idle_deadline());

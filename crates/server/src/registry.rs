@@ -99,6 +99,7 @@ impl UserSessions {
         slot.notify(SocketCommand::Kick {
             session: slot.info.session,
             reason,
+            reported: false,
         });
         if self.tombstones.len() == MAX_TOMBSTONES {
             let gone = self.tombstones.remove(0);
@@ -665,6 +666,7 @@ mod tests {
             expire_at: u64::MAX,
             sig_time: 1,
             outbox,
+            client: None,
         };
         (s, rx)
     }
@@ -706,7 +708,8 @@ mod tests {
             r1.try_recv().unwrap(),
             SocketCommand::Kick {
                 session: a1.session,
-                reason: KickReason::MultipleAccount
+                reason: KickReason::MultipleAccount,
+                reported: false
             }
         );
         assert!(r2.try_recv().is_err(), "a2 untouched");
@@ -724,7 +727,8 @@ mod tests {
             rw.try_recv().unwrap(),
             SocketCommand::Kick {
                 session: web.session,
-                reason: KickReason::MultipleDevice
+                reason: KickReason::MultipleDevice,
+                reported: false
             }
         );
     }
@@ -923,7 +927,8 @@ mod tests {
             ra.try_recv().unwrap(),
             SocketCommand::Kick {
                 session: a.session,
-                reason: KickReason::RestApi
+                reason: KickReason::RestApi,
+                reported: false
             }
         );
         assert!(rb.try_recv().is_err(), "detached: nothing to send to");

@@ -36,6 +36,9 @@ pub enum SocketCommand {
     Kick {
         session: SessionId,
         reason: KickReason,
+        /// The decision that kicked it stored its State.StateChange event already (a
+        /// cluster REST kick, `kick_user.lua`): the socket stores none.
+        reported: bool,
     },
     /// The same instance is now on another socket (a reconnect raced the old socket's
     /// close): close this one without a `kicked` frame.
@@ -61,6 +64,8 @@ pub struct NewSession {
     /// The UserSig's issue time, unix seconds.
     pub sig_time: u64,
     pub outbox: Outbox,
+    /// The client's address (the State.StateChange callback's `ClientIP`).
+    pub client: Option<std::net::IpAddr>,
 }
 
 impl NewSession {

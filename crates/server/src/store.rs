@@ -600,6 +600,22 @@ impl Store {
 
 /// Ended sessions (`ended.rs`).
 impl Store {
+    /// Records that a session ended and queues its State.StateChange `event` (JSON, made at
+    /// `created_ms`) for `app` in the same transaction: the decision and its event are
+    /// committed together or not at all (an embedded logout). Returns how many old events
+    /// the cap dropped.
+    pub fn record_ended_with_event(
+        &self,
+        e: &EndedSession,
+        app: u32,
+        event: &str,
+        created_ms: u64,
+        cap: u64,
+    ) -> Result<u64, StoreError> {
+        self.record_ended(e)?;
+        self.callback_push(app, event, created_ms, cap)
+    }
+
     /// Records that a session ended; an older end of the same instance never overwrites a
     /// newer one.
     pub fn record_ended(&self, e: &EndedSession) -> Result<(), StoreError> {
@@ -1160,6 +1176,43 @@ mod fault_tests {
         assert_eq!(delete.await.unwrap(), Ok(vec![true]));
         assert!(!handle.known(A, "c"));
         assert_eq!(handle.account_exists(A, "c").await, Ok(false));
+    }
+
+    /// An embedded logout's end and its callback event are one transaction: a failed
+    /// commit keeps neither (the logout is answered with an error, and no Logout is sent
+    /// for a session whose ticket could still resume), a good one both.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_logout_and_its_event_commit_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let handle = StoreHandle::open_in(dir.path(), A).unwrap();
+        let ended = |instance: &str| EndedSession {
+            app: A,
+            user: "alice".into(),
+            instance: instance.into(),
+            since_ms: 5,
+            end: crate::ended::End::LoggedOut,
+            until: u64::MAX / 4,
+        };
+        let logout = |instance: &'static str| {
+            let e = ended(instance);
+            handle.call(move |s| s.record_ended_with_event(&e, A, r#"{"u":"alice"}"#, 7, 100))
+        };
+        handle.inject_faults(&[FaultPoint::Commit]);
+        assert!(logout("t1").await.is_err());
+        let (ends, events) = handle
+            .call(|s| Ok((s.ended_sessions(0)?, s.callback_read(A, 0, 10)?)))
+            .await
+            .unwrap();
+        assert!(ends.is_empty(), "{ends:?}");
+        assert!(events.is_empty(), "{events:?}");
+        assert_eq!(logout("t2").await, Ok(0));
+        let (ends, events) = handle
+            .call(|s| Ok((s.ended_sessions(0)?, s.callback_read(A, 0, 10)?)))
+            .await
+            .unwrap();
+        assert_eq!(ends.len(), 1);
+        assert_eq!(ends[0].instance, "t2");
+        assert_eq!(events.len(), 1);
     }
 
     /// Holds the store thread in a batch of its own until the returned sender is dropped, so

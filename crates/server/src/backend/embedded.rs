@@ -12,6 +12,7 @@ use tim_proto::{KickReason, Platform};
 
 use super::{Admission, BackendError, LoginDecision, ResumeError, SettingsUpdate};
 use crate::apps::{App, Apps, Versioned};
+use crate::callbacks::Prepared;
 use crate::clock::unix_secs;
 use crate::config::Config;
 use crate::ended::EndedSession;
@@ -148,6 +149,7 @@ impl Embedded {
                     kicked: kicked.len(),
                     kicked_platforms: kicked.iter().map(|k| k.platform).collect(),
                     new_account,
+                    reported: false,
                 }),
                 None => LoginDecision::Revoked,
             },
@@ -184,18 +186,45 @@ impl Embedded {
     }
 
     /// The session ends; its end is durable before this returns, so its tickets stay dead
-    /// across a restart.
+    /// across a restart. With `event` (its State.StateChange Logout), the end and the event
+    /// are written in one store transaction: returns how many old events the cap dropped.
     pub async fn logout(
         &self,
         app: u32,
         user: &str,
         session: SessionId,
-    ) -> Result<bool, BackendError> {
-        let removed = self.space(app).registry.remove(user, session).is_some();
-        if removed {
+        event: Option<Prepared>,
+    ) -> Result<(bool, Option<u64>), BackendError> {
+        let Some(info) = self.space(app).registry.remove(user, session) else {
+            return Ok((false, None));
+        };
+        let Some(event) = event else {
             self.store.flush().await?;
-        }
-        Ok(removed)
+            return Ok((true, None));
+        };
+        // The registry journals the end too (an earlier job, maybe an earlier batch); written
+        // again here with the event, so neither is committed without the other.
+        let ended = EndedSession {
+            app,
+            user: info.user.clone(),
+            instance: info.instance.clone(),
+            since_ms: info.since_ms,
+            end: crate::ended::End::LoggedOut,
+            until: unix_secs() + crate::ticket::TICKET_LIFETIME_SECS,
+        };
+        let dropped = self
+            .store
+            .call(move |s| {
+                s.record_ended_with_event(
+                    &ended,
+                    event.app,
+                    &event.json,
+                    event.t,
+                    u64::from(event.cap),
+                )
+            })
+            .await?;
+        Ok((true, Some(dropped)))
     }
 
     pub fn detach(&self, app: u32, user: &str, session: SessionId, until: Instant) {

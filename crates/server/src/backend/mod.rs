@@ -10,6 +10,7 @@
 
 pub mod embedded;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 pub use embedded::Embedded;
 
 use crate::apps::{App, Apps, Versioned};
+use crate::callbacks::Prepared;
 use crate::cluster::{Cluster, ClusterError, ClusterMetrics};
 use crate::config::Config;
 use crate::events::{Events, MinuteCount};
@@ -58,6 +60,9 @@ pub struct Admission {
     pub kicked_platforms: Vec<Platform>,
     /// Whether this login created the account.
     pub new_account: bool,
+    /// Whether the decision stored its State.StateChange event itself (a cluster script
+    /// with the app's callback on): then the caller does not.
+    pub reported: bool,
 }
 
 /// What a login decided.
@@ -271,10 +276,11 @@ impl Backend {
         app: &App,
         claims: &TicketClaims,
         outbox: Outbox,
-    ) -> Result<InstanceInfo, ResumeError> {
+        client: Option<IpAddr>,
+    ) -> Result<(InstanceInfo, bool), ResumeError> {
         match self {
-            Backend::Embedded(e) => e.resume(app, claims, outbox),
-            Backend::Cluster(c) => c.resume(claims, outbox, &app.settings()).await,
+            Backend::Embedded(e) => e.resume(app, claims, outbox).map(|i| (i, false)),
+            Backend::Cluster(c) => c.resume(claims, outbox, &app.settings(), client).await,
         }
     }
 
@@ -301,11 +307,22 @@ impl Backend {
     }
 
     /// A logout: the session ends and its tickets die. `Ok(false)`: it was no longer
-    /// registered. An error: the end may not be durable.
-    pub async fn logout(&self, info: &InstanceInfo) -> Result<bool, BackendError> {
+    /// registered. An error: the end may not be durable. With it, whether the decision
+    /// stored its State.StateChange event itself, `event` (embedded: in the end's own store
+    /// transaction) or its script's (cluster), and how many old events the cap dropped then;
+    /// `None`: the caller stores it.
+    pub async fn logout(
+        &self,
+        info: &InstanceInfo,
+        client: Option<IpAddr>,
+        event: Option<Prepared>,
+    ) -> Result<(bool, Option<u64>), BackendError> {
         match self {
-            Backend::Embedded(e) => e.logout(info.app, &info.user, info.session).await,
-            Backend::Cluster(c) => Ok(c.logout(info.session).await?),
+            Backend::Embedded(e) => e.logout(info.app, &info.user, info.session, event).await,
+            Backend::Cluster(c) => {
+                let (ours, reported) = c.logout(info.session, client).await?;
+                Ok((ours, reported.then_some(0)))
+            }
         }
     }
 
@@ -320,13 +337,18 @@ impl Backend {
     /// The session's UserSig ran out while its socket was up: kicked `userSigExpired`. An
     /// error: the end is not recorded (in cluster mode the slot frees when the lease, no
     /// longer renewed, runs out).
-    pub async fn expire(&self, info: &InstanceInfo) -> Result<(), BackendError> {
+    /// With it, whether the decision stored its State.StateChange event itself.
+    pub async fn expire(
+        &self,
+        info: &InstanceInfo,
+        client: Option<IpAddr>,
+    ) -> Result<bool, BackendError> {
         match self {
             Backend::Embedded(e) => {
                 e.expire(info.app, &info.user, info.session);
-                Ok(())
+                Ok(false)
             }
-            Backend::Cluster(c) => Ok(c.expire(info.session).await?),
+            Backend::Cluster(c) => Ok(c.expire(info.session, client).await?),
         }
     }
 

@@ -326,6 +326,25 @@ impl Deliverer {
         if let Ok((len, oldest)) = self.outbox.stats(self.app).await {
             let age = oldest.map_or(0, |t| crate::clock::unix_ms().saturating_sub(t));
             self.metrics.queue(self.app, len, age);
+            // Events the decision scripts appended (cluster mode) are trimmed to the cap
+            // here, by the delivering node, once a second: the oldest go, counted and logged.
+            if len > u64::from(self.settings.queue_cap) {
+                match self.outbox.trim(self.app, self.settings.queue_cap).await {
+                    Ok(0) => {}
+                    Ok(dropped) => {
+                        self.metrics.dropped("cap", dropped);
+                        tracing::warn!(
+                            app = self.app,
+                            dropped,
+                            cap = self.settings.queue_cap,
+                            "callback queue full: the oldest events were dropped"
+                        );
+                    }
+                    Err(e) => {
+                        tracing::debug!(app = self.app, error = %e, "callback queue not trimmed")
+                    }
+                }
+            }
         }
     }
 }

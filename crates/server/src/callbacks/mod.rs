@@ -5,8 +5,9 @@
 //!   turns what happened into a [`StateChange`] and stores it in the app's durable outbox
 //!   before the client hears the answer.
 //! - `outbox.rs`: the outbox behind the backend seam (a SQLite table of the embedded store,
-//!   or a Redis stream per app in cluster mode, where the decision scripts also append the
-//!   `Disconnect`/`TimeOut` of a dead node's sessions).
+//!   or a Redis stream per app in cluster mode, where the decision scripts store the events
+//!   of what they decide themselves: the backend then says so, e.g. `Admission::reported`,
+//!   and the socket task stores nothing).
 //! - `deliver.rs`: one deliverer per app reads the outbox oldest first and POSTs each event,
 //!   a user's next event only once the previous one was delivered, users in parallel,
 //!   retrying with backoff; an event leaves the outbox once the receiver accepted it.
@@ -115,7 +116,7 @@ pub const DISCONNECT: &str = "Disconnect";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateChange {
     /// The `EventID`, when the event carries its own: one a script made (`prelude.lua`'s
-    /// `report_timeout`), whose write may be made twice. Otherwise (empty) the outbox
+    /// `report`), whose write may be made twice. Otherwise (empty) the outbox
     /// entry's id names it.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub id: String,
@@ -137,6 +138,16 @@ pub struct StateChange {
     /// Login: the platforms of the instances it kicked (`KickedDevice`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub k: Vec<String>,
+}
+
+/// An event ready for an app's outbox (`Callbacks::prepare`): its JSON, when it happened
+/// (unix ms), and the app's cap.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub app: u32,
+    pub json: String,
+    pub t: u64,
+    pub cap: u32,
 }
 
 /// What happened to a session, as the emission points say it.
@@ -233,6 +244,27 @@ impl Callbacks {
         self.targets.contains_key(&app)
     }
 
+    /// The event of what happened to `info`'s session, ready for the app's outbox, if the
+    /// app has a callback: for a decision that stores it in its own transaction (embedded
+    /// logout: `Backend::logout`), then [`Callbacks::stored`].
+    pub fn prepare(
+        &self,
+        info: &InstanceInfo,
+        change: Change<'_>,
+        client: Option<IpAddr>,
+    ) -> Option<Prepared> {
+        if !self.enabled(info.app) {
+            return None;
+        }
+        let event = change.of(info, client, crate::clock::unix_ms());
+        Some(Prepared {
+            app: info.app,
+            json: serde_json::to_string(&event).ok()?,
+            t: event.t,
+            cap: self.settings.queue_cap,
+        })
+    }
+
     /// Stores what happened to `info`'s session in its app's outbox (if it has a callback),
     /// durably, before returning. Never fails the caller: a store that cannot take it is
     /// logged and counted (`timd_callbacks_dropped{why="store"}`), the login goes on.
@@ -241,30 +273,36 @@ impl Callbacks {
             return;
         }
         let event = change.of(info, client, crate::clock::unix_ms());
-        match self
+        let stored = self
             .outbox
             .enqueue(info.app, &event, self.settings.queue_cap)
-            .await
-        {
+            .await;
+        if let Err(e) = &stored {
+            tracing::error!(app = info.app, user = %info.user, action = %event.a, error = %e,
+                "callback event not stored: it will not be sent");
+        }
+        self.stored(info.app, stored);
+    }
+
+    /// After an event of `app` was stored (how many old ones the cap dropped) or not: the
+    /// counters, and the deliverer woken.
+    pub fn stored(&self, app: u32, stored: Result<u64, String>) {
+        match stored {
             Ok(dropped) => {
                 if dropped > 0 {
                     self.metrics.dropped("cap", dropped);
                     tracing::warn!(
-                        app = info.app,
+                        app,
                         dropped,
                         cap = self.settings.queue_cap,
                         "callback queue full: the oldest events were dropped"
                     );
                 }
-                if let Some(w) = self.wake.get(&info.app) {
+                if let Some(w) = self.wake.get(&app) {
                     w.notify_one();
                 }
             }
-            Err(e) => {
-                self.metrics.dropped("store", 1);
-                tracing::error!(app = info.app, user = %info.user, action = %event.a, error = %e,
-                    "callback event not stored: it will not be sent");
-            }
+            Err(_) => self.metrics.dropped("store", 1),
         }
     }
 

@@ -3,9 +3,11 @@
 //!
 //! - Embedded: the `callback_outbox` table of the SQLite store, written through the store
 //!   thread (batched commits): an event is durable before the client hears the answer.
-//! - Cluster: a Redis stream per app (`tim:cb:{APP}`, `cluster/callbacks.rs`), appended by
-//!   the node that decided, and by the decision scripts themselves for the sessions of a
-//!   dead node (`prelude.lua`). One live node at a time delivers an app's stream (a lease,
+//! - Cluster: a Redis stream per app (`tim:cb:{APP}`, `cluster/callbacks.rs`), written by
+//!   the decision scripts themselves (logins, resumes, logouts, expiries, a dead node's
+//!   sessions: `prelude.lua`'s `report`, through the two-step path), and by the node for
+//!   what no script decides (a closed socket, a REST kick reaching a socket) or a script
+//!   run before the node had the app's callback on. One live node at a time delivers an app's stream (a lease,
 //!   `tim:cb:{APP}:owner`): per-user order needs one reader, and when it dies another node
 //!   takes the lease over and delivers what was left, including what the dead one had in
 //!   flight (delivered again: at least once).
@@ -106,6 +108,15 @@ impl Outbox {
                 .callback_remove(app, &ids)
                 .await
                 .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Drops the oldest of `app`'s events beyond `cap`; returns how many went (embedded:
+    /// every push keeps the cap already).
+    pub async fn trim(&self, app: u32, cap: u32) -> Result<u64, String> {
+        match self {
+            Outbox::Embedded(_) => Ok(0),
+            Outbox::Cluster(c) => c.callback_trim(app, cap).await.map_err(|e| e.to_string()),
         }
     }
 

@@ -1,9 +1,10 @@
 //! Cluster mode's callback outbox (`callbacks/outbox.rs`): a Redis stream per app,
 //! `tim:cb:{APP}` (entries `e` = the event's JSON), and the lease that makes one live node
-//! its deliverer, `tim:cb:{APP}:owner`. The writes are here and in `prelude.lua`
-//! (`report_timeout`: the sessions of a dead node, handed back by the script that drops
-//! their slots and written by its node: the stream is on its app's slot, not the user's,
-//! docs/cluster.md "writes to other slots"), nowhere else.
+//! its deliverer, `tim:cb:{APP}:owner`. The writes are here (what no script decides) and in
+//! `prelude.lua` (`report`: the events the decision scripts store with their decision —
+//! login, resume, logout, expiry, a dead node's sessions — handed back by the script and
+//! written by its node: the stream is on its app's slot, not the user's, docs/cluster.md
+//! "writes to other slots"), nowhere else.
 
 use std::sync::LazyLock;
 
@@ -57,6 +58,20 @@ impl Cluster {
         let mut inv = PUSH.prepare_invoke();
         inv.key(keys::callback_stream(app)).arg(json).arg(cap);
         self.timed(inv.invoke_async(&mut con)).await
+    }
+
+    /// Trims `app`'s stream to its newest `cap` entries (what the scripts appended is
+    /// trimmed only loosely): how many went.
+    pub async fn callback_trim(&self, app: u32, cap: u32) -> Result<u64, ClusterError> {
+        let mut con = self.redis.con();
+        self.timed(
+            redis::cmd("XTRIM")
+                .arg(keys::callback_stream(app))
+                .arg("MAXLEN")
+                .arg(cap)
+                .query_async(&mut con),
+        )
+        .await
     }
 
     /// Up to `max` entries of `app`'s stream after id `after` (from the start: `None`).

@@ -21,6 +21,9 @@ const EARLY_NOTICE_TTL: Duration = Duration::from_secs(30);
 pub enum Notice {
     /// Kicked: send `kicked{reason}` and close.
     Kick(KickReason),
+    /// Kicked, and the decision stored the State.StateChange event already (notice kind
+    /// `R`: a REST kick or account deletion, `kick_user.lua`).
+    KickReported(KickReason),
     /// Its instance is on another socket now (resumed or logged in again elsewhere).
     Superseded,
 }
@@ -246,7 +249,16 @@ impl HeldSessions {
 
 fn command(session: SessionId, notice: Notice) -> SocketCommand {
     match notice {
-        Notice::Kick(reason) => SocketCommand::Kick { session, reason },
+        Notice::Kick(reason) => SocketCommand::Kick {
+            session,
+            reason,
+            reported: false,
+        },
+        Notice::KickReported(reason) => SocketCommand::Kick {
+            session,
+            reason,
+            reported: true,
+        },
         Notice::Superseded => SocketCommand::Superseded { session },
     }
 }
@@ -290,7 +302,8 @@ mod tests {
             rx.try_recv().unwrap(),
             SocketCommand::Kick {
                 session: SessionId(7),
-                reason: KickReason::MultipleAccount
+                reason: KickReason::MultipleAccount,
+                reported: false
             }
         );
         assert!(

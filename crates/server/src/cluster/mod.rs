@@ -251,9 +251,9 @@ impl Cluster {
             inv.key(key);
         }
         inv.key(keys::user_outbox(app, user));
-        let view = {
+        let (view, reports) = {
             let on = self.callbacks_on.read().unwrap_or_else(|e| e.into_inner());
-            format!("{view}|{}", on.1)
+            (format!("{view}|{}", on.1), on.0.contains(&app))
         };
         inv.arg(&node).arg(TICKET_LIFETIME_SECS).arg(view);
         Ok(Invocation {
@@ -261,6 +261,7 @@ impl Cluster {
             node,
             app,
             user: user.to_owned(),
+            reports,
         })
     }
 
@@ -439,7 +440,26 @@ impl Cluster {
             for w in &marked {
                 hdel.arg(&w.marker);
             }
-            run(marked).await?;
+            // One key's writes in the order the script handed them back (a user's callback
+            // events, older ones handed back again first); different keys in parallel.
+            let mut by_key: Vec<Vec<&Deferred>> = Vec::new();
+            for w in marked {
+                match by_key.iter_mut().find(|g| g[0].command[1] == w.command[1]) {
+                    Some(g) => g.push(w),
+                    None => by_key.push(vec![w]),
+                }
+            }
+            futures_util::future::try_join_all(by_key.into_iter().map(|g| {
+                let con = con.clone();
+                async move {
+                    for w in g {
+                        let mut con = con.clone();
+                        let _: Value = self.timed(w.cmd().query_async(&mut con)).await?;
+                    }
+                    Ok::<(), ClusterError>(())
+                }
+            }))
+            .await?;
             let mut con = con.clone();
             let _: i64 = self.timed(hdel.query_async(&mut con)).await?;
         }
@@ -542,6 +562,7 @@ impl Cluster {
             .arg(new.expire_at)
             .arg(new.sig_time);
         policy_args(&mut inv, settings);
+        inv.arg(client_arg(new.client));
         self.index_user(&inv).await?;
         // With replicas to wait for (behind Sentinel, on a Redis Cluster) a login runs on the
         // durable connection: if it evicted someone it is answered once a replica has it, since a failover to a replica without it would
@@ -586,6 +607,7 @@ impl Cluster {
                     new_account: int(&items[2])? == 1,
                     kicked,
                     kicked_platforms,
+                    reported: inv.reports,
                 }))
             }
             _ => Err(BadReply(format!("login: {reply:?}")).into()),
@@ -593,12 +615,14 @@ impl Cluster {
     }
 
     /// A resume with a verified ticket: its own slot back, or why not. Never kicks.
+    /// Also returns whether the script stored its Login event (`resume.lua`).
     pub async fn resume(
         &self,
         claims: &TicketClaims,
         outbox: Outbox,
         settings: &LoginSettings,
-    ) -> Result<InstanceInfo, ResumeError> {
+        client: Option<std::net::IpAddr>,
+    ) -> Result<(InstanceInfo, bool), ResumeError> {
         let session = SessionId::next();
         let mut inv = self.invocation(&self.scripts.resume, claims.app, &claims.user)?;
         inv.arg(session.0)
@@ -609,6 +633,7 @@ impl Cluster {
             .arg(claims.sig_time);
         policy_args(&mut inv, settings);
         inv.arg(claims.valid_until);
+        inv.arg(client_arg(client));
         self.index_user(&inv).await.map_err(ResumeError::from)?;
         let reply = self
             .invoke_admitting(&inv, || {
@@ -646,7 +671,7 @@ impl Cluster {
         match decided().map_err(ClusterError::from)? {
             Ok(info) => {
                 self.held.insert(info.clone(), outbox);
-                Ok(info)
+                Ok((info, inv.reports))
             }
             Err(refused) => Err(ResumeError::Refused(refused)),
         }
@@ -656,38 +681,58 @@ impl Cluster {
     /// A session's change (`logout`, `release`, ...); a logout is a promise (its tickets are
     /// dead), so it is acknowledged only once replicated ([`Self::durably`]).
     async fn session_change(&self, info: &InstanceInfo, what: &str) -> Result<bool, ClusterError> {
+        Ok(self.session_change_by(info, what, None).await?.0)
+    }
+
+    /// [`Self::session_change`] acted from `client`: also whether the script stored the
+    /// change's State.StateChange event (a logout, an expiry: `session.lua`).
+    async fn session_change_by(
+        &self,
+        info: &InstanceInfo,
+        what: &str,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<(bool, bool), ClusterError> {
         let mut inv = self.invocation(&self.scripts.session, info.app, &info.user)?;
         inv.arg(info.session.0).arg(&info.instance).arg(what);
         inv.arg(info.since_ms).arg(info.platform.as_str());
+        inv.arg(client_arg(client))
+            .arg(if client.is_some() { "1" } else { "0" });
+        let reports = inv.reports && (what == "logout" || (what == "expired" && client.is_some()));
         let reply = if what == "logout" {
             self.index_user(&inv).await?;
             self.invoke_durably(&inv).await?
         } else {
             self.invoke(&inv).await?
         };
-        Ok(int(&reply)? == 1)
+        Ok((int(&reply)? == 1, reports))
     }
 
     /// Logout: the session ends and its tickets die. Answers once the end is recorded in
     /// Redis, retried for up to [`LOGOUT_WRITE_WITHIN`]; if Redis still has not got it,
     /// an error — and the node keeps writing it each node round ([`Self::write_ends`])
     /// while a ticket of the session could still resume. The local session is gone either
-    /// way.
-    pub async fn logout(&self, session: SessionId) -> Result<bool, ClusterError> {
+    /// way. Returns whether the session was still this node's, and whether the script
+    /// stored its Logout event (`session.lua`).
+    pub async fn logout(
+        &self,
+        session: SessionId,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<(bool, bool), ClusterError> {
         let Some(info) = self.held.remove(session) else {
-            return Ok(false);
+            return Ok((false, false));
         };
         let give_up = tokio::time::Instant::now() + LOGOUT_WRITE_WITHIN;
         let mut pause = Duration::from_millis(50);
         loop {
             let left = give_up.saturating_duration_since(tokio::time::Instant::now());
-            let attempt = tokio::time::timeout(left, self.session_change(&info, "logout"))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(ClusterError::Unavailable(format!(
-                        "logout not recorded within {LOGOUT_WRITE_WITHIN:?}"
-                    )))
-                });
+            let attempt =
+                tokio::time::timeout(left, self.session_change_by(&info, "logout", client))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(ClusterError::Unavailable(format!(
+                            "logout not recorded within {LOGOUT_WRITE_WITHIN:?}"
+                        )))
+                    });
             match attempt {
                 Ok(ours) => return Ok(ours),
                 Err(e) if left <= pause => {
@@ -713,7 +758,10 @@ impl Cluster {
         // A slot no longer lapses while its node lives: released until Redis answers (or
         // the node fences itself, and its old id's slots are dead).
         for (info, _sent) in self.held.orphans() {
-            match self.session_change(&info, "release").await {
+            // One whose end was reported already (an expiry, a sweep) is released; the
+            // others ('orphan': a login or resume whose answer never came) report TimeOut.
+            let what = if info.attached { "orphan" } else { "release" };
+            match self.session_change(&info, what).await {
                 Ok(released) => {
                     if released {
                         tracing::info!(user = %info.user, instance = %info.instance, "released a slot whose script's answer never came");
@@ -749,16 +797,29 @@ impl Cluster {
     }
 
     /// The session's UserSig ran out while its socket was up: kicked `userSigExpired`.
-    pub async fn expire(&self, session: SessionId) -> Result<(), ClusterError> {
+    /// Returns whether the script stored its Logout event (`session.lua`).
+    pub async fn expire(
+        &self,
+        session: SessionId,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<bool, ClusterError> {
         if let Some(info) = self.held.remove(session) {
             // Not recorded: released on the next rounds (a slot no longer lapses by
             // itself while its node lives); the UserSig is dead anyway.
-            if let Err(e) = self.session_change(&info, "expired").await {
-                self.held.orphan(info, Instant::now());
-                return Err(e);
+            match self.session_change_by(&info, "expired", client).await {
+                Ok((_, reported)) => return Ok(reported),
+                Err(e) => {
+                    // Its end is reported by the socket: released without an event.
+                    let info = InstanceInfo {
+                        attached: false,
+                        ..info
+                    };
+                    self.held.orphan(info, Instant::now());
+                    return Err(e);
+                }
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     /// The socket closed without a logout: the slot is held for a resume until `until`.
@@ -1444,6 +1505,10 @@ struct Invocation<'a> {
     node: String,
     app: u32,
     user: String,
+    /// Whether the script stores the State.StateChange event of what it decides itself
+    /// (the app's callback is on at this node: the view's `CALLBACKS_ON`): then the node
+    /// does not.
+    reports: bool,
 }
 
 impl<'a> std::ops::Deref for Invocation<'a> {
@@ -1457,6 +1522,11 @@ impl std::ops::DerefMut for Invocation<'_> {
     fn deref_mut(&mut self) -> &mut Self::Target {
         &mut self.inv
     }
+}
+
+/// The client's address as a script's argument (the callback's `ClientIP`; empty: none).
+fn client_arg(client: Option<std::net::IpAddr>) -> String {
+    client.map(|c| c.to_string()).unwrap_or_default()
 }
 
 fn policy_args(inv: &mut ScriptInvocation<'_>, settings: &LoginSettings) {

@@ -101,7 +101,8 @@ pub fn kick_reason(s: &str) -> Result<KickReason, BadReply> {
     }
 }
 
-/// Reads a notice: kind (`K` kicked, `S` superseded), session, reason.
+/// Reads a notice: kind (`K` kicked, `R` kicked with its callback event stored by the
+/// script, `S` superseded), session, reason.
 pub fn notice(kind: &str, session: &str, reason: &str) -> Result<(SessionId, Notice), BadReply> {
     let session = SessionId(
         session
@@ -110,6 +111,7 @@ pub fn notice(kind: &str, session: &str, reason: &str) -> Result<(SessionId, Not
     );
     let notice = match kind {
         "K" => Notice::Kick(kick_reason(reason)?),
+        "R" => Notice::KickReported(kick_reason(reason)?),
         "S" => Notice::Superseded,
         other => return Err(BadReply(format!("unknown notice kind {other:?}"))),
     };

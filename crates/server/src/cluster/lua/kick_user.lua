@@ -15,7 +15,17 @@ if WHAT == 'delete' then
 end
 local online = 0
 for _, e in ipairs(live_slots()) do
-  kick(e.inst, e.s, 'REST_API_Kick')
+  -- A connected instance's end is reported here, with the kick (Logout/Unregister by
+  -- RESTAPI; EventID `<app>-rk-<node>-<session>`), and its node told so (notice kind 'R':
+  -- its socket stores nothing). One away gets no event of its own (its Disconnect was).
+  local kind = 'K'
+  if reports() and e.s.attached == '1' then
+    report('rk', e.s.node, e.s.session, 'Logout', 'Unregister', e.s.platform, 'RESTAPI', '')
+    kind = 'R'
+  end
+  drop(e.inst, e.s)
+  tomb(e.inst, e.s.since, 'REST_API_Kick', e.s.platform)
+  notify(e.s, kind, 'REST_API_Kick')
   online = online + 1
 end
 finish()

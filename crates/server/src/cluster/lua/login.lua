@@ -1,10 +1,11 @@
 -- A login: ARGV[4..] session, instance, platform, expire_at, sig_time, web limit, other
--- limit, policy. Refused if the UserSig predates the user's last REST kick; registers the
+-- limit, policy, the client's address (for the callback). Refused if the UserSig predates the user's last REST kick; registers the
 -- account; supersedes the same instance elsewhere (no kick: same tab or device); evicts the
 -- earliest beyond each limit and policy group; admits the newcomer with the next login order.
 -- Returns {'revoked'} or {'ok', since, new_account, kicked, mine, kicked platforms}.
 local SID, INST, PLAT, EXPIRE_AT, SIG = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local WEB, OTHER, POLICY = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11]
+local IP = ARGV[12]
 local k = kicked_at()
 if k and tonumber(SIG) <= k then
   return done({ 'revoked' })
@@ -30,5 +31,7 @@ end
 local last = tonumber(redis.call('HGET', U, 'last') or '0') or 0
 local since = num(math.max(now_ms, last + 1))
 admit(INST, since, PLAT, SID, EXPIRE_AT, SIG)
+-- Login/Register, with the platforms it kicked (KickedDevice; they get no event of their own).
+report('in', NODE, SID, 'Login', 'Register', PLAT, PLAT, IP, gone_platforms)
 finish()
 return done({ 'ok', since, new_account, #gone, mine, gone_platforms })

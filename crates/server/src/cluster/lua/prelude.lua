@@ -87,13 +87,18 @@ end
 -- the user in its index: the node adds it before the script) all of them. Writes must be
 -- harmless twice (a notice for a session no longer held is a no-op).
 local AFTER = {}
+-- This script's own durable writes (already in AFTER: not handed back twice by `done`).
+local OWN = {}
 local REDELIVER_MS = 5000
 local function later(durable, ...)
   local w = { ... }
   local marker = ''
   if durable then
     marker = cjson.encode(w)
-    redis.call('HSET', O, marker, num(now_ms))
+    OWN[marker] = true
+    -- When it was decided, and its place among this script's writes (`ms.nnn`): writes
+    -- handed back again go in the order they were decided (callback events per user).
+    redis.call('HSET', O, marker, num(now_ms) .. string.format('.%03d', (#AFTER + 1) % 1000))
     redis.call('EXPIRE', O, TOMB_SECS)
   end
   table.insert(w, 1, marker)
@@ -165,22 +170,40 @@ local function tomb(inst, since, why, platform)
   end
 end
 
--- The State.StateChange callback of a session whose node died while it was connected:
--- Disconnect/TimeOut (the shape of callbacks/mod.rs's StateChange), handed to the calling
--- node for the app's callback stream `tim:cb:{APP}` (another slot: a durable `later`, kept
--- in the user's outbox until written, so a node dying before it writes does not lose it).
--- Made by the same script that drops the slot, so each such session is reported by
--- whichever script or reaper drops it; its EventID (`<app>-to-<session>`) is the same if
--- the write is made twice. Only when the calling node has the app's callback on (the
--- view's fourth field lists those apps: `tim:cb:{APP}:on` is on the app's slot).
+-- The State.StateChange callbacks (the shape of callbacks/mod.rs's StateChange), made by
+-- the script that decides what they report, so an event is stored with its decision: each
+-- is handed to the calling node for the app's callback stream `tim:cb:{APP}` (another
+-- slot: a durable `later`, kept in the user's outbox until written, so a node dying before
+-- it writes does not lose it; the node writes it before it answers the client, and the
+-- scripts on one user run one at a time on its slot: the user's order is kept). Only when
+-- the calling node has the app's callback on (the view's fourth field lists those apps:
+-- `tim:cb:{APP}:on` is on the app's slot). Each event has its own EventID,
+-- `<app>-<kind>-<node>-<session>` (session ids are unique per node id), the same if the
+-- write is made twice.
 local CB_APP, CB_USER = string.match(USER_TAG or '', '^(%d+):(.*)$')
-local function report_timeout(s)
-  if not CB_APP or s.attached ~= '1' or not CALLBACKS_ON[CB_APP] then
+local function reports()
+  return CB_APP ~= nil and CALLBACKS_ON[CB_APP] == true
+end
+local function report(kind, node, session, action, reason, platform, op, ip, kicked)
+  if not reports() then
     return
   end
+  local e = { id = CB_APP .. '-' .. kind .. '-' .. node .. '-' .. session, u = CB_USER,
+    a = action, r = reason, p = platform, op = op, ip = ip or '', t = now_ms }
+  if kicked and #kicked > 0 then
+    e.k = kicked
+  end
   later(true, 'XADD', 'tim:cb:{' .. CB_APP .. '}', 'MAXLEN', '~', 10000000, '*', 'e',
-    cjson.encode({ id = CB_APP .. '-to-' .. s.session, u = CB_USER, a = 'Disconnect',
-      r = 'TimeOut', p = s.platform, op = 'Unknown', ip = '', t = now_ms }))
+    cjson.encode(e))
+end
+
+-- A session whose node died while it was connected: Disconnect/TimeOut, by whichever script
+-- or reaper drops its slot (EventID `<app>-to-<node>-<session>`).
+local function report_timeout(s)
+  if s.attached ~= '1' then
+    return
+  end
+  report('to', s.node, s.session, 'Disconnect', 'TimeOut', s.platform, 'Unknown', '')
 end
 
 -- The user's live instances, earliest login first, as {inst=, s=}. Slots whose node is
@@ -254,7 +277,7 @@ local function refusal(gone)
 end
 
 -- Victims on this node, returned to the caller as {kind, session, reason}...; the others
--- are appended to their node's stream `tim:node:<id>:k` ('K' kicked, 'S' superseded) by the
+-- are appended to their node's stream `tim:node:<id>:k` ('K' kicked, 'R' kicked with its callback event stored, 'S' superseded) by the
 -- calling node right after the script (a durable `later`: kept in the user's outbox until
 -- written, so a notice outlives the deciding node): the victim's node reads its stream with
 -- a cursor, and nothing is lost if its connection drops. A dead node is told nothing (it
@@ -333,15 +356,24 @@ end
 local function done(reply, all)
   if redis.call('EXISTS', O) == 1 then
     local pending = redis.call('HGETALL', O)
+    local again = {}
     for k = 1, #pending, 2 do
       local at = tonumber(pending[k + 1]) or 0
       local w = cjson.decode(pending[k])
-      if not still_wanted(w, at) then
+      if OWN[pending[k]] then
+        -- made by this script: already handed back
+      elseif not still_wanted(w, at) then
         redis.call('HDEL', O, pending[k])
       elseif all or at <= now_ms - REDELIVER_MS then
         table.insert(w, 1, pending[k])
-        AFTER[#AFTER + 1] = w
+        again[#again + 1] = { at, w }
       end
+    end
+    -- Older decisions first, before this script's own writes (the node writes a key's
+    -- writes in this order).
+    table.sort(again, function(a, b) return a[1] < b[1] end)
+    for n = #again, 1, -1 do
+      table.insert(AFTER, 1, again[n][2])
     end
   end
   local holds = false

@@ -1,11 +1,13 @@
 -- A resume with a verified ticket: ARGV[4..] session, instance, platform, since, expire_at,
--- sig_time, web limit, other limit, policy, the ticket's valid_until (unix s). Never evicts anyone: takes its own slot back
+-- sig_time, web limit, other limit, policy, the ticket's valid_until (unix s), the client's
+-- address (for the callback: a resume is reported Login/Register). Never evicts anyone: takes its own slot back
 -- (from another node too), or comes back if it fits, or learns why it may not.
 -- Returns {'ok', since, expire_at, sig_time, mine}, {'kicked', reason}, {'replaced'} or
 -- {'ended'}.
 local SID, INST, PLAT, SINCE, EXPIRE_AT, SIG = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local WEB, OTHER, POLICY = tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12]
 local VALID_UNTIL = tonumber(ARGV[13])
+local IP = ARGV[14]
 local since = tonumber(SINCE)
 local k = kicked_at()
 if k and tonumber(SIG) <= k then
@@ -38,6 +40,7 @@ for _, e in ipairs(live) do
     left[e.s.node] = true
     e.s.node, e.s.session, e.s.at, e.s.attached = NODE, SID, now_ms, '1'
     put_slot(INST, e.s)
+    report('in', NODE, SID, 'Login', 'Register', PLAT, PLAT, IP)
     finish()
     return done({ 'ok', e.s.since, e.s.expire_at, e.s.sig_time, mine })
   end
@@ -58,5 +61,6 @@ if #gone > 0 then
   return done({ 'kicked', refusal(gone) })
 end
 admit(INST, SINCE, PLAT, SID, EXPIRE_AT, SIG)
+report('in', NODE, SID, 'Login', 'Register', PLAT, PLAT, IP)
 finish()
 return done({ 'ok', SINCE, EXPIRE_AT, SIG, mine })
