@@ -6,13 +6,13 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use common::*;
 use sha2::{Digest, Sha256};
 use tim_proto::{ClientFrame, KickReason, ServerFrame};
-use tim_test_support::receiver::Request;
+use tim_test_support::receiver::{pairs, per_user, Request};
 use tim_test_support::{Answer, Receiver};
 use timd::callbacks::{CallbackSettings, CallbackTarget};
 use timd::Config;
@@ -30,25 +30,6 @@ fn with_callbacks(c: &mut Config, receiver: &Receiver, timeout_ms: u32) {
         timeout_ms,
         ..CallbackSettings::default()
     };
-}
-
-/// Each user's (Action, Reason) in arrival order, duplicates (same EventID) dropped.
-fn per_user(requests: &[Request]) -> HashMap<String, Vec<(String, String)>> {
-    let mut seen = HashSet::new();
-    let mut out: HashMap<String, Vec<(String, String)>> = HashMap::new();
-    for r in requests {
-        if seen.insert(r.event_id()) {
-            let (a, reason, user) = r.pair();
-            out.entry(user).or_default().push((a, reason));
-        }
-    }
-    out
-}
-
-fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(a, r)| (a.to_string(), r.to_string()))
-        .collect()
 }
 
 fn resume(seq: u32, ticket: &str) -> ClientFrame {

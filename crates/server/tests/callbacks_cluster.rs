@@ -8,12 +8,11 @@
 mod common;
 mod rest_client;
 
-use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use common::*;
 use tim_proto::{ClientFrame, KickReason, ServerFrame};
-use tim_test_support::receiver::Request;
+use tim_test_support::receiver::{pairs, per_user, Request};
 use tim_test_support::Receiver;
 
 use rest_client::{Rest, KICK};
@@ -33,24 +32,6 @@ async fn online(node: &TimdNode, user: &str, instance: &str) -> Ws {
     let mut ws = tim_test_support::ws::connect(&node.ws_url()).await;
     login_ok(&mut ws, 1, user, instance).await;
     ws
-}
-
-fn per_user(requests: &[Request]) -> HashMap<String, Vec<(String, String)>> {
-    let mut seen = HashSet::new();
-    let mut out: HashMap<String, Vec<(String, String)>> = HashMap::new();
-    for r in requests {
-        if seen.insert(r.event_id()) {
-            let (a, reason, user) = r.pair();
-            out.entry(user).or_default().push((a, reason));
-        }
-    }
-    out
-}
-
-fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(a, r)| (a.to_string(), r.to_string()))
-        .collect()
 }
 
 #[tokio::test]

@@ -80,6 +80,27 @@ impl Request {
     }
 }
 
+/// Each user's (Action, Reason) in arrival order, duplicates (same EventID) dropped: what a
+/// receiver that deduplicates sees.
+pub fn per_user(requests: &[Request]) -> HashMap<String, Vec<(String, String)>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for r in requests {
+        if seen.insert(r.event_id()) {
+            let (a, reason, user) = r.pair();
+            out.entry(user).or_default().push((a, reason));
+        }
+    }
+    out
+}
+
+/// `(Action, Reason)` pairs as [`per_user`] lists them.
+pub fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(a, r)| (a.to_string(), r.to_string()))
+        .collect()
+}
+
 #[derive(Default)]
 struct Shared {
     requests: Vec<Request>,
