@@ -299,24 +299,7 @@ impl ClusterGroup {
     /// primary's port.
     pub fn fail_over_shard_of(&mut self, key: &str) -> u16 {
         let old = self.primary_of(key);
-        self.servers
-            .iter_mut()
-            .find(|s| s.port() == old)
-            .expect("a group server")
-            .kill();
-        let deadline = Instant::now() + FAILOVER_BOUND;
-        loop {
-            if let Some(now) = self.serving(key).filter(|p| *p != old) {
-                if self.state_ok() {
-                    return now;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no shard failover within {FAILOVER_BOUND:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.fail_over_primary(old)
     }
 
     /// Starts moving `key`'s slot, with its keys, from its primary to the primary on port

@@ -242,15 +242,7 @@ async fn commands(sh: &Shared) -> bool {
                 format!("back {}", list.join(","))
             }
             "status" => {
-                let mark = sh.mark.load(Ordering::Acquire);
-                let times: Vec<String> = sh
-                    .back_at
-                    .iter()
-                    .filter_map(|b| match b.load(Ordering::Acquire) {
-                        0 => None,
-                        at => Some(format!("{:.1}", at.saturating_sub(mark) as f64 / 1e6)),
-                    })
-                    .collect();
+                let times = super::worker::back_times(sh.mark.load(Ordering::Acquire), &sh.back_at);
                 format!(
                     "status connected={} relogins={} kicks={} not_ready=0 errors={} put_off={} rss={} times={}",
                     sh.connected.load(Ordering::Acquire),
@@ -259,7 +251,7 @@ async fn commands(sh: &Shared) -> bool {
                     sh.errors.load(Ordering::Acquire),
                     sh.put_off.load(Ordering::Acquire),
                     rss_of(std::process::id()).unwrap_or(0),
-                    times.join(",")
+                    times
                 )
             }
             "quit" => {

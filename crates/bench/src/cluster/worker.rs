@@ -208,25 +208,30 @@ async fn status(tally: &Tally, sessions: &[(usize, Handle, Option<Instant>)]) ->
             relogins += 1;
         }
     }
-    let mark = tally.mark.load(Ordering::Acquire);
-    let times: Vec<String> = tally
-        .back_at
-        .iter()
-        .filter_map(|b| match b.load(Ordering::Acquire) {
-            0 => None,
-            at => Some(format!("{:.1}", at.saturating_sub(mark) as f64 / 1e6)),
-        })
-        .collect();
+    let times = back_times(tally.mark.load(Ordering::Acquire), &tally.back_at);
     format!(
         "status connected={connected} relogins={relogins} kicks={} not_ready={} errors={} rss={} times={}",
         tally.kicks.load(Ordering::Acquire),
         tally.not_ready.load(Ordering::Acquire),
         tally.errors.load(Ordering::Acquire),
         rss_of(std::process::id()).unwrap_or(0),
-        times.join(",")
+        times
     )
 }
 
 fn join(v: &[usize]) -> String {
     v.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// The `times=` field of a `status` answer: ms after `mark` each session that is back came
+/// back, one decimal, comma-separated (the lean generator answers the same).
+pub(super) fn back_times(mark: u64, back_at: &[AtomicU64]) -> String {
+    let times: Vec<String> = back_at
+        .iter()
+        .filter_map(|b| match b.load(Ordering::Acquire) {
+            0 => None,
+            at => Some(format!("{:.1}", at.saturating_sub(mark) as f64 / 1e6)),
+        })
+        .collect();
+    times.join(",")
 }
