@@ -64,6 +64,7 @@ fn resume(claims: &TicketClaims) {
                 expire_at: NOW + 3600,
                 sig_time: NOW,
                 outbox,
+                client: None,
             },
             &settings,
         );

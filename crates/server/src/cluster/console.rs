@@ -18,13 +18,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{Cluster, ClusterError, REDIS_TIMEOUT};
+use super::subscription::{self, Ended};
+use super::{Cluster, ClusterError};
 use crate::backend::{NodeOnline, OnlineSummary, PlatformCounts};
 use crate::clock::unix_ms;
 use crate::events::{last_hour, Event, Events, MinuteCount};
@@ -249,35 +249,25 @@ async fn publish(cluster: Arc<Cluster>, events: Arc<Events>, shutdown: Cancellat
 async fn relay(cluster: Arc<Cluster>, events: Arc<Events>, shutdown: CancellationToken) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let subscribed = async {
-            let mut pubsub = cluster.subscriber()?.get_async_pubsub().await?;
-            pubsub.subscribe(EVENTS_CHANNEL).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        match tokio::time::timeout(REDIS_TIMEOUT, subscribed).await {
-            Ok(Ok(mut pubsub)) => {
-                backoff = Duration::from_millis(100);
-                let mut messages = pubsub.on_message();
-                loop {
-                    let message = tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        m = messages.next() => m,
-                    };
-                    let Some(message) = message else { break };
-                    let payload: String = match message.get_payload() {
-                        Ok(p) => p,
-                        Err(_) => continue,
-                    };
-                    match serde_json::from_str::<Published>(&payload) {
-                        Ok(p) if p.node == cluster.node() => {}
-                        Ok(p) => events.relayed(p.events),
-                        Err(e) => tracing::warn!(error = %e, "bad console event message"),
-                    }
+        let ended = subscription::hold(
+            cluster.subscriber(),
+            EVENTS_CHANNEL,
+            &shutdown,
+            || backoff = Duration::from_millis(100),
+            |payload| {
+                match serde_json::from_str::<Published>(&payload) {
+                    Ok(p) if p.node == cluster.node() => {}
+                    Ok(p) => events.relayed(p.events),
+                    Err(e) => tracing::warn!(error = %e, "bad console event message"),
                 }
-                tracing::debug!("console event channel lost; subscribing again");
-            }
-            Ok(Err(e)) => tracing::debug!(error = %e, "cannot subscribe to console events"),
-            Err(_) => tracing::debug!("cannot subscribe to console events: no answer"),
+                std::future::ready(())
+            },
+        )
+        .await;
+        match ended {
+            Ended::Shutdown => return,
+            Ended::Lost => tracing::debug!("console event channel lost; subscribing again"),
+            Ended::NotMade(e) => tracing::debug!(error = %e, "cannot subscribe to console events"),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -31,6 +31,7 @@ pub mod liveness;
 pub mod primary;
 pub mod scripts;
 mod sentinel_watch;
+mod subscription;
 pub mod tasks;
 
 use std::sync::Arc;

@@ -10,13 +10,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use redis::{ConnectionAddr, ConnectionInfo, RedisConnectionInfo};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::primary::{Primary, Target};
-use super::REDIS_TIMEOUT;
+use super::subscription::{self, Ended};
 
 /// The Sentinels' channel for a completed failover.
 const SWITCH_CHANNEL: &str = "+switch-master";
@@ -61,33 +60,31 @@ async fn listen(
         redis: RedisConnectionInfo::default(),
     };
     loop {
-        let subscribed = async {
-            let client = redis::Client::open(info.clone())?;
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(SWITCH_CHANNEL).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        match tokio::time::timeout(REDIS_TIMEOUT, subscribed).await {
-            Ok(Ok(mut pubsub)) => {
-                let mut messages = pubsub.on_message();
-                loop {
-                    let message = tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        m = messages.next() => m,
-                    };
-                    let Some(message) = message else { break };
-                    let payload: String = message.get_payload().unwrap_or_default();
-                    if switched(&payload, &service) {
-                        tracing::info!(sentinel = %format!("{host}:{port}"), payload, "Redis Sentinel announced a failover");
-                        follow(&primary).await;
+        let ended = subscription::hold(
+            redis::Client::open(info.clone()),
+            SWITCH_CHANNEL,
+            &shutdown,
+            || {},
+            |payload| {
+                let (primary, service, host) = (&primary, &service, &host);
+                async move {
+                    if switched(&payload, service) {
+                        let sentinel = format!("{host}:{port}");
+                        tracing::info!(sentinel, payload, "Redis Sentinel announced a failover");
+                        follow(primary).await;
                     }
                 }
-                tracing::debug!(%host, port, "Sentinel subscription lost; subscribing again");
+            },
+        )
+        .await;
+        match ended {
+            Ended::Shutdown => return,
+            Ended::Lost => {
+                tracing::debug!(%host, port, "Sentinel subscription lost; subscribing again")
             }
-            Ok(Err(e)) => {
+            Ended::NotMade(e) => {
                 tracing::debug!(%host, port, error = %e, "cannot subscribe to a Sentinel")
             }
-            Err(_) => tracing::debug!(%host, port, "cannot subscribe to a Sentinel: no answer"),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

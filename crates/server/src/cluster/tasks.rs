@@ -6,12 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::liveness::Round;
-use super::{keys, Cluster, REDIS_TIMEOUT};
+use super::subscription::{self, Ended};
+use super::{keys, Cluster};
 use crate::apps::Apps;
 
 /// How often away sessions are checked against their grace period and UserSig.
@@ -76,36 +76,27 @@ async fn read_stream(cluster: Arc<Cluster>, shutdown: CancellationToken) {
 async fn listen(cluster: Arc<Cluster>, apps: Arc<Apps>, shutdown: CancellationToken) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let subscribed = async {
-            let mut pubsub = cluster.subscriber()?.get_async_pubsub().await?;
-            pubsub.subscribe(keys::SETTINGS_CHANNEL).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        match tokio::time::timeout(REDIS_TIMEOUT, subscribed).await {
-            Ok(Ok(mut pubsub)) => {
+        let ended = subscription::hold(
+            cluster.subscriber(),
+            keys::SETTINGS_CHANNEL,
+            &shutdown,
+            || {
                 backoff = Duration::from_millis(100);
                 cluster.metrics().reconciliations.inc();
                 cluster.reconcile_now();
-                let mut messages = pubsub.on_message();
-                loop {
-                    let message = tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        m = messages.next() => m,
-                    };
-                    let Some(message) = message else { break };
-                    let payload: String = match message.get_payload() {
-                        Ok(p) => p,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "unreadable settings message");
-                            continue;
-                        }
-                    };
-                    settings_message(&cluster, &apps, &payload).await;
-                }
-                tracing::warn!("settings channel lost; subscribing again");
+            },
+            |payload| {
+                let (cluster, apps) = (&cluster, &apps);
+                async move { settings_message(cluster, apps, &payload).await }
+            },
+        )
+        .await;
+        match ended {
+            Ended::Shutdown => return,
+            Ended::Lost => tracing::warn!("settings channel lost; subscribing again"),
+            Ended::NotMade(e) => {
+                tracing::warn!(error = %e, "cannot subscribe to the settings channel")
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot subscribe to the settings channel"),
-            Err(_) => tracing::warn!("cannot subscribe to the settings channel: no answer"),
         }
         cluster.primary().failed(None);
         tokio::select! {
