@@ -325,8 +325,8 @@ impl Registry {
             }
             let kicked = sessions.evict_for(settings, new.platform);
             let since_ms = self.next_since(now_ms);
-            let (info, outbox) = new.into_info(session, since_ms, String::new());
-            sessions.insert_ordered(Local::attached(info.clone(), outbox));
+            let info = new.info(session, since_ms, String::new());
+            sessions.insert_ordered(Local::attached(info.clone(), new.outbox));
             Some((info, kicked))
         })
     }

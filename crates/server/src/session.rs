@@ -69,28 +69,6 @@ pub struct NewSession {
 }
 
 impl NewSession {
-    /// [`NewSession::info`], and the outbox, taking this login's own strings.
-    pub fn into_info(
-        self,
-        session: SessionId,
-        since_ms: u64,
-        node: String,
-    ) -> (InstanceInfo, Outbox) {
-        let info = InstanceInfo {
-            session,
-            app: self.app,
-            user: self.user,
-            instance: self.instance,
-            platform: self.platform,
-            since_ms,
-            expire_at: self.expire_at,
-            sig_time: self.sig_time,
-            attached: true,
-            node,
-        };
-        (info, self.outbox)
-    }
-
     /// This login's instance once admitted as `session`, in login order `since_ms`, on
     /// `node` (empty in embedded mode).
     pub fn info(&self, session: SessionId, since_ms: u64, node: String) -> InstanceInfo {

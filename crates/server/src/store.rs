@@ -28,10 +28,6 @@ pub const DATABASE_FILE: &str = "timd.sqlite3";
 const MAX_BATCH: usize = 256;
 /// Jobs waiting for the store thread at most; callers wait (backpressure) beyond that.
 const QUEUE_DEPTH: usize = 4096;
-/// While callers are concurrent, how long a batch waits for more jobs before it begins
-/// (`run_store_thread`): what a first login or a logout may wait above its commit, under
-/// load only.
-const GROUP_COMMIT_WAIT: std::time::Duration = std::time::Duration::from_micros(500);
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum StoreError {
@@ -931,48 +927,28 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn run_store_thread(store: Store, mut jobs: mpsc::Receiver<Job>, faults: Faults) {
     let mut batch = VecDeque::with_capacity(MAX_BATCH);
-    // Jobs the last transaction ran: more than one means callers are concurrent.
-    let mut last_batch = 0;
     while let Some(first) = jobs.blocking_recv() {
-        let arrived = std::time::Instant::now();
         batch.push_back(first);
         // Drain what is queued; when that was little, give the runtime's threads one chance
         // to queue more (a burst of logins arrives spread over a few microseconds), so one
         // commit (and fsync) serves more of them.
         for pass in 0..2 {
-            drain(&mut jobs, &mut batch);
+            while batch.len() < MAX_BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push_back(job),
+                    Err(_) => break,
+                }
+            }
             if pass == 0 && batch.len() < MAX_BATCH / 4 {
                 std::thread::yield_now();
             }
         }
-        // Group commit under load: while callers are concurrent, a batch waits up to
-        // GROUP_COMMIT_WAIT for company before it begins, so that one commit, one fsync and
-        // one round of thread wake-ups serve many first logins instead of one or two. A
-        // lone caller (a batch of one before, one now) never waits.
-        if batch.len() < MAX_BATCH && (last_batch > 1 || batch.len() > 1) {
-            let waited = arrived.elapsed();
-            if waited < GROUP_COMMIT_WAIT {
-                std::thread::sleep(GROUP_COMMIT_WAIT - waited);
-                drain(&mut jobs, &mut batch);
-            }
-        }
-        last_batch = batch.len();
         let mut armed = std::mem::take(&mut *lock(&faults));
         while !batch.is_empty() {
             run_transaction(&store, &mut batch, &mut armed);
         }
     }
     tracing::debug!("store thread stopping");
-}
-
-/// Moves what is queued into `batch`, up to [`MAX_BATCH`].
-fn drain(jobs: &mut mpsc::Receiver<Job>, batch: &mut VecDeque<Job>) {
-    while batch.len() < MAX_BATCH {
-        match jobs.try_recv() {
-            Ok(job) => batch.push_back(job),
-            Err(_) => break,
-        }
-    }
 }
 
 /// Transaction control for one batch, failing where a fault is armed.
