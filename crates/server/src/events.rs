@@ -329,7 +329,16 @@ impl Events {
             feed.count(&event);
             feed.push(event);
         }
-        self.changed.send_modify(|n| *n += 1);
+        self.wake_readers();
+    }
+
+    /// Wakes the reads waiting for a new event (`rest/console.rs`), if any wait: with none
+    /// (every login when no console is open), no lock is taken. A read subscribes before it
+    /// looks at the feed, so one that starts meanwhile finds the event there.
+    fn wake_readers(&self) {
+        if self.changed.receiver_count() > 0 {
+            self.changed.send_modify(|n| *n += 1);
+        }
     }
 
     /// Records events another node saw (cluster mode): in the feed only (the counts are
@@ -344,7 +353,7 @@ impl Events {
                 feeds.entry(event.app).or_default().push(event);
             }
         }
-        self.changed.send_modify(|n| *n += 1);
+        self.wake_readers();
     }
 
     /// `app`'s events after cursor `after` of `stream` (oldest first, at most `max`: the

@@ -5,6 +5,7 @@
 //! or make it buffer without bound: frames are size-capped, replies wait at most
 //! [`SEND_TIMEOUT`], and a socket that stops reading is dropped.
 
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -234,15 +235,33 @@ impl Connection {
 
     async fn run(mut self) {
         tracing::debug!("socket opened");
-        let shutdown = self.state.shutdown_token().clone();
+        // Registered with the shutdown token once for the socket's life; every later wake-up
+        // of this task reads one flag, set before the token is cancelled (polling the token
+        // takes two locks that every socket shares, several times per login).
+        let state = self.state.clone();
+        let shutdown = state.shutdown_token().clone();
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
+        let mut registered = false;
         let timer = sleep_until(self.deadline());
         tokio::pin!(timer);
         let end = loop {
+            let on_shutdown = std::future::poll_fn(|cx| {
+                if state.shutting_down() {
+                    return std::task::Poll::Ready(());
+                }
+                if registered {
+                    // Its waiter wakes this task when the token is cancelled.
+                    return std::task::Poll::Pending;
+                }
+                registered = true;
+                cancelled.as_mut().poll(cx)
+            });
             let flow = tokio::select! {
                 // Biased: shutdown first, then registry commands (a kick must win over
                 // frames the peer sent after it), then the peer, then the clock.
                 biased;
-                _ = shutdown.cancelled() => Flow::Close(close::SERVICE_RESTART, "server restarting"),
+                _ = on_shutdown => Flow::Close(close::SERVICE_RESTART, "server restarting"),
                 Some(command) = self.commands.recv() => self.on_command(command).await,
                 message = self.socket.recv() => {
                     self.last_seen = Instant::now();

@@ -33,6 +33,9 @@ pub struct Metrics {
     online: Gauge,
     online_by_platform: Family<Labels, Gauge>,
     logins: Family<Vec<(&'static str, String)>, Counter>,
+    /// Each app's `timd_logins{code="0"}` series once it has one: a successful login
+    /// counts without building its labels.
+    logins_ok: std::sync::RwLock<std::collections::HashMap<u32, Counter>>,
     kicks: Family<Labels, Counter>,
     entries: Family<Labels, Gauge>,
     settings_version: Family<Vec<(&'static str, String)>, Gauge>,
@@ -160,6 +163,7 @@ impl CallbackMetrics {
 }
 
 /// The gauges read at scrape time.
+#[derive(Default)]
 pub struct Snapshot {
     pub connections: usize,
     pub online: usize,
@@ -329,6 +333,7 @@ impl Metrics {
             callbacks,
             online_by_platform,
             logins,
+            logins_ok: Default::default(),
             kicks,
             entries,
             settings_version,
@@ -377,6 +382,26 @@ impl Metrics {
     /// A login frame for `app` (`None`: an SDKAppID not served here, one label for all of
     /// them so clients cannot grow the label set) was answered with `code` (0: logged in).
     pub fn login(&self, app: Option<u32>, code: u32) {
+        if let (Some(app), 0) = (app, code) {
+            let known = self
+                .logins_ok
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&app)
+                .map(Counter::inc);
+            if known.is_none() {
+                let series = self
+                    .logins
+                    .get_or_create(&vec![("app", app.to_string()), ("code", "0".into())])
+                    .clone();
+                series.inc();
+                self.logins_ok
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(app, series);
+            }
+            return;
+        }
         let app = app.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
         self.logins
             .get_or_create(&vec![("app", app), ("code", code.to_string())])
@@ -480,4 +505,34 @@ pub async fn handler(
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Successful logins count through their app's cached series, refused ones by code:
+    /// the exposition is the same either way.
+    #[test]
+    fn logins_count_by_app_and_code() {
+        let m = Metrics::new();
+        for _ in 0..3 {
+            m.login(Some(7), 0);
+        }
+        m.login(Some(8), 0);
+        m.login(Some(7), 70001);
+        m.login(None, 70020);
+        let text = m.render(&Snapshot::default());
+        for line in [
+            r#"timd_logins_total{app="7",code="0"} 3"#,
+            r#"timd_logins_total{app="8",code="0"} 1"#,
+            r#"timd_logins_total{app="7",code="70001"} 1"#,
+            r#"timd_logins_total{app="unknown",code="70020"} 1"#,
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing in:\n{text}"
+            );
+        }
+    }
 }

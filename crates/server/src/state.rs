@@ -2,6 +2,7 @@
 //! (where decisions live), the abuse limits, the metrics and the shutdown signal. One
 //! `Arc`, so clones are cheap.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -32,6 +33,9 @@ struct Inner {
     /// The State.StateChange callbacks (`callbacks/`).
     callbacks: Callbacks,
     shutdown: CancellationToken,
+    /// Set just before `shutdown` is cancelled: what a socket task reads on its wake-ups
+    /// (the token's own check takes two locks every socket shares).
+    shutting_down: AtomicBool,
     sockets: TaskTracker,
 }
 
@@ -59,6 +63,7 @@ impl AppState {
                 backend: Arc::new(backend),
                 events: Arc::new(Events::new()),
                 shutdown: CancellationToken::new(),
+                shutting_down: AtomicBool::new(false),
                 sockets: TaskTracker::new(),
             }),
         })
@@ -103,8 +108,14 @@ impl AppState {
     }
 
     /// Cancelled when the server shuts down: every socket closes with `SERVICE_RESTART`.
+    /// Only [`AppState::shutdown`] cancels it (the sockets read [`AppState::shutting_down`]).
     pub fn shutdown_token(&self) -> &CancellationToken {
         &self.inner.shutdown
+    }
+
+    /// Whether [`AppState::shutdown`] was called (the token is cancelled right after).
+    pub fn shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::Acquire)
     }
 
     /// Tracks the socket tasks, so shutdown can wait for their close handshakes.
@@ -114,6 +125,7 @@ impl AppState {
 
     /// Starts a shutdown: sockets close with `SERVICE_RESTART`.
     pub fn shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::Release);
         self.inner.shutdown.cancel();
     }
 }

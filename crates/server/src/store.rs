@@ -119,6 +119,10 @@ impl Store {
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // SQLite's page cache: 16 MiB (its default is 2 MiB, 500 pages, which the ended
+        // sessions a busy server journals push the accounts' B-tree out of, so first logins
+        // read their pages back from the file).
+        conn.pragma_update(None, "cache_size", -16_384)?;
         let store = Store {
             conn,
             known: Arc::new(KnownAccounts::new(MAX_KNOWN_ACCOUNTS)),
@@ -319,12 +323,33 @@ impl Store {
     /// kick or deletion. `None` when revoked (nothing written), else whether the account is
     /// new. Run in the store's job order, this closes the race where a login checked just
     /// before a deletion re-creates the deleted account.
+    ///
+    /// Of its statements, at most one changes anything (so a job running it needs no
+    /// savepoint: SQLite undoes a failed statement, or the whole transaction, by itself). A
+    /// new account never kicked, the first login's case, is one statement.
     pub fn register_unless_revoked(
         &self,
         app: u32,
         user: &str,
         sig_time: u64,
     ) -> Result<Option<bool>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO accounts (app, user_id, created_at)
+             SELECT ?1, ?2, ?3 WHERE NOT EXISTS
+                 (SELECT 1 FROM kicks WHERE app = ?1 AND user_id = ?2 AND kicked_at >= ?4)
+             ON CONFLICT (app, user_id) DO NOTHING",
+        )?;
+        let inserted = stmt.execute(rusqlite::params![
+            app,
+            user,
+            unix_now() as i64,
+            clamp_i64(sig_time)
+        ])?;
+        if inserted == 1 {
+            return Ok(Some(true));
+        }
+        // Nothing inserted: the account exists, or a kick revokes this UserSig (or both).
+        // The statement that decides when nothing was written, as before.
         if self.kicked_at(app, user)?.is_some_and(|k| sig_time <= k) {
             return Ok(None);
         }
@@ -697,6 +722,10 @@ fn settings_of(web: i64, other: i64, policy: &str) -> Result<LoginSettings, Stor
 struct Job {
     run: Box<dyn FnOnce(&Store) -> bool + Send>,
     finish: Finish,
+    /// Run inside a savepoint of its own. Without one, `run` must change the database with
+    /// at most one statement (SQLite undoes a failed statement, or rolls the whole
+    /// transaction back, by itself), so a failed job still leaves nothing.
+    savepoint: bool,
 }
 
 type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
@@ -772,6 +801,24 @@ impl StoreHandle {
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     {
+        self.call_with(true, f).await
+    }
+
+    /// [`StoreHandle::call`] for an `f` that changes the database with at most one
+    /// statement: it runs without a savepoint of its own (two statements fewer per job).
+    async fn call_single_write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.call_with(false, f).await
+    }
+
+    async fn call_with<T, F>(&self, savepoint: bool, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
         let result = Arc::new(Mutex::new(None));
         let slot = Arc::clone(&result);
@@ -791,6 +838,7 @@ impl StoreHandle {
                 };
                 let _ = tx.send(answer);
             }),
+            savepoint,
         };
         self.jobs
             .send(job)
@@ -818,6 +866,7 @@ impl StoreHandle {
                         tracing::error!(error = %e, "store: ended sessions not recorded");
                     }
                 }),
+                savepoint: true,
             };
             if handle.jobs.try_send(job).is_err() {
                 tracing::warn!("store queue full: an ended session is remembered in memory only");
@@ -844,7 +893,8 @@ impl StoreHandle {
         sig_time: u64,
     ) -> Result<Option<bool>, StoreError> {
         let user = user.to_owned();
-        self.call(move |s| {
+        // One statement changes anything (see `Store::register_unless_revoked`).
+        self.call_single_write(move |s| {
             let registered = s.register_unless_revoked(app, &user, sig_time)?;
             if registered.is_some() {
                 s.registered.borrow_mut().push((app, user));
@@ -932,8 +982,9 @@ impl Control<'_> {
     }
 }
 
-/// Runs jobs from the front of `batch` in one transaction, one savepoint each, and answers
-/// them after the commit. "A failed call changes nothing": a job whose savepoint cannot be
+/// Runs jobs from the front of `batch` in one transaction, one savepoint each (but those
+/// whose one statement is all they change: [`Job::savepoint`]), and answers them after the
+/// commit. "A failed call changes nothing": a job whose savepoint cannot be
 /// taken does not run; if a savepoint cannot be ended, or SQLite rolled the transaction back
 /// on its own (as it may on a full disk or an I/O error), or the commit fails, every job of
 /// the transaction so far is answered with the error. Jobs left in `batch` (after such an
@@ -960,9 +1011,11 @@ fn run_transaction(store: &Store, batch: &mut VecDeque<Job>, armed: &mut Vec<Fau
         };
         let index = n;
         n += 1;
-        if let Err(e) = control.exec(FaultPoint::Savepoint(index), "SAVEPOINT job") {
-            (job.finish)(Err(e.clone()));
-            break Some(e);
+        if job.savepoint {
+            if let Err(e) = control.exec(FaultPoint::Savepoint(index), "SAVEPOINT job") {
+                (job.finish)(Err(e.clone()));
+                break Some(e);
+            }
         }
         let ok = (job.run)(store);
         finishers.push(job.finish);
@@ -970,6 +1023,10 @@ fn run_transaction(store: &Store, batch: &mut VecDeque<Job>, armed: &mut Vec<Fau
             break Some(StoreError::Sqlite(
                 "the transaction was rolled back by SQLite".into(),
             ));
+        }
+        if !job.savepoint {
+            // A failed single write was undone by SQLite: the others' work stays.
+            continue;
         }
         let end = if ok {
             "RELEASE job"
@@ -1346,5 +1403,83 @@ mod fault_tests {
         assert_eq!(ok, ["c", "d"]);
         // The store keeps working.
         assert_eq!(handle.register_account(A, "e").await, Ok(true));
+    }
+
+    /// First logins' registrations run without savepoints of their own: one that fails
+    /// (its statement aborted, or the transaction rolled back under it) still leaves
+    /// nothing, answers an error and is not known; the others of its batch are unaffected
+    /// or, after a rollback, answered with it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn registrations_without_savepoints_fail_alone_or_with_their_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let handle = StoreHandle::open_in(dir.path(), A).unwrap();
+        handle
+            .call(|s| {
+                Ok(s.connection().execute_batch(
+                    "CREATE TEMP TRIGGER refuse BEFORE INSERT ON accounts
+                     WHEN NEW.user_id = 'abort'
+                     BEGIN SELECT RAISE(ABORT, 'simulated constraint'); END;
+                     CREATE TEMP TRIGGER disk_error BEFORE INSERT ON accounts
+                     WHEN NEW.user_id = 'boom'
+                     BEGIN SELECT RAISE(ROLLBACK, 'simulated I/O error'); END;",
+                )?)
+            })
+            .await
+            .unwrap();
+        // A kick revokes UserSigs issued at or before it; an existing account is not new.
+        handle
+            .call(|s| {
+                s.register_account(A, "old")?;
+                s.kick_account(A, "old", 100)
+            })
+            .await
+            .unwrap();
+        let register = |users: &'static [(&'static str, u64)]| {
+            let handle = handle.clone();
+            async move {
+                let release = hold(&handle).await;
+                let mut calls = Vec::new();
+                for &(user, sig_time) in users {
+                    let queued = handle.queued();
+                    let h = handle.clone();
+                    calls.push(tokio::spawn(async move {
+                        h.register_unless_revoked(A, user, sig_time).await
+                    }));
+                    while handle.queued() == queued {
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    }
+                }
+                drop(release);
+                let mut answers = Vec::new();
+                for call in calls {
+                    answers.push(call.await.unwrap());
+                }
+                answers
+            }
+        };
+        let answers =
+            register(&[("a", 1), ("abort", 1), ("old", 100), ("old", 101), ("c", 1)]).await;
+        assert_eq!(answers[0], Ok(Some(true)));
+        assert!(answers[1].is_err(), "{:?}", answers[1]);
+        assert_eq!(answers[2], Ok(None), "revoked");
+        assert_eq!(answers[3], Ok(Some(false)), "exists");
+        assert_eq!(answers[4], Ok(Some(true)));
+        let file = Store::open_in(dir.path(), A).unwrap();
+        let exist = |users: &[&str]| {
+            users
+                .iter()
+                .map(|u| file.account_exists(A, u).unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(exist(&["a", "abort", "c"]), [true, false, true]);
+        assert!(handle.known(A, "a") && handle.known(A, "c") && handle.known(A, "old"));
+        assert!(!handle.known(A, "abort"));
+        // The transaction rolled back by SQLite: every registration of it answered an error,
+        // none kept or known; the next transaction's jobs go through.
+        let answers = register(&[("d", 1), ("boom", 1), ("e", 1)]).await;
+        assert!(answers[0].is_err() && answers[1].is_err(), "{answers:?}");
+        assert_eq!(answers[2], Ok(Some(true)));
+        assert_eq!(exist(&["d", "boom", "e"]), [false, false, true]);
+        assert!(!handle.known(A, "d") && !handle.known(A, "boom") && handle.known(A, "e"));
     }
 }

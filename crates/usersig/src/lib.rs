@@ -30,8 +30,8 @@ use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use sha2::Sha256;
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt::Write as _;
-use zlib_rs::{InflateConfig, ReturnCode};
 
 /// Longest UserSig text accepted. Real ones are ~200–300 characters; the cap keeps a hostile
 /// client from making the server base64-decode and inflate megabytes.
@@ -527,20 +527,62 @@ impl<'de> Deserialize<'de> for Raw<'de> {
     }
 }
 
+std::thread_local! {
+    /// Each thread's inflate state (~42 KB with its window) and output buffer, reset for
+    /// every UserSig rather than allocated and initialized anew.
+    static INFLATER: RefCell<Option<(zlib_rs::Inflate, Box<[u8]>)>> =
+        const { RefCell::new(None) };
+}
+
 /// Inflates the zlib stream `compressed` (at most [`MAX_INFLATED_LEN`] bytes out) and hands
-/// the result to `then`.
+/// the result to `then`. Answers as zlib's `uncompress` does: the whole stream or an error,
+/// trailing bytes after it ignored.
 fn inflate<T>(
     compressed: &[u8],
     then: impl FnOnce(&[u8]) -> Result<T, UserSigError>,
 ) -> Result<T, UserSigError> {
-    let mut out = [0u8; MAX_INFLATED_LEN];
-    let (json, status) = zlib_rs::decompress_slice(&mut out, compressed, InflateConfig::default());
+    INFLATER.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut slot) => {
+            let (inflater, out) = slot.get_or_insert_with(|| {
+                (
+                    zlib_rs::Inflate::new(true, MAX_WBITS),
+                    vec![0; MAX_INFLATED_LEN].into_boxed_slice(),
+                )
+            });
+            inflater.reset(true);
+            let n = inflate_with(inflater, compressed, out)?;
+            then(&out[..n])
+        }
+        // Not reentrant (`then` inflates nothing), but a fresh state would do as well.
+        Err(_) => {
+            let mut out = vec![0; MAX_INFLATED_LEN];
+            let n = inflate_with(
+                &mut zlib_rs::Inflate::new(true, MAX_WBITS),
+                compressed,
+                &mut out,
+            )?;
+            then(&out[..n])
+        }
+    })
+}
+
+/// zlib's largest window (32 KiB): what `uncompress` accepts.
+const MAX_WBITS: u8 = 15;
+
+/// One `inflate` call over the whole input into `out`: the bytes written, or why not.
+fn inflate_with(
+    inflater: &mut zlib_rs::Inflate,
+    compressed: &[u8],
+    out: &mut [u8],
+) -> Result<usize, UserSigError> {
+    let status = inflater.decompress(compressed, out, zlib_rs::InflateFlush::NoFlush);
+    let written = usize::try_from(inflater.total_out()).unwrap_or(usize::MAX);
     match status {
-        ReturnCode::Ok => then(json),
-        // zlib's `uncompress`: a buffer error means the output is full (a truncated input
-        // is a data error).
-        ReturnCode::BufError => Err(UserSigError::TooLarge),
-        _ => Err(UserSigError::NotZlib),
+        Ok(zlib_rs::Status::StreamEnd) => Ok(written),
+        // As `uncompress` tells them apart: stopped with the output full, the stream inflates
+        // beyond the cap; with room left, the input ended before the stream did.
+        Ok(_) if written >= out.len() => Err(UserSigError::TooLarge),
+        Ok(_) | Err(_) => Err(UserSigError::NotZlib),
     }
 }
 

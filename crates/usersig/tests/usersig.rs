@@ -280,6 +280,31 @@ fn zlib_bomb_is_rejected_as_too_large() {
     assert_eq!(err(&wrap(&[b' '; 8193])), UserSigError::TooLarge);
 }
 
+/// Each thread reuses one inflate state: whatever the previous UserSig left in it (a bomb
+/// stopped halfway, a truncated or corrupted stream), the next one inflates alone.
+#[test]
+fn every_usersig_inflates_from_a_clean_state() {
+    let good = generate(APP, KEY, "alice", 1_700_000_000, 86_400);
+    let mut corrupt = miniz_oxide::deflate::compress_to_vec_zlib(br#"{"a":1}"#, 6);
+    *corrupt.last_mut().unwrap() ^= 1;
+    let z = miniz_oxide::deflate::compress_to_vec_zlib(&[b' '; 300], 6);
+    let truncated = escape(&z[..z.len() / 2]);
+    let bad = [
+        (wrap(&vec![0u8; 1024 * 1024]), UserSigError::TooLarge),
+        (truncated, UserSigError::NotZlib),
+        (escape(&corrupt), UserSigError::NotZlib),
+        (escape(b"plain"), UserSigError::NotZlib),
+        (wrap(b"{\"TLS.ver\":"), UserSigError::NotJson),
+    ];
+    for _ in 0..3 {
+        for (usersig, want) in &bad {
+            assert_eq!(err(usersig), *want);
+            let claims = verify(&good, KEY, APP, "alice", 1_700_000_001).unwrap();
+            assert_eq!(claims.identifier, "alice");
+        }
+    }
+}
+
 #[test]
 fn valid_zlib_but_not_json_is_70003() {
     for body in [
