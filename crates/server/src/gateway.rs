@@ -760,13 +760,13 @@ impl Connection {
             .state
             .callbacks()
             .prepare(&old.info, Change::Logout, Some(self.client));
-        let reported = match self
+        let (ours, reported) = match self
             .state
             .backend()
             .logout(&old.info, Some(self.client), event)
             .await
         {
-            Ok((_, reported)) => reported,
+            Ok(outcome) => outcome,
             Err(e) => {
                 tracing::warn!(user = %old.info.user, error = %e, "logout not recorded");
                 return Err(e);
@@ -775,6 +775,10 @@ impl Connection {
         self.state.events().logout(&old.info);
         match reported {
             Some(dropped) => self.state.callbacks().stored(old.info.app, Ok(dropped)),
+            // Not ours: the session had ended otherwise meanwhile (kicked, its kick on its
+            // way here), and whoever ended it reported it (a login's KickedDevice, a REST
+            // kick's or ApplyNow's own event): nothing more, or it would be reported twice.
+            None if !ours => {}
             None => {
                 self.state
                     .callbacks()

@@ -95,12 +95,25 @@ impl UserSessions {
 
     /// Removes the slot at `i`, tells its socket and leaves a tombstone.
     fn kick_at(&mut self, i: usize, reason: KickReason) -> InstanceInfo {
-        let slot = self.slots.remove(i);
+        self.kick_at_reported(i, reason, false)
+    }
+
+    /// [`UserSessions::kick_at`], telling the socket whether the kick's State.StateChange
+    /// event is stored already (`reported`: the socket stores none).
+    fn kick_at_reported(&mut self, i: usize, reason: KickReason, reported: bool) -> InstanceInfo {
+        let slot = self.remove_kicked(i, reason);
         slot.notify(SocketCommand::Kick {
             session: slot.info.session,
             reason,
-            reported: false,
+            reported,
         });
+        slot.info
+    }
+
+    /// Removes the slot at `i` as kicked (tombstone, journal) without telling its socket:
+    /// the caller does ([`Local::notify`]).
+    fn remove_kicked(&mut self, i: usize, reason: KickReason) -> Local {
+        let slot = self.slots.remove(i);
         if self.tombstones.len() == MAX_TOMBSTONES {
             let gone = self.tombstones.remove(0);
             self.ended.forget_up_to(gone.since_ms, gone.until);
@@ -121,7 +134,7 @@ impl UserSessions {
             at_ms: unix_ms(),
             until: unix_ms() / 1000 + TICKET_LIFETIME_SECS,
         });
-        slot.info
+        slot
     }
 
     /// Records that `info`'s session ended without a kick: its tickets are dead.
@@ -481,10 +494,23 @@ impl Registry {
 
     /// Kicks every instance of `user` (REST `kick`). Returns how many were online.
     pub fn kick_user(&self, user: &str, reason: KickReason) -> usize {
+        self.kick_user_reported(user, reason, &[])
+    }
+
+    /// [`Registry::kick_user`], where the sessions in `reported` had their State.StateChange
+    /// event stored by the kick's decision already (their sockets store none; any other,
+    /// e.g. a login that came in since, stores its own). Returns how many were online.
+    pub fn kick_user_reported(
+        &self,
+        user: &str,
+        reason: KickReason,
+        reported: &[SessionId],
+    ) -> usize {
         self.with_existing(user, |sessions| {
             let n = sessions.len();
-            while !sessions.slots.is_empty() {
-                sessions.kick_at(0, reason);
+            while let Some(slot) = sessions.slots.first() {
+                let done = reported.contains(&slot.info.session);
+                sessions.kick_at_reported(0, reason, done);
             }
             n
         })
@@ -527,21 +553,35 @@ impl Registry {
     /// reason a login would have given (`LoginSettings::over_limits`): an `ApplyNow` change.
     /// Returns how many were kicked.
     pub fn enforce(&self, settings: &LoginSettings) -> usize {
-        let mut kicked = 0;
+        let kicked = self.enforce_quietly(settings);
+        for (slot, reason) in &kicked {
+            slot.notify(SocketCommand::Kick {
+                session: slot.info.session,
+                reason: *reason,
+                reported: false,
+            });
+        }
+        kicked.len()
+    }
+
+    /// [`Registry::enforce`] without telling the kicked sockets yet: returns the kicked
+    /// slots and why, for the caller to store their State.StateChange events first and then
+    /// tell them ([`Local::notify`]). Their slots, tombstones and ends are done.
+    pub fn enforce_quietly(&self, settings: &LoginSettings) -> Vec<(Local, KickReason)> {
+        let mut kicked = Vec::new();
         for shard in self.shards.iter() {
             let users: Vec<String> = lock(shard).keys().cloned().collect();
             for user in users {
-                kicked += self
-                    .with_existing(&user, |sessions| {
-                        let platforms: Vec<Platform> =
-                            sessions.iter().map(|i| i.platform).collect();
-                        let gone = settings.over_limits(&platforms);
-                        for &(i, reason) in gone.iter().rev() {
-                            sessions.kick_at(i, reason);
-                        }
-                        gone.len()
-                    })
-                    .unwrap_or(0);
+                self.with_existing(&user, |sessions| {
+                    let platforms: Vec<Platform> = sessions.iter().map(|i| i.platform).collect();
+                    let gone = settings.over_limits(&platforms);
+                    let mut mine = Vec::with_capacity(gone.len());
+                    for &(i, reason) in gone.iter().rev() {
+                        mine.push((sessions.remove_kicked(i, reason), reason));
+                    }
+                    mine.reverse();
+                    kicked.append(&mut mine);
+                });
             }
         }
         kicked

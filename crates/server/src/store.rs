@@ -14,6 +14,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::bounded::BoundedMap;
+use crate::callbacks::Prepared;
 use crate::clock::unix_secs as unix_now;
 use crate::ended::{End, EndedSession};
 use crate::policy::{LoginPolicy, LoginSettings};
@@ -393,6 +394,45 @@ impl Store {
         Ok(deleted)
     }
 
+    /// [`Store::kick_account`], and, if the account exists, queues the State.StateChange
+    /// events `events()` makes once the kick time is written (the connected instances the
+    /// kick ends: `Embedded::kick_user`) in the same transaction: the kick and its events
+    /// are committed together or not at all. `None` if the account does not exist, else how
+    /// many old events the cap dropped.
+    pub fn kick_account_with_events(
+        &self,
+        app: u32,
+        user: &str,
+        at: u64,
+        events: impl FnOnce() -> Vec<Prepared>,
+    ) -> Result<Option<u64>, StoreError> {
+        if !self.kick_account(app, user, at)? {
+            return Ok(None);
+        }
+        self.callback_push_all(&events()).map(Some)
+    }
+
+    /// [`Store::delete_accounts`], and for each deleted user the events `events(user)` makes
+    /// once it is deleted (its connected instances), in the same transaction. For each of
+    /// `users`, `None` if it did not exist, else how many old events the cap dropped.
+    pub fn delete_accounts_with_events(
+        &self,
+        app: u32,
+        users: &[String],
+        at: u64,
+        mut events: impl FnMut(&str) -> Vec<Prepared>,
+    ) -> Result<Vec<Option<u64>>, StoreError> {
+        let deleted = self.delete_accounts(app, users, at)?;
+        let mut out = Vec::with_capacity(users.len());
+        for (user, gone) in users.iter().zip(deleted) {
+            out.push(match gone {
+                true => Some(self.callback_push_all(&events(user))?),
+                false => None,
+            });
+        }
+        Ok(out)
+    }
+
     fn record_kick(&self, app: u32, user: &str, at: u64) -> Result<(), StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "INSERT INTO kicks (app, user_id, kicked_at) VALUES (?1, ?2, ?3)
@@ -573,6 +613,16 @@ impl Store {
             n -= dropped;
         }
         self.callback_counts.borrow_mut().insert(app, n);
+        Ok(dropped)
+    }
+
+    /// Queues each of `events` ([`Store::callback_push`]); returns how many old events the
+    /// caps dropped.
+    pub fn callback_push_all(&self, events: &[Prepared]) -> Result<u64, StoreError> {
+        let mut dropped = 0;
+        for e in events {
+            dropped += self.callback_push(e.app, &e.json, e.t, u64::from(e.cap))?;
+        }
         Ok(dropped)
     }
 
@@ -1270,6 +1320,70 @@ mod fault_tests {
         assert_eq!(ends.len(), 1);
         assert_eq!(ends[0].instance, "t2");
         assert_eq!(events.len(), 1);
+    }
+
+    /// A REST kick's (and a deletion's) kick time and its callback events are one
+    /// transaction: a failed commit keeps neither (the kick is answered with an error and
+    /// kicks no one), a good one both.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_kick_and_its_events_commit_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let handle = StoreHandle::open_in(dir.path(), A).unwrap();
+        handle
+            .call(|s| s.import_accounts(A, &["alice".into(), "bob".into()]))
+            .await
+            .unwrap();
+        let events = |user: &str| {
+            vec![Prepared {
+                app: A,
+                json: format!(r#"{{"u":"{user}"}}"#),
+                t: 7,
+                cap: 100,
+            }]
+        };
+        let state = || {
+            handle.call(|s| {
+                Ok((
+                    s.kicked_at(A, "alice")?,
+                    s.account_exists(A, "bob")?,
+                    s.callback_read(A, 0, 10)?,
+                ))
+            })
+        };
+        handle.inject_faults(&[FaultPoint::Commit]);
+        let kick = handle
+            .call(move |s| s.kick_account_with_events(A, "alice", 100, || events("alice")))
+            .await;
+        assert!(kick.is_err(), "{kick:?}");
+        handle.inject_faults(&[FaultPoint::Commit]);
+        let delete = handle
+            .call(move |s| s.delete_accounts_with_events(A, &["bob".into()], 100, events))
+            .await;
+        assert!(delete.is_err(), "{delete:?}");
+        let (kicked, bob, queued) = state().await.unwrap();
+        assert_eq!(kicked, None, "no kick time kept");
+        assert!(bob, "no deletion kept");
+        assert!(queued.is_empty(), "no event kept: {queued:?}");
+        // Without a fault: both, and nothing for an account that does not exist.
+        let kick = handle
+            .call(move |s| s.kick_account_with_events(A, "alice", 100, || events("alice")))
+            .await;
+        assert_eq!(kick, Ok(Some(0)));
+        let ghost = handle
+            .call(move |s| s.kick_account_with_events(A, "ghost", 100, || events("ghost")))
+            .await;
+        assert_eq!(ghost, Ok(None));
+        let delete = handle
+            .call(move |s| {
+                s.delete_accounts_with_events(A, &["bob".into(), "ghost".into()], 100, events)
+            })
+            .await;
+        assert_eq!(delete, Ok(vec![Some(0), None]));
+        let (kicked, bob, queued) = state().await.unwrap();
+        assert_eq!(kicked, Some(100));
+        assert!(!bob);
+        let users: Vec<&str> = queued.iter().map(|(_, e)| e.as_str()).collect();
+        assert_eq!(users, [r#"{"u":"alice"}"#, r#"{"u":"bob"}"#]);
     }
 
     /// Holds the store thread in a batch of its own until the returned sender is dropped, so

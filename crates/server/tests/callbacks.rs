@@ -13,8 +13,9 @@ use common::*;
 use sha2::{Digest, Sha256};
 use tim_proto::{ClientFrame, KickReason, ServerFrame};
 use tim_test_support::receiver::{pairs, per_user, Request};
-use tim_test_support::{Answer, Receiver};
-use timd::callbacks::{CallbackSettings, CallbackTarget};
+use tim_test_support::{Answer, EmbeddedProbe, Receiver};
+use timd::backend::SettingsUpdate;
+use timd::callbacks::{CallbackSettings, CallbackTarget, StateChange};
 use timd::Config;
 
 const TOKEN: &str = "callback-token-for-tests";
@@ -106,7 +107,7 @@ async fn each_pair_comes_from_a_real_client_action_in_order_and_signed() {
     let kicked = server
         .state
         .backend()
-        .kick_user(APP, "alice", now())
+        .kick_user(APP, "alice", now(), server.state.callbacks().sink(APP))
         .await
         .unwrap();
     assert_eq!(kicked, Some(1));
@@ -130,7 +131,9 @@ async fn each_pair_comes_from_a_real_client_action_in_order_and_signed() {
     for (i, r) in got.iter().enumerate() {
         let op = if i == 6 { "RESTAPI" } else { "Web" };
         check_query(r, op);
-        assert_eq!(r.query["ClientIP"], "127.0.0.1");
+        // The REST kick's Logout is stored with the kick, which no client address made.
+        let ip = if i == 6 { "" } else { "127.0.0.1" };
+        assert_eq!(r.query["ClientIP"], ip);
         assert_eq!(r.body["Info"]["To_Account"], "alice");
     }
     assert!(got
@@ -282,4 +285,260 @@ async fn reqwest_metrics(server: &Server) -> String {
     })
     .await
     .unwrap()
+}
+
+/// The Logout/Unregister events waiting in the outbox (the receiver down: none leaves it).
+async fn logouts_queued(server: &Server) -> Vec<StateChange> {
+    server
+        .state
+        .callbacks()
+        .outbox()
+        .read(APP, None, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|q| q.event)
+        .filter(|e| e.a == "Logout")
+        .collect()
+}
+
+/// A REST kick's events are written in the kick's own store transaction, one per connected
+/// instance it ends (none for one away: its Disconnect was reported): they are stored when
+/// the kick returns, before any kicked socket hears of it, and the sockets store none.
+#[tokio::test]
+async fn a_rest_kick_stores_its_events_with_the_kick_and_the_sockets_none() {
+    let mut receiver = Receiver::start().await;
+    let server = Server::start(|c| with_callbacks(c, &receiver, 2_000)).await;
+    let mut a = server.connect().await;
+    login_ok(&mut a, 1, "alice", "tab-a").await;
+    let mut b = server.connect().await;
+    login_ok(&mut b, 1, "alice", "tab-b").await;
+    let mut c = server.connect().await;
+    login_ok(&mut c, 1, "alice", "tab-c").await;
+    go_away(&server, c).await;
+    receiver.wait_accepted(4, DELIVERY).await;
+    receiver.down();
+    let kicked = server
+        .state
+        .backend()
+        .kick_user(APP, "alice", now(), server.state.callbacks().sink(APP))
+        .await
+        .unwrap();
+    assert_eq!(kicked, Some(3), "two connected, one away");
+    let queued = logouts_queued(&server).await;
+    assert_eq!(queued.len(), 2, "stored with the kick: {queued:?}");
+    for e in &queued {
+        assert_eq!(
+            (e.r.as_str(), e.op.as_str(), e.ip.as_str()),
+            ("Unregister", "RESTAPI", "")
+        );
+    }
+    expect_kicked(&mut a, KickReason::RestApi).await;
+    expect_kicked(&mut b, KickReason::RestApi).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        logouts_queued(&server).await.len(),
+        2,
+        "the sockets stored none"
+    );
+    receiver.up().await;
+    let got = receiver.wait_accepted(6, DELIVERY).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.accepted().len(), 6, "each once");
+    assert_eq!(
+        per_user(&got)["alice"],
+        pairs(&[
+            ("Login", "Register"),
+            ("Login", "Register"),
+            ("Login", "Register"),
+            ("Disconnect", "LinkClose"),
+            ("Logout", "Unregister"),
+            ("Logout", "Unregister"),
+        ])
+    );
+    for r in &got[4..] {
+        check_query(r, "RESTAPI");
+    }
+}
+
+/// An account deletion's events too: with the deletion, once.
+#[tokio::test]
+async fn an_account_deletion_stores_its_events_with_the_deletion() {
+    let mut receiver = Receiver::start().await;
+    let server = Server::start(|c| with_callbacks(c, &receiver, 2_000)).await;
+    let mut a = server.connect().await;
+    login_ok(&mut a, 1, "alice", "tab-a").await;
+    receiver.wait_accepted(1, DELIVERY).await;
+    receiver.down();
+    let deleted = server
+        .state
+        .backend()
+        .delete_accounts(
+            APP,
+            &["alice".into(), "nobody".into()],
+            now(),
+            server.state.callbacks().sink(APP),
+        )
+        .await
+        .unwrap();
+    assert_eq!(deleted, [Some(1), None]);
+    let queued = logouts_queued(&server).await;
+    assert_eq!(queued.len(), 1, "stored with the deletion: {queued:?}");
+    assert_eq!(
+        (queued[0].op.as_str(), queued[0].ip.as_str()),
+        ("RESTAPI", "")
+    );
+    expect_kicked(&mut a, KickReason::RestApi).await;
+    receiver.up().await;
+    let got = receiver.wait_accepted(2, DELIVERY).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.accepted().len(), 2, "once");
+    assert_eq!(
+        per_user(&got)["alice"],
+        pairs(&[("Login", "Register"), ("Logout", "Unregister")])
+    );
+}
+
+/// Holds the store thread with a job of its own until the returned sender is dropped; the
+/// returned receiver says when the job started.
+fn hold_store(
+    server: &Server,
+) -> (
+    std::sync::mpsc::Sender<()>,
+    tokio::sync::oneshot::Receiver<()>,
+) {
+    let (release, wait) = std::sync::mpsc::channel::<()>();
+    let (started, running) = tokio::sync::oneshot::channel();
+    let store = server.state.store().clone();
+    tokio::spawn(async move {
+        store
+            .call(move |_| {
+                let _ = started.send(());
+                let _ = wait.recv();
+                Ok(())
+            })
+            .await
+    });
+    (release, running)
+}
+
+/// A login that comes in after the kick's transaction read who is connected, and before the
+/// kick is in force, is kicked with the others: its event is stored by its socket (the
+/// kick's transaction did not know it), so it too is reported exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_racing_a_rest_kick_is_reported_once_too() {
+    let receiver = Receiver::start().await;
+    let server = Server::start(|c| with_callbacks(c, &receiver, 2_000)).await;
+    let mut a = server.connect().await;
+    login_ok(&mut a, 1, "alice", "tab-a").await;
+    receiver.wait_accepted(1, DELIVERY).await;
+    // The kick's job and a second hold queue behind a first hold: they run in one batch,
+    // the kick's job first; the second hold keeps its transaction open.
+    let (first, first_running) = hold_store(&server);
+    first_running.await.unwrap();
+    let store = server.state.store().clone();
+    let state = server.state.clone();
+    let kick = tokio::spawn(async move {
+        state
+            .backend()
+            .kick_user(APP, "alice", now(), state.callbacks().sink(APP))
+            .await
+    });
+    eventually("the kick queued", || store.queued() == 1).await;
+    let (second, second_running) = hold_store(&server);
+    eventually("the second hold queued", || store.queued() == 2).await;
+    drop(first);
+    second_running.await.unwrap();
+    // The kick's job ran (alice's tab-a connected): tab-b logs in now (a returning user
+    // needs no store job to be admitted).
+    let mut b = server.connect().await;
+    send(&mut b, &login(1, "alice", &sig("alice"), "tab-b")).await;
+    eventually("tab-b admitted", || {
+        server.state.registry().instances("alice").len() == 2
+    })
+    .await;
+    drop(second);
+    assert_eq!(kick.await.unwrap().unwrap(), Some(2));
+    expect_kicked(&mut a, KickReason::RestApi).await;
+    match recv(&mut b).await {
+        ServerFrame::LoginOk { .. } => {}
+        other => panic!("expected login_ok, got {other:?}"),
+    }
+    expect_kicked(&mut b, KickReason::RestApi).await;
+    let got = receiver.wait_accepted(4, DELIVERY).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.requests().len(), 4, "each once");
+    assert_eq!(
+        per_user(&got)["alice"],
+        pairs(&[
+            ("Login", "Register"),
+            ("Logout", "Unregister"),
+            ("Login", "Register"),
+            ("Logout", "Unregister"),
+        ])
+    );
+    // tab-a's by the kick's transaction, tab-b's by its socket (with its address).
+    check_query(&got[1], "RESTAPI");
+    assert_eq!(got[1].query["ClientIP"], "");
+    check_query(&got[3], "RESTAPI");
+    assert_eq!(got[3].query["ClientIP"], "127.0.0.1");
+}
+
+/// `set_login_settings … ApplyNow` reports each connected instance it kicks,
+/// `Logout`/`Unregister` by `RESTAPI`, once; one away gets no event (its Disconnect was).
+#[tokio::test]
+async fn an_apply_now_kick_is_reported_once_by_restapi() {
+    let receiver = Receiver::start().await;
+    let server = Server::start(|c| {
+        with_callbacks(c, &receiver, 2_000);
+        c.login = web(3);
+    })
+    .await;
+    let a = {
+        let mut a = server.connect().await;
+        login_ok(&mut a, 1, "alice", "tab-a").await;
+        a
+    };
+    go_away(&server, a).await;
+    let mut b = server.connect().await;
+    login_ok(&mut b, 1, "alice", "tab-b").await;
+    let mut c = server.connect().await;
+    login_ok(&mut c, 1, "alice", "tab-c").await;
+    receiver.wait_accepted(4, DELIVERY).await;
+    let app = server.state.apps().default_app().clone();
+    let update = SettingsUpdate {
+        web_instances: Some(1),
+        ..SettingsUpdate::default()
+    };
+    server
+        .state
+        .backend()
+        .set_settings(
+            server.state.apps(),
+            &app,
+            update,
+            "admin",
+            true,
+            server.state.callbacks().sink(APP),
+        )
+        .await
+        .unwrap();
+    expect_kicked(&mut b, KickReason::MultipleAccount).await;
+    expect_untouched(&mut c).await;
+    assert_eq!(server.state.registry().instances("alice").len(), 1);
+    let got = receiver.wait_accepted(5, DELIVERY).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.requests().len(), 5, "once");
+    assert_eq!(
+        per_user(&got)["alice"],
+        pairs(&[
+            ("Login", "Register"),
+            ("Disconnect", "LinkClose"),
+            ("Login", "Register"),
+            ("Login", "Register"),
+            ("Logout", "Unregister"),
+        ])
+    );
+    check_query(&got[4], "RESTAPI");
+    assert_eq!(got[4].query["ClientIP"], "");
 }

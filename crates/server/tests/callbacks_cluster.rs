@@ -321,3 +321,59 @@ async fn what_the_scripts_append_is_held_to_the_cap() {
     })
     .await;
 }
+
+/// `set_login_settings … ApplyNow` reports each connected instance it kicks, whichever node
+/// holds it: `Logout`/`Unregister` by `RESTAPI`, stored by `enforce.lua` with the kick
+/// (EventID `<app>-ak-…`), once; an instance away gets no event (its Disconnect was).
+#[tokio::test]
+async fn an_apply_now_kick_is_reported_once_by_its_script() {
+    let redis = RedisServer::start();
+    let receiver = Receiver::start().await;
+    let nodes: Vec<TimdNode> = (0..3)
+        .map(|_| {
+            TimdNode::builder()
+                .redis(&redis.url())
+                .args(["--lease-ms", "900", "--web-instances", "3"])
+                .args(["--callback-url", &receiver.url()])
+                .env("TIMD_CALLBACK_TOKEN", "cluster-token")
+                .start()
+        })
+        .collect();
+    // hana: tab-1 on node 0 (then away), tab-2 on node 1, tab-3 on node 2 (the latest).
+    let t1 = online(&nodes[0], "hana", "tab-1").await;
+    receiver.wait_accepted(1, DELIVERY).await;
+    drop(t1);
+    receiver.wait_accepted(2, DELIVERY).await;
+    let mut t2 = online(&nodes[1], "hana", "tab-2").await;
+    let mut t3 = online(&nodes[2], "hana", "tab-3").await;
+    receiver.wait_accepted(4, DELIVERY).await;
+    let answer = Rest::new(nodes[0].addr(), APP, KEY)
+        .call(
+            "/v4/timd/set_login_settings",
+            serde_json::json!({"WebInstances": 1, "ApplyNow": 1}),
+        )
+        .await;
+    assert_eq!(answer.code(), 0, "{}", answer.json);
+    expect_kicked(&mut t2, KickReason::MultipleAccount).await;
+    expect_untouched(&mut t3).await;
+    let got = receiver.wait_accepted(5, DELIVERY).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.requests().len(), 5, "reported once");
+    assert_eq!(
+        per_user(&got)["hana"],
+        pairs(&[
+            ("Login", "Register"),
+            ("Disconnect", "LinkClose"),
+            ("Login", "Register"),
+            ("Login", "Register"),
+            ("Logout", "Unregister"),
+        ])
+    );
+    assert_eq!(got[4].query["OptPlatform"], "RESTAPI");
+    assert_eq!(got[4].query["ClientIP"], "");
+    assert!(
+        got[4].event_id().starts_with(&format!("{APP}-ak-")),
+        "{}",
+        got[4].event_id()
+    );
+}

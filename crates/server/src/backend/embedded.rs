@@ -6,25 +6,27 @@
 //! caller hears of it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tim_proto::{KickReason, Platform};
 
 use super::{Admission, BackendError, LoginDecision, ResumeError, SettingsUpdate};
 use crate::apps::{App, Apps, Versioned};
-use crate::callbacks::Prepared;
+use crate::callbacks::{Change, Prepared, Sink};
 use crate::clock::unix_secs;
 use crate::config::Config;
 use crate::ended::EndedSession;
 use crate::kicks::Kicks;
 use crate::registry::{Registry, RegistrySizes};
-use crate::session::{InstanceInfo, KickRecord, NewSession, Outbox, SessionId};
+use crate::session::{InstanceInfo, KickRecord, NewSession, Outbox, SessionId, SocketCommand};
 use crate::store::{SettingsChange, Store, StoreError, StoreHandle};
 use crate::ticket::TicketClaims;
 
 /// One app's share of the process: nothing is shared between apps.
 struct Space {
-    registry: Registry,
+    /// Shared with the store thread: a REST kick's or deletion's job reads who it ends.
+    registry: Arc<Registry>,
     /// The REST kick times (durable ones only), read by every login and resume.
     kicks: Kicks,
 }
@@ -92,7 +94,7 @@ impl Embedded {
         let spaces = loaded
             .into_iter()
             .map(|(id, kicks)| {
-                let registry = Registry::new().with_journal(store.ended_journal());
+                let registry = Arc::new(Registry::new().with_journal(store.ended_journal()));
                 registry.restore_ended(ended.remove(&id).unwrap_or_default(), now);
                 (id, Space { registry, kicks })
             })
@@ -240,42 +242,100 @@ impl Embedded {
     /// After a durable kick (or delete) of `user` at `at`: later logins with older
     /// UserSigs are refused, then every online instance is kicked. The cache is updated
     /// first, so a login racing the kick either sees the new kick time or is registered in
-    /// time to be kicked.
-    fn revoke_and_kick(&self, app: u32, user: &str, at: u64) -> usize {
+    /// time to be kicked. The sessions in `reported` had their event stored with the kick.
+    fn revoke_and_kick(&self, app: u32, user: &str, at: u64, reported: &[SessionId]) -> usize {
         let space = self.space(app);
         space.kicks.record(user, at);
-        space.registry.kick_user(user, KickReason::RestApi)
+        space
+            .registry
+            .kick_user_reported(user, KickReason::RestApi, reported)
     }
 
+    /// The State.StateChange events of a REST kick or deletion of `user` (run in the
+    /// kick's store job, once its kick time is written and before it is in force here): a
+    /// `Logout`/`Unregister` by `RESTAPI` for each instance connected now, whose session
+    /// goes in `sessions` (its socket will store none). An instance away has none (its
+    /// Disconnect was reported); one that logs in or resumes after this (before the kick
+    /// is in force) is kicked all the same, and its socket stores its event.
+    fn kick_events(
+        registry: &Registry,
+        sink: Option<&Sink>,
+        user: &str,
+        sessions: &mut Vec<SessionId>,
+    ) -> Vec<Prepared> {
+        let Some(sink) = sink else {
+            return Vec::new();
+        };
+        registry
+            .instances(user)
+            .into_iter()
+            .filter(|i| i.attached)
+            .filter_map(|i| {
+                let event = sink.prepare(&i, Change::RestKick, None)?;
+                sessions.push(i.session);
+                Some(event)
+            })
+            .collect()
+    }
+
+    /// REST `kick`: the kick time and, with `sink` (the app has a callback), the events of
+    /// the instances it ends are one store transaction; then the kick is in force here.
     pub async fn kick_user(
         &self,
         app: u32,
         user: &str,
         at: u64,
+        sink: Option<Sink>,
     ) -> Result<Option<usize>, BackendError> {
         let u = user.to_owned();
-        let exists = self
+        let registry = Arc::clone(&self.space(app).registry);
+        let job_sink = sink.clone();
+        let kicked = self
             .store
-            .call(move |s| s.kick_account(app, &u, at))
+            .call(move |s| {
+                let mut sessions = Vec::new();
+                let dropped = s.kick_account_with_events(app, &u, at, || {
+                    Self::kick_events(&registry, job_sink.as_ref(), &u, &mut sessions)
+                })?;
+                Ok(dropped.map(|d| (d, sessions)))
+            })
             .await?;
-        Ok(exists.then(|| self.revoke_and_kick(app, user, at)))
+        Ok(kicked.map(|(dropped, sessions)| {
+            if let Some(sink) = &sink {
+                sink.stored(Ok(dropped));
+            }
+            self.revoke_and_kick(app, user, at, &sessions)
+        }))
     }
 
+    /// REST `account_delete`: as [`Embedded::kick_user`], for each of `users` deleted.
     pub async fn delete_accounts(
         &self,
         app: u32,
         users: &[String],
         at: u64,
+        sink: Option<Sink>,
     ) -> Result<Vec<Option<usize>>, BackendError> {
         let list = users.to_vec();
-        let deleted = self
+        let registry = Arc::clone(&self.space(app).registry);
+        let job_sink = sink.clone();
+        let (deleted, sessions) = self
             .store
-            .call(move |s| s.delete_accounts(app, &list, at))
+            .call(move |s| {
+                let mut sessions = Vec::new();
+                let deleted = s.delete_accounts_with_events(app, &list, at, |user| {
+                    Self::kick_events(&registry, job_sink.as_ref(), user, &mut sessions)
+                })?;
+                Ok((deleted, sessions))
+            })
             .await?;
+        if let Some(sink) = &sink {
+            sink.stored(Ok(deleted.iter().flatten().sum()));
+        }
         Ok(users
             .iter()
             .zip(deleted)
-            .map(|(user, gone)| gone.then(|| self.revoke_and_kick(app, user, at)))
+            .map(|(user, gone)| gone.map(|_| self.revoke_and_kick(app, user, at, &sessions)))
             .collect())
     }
 
@@ -324,6 +384,7 @@ impl Embedded {
         update: SettingsUpdate,
         admin: &str,
         apply_now: bool,
+        sink: Option<Sink>,
     ) -> Result<Versioned, BackendError> {
         let (id, admin, initial) = (app.sdkappid, admin.to_owned(), app.initial_settings());
         // Settings changes of one app are serialized by the store thread: the stored ones
@@ -345,8 +406,41 @@ impl Embedded {
         let settings = new.settings;
         app.apply(new);
         if apply_now {
-            let kicked = self.space(id).registry.enforce(&settings);
-            tracing::info!(app = id, kicked, "login settings applied now");
+            let kicked = self.space(id).registry.enforce_quietly(&settings);
+            // Each connected instance kicked is reported `Logout`/`Unregister` by `RESTAPI`
+            // (the REST call ended it), all in one store transaction, before its socket hears
+            // of the kick (then it stores nothing) and before this call is answered. The
+            // kicks are this process's memory only: were it killed before that commit, its
+            // sessions would go unreported as every session of a killed embedded timd does.
+            let events: Vec<Prepared> = match &sink {
+                Some(sink) => kicked
+                    .iter()
+                    .filter(|(slot, _)| slot.info.attached)
+                    .filter_map(|(slot, _)| sink.prepare(&slot.info, Change::RestKick, None))
+                    .collect(),
+                None => Vec::new(),
+            };
+            if let Some(sink) = &sink {
+                if !events.is_empty() {
+                    let stored = self.store.call(move |s| s.callback_push_all(&events)).await;
+                    if let Err(e) = &stored {
+                        tracing::error!(app = id, error = %e, "ApplyNow: callback events not stored: they will not be sent");
+                    }
+                    sink.stored(stored.map_err(|e| e.to_string()));
+                }
+            }
+            for (slot, reason) in &kicked {
+                slot.notify(SocketCommand::Kick {
+                    session: slot.info.session,
+                    reason: *reason,
+                    reported: true,
+                });
+            }
+            tracing::info!(
+                app = id,
+                kicked = kicked.len(),
+                "login settings applied now"
+            );
         }
         Ok(new)
     }

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 pub use embedded::Embedded;
 
 use crate::apps::{App, Apps, Versioned};
-use crate::callbacks::Prepared;
+use crate::callbacks::{Prepared, Sink};
 use crate::cluster::{Cluster, ClusterError, ClusterMetrics};
 use crate::config::Config;
 use crate::events::{Events, MinuteCount};
@@ -353,30 +353,34 @@ impl Backend {
     }
 
     /// REST `kick`: records the revocation time `at` durably, then kicks every instance of
-    /// `user` wherever it is. `None` if the account does not exist.
+    /// `user` wherever it is. `None` if the account does not exist. The State.StateChange
+    /// events of the connected instances it ends are stored with the kick time (embedded:
+    /// made with `sink`, the app's if it has a callback; cluster: by `kick_user.lua`).
     pub async fn kick_user(
         &self,
         app: u32,
         user: &str,
         at: u64,
+        sink: Option<Sink>,
     ) -> Result<Option<usize>, BackendError> {
         match self {
-            Backend::Embedded(e) => e.kick_user(app, user, at).await,
+            Backend::Embedded(e) => e.kick_user(app, user, at, sink).await,
             Backend::Cluster(c) => Ok(c.kick_user(app, user, at, false).await?),
         }
     }
 
     /// REST `account_delete`: deletes each of `users` that exists, revoking its UserSigs
     /// up to `at` and kicking its instances. For each, `None` if it did not exist, else
-    /// how many instances were online.
+    /// how many instances were online. Their events as [`Backend::kick_user`]'s.
     pub async fn delete_accounts(
         &self,
         app: u32,
         users: &[String],
         at: u64,
+        sink: Option<Sink>,
     ) -> Result<Vec<Option<usize>>, BackendError> {
         match self {
-            Backend::Embedded(e) => e.delete_accounts(app, users, at).await,
+            Backend::Embedded(e) => e.delete_accounts(app, users, at, sink).await,
             Backend::Cluster(c) => Ok(c.delete_accounts(app, users, at).await?),
         }
     }
@@ -462,7 +466,9 @@ impl Backend {
     }
 
     /// A login-settings change by `admin`; with `apply_now`, what the new settings no longer
-    /// allow is kicked at once. In force on every node when this returns.
+    /// allow is kicked at once, each connected instance kicked reported `Logout`/`Unregister`
+    /// by `RESTAPI` (embedded: made with `sink`; cluster: by `enforce.lua`). In force on
+    /// every node when this returns.
     pub async fn set_settings(
         &self,
         apps: &Apps,
@@ -470,9 +476,10 @@ impl Backend {
         change: SettingsUpdate,
         admin: &str,
         apply_now: bool,
+        sink: Option<Sink>,
     ) -> Result<Versioned, BackendError> {
         match self {
-            Backend::Embedded(e) => e.set_settings(app, change, admin, apply_now).await,
+            Backend::Embedded(e) => e.set_settings(app, change, admin, apply_now, sink).await,
             Backend::Cluster(c) => Ok(c.set_settings(apps, app, change, admin, apply_now).await?),
         }
     }

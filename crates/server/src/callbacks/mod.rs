@@ -150,6 +150,67 @@ pub struct Prepared {
     pub cap: u32,
 }
 
+/// One app's events as a decision makes them itself, to store them in the decision's own
+/// store transaction (`Callbacks::sink`): the event's shape and the app's cap, then the
+/// counters and the deliverer's wake-up once stored.
+#[derive(Clone)]
+pub struct Sink {
+    pub app: u32,
+    pub cap: u32,
+    metrics: CallbackMetrics,
+    wake: Option<Arc<Notify>>,
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sink")
+            .field("app", &self.app)
+            .field("cap", &self.cap)
+            .finish()
+    }
+}
+
+impl Sink {
+    /// The event of what happened to `info`'s session, ready for the outbox (`None` only
+    /// if it cannot be written as JSON).
+    pub fn prepare(
+        &self,
+        info: &InstanceInfo,
+        change: Change<'_>,
+        client: Option<IpAddr>,
+    ) -> Option<Prepared> {
+        let event = change.of(info, client, crate::clock::unix_ms());
+        Some(Prepared {
+            app: self.app,
+            json: serde_json::to_string(&event).ok()?,
+            t: event.t,
+            cap: self.cap,
+        })
+    }
+
+    /// After events were stored (how many old ones the cap dropped) or not: the counters,
+    /// and the deliverer woken.
+    pub fn stored(&self, stored: Result<u64, String>) {
+        match stored {
+            Ok(dropped) => {
+                if dropped > 0 {
+                    self.metrics.dropped("cap", dropped);
+                    tracing::warn!(
+                        app = self.app,
+                        dropped,
+                        cap = self.cap,
+                        "callback queue full: the oldest events were dropped"
+                    );
+                }
+                if let Some(w) = &self.wake {
+                    w.notify_one();
+                }
+            }
+            Err(_) => self.metrics.dropped("store", 1),
+        }
+    }
+}
+
 /// What happened to a session, as the emission points say it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change<'a> {
@@ -157,8 +218,8 @@ pub enum Change<'a> {
     Login(&'a [Platform]),
     /// A logout, a re-login on the same socket, `destroy`: `Logout`/`Unregister`.
     Logout,
-    /// A REST kick or account deletion reached the socket: `Logout`/`Unregister`, by
-    /// `RESTAPI`.
+    /// A REST call ended the session (a `kick`, an `account_delete`, a
+    /// `set_login_settings … ApplyNow`): `Logout`/`Unregister`, by `RESTAPI`.
     RestKick,
     /// The UserSig ran out while connected: `Logout`/`Unregister` (the session cannot come
     /// back; the client must log in with a new UserSig).
@@ -253,15 +314,21 @@ impl Callbacks {
         change: Change<'_>,
         client: Option<IpAddr>,
     ) -> Option<Prepared> {
-        if !self.enabled(info.app) {
+        self.sink(info.app)?.prepare(info, change, client)
+    }
+
+    /// Where a decision that stores its own events (in its own store transaction: an
+    /// embedded REST kick, account deletion or `ApplyNow`) makes them, if `app` has a
+    /// callback.
+    pub fn sink(&self, app: u32) -> Option<Sink> {
+        if !self.enabled(app) {
             return None;
         }
-        let event = change.of(info, client, crate::clock::unix_ms());
-        Some(Prepared {
-            app: info.app,
-            json: serde_json::to_string(&event).ok()?,
-            t: event.t,
+        Some(Sink {
+            app,
             cap: self.settings.queue_cap,
+            metrics: self.metrics.clone(),
+            wake: self.wake.get(&app).cloned(),
         })
     }
 
@@ -287,22 +354,10 @@ impl Callbacks {
     /// After an event of `app` was stored (how many old ones the cap dropped) or not: the
     /// counters, and the deliverer woken.
     pub fn stored(&self, app: u32, stored: Result<u64, String>) {
-        match stored {
-            Ok(dropped) => {
-                if dropped > 0 {
-                    self.metrics.dropped("cap", dropped);
-                    tracing::warn!(
-                        app,
-                        dropped,
-                        cap = self.settings.queue_cap,
-                        "callback queue full: the oldest events were dropped"
-                    );
-                }
-                if let Some(w) = self.wake.get(&app) {
-                    w.notify_one();
-                }
-            }
-            Err(_) => self.metrics.dropped("store", 1),
+        if let Some(sink) = self.sink(app) {
+            sink.stored(stored);
+        } else if stored.is_err() {
+            self.metrics.dropped("store", 1);
         }
     }
 

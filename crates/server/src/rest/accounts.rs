@@ -109,8 +109,9 @@ pub async fn delete(state: &AppState, caller: &Caller, body: &Object) -> Result<
         Vec::new()
     } else {
         let backend = state.backend().clone();
+        let sink = state.callbacks().sink(app);
         detached(async move {
-            let outcomes = backend.delete_accounts(app, &valid, at).await?;
+            let outcomes = backend.delete_accounts(app, &valid, at, sink).await?;
             for (user, online) in valid.iter().zip(&outcomes) {
                 if let Some(online) = online {
                     tracing::info!(app, user = %user, kicked_at = at, online, "REST account_delete");

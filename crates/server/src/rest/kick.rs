@@ -29,9 +29,10 @@ pub async fn kick(state: &AppState, caller: &Caller, body: &Object) -> Result<Fi
     let online = {
         let backend = state.backend().clone();
         let user = user.clone();
+        let sink = state.callbacks().sink(app);
         detached(async move {
             backend
-                .kick_user(app, &user, at)
+                .kick_user(app, &user, at, sink)
                 .await?
                 .ok_or(RestError::AccountNotFound(user))
         })

@@ -98,9 +98,10 @@ pub async fn set(state: &AppState, caller: &Caller, body: &Object) -> Result<Fie
         caller.app.clone(),
         caller.admin.clone(),
     );
+    let sink = state.callbacks().sink(app.sdkappid);
     let new = detached(async move {
         Ok(backend
-            .set_settings(&apps, &app, update, &admin, apply_now)
+            .set_settings(&apps, &app, update, &admin, apply_now, sink)
             .await?)
     })
     .await?;

@@ -2,7 +2,8 @@
 -- Kicks every live instance the settings no longer allow, as LoginSettings::over_limits:
 -- the latest logins stay as if each had logged in in turn; an earlier one that conflicts
 -- with a later one's platform goes with multipleDevice, beyond a platform's limit the
--- earliest go with multipleAccount. Returns {kicked, mine}.
+-- earliest go with multipleAccount. Each connected instance kicked is reported
+-- (State.StateChange Logout/Unregister by RESTAPI). Returns {kicked, mine}.
 local WEB, OTHER, POLICY = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local live = live_slots()
 local kept, gone = {}, {}
@@ -32,7 +33,17 @@ for n = #live, 1, -1 do
 end
 for _, g in ipairs(gone) do
   local e = live[g[1]]
-  kick(e.inst, e.s, g[2])
+  -- A connected instance's end is reported here, with the kick (Logout/Unregister by
+  -- RESTAPI: a REST call ended it; EventID `<app>-ak-<node>-<session>`), and its node told
+  -- so (notice kind 'R'). One away gets no event of its own (its Disconnect was).
+  if reports() and e.s.attached == '1' then
+    report('ak', e.s.node, e.s.session, 'Logout', 'Unregister', e.s.platform, 'RESTAPI', '')
+    drop(e.inst, e.s)
+    tomb(e.inst, e.s.since, g[2], e.s.platform)
+    notify(e.s, 'R', g[2])
+  else
+    kick(e.inst, e.s, g[2])
+  end
 end
 finish()
 return done({ #gone, mine })
