@@ -14,6 +14,12 @@ use cli::{Cli, Command};
 use timd::cli::{ServeArgs, UsersigArgs};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc's malloc: a login keeps a dozen allocations per session, and
+/// during a wave of logins glibc served each from its arena under a lock, outside its thread
+/// caches (docs/benchmarks.md, "where it goes").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Client(args) => tim_client::cli::main(args),
