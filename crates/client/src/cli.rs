@@ -128,7 +128,10 @@ pub fn main(args: ClientArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(run(args, ctrl_c(), &mut std::io::stdout()));
+    let code = runtime.block_on(async {
+        let stop = ctrl_c();
+        run(args, stop, &mut std::io::stdout()).await
+    });
     ExitCode::from(code)
 }
 
@@ -138,8 +141,24 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-async fn ctrl_c() {
-    if tokio::signal::ctrl_c().await.is_err() {
+/// Ctrl-C, with its handler installed now. `tokio::signal::ctrl_c()` installs it only when
+/// first polled, after the login: a Ctrl-C in between would kill the process without a logout.
+/// Must run inside the runtime.
+fn ctrl_c() -> impl Future<Output = ()> {
+    #[cfg(unix)]
+    let mut interrupt =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+    async move {
+        #[cfg(unix)]
+        if let Some(signal) = interrupt.as_mut() {
+            if signal.recv().await.is_some() {
+                return;
+            }
+        }
+        #[cfg(not(unix))]
+        if tokio::signal::ctrl_c().await.is_ok() {
+            return;
+        }
         std::future::pending::<()>().await;
     }
 }
