@@ -152,6 +152,9 @@ pub async fn serve_with(config: Config, options: ServeOptions) -> Result<(), Ser
     if let Some(driver) = options.demo_devices {
         devices.set_driver(driver);
     }
+    // Installed before listening: a SIGTERM sent once the server answers must stop it
+    // gracefully, not kill it (tokio installs a handler only when its future is polled).
+    let shutdown = shutdown_signal();
     let asked = state.config().listen_backlog;
     let listener =
         listener::bind(addr, asked).map_err(|source| ServeError::Bind { addr, source })?;
@@ -175,7 +178,7 @@ pub async fn serve_with(config: Config, options: ServeOptions) -> Result<(), Ser
         data_dir = %state.config().data_dir.display(),
         "timd listening"
     );
-    run_with(listener, state, devices, shutdown_signal()).await?;
+    run_with(listener, state, devices, shutdown).await?;
     Ok(())
 }
 
@@ -263,30 +266,41 @@ async fn sweep_limits(state: AppState) {
     }
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Completes on SIGINT (Ctrl-C) or SIGTERM, whose handlers are installed by this call (not
+/// at the first poll). Must run inside the runtime.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let listen = |kind: SignalKind, name: &'static str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for {name}");
+                None
+            }
+        };
+        let mut interrupt = listen(SignalKind::interrupt(), "SIGINT");
+        let mut terminate = listen(SignalKind::terminate(), "SIGTERM");
+        async fn next(s: Option<&mut tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        async move {
+            tokio::select! {
+                () = next(interrupt.as_mut()) => {}
+                () = next(terminate.as_mut()) => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
     }
 }

@@ -207,8 +207,19 @@ async fn failures_are_retried_and_nothing_is_lost_or_reordered() {
     }
     let failed = receiver.requests().len() - receiver.accepted().len();
     assert!(failed >= 4, "the failing answers were retried ({failed})");
-    let metrics = server.state.callbacks().metrics();
-    assert_eq!(metrics.sent_count(), 20);
+    // Counted once the deliverer has read each answer, a few task hops after the receiver
+    // recorded it.
+    sent(&server, 20).await;
+    assert_eq!(server.state.callbacks().metrics().sent_count(), 20);
+}
+
+/// Waits until the deliverer counted `n` events sent: their answers were read, so they
+/// left the outbox and a receiver going down now makes none of them be sent again.
+async fn sent(server: &Server, n: u64) {
+    tim_test_support::wait::eventually_within("the deliverer read the answers", DELIVERY, || {
+        server.state.callbacks().metrics().sent_count() >= n
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -317,6 +328,7 @@ async fn a_rest_kick_stores_its_events_with_the_kick_and_the_sockets_none() {
     login_ok(&mut c, 1, "alice", "tab-c").await;
     go_away(&server, c).await;
     receiver.wait_accepted(4, DELIVERY).await;
+    sent(&server, 4).await;
     receiver.down();
     let kicked = server
         .state
@@ -369,6 +381,7 @@ async fn an_account_deletion_stores_its_events_with_the_deletion() {
     let mut a = server.connect().await;
     login_ok(&mut a, 1, "alice", "tab-a").await;
     receiver.wait_accepted(1, DELIVERY).await;
+    sent(&server, 1).await;
     receiver.down();
     let deleted = server
         .state

@@ -225,7 +225,8 @@ async fn a_frame_of_exactly_the_maximum_size_is_accepted() {
 
 #[tokio::test]
 async fn login_timeout_sends_an_error_then_closes_4001() {
-    let server = Server::start(|c| c.login_timeout_ms = 150).await;
+    // Long enough for the ping below to be answered first on a loaded machine.
+    let server = Server::start(|c| c.login_timeout_ms = 1_000).await;
     let mut ws = server.connect().await;
     let started = tokio::time::Instant::now();
     // Frames other than a successful login do not extend the deadline.
@@ -237,7 +238,7 @@ async fn login_timeout_sends_an_error_then_closes_4001() {
         (None, 70402, "login timeout")
     );
     assert_eq!(recv_close(&mut ws).await, close::LOGIN_TIMEOUT);
-    assert!(started.elapsed() >= Duration::from_millis(140));
+    assert!(started.elapsed() >= Duration::from_millis(950));
 }
 
 #[tokio::test]
@@ -422,8 +423,10 @@ async fn shutdown_closes_sockets_with_service_restart() {
         server.stop()
     );
     assert_eq!((a, b), (close::SERVICE_RESTART, close::SERVICE_RESTART));
+    // Without waiting out any socket's timeout (the login timeout, 5 s by default, for the
+    // anonymous one); the bound leaves room for a loaded machine.
     assert!(
-        stopping.elapsed() < Duration::from_millis(500),
+        stopping.elapsed() < Duration::from_secs(3),
         "{:?}",
         stopping.elapsed()
     );
@@ -448,7 +451,7 @@ async fn shutdown_closes_sockets_with_service_restart() {
 async fn an_expiry_the_registry_forgot_still_ends_the_session() {
     let server = Server::start(|_| {}).await;
     let mut ws = server.connect().await;
-    let short = tim_usersig::generate(APP, KEY, "alice", now() - 3599, 3600);
+    let short = tim_usersig::generate(APP, KEY, "alice", now() - 3598, 3600);
     send(&mut ws, &login(1, "alice", &short, "tab")).await;
     assert!(matches!(recv(&mut ws).await, ServerFrame::LoginOk(_)));
     let info = server.state.registry().instances("alice")[0].clone();

@@ -284,16 +284,27 @@ impl TimdNode {
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr);
+        // The log is appended to across restarts: this start's line is one more.
+        let listening =
+            || std::fs::read_to_string(&log).map_or(0, |l| l.matches("timd listening").count());
+        let listened_before = listening();
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", self.bin.display()));
         let deadline = Instant::now() + START_BOUND;
         loop {
-            if self.healthz() {
+            let exited = child.try_wait().expect("wait for timd").is_some();
+            // Ours, not another process that took the port meanwhile (ours then fails to
+            // bind and exits): it said it listens, and it still runs.
+            if !exited
+                && self.healthz()
+                && listening() > listened_before
+                && child.try_wait().expect("wait for timd").is_none()
+            {
                 self.child = Some(child);
                 return Ok(());
             }
-            if child.try_wait().expect("wait for timd").is_some() || Instant::now() > deadline {
+            if exited || Instant::now() > deadline {
                 process::kill9(&mut child);
                 return Err(process::tail(&log, 30));
             }

@@ -195,14 +195,16 @@ impl Receiver {
         self.requests().into_iter().filter(|r| r.accepted).collect()
     }
 
-    /// Waits until `n` requests were accepted (panics after `within`).
+    /// Waits until `n` distinct events (EventIDs) were accepted (panics after `within`), and
+    /// returns every accepted request: a retry of one already accepted (its answer was lost
+    /// or late) is at-least-once delivery, not a further event.
     pub async fn wait_accepted(&self, n: usize, within: Duration) -> Vec<Request> {
         let deadline = Instant::now() + within;
         loop {
-            let got = self.accepted();
-            if got.len() >= n {
-                return got;
+            if self.accepted_count() >= n {
+                return self.accepted();
             }
+            let got = self.accepted();
             if Instant::now() > deadline {
                 panic!(
                     "{} of {n} callbacks accepted within {within:?}: {:#?}",

@@ -248,3 +248,37 @@ fn serve_takes_an_apps_file_and_refuses_a_bad_one_naming_app_and_field() {
         );
     }
 }
+
+/// SIGTERM as soon as `timd serve` says it listens: a graceful stop (exit 0), never the
+/// signal's default action (its handler is installed before the listener opens).
+#[test]
+fn sigterm_right_after_listening_is_a_clean_stop() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(TIMD)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("TIMD_SDKAPPID", APP.to_string())
+            .env("TIMD_KEY", KEY)
+            .env("TIMD_DATA_DIR", dir.path())
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("timd listening") {
+            line.clear();
+            assert_ne!(stderr.read_line(&mut line).unwrap(), 0, "timd exited");
+        }
+        let pid = libc::pid_t::try_from(child.id()).unwrap();
+        // SAFETY: kill(2) on our own child, not reaped yet.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        // Drained so the process never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        let mut child = Killed(child);
+        assert_eq!(exit_code(&mut child), Some(0), "a clean stop");
+    }
+}
