@@ -207,6 +207,7 @@ pub async fn run_with(
     // The backend's tasks stop only after the sockets closed: their last acts (away) still
     // count.
     let backend_stop = tokio_util::sync::CancellationToken::new();
+    state.callbacks().announce();
     let mut backend_tasks = state
         .backend()
         .spawn_tasks(state.apps(), backend_stop.clone());

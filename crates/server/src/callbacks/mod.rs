@@ -361,6 +361,16 @@ impl Callbacks {
         }
     }
 
+    /// Tells the backend, before it decides anything, which apps' events its decisions store
+    /// themselves (cluster mode: the scripts' view). Without it a node's first decisions
+    /// were stored by the node after its script, and an `ApplyNow` kick then (which the
+    /// node cannot tell from a login's kick) went unreported.
+    pub fn announce(&self) {
+        for app in self.targets.keys() {
+            self.outbox.announce(*app);
+        }
+    }
+
     /// Starts one deliverer per app with a callback; they stop when `shutdown` is cancelled
     /// (what is not delivered stays in the outbox for the next start, or another node).
     pub fn spawn(&self, node: Option<String>, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {

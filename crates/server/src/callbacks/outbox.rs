@@ -131,6 +131,15 @@ impl Outbox {
         }
     }
 
+    /// From now on the backend's decisions store `app`'s events themselves (cluster: its
+    /// scripts, in the same step as the decision; embedded: nothing to do, the gateway and
+    /// the store's transactions do).
+    pub fn announce(&self, app: u32) {
+        if let Outbox::Cluster(c) = self {
+            c.callbacks_on(app);
+        }
+    }
+
     /// Whether this process may deliver `app`'s events now (embedded: always; cluster: it
     /// holds, or just took, the app's delivery lease). `Taken` means it just took it over:
     /// the deliverer starts again from the oldest event.

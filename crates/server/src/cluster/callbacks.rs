@@ -40,8 +40,9 @@ static LEASE: LazyLock<Script> = LazyLock::new(|| {
 });
 
 impl Cluster {
-    /// From now on this node's scripts report the sessions of dead nodes for `app`.
-    fn callbacks_on(&self, app: u32) {
+    /// From now on this node's scripts store `app`'s events (those of their decisions, and
+    /// the sessions of dead nodes they meet).
+    pub(crate) fn callbacks_on(&self, app: u32) {
         let mut on = self.callbacks_on.write().unwrap_or_else(|e| e.into_inner());
         if on.0.insert(app) {
             on.1 =
