@@ -2,6 +2,11 @@
 //! port, persisting every write to its append-only file before answering
 //! (`appendfsync always`) and never snapshotting, in its own temporary directory, so a
 //! test can stop, kill and restart it and see exactly what that persistence promises.
+//!
+//! The directory is on tmpfs (`/dev/shm`) where there is one: a process killed loses
+//! nothing written there either, and Redis's `fsync` cannot stall behind other processes'
+//! disk writes (on a loaded machine a stall of half a second fenced the tests' nodes, whose
+//! leases are 900 ms).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -39,10 +44,7 @@ impl RedisServer {
     /// `--replicaof HOST PORT`, a Redis Cluster node's `--cluster-enabled yes`), which a
     /// restart passes again.
     pub fn start_with(extra: &[&str]) -> RedisServer {
-        let dir = tempfile::Builder::new()
-            .prefix("redis-")
-            .tempdir()
-            .expect("a temp dir");
+        let dir = tempdir("redis-");
         let mut redis = RedisServer {
             port: 0,
             dir,
@@ -209,4 +211,17 @@ fn ping(addr: SocketAddr) -> bool {
     }
     let mut reply = [0u8; 64];
     matches!(stream.read(&mut reply), Ok(n) if reply[..n].starts_with(b"+PONG"))
+}
+
+/// A temporary directory for a Redis process: on tmpfs if the machine has one (see above).
+pub(crate) fn tempdir(prefix: &str) -> TempDir {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(prefix);
+    let shm = Path::new("/dev/shm");
+    let on_tmpfs = if shm.is_dir() {
+        builder.tempdir_in(shm).ok()
+    } else {
+        None
+    };
+    on_tmpfs.unwrap_or_else(|| builder.tempdir().expect("a temp dir"))
 }

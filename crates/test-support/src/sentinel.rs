@@ -33,10 +33,7 @@ impl SentinelGroup {
         let primary = RedisServer::start();
         let replica =
             RedisServer::start_with(&["--replicaof", "127.0.0.1", &primary.port().to_string()]);
-        let dir = tempfile::Builder::new()
-            .prefix("sentinels-")
-            .tempdir()
-            .expect("a temp dir");
+        let dir = crate::redis::tempdir("sentinels-");
         let mut group = SentinelGroup {
             servers: vec![primary, replica],
             sentinels: Vec::new(),

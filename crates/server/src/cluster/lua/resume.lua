@@ -50,11 +50,10 @@ if since <= watermark() then
 end
 -- Coming back without a slot. Right after Redis (re)started, what it has may predate ends
 -- a node could not write while Redis was down (a logout answered 70169): every node writes
--- those first thing each node round, so coming back waits one lease, and at least 5 s (a
--- node's reconnect and rejoin after a fence come before its round) (retry later; whole
--- seconds of uptime).
+-- those first thing each node round, so coming back waits one lease (retry later; whole
+-- seconds of uptime: at least one lease).
 local up = tonumber(string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)'))
-if up and up * 1000 < math.max(LEASE, 5000) then
+if up and up * 1000 < LEASE then
   return done({ 'busy' })
 end
 local gone = evictions(live, PLAT, WEB, OTHER, POLICY)
