@@ -133,6 +133,9 @@ export async function runBackground({
     await waitFor(() => page.evaluate(() => window.pageReady === true), { what: 'page' });
     const login = await page.evaluate(() => window.autoLogin);
     if (login?.actionStatus !== 'OK') throw new Error(`login: ${JSON.stringify(login)}`);
+    // SDK_READY follows the login's resolution (a task later): the events are cleared below
+    // only once it came.
+    await waitFor(() => page.evaluate(() => events.some((e) => e.name === 'sdkStateReady')), { what: 'SDK_READY' });
     // A chained 1 s timer, as an app would have: its gaps show the throttling the page is
     // under. And a control: a bare WebSocket client in the same page that keeps itself alive
     // the old way, a `"ping"` from a chained timer every heartbeat interval (never answering

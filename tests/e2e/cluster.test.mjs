@@ -74,13 +74,13 @@ async function webOnline(node, user) {
 async function assertOnline(nodes, user, online) {
   // Every node answers the REST query the same (the decisions live in Redis, not in one node).
   for (const node of nodes) {
-    await waitFor(async () => (await webOnline(node, user)) === online.length, { timeoutMs: 3000, what: `REST on ${node.port}` })
+    await waitFor(async () => (await webOnline(node, user)) === online.length, { timeoutMs: 10000, what: `REST on ${node.port}` })
       .catch(async () => assert.fail(`query_online_status on node ${node.port}: ${await webOnline(node, user)} Web instances, want ${online.length}`));
   }
   // Each node holds exactly the sessions of its own online tabs: the tabs really are spread.
   for (const node of nodes) {
     const want = online.filter((t) => t.node === node).length;
-    await waitFor(async () => (await node.metric('timd_sessions_online{platform="Web"}')) === want, { timeoutMs: 3000, what: 'metrics' })
+    await waitFor(async () => (await node.metric('timd_sessions_online{platform="Web"}')) === want, { timeoutMs: 10000, what: 'metrics' })
       .catch(async () => assert.fail(`node ${node.port} holds ${await node.metric('timd_sessions_online{platform="Web"}')} Web sessions, want ${want}`));
   }
 }

@@ -53,6 +53,8 @@ for (const browser of BROWSERS) {
       await b.navigate(`${timd.origin}/tab.html?${q}`);
       await waitFor(() => b.run(() => window.pageReady === true), { what: 'page' });
       assert.equal((await b.run(() => window.autoLogin)).actionStatus, 'OK');
+      // SDK_READY follows the login's resolution (a task later): cleared only once it came.
+      await waitFor(() => b.run(() => events.some((e) => e.name === 'sdkStateReady')), { what: 'SDK_READY' });
       await b.run(() => { events.length = 0; });
 
       // A live link: the probe goes out as the tab shows, and the server answers it.
