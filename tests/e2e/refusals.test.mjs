@@ -180,6 +180,12 @@ for (const browser of BROWSERS) {
         const { timd, proxy } = limited[key];
         await idle(timd);
         await open(b, proxy.url, ws(timd));
+        if (key === 'loginRate') {
+          // The socket whose renewals take the address's login tokens; its own login's token
+          // refills (1 a second) before the SDK's login.
+          assert.equal(await b.run((u, s) => spareLogin(u, s), ...credentials('spare')), true, 'the spare socket logged in');
+          await new Promise((r) => setTimeout(r, 1100));
+        }
         await loggedIn(b, String(close));
         // The moment the connection drops, the page takes what the reconnect needs: the slot
         // (4007, 4008), or the address's tokens (4009, 4010). The reconnect may still win the
