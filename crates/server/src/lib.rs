@@ -280,11 +280,11 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
                 None
             }
         };
-        let mut interrupt = listen(SignalKind::interrupt(), "SIGINT");
-        let mut terminate = listen(SignalKind::terminate(), "SIGTERM");
-        async fn next(s: Option<&mut tokio::signal::unix::Signal>) {
+        let interrupt = listen(SignalKind::interrupt(), "SIGINT");
+        let terminate = listen(SignalKind::terminate(), "SIGTERM");
+        async fn next(s: Option<tokio::signal::unix::Signal>) {
             match s {
-                Some(s) => {
+                Some(mut s) => {
                     s.recv().await;
                 }
                 None => std::future::pending::<()>().await,
@@ -292,8 +292,8 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
         }
         async move {
             tokio::select! {
-                () = next(interrupt.as_mut()) => {}
-                () = next(terminate.as_mut()) => {}
+                () = next(interrupt) => {}
+                () = next(terminate) => {}
             }
         }
     }

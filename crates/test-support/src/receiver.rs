@@ -204,8 +204,8 @@ impl Receiver {
             if self.accepted_count() >= n {
                 return self.accepted();
             }
-            let got = self.accepted();
             if Instant::now() > deadline {
+                let got = self.accepted();
                 panic!(
                     "{} of {n} callbacks accepted within {within:?}: {:#?}",
                     got.len(),

@@ -151,9 +151,6 @@ impl Cluster {
     pub async fn callback_lease(&self, app: u32) -> Result<Option<bool>, ClusterError> {
         let mut con = self.redis.con();
         let mut inv = LEASE.prepare_invoke();
-        // Only a node with the app's callback on asks: from now on its scripts report the
-        // sessions of dead nodes they meet (`report_timeout` in `prelude.lua`).
-        self.callbacks_on(app);
         inv.key(keys::callback_owner(app))
             .arg(self.node())
             .arg(CALLBACK_LEASE_MS);

@@ -140,9 +140,10 @@ pub struct Cluster {
     /// Writes to other slots that scripts handed back and Redis did not take yet: retried
     /// each round ([`Self::write_ends`]), at most [`DEFERRED_KEPT`].
     deferred: std::sync::Mutex<std::collections::VecDeque<(u32, String, Vec<Deferred>)>>,
-    /// The apps whose State.StateChange callback this node has on (`app,app,…`, sorted),
-    /// passed to every user script with the view: their scripts report the sessions of dead
-    /// nodes they meet (`callbacks.rs`).
+    /// The apps whose State.StateChange callback this node has on (`app,app,…`, sorted; set
+    /// at start, `Callbacks::announce`), passed to every user script with the view: their
+    /// scripts store their decisions' events and the sessions of dead nodes they meet
+    /// (`callbacks.rs`).
     callbacks_on: std::sync::RwLock<(std::collections::BTreeSet<u32>, String)>,
 }
 
