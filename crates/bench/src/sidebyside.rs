@@ -22,7 +22,9 @@ use clap::Args;
 
 use crate::logins::{destroy_all, log_in_signed, Signed};
 use crate::perf_categories;
-use crate::sys::{cpu_of, cpu_split_of, free_port, listen_overflows, now_secs, APP, KEY};
+use crate::sys::{
+    cpu_of, cpu_split_of, free_port, listen_overflows, minor_faults_of, now_secs, APP, KEY,
+};
 use crate::timd::{Common, Timd};
 
 #[derive(Args)]
@@ -123,6 +125,9 @@ struct Sample {
     kind: Kind,
     rate: f64,
     cpu_us: Option<f64>,
+    /// Minor page faults per login: memory the server touched afresh (first use, or again
+    /// after its allocator gave it back to the kernel), each one zeroed by the kernel.
+    faults: Option<f64>,
     /// Cores the client processes kept busy, and the machine's idle share, over the logins.
     client_cores: Option<f64>,
     idle: Option<f64>,
@@ -308,6 +313,7 @@ async fn measure(
     };
     let mut clients = clients;
     let (cpu0, client0, machine0) = (cpu_split_of(pid), clients.cpu(), machine_ticks());
+    let faults0 = minor_faults_of(pid);
     let t0 = Instant::now();
     clients.say("go");
     clients.expect_all("done");
@@ -316,6 +322,9 @@ async fn measure(
         .zip(cpu0)
         .map(|((u1, s1), (u0, s0))| (u1.saturating_sub(u0), s1.saturating_sub(s0)));
     let cpu = split.map(|(user, system)| user + system);
+    let faults = minor_faults_of(pid)
+        .zip(faults0)
+        .map(|(b, a)| b.saturating_sub(a));
     let client_cpu = clients.cpu().zip(client0).map(|(b, a)| b.saturating_sub(a));
     let idle = machine_ticks()
         .zip(machine0)
@@ -327,6 +336,7 @@ async fn measure(
         kind,
         rate: n as f64 / wall.as_secs_f64(),
         cpu_us: cpu.map(|c| c.as_secs_f64() * 1e6 / n as f64),
+        faults: faults.map(|f| f as f64 / n as f64),
         client_cores: client_cpu.map(|c| c.as_secs_f64() / wall.as_secs_f64()),
         idle,
         perf_file: perf.map(|(_, file)| file),
@@ -338,7 +348,7 @@ async fn measure(
     };
     let per_login = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
     println!(
-        "  {}: {name:<17} {n} logins in {:.2} s: {:>6.0} logins/s, server CPU {}; clients {}, machine idle {}",
+        "  {}: {name:<17} {n} logins in {:.2} s: {:>6.0} logins/s, server CPU {}, {} page faults per login; clients {}, machine idle {}",
         round.map_or("warm-up".into(), |r| format!("round {}", r + 1)),
         wall.as_secs_f64(),
         sample.rate,
@@ -348,6 +358,7 @@ async fn measure(
             per_login(user),
             per_login(system)
         )),
+        sample.faults.map_or("?".into(), |f| format!("{f:.2}")),
         sample.client_cores.map_or("?".into(), |c| format!(
             "{c:.2} of {} cores{}",
             args.clients,
@@ -372,8 +383,8 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     })
 }
 
-/// Median logins/s and median CPU µs per login of one kind.
-fn medians(samples: &[Sample], kind: Kind) -> (Option<f64>, Option<f64>) {
+/// Median logins/s, CPU µs per login and page faults per login of one kind.
+fn medians(samples: &[Sample], kind: Kind) -> (Option<f64>, Option<f64>, Option<f64>) {
     let of = |f: fn(&Sample) -> Option<f64>| {
         median(
             samples
@@ -383,7 +394,7 @@ fn medians(samples: &[Sample], kind: Kind) -> (Option<f64>, Option<f64>) {
                 .collect(),
         )
     };
-    (of(|s| Some(s.rate)), of(|s| s.cpu_us))
+    (of(|s| Some(s.rate)), of(|s| s.cpu_us), of(|s| s.faults))
 }
 
 /// `perf record` of process `pid`, with DWARF call chains (release builds keep no frame
@@ -479,10 +490,10 @@ pub async fn run(args: SideBySideArgs) -> bool {
             samples.push(sample);
         }
     }
-    let (bare_rate, bare_cpu) = medians(&samples, Kind::Bare);
+    let (bare_rate, bare_cpu, _) = medians(&samples, Kind::Bare);
     println!("  medians:");
     for kind in Kind::ALL {
-        let (rate, cpu) = medians(&samples, kind);
+        let (rate, cpu, faults) = medians(&samples, kind);
         let ratio = |a: Option<f64>, b: Option<f64>| {
             a.zip(b)
                 .map_or("?".into(), |(a, b)| format!("{:.2}×", a / b))
@@ -498,10 +509,11 @@ pub async fn run(args: SideBySideArgs) -> bool {
             _ => format!("; vs bare: {} the rate", ratio(rate, bare_rate)),
         };
         println!(
-            "    {:<16} {:>6.0} logins/s, server CPU {}{extra}",
+            "    {:<16} {:>6.0} logins/s, server CPU {}, {} page faults per login{extra}",
             kind.name(),
             rate.unwrap_or(f64::NAN),
             cpu.map_or("?".into(), |c| format!("{c:.1} µs per login")),
+            faults.map_or("?".into(), |f| format!("{f:.2}")),
         );
     }
     let busiest = samples

@@ -74,6 +74,18 @@ pub fn cpu_split_of(pid: u32) -> Option<(Duration, Duration)> {
     Some((time(utime), time(stime)))
 }
 
+/// Minor page faults process `pid` has taken so far (all threads), on Linux: memory it touched
+/// for the first time, or again after giving it back to the kernel.
+pub fn minor_faults_of(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(7)?
+        .parse()
+        .ok()
+}
+
 /// The kernel's count of connects dropped because a listener's accept queue was full
 /// (`TcpExtListenOverflows` in /proc/net/netstat): each such client waits for a SYN retry.
 pub fn listen_overflows() -> Option<u64> {

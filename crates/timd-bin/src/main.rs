@@ -1,6 +1,7 @@
 //! `timd serve` / `timd usersig` / `timd client`. Exit codes: 0 ok, 1 runtime failure,
 //! 2 bad usage/config (`timd client` adds 3: kicked out).
 
+mod allocator;
 mod cli;
 mod demo_devices;
 
@@ -13,12 +14,6 @@ use clap::Parser;
 use cli::{Cli, Command};
 use timd::cli::{ServeArgs, UsersigArgs};
 use tracing_subscriber::EnvFilter;
-
-/// mimalloc instead of glibc's malloc: a login keeps a dozen allocations per session, and
-/// during a wave of logins glibc served each from its arena under a lock, outside its thread
-/// caches (docs/benchmarks.md, "where it goes").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     match Cli::parse().command {
@@ -73,6 +68,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    allocator::keep_freed_memory();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
