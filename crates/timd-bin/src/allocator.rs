@@ -26,7 +26,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 extern "C" {
     fn mi_option_set(option: i32, value: std::ffi::c_long);
-    fn mi_option_get(option: i32) -> std::ffi::c_long;
 }
 
 /// Sets the purge delay to [`PURGE_DELAY_MS`], unless the operator set `MIMALLOC_PURGE_DELAY`
@@ -43,15 +42,19 @@ pub fn keep_freed_memory() {
     unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS as std::ffi::c_long) };
 }
 
-/// The purge delay in force, in milliseconds.
-pub fn purge_delay_ms() -> i64 {
-    // SAFETY: reads an option; any index below mimalloc's last is valid.
-    i64::from(unsafe { mi_option_get(MI_OPTION_PURGE_DELAY) })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    extern "C" {
+        fn mi_option_get(option: i32) -> std::ffi::c_long;
+    }
+
+    /// The purge delay in force, in milliseconds.
+    fn purge_delay_ms() -> std::ffi::c_long {
+        // SAFETY: reads an option; any index below mimalloc's last is valid.
+        unsafe { mi_option_get(MI_OPTION_PURGE_DELAY) }
+    }
 
     /// Run in a child process with `MIMALLOC_PURGE_DELAY` set: prints what it finds.
     #[test]
@@ -63,7 +66,7 @@ mod tests {
         println!("purge_delay={}", purge_delay_ms());
     }
 
-    fn child(env: Option<&str>) -> i64 {
+    fn child(env: Option<&str>) -> std::ffi::c_long {
         let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
         cmd.args([
             "--exact",
@@ -97,7 +100,7 @@ mod tests {
 
     #[test]
     fn without_the_environment_freed_memory_is_kept_longer_than_mimallocs_second() {
-        assert_eq!(child(None), PURGE_DELAY_MS);
+        assert_eq!(i64::from(child(None)), PURGE_DELAY_MS);
         assert!(PURGE_DELAY_MS > 1_000);
     }
 }
