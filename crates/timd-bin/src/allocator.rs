@@ -100,7 +100,7 @@ mod tests {
 
     #[test]
     fn without_the_environment_freed_memory_is_kept_longer_than_mimallocs_second() {
-        assert_eq!(i64::from(child(None)), PURGE_DELAY_MS);
-        assert!(PURGE_DELAY_MS > 1_000);
+        assert_eq!(child(None), PURGE_DELAY_MS as std::ffi::c_long);
+        const { assert!(PURGE_DELAY_MS > 1_000) };
     }
 }
