@@ -62,12 +62,9 @@ pub fn cpu_of(pid: u32) -> Option<Duration> {
 
 /// [`cpu_of`] as (user, system) time.
 pub fn cpu_split_of(pid: u32) -> Option<(Duration, Duration)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces) start at its closing ')'.
-    let rest = stat.rsplit_once(')')?.1;
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
+    let stat = stat_fields(pid)?;
+    let utime = stat_field(&stat, 11)?;
+    let stime = stat_field(&stat, 12)?;
     // SAFETY: sysconf only reads a system constant.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     let time = |ticks: u64| Duration::from_nanos(ticks * 1_000_000_000 / hz);
@@ -77,13 +74,18 @@ pub fn cpu_split_of(pid: u32) -> Option<(Duration, Duration)> {
 /// Minor page faults process `pid` has taken so far (all threads), on Linux: memory it touched
 /// for the first time, or again after giving it back to the kernel.
 pub fn minor_faults_of(pid: u32) -> Option<u64> {
+    stat_field(&stat_fields(pid)?, 7)
+}
+
+/// `/proc/PID/stat` from the field after the command name on (the name may hold spaces and
+/// ends at the last ')'): field 0 is the state, 7 `minflt`, 11 `utime`, 12 `stime`.
+fn stat_fields(pid: u32) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(7)?
-        .parse()
-        .ok()
+    Some(stat.rsplit_once(')')?.1.to_owned())
+}
+
+fn stat_field(fields: &str, n: usize) -> Option<u64> {
+    fields.split_whitespace().nth(n)?.parse().ok()
 }
 
 /// The kernel's count of connects dropped because a listener's accept queue was full
