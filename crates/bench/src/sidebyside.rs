@@ -43,7 +43,7 @@ pub struct SideBySideArgs {
     /// Rounds, after a warm-up run on each server; each measures timd first-time, returning
     /// with the same UserSig and returning with a new one, each followed by bare (every
     /// other round starting with bare).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// Record the server of every counted run with `perf record --call-graph dwarf` during
     /// its logins only, into DIR/NN-r{round}-{timd-first|timd-returning|bare}.data (the
@@ -397,6 +397,20 @@ fn medians(samples: &[Sample], kind: Kind) -> (Option<f64>, Option<f64>, Option<
     (of(|s| Some(s.rate)), of(|s| s.cpu_us), of(|s| s.faults))
 }
 
+/// Each run of `kind`'s CPU per login over that of the bare run beside it (each round runs
+/// its six in pairs: a timd run and a bare one, in either order). The host's speed drifts
+/// between runs by more than the gap measured; a pair's two runs share most of it.
+fn paired_cpu_ratios(samples: &[Sample], kind: Kind) -> Vec<f64> {
+    samples
+        .chunks_exact(2)
+        .filter_map(|pair| {
+            let timd = pair.iter().find(|s| s.kind == kind)?;
+            let bare = pair.iter().find(|s| s.kind == Kind::Bare)?;
+            Some(timd.cpu_us? / bare.cpu_us?)
+        })
+        .collect()
+}
+
 /// `perf record` of process `pid`, with DWARF call chains (release builds keep no frame
 /// pointers) at 999 Hz, so that `perf report --children` can sum costs by caller.
 fn spawn_perf(pid: u32, file: PathBuf) -> Child {
@@ -516,6 +530,21 @@ pub async fn run(args: SideBySideArgs) -> bool {
             faults.map_or("?".into(), |f| format!("{f:.2}")),
         );
     }
+    println!("  CPU per login vs the bare run beside it (median of the pairs, range):");
+    for kind in Kind::ALL.into_iter().filter(|k| *k != Kind::Bare) {
+        let ratios = paired_cpu_ratios(&samples, kind);
+        let (lo, hi) = ratios.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), r| {
+            (lo.min(*r), hi.max(*r))
+        });
+        match median(ratios.clone()) {
+            Some(m) => println!(
+                "    {:<16} {m:.2}× ({lo:.2}–{hi:.2}×, {} pairs)",
+                kind.name(),
+                ratios.len()
+            ),
+            None => println!("    {:<16} ?", kind.name()),
+        }
+    }
     let busiest = samples
         .iter()
         .filter_map(|s| s.client_cores)
@@ -608,5 +637,37 @@ mod tests {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
         assert_eq!(median(vec![]), None);
+    }
+
+    #[test]
+    fn each_timd_run_is_paired_with_the_bare_run_beside_it() {
+        let run = |kind, cpu| Sample {
+            kind,
+            rate: 1.0,
+            cpu_us: Some(cpu),
+            faults: None,
+            client_cores: None,
+            idle: None,
+            perf_file: None,
+        };
+        use Kind::*;
+        // Round 1 runs timd first in each pair, round 2 bare first.
+        let samples = [
+            run(TimdFirst, 60.0),
+            run(Bare, 50.0),
+            run(TimdReturning, 55.0),
+            run(Bare, 50.0),
+            run(TimdNewSig, 52.0),
+            run(Bare, 40.0),
+            run(Bare, 100.0),
+            run(TimdFirst, 110.0),
+            run(Bare, 100.0),
+            run(TimdReturning, 120.0),
+            run(Bare, 100.0),
+            run(TimdNewSig, 104.0),
+        ];
+        assert_eq!(paired_cpu_ratios(&samples, TimdFirst), [1.2, 1.1]);
+        assert_eq!(paired_cpu_ratios(&samples, TimdReturning), [1.1, 1.2]);
+        assert_eq!(paired_cpu_ratios(&samples, TimdNewSig), [1.3, 1.04]);
     }
 }

@@ -111,8 +111,11 @@ pub async fn ws_handler(
         .write_buffer_size(0)
         .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| {
+            // Built here, not inside the task's future: that future holds the connection
+            // once (the socket moved into it), not also the socket it was built from.
+            let mut connection = Connection::new(state, socket, client);
             async move {
-                Connection::new(state, socket, client).run().await;
+                connection.run().await;
                 drop(admitted);
                 drop(tracker);
             }
@@ -233,7 +236,10 @@ impl Connection {
         self.last_seen + self.state.config().idle_timeout()
     }
 
-    async fn run(mut self) {
+    /// Runs the socket to its end. Borrows the connection, which its task's future holds:
+    /// taken by value, it would be stored twice in that future (argument and local), and
+    /// every socket's task keeps that future for its whole life.
+    async fn run(&mut self) {
         tracing::debug!("socket opened");
         // Registered with the shutdown token once for the socket's life; every later wake-up
         // of this task reads one flag, set before the token is cancelled (polling the token
@@ -262,7 +268,9 @@ impl Connection {
                 // frames the peer sent after it), then the peer, then the clock.
                 biased;
                 _ = on_shutdown => Flow::Close(close::SERVICE_RESTART, "server restarting"),
-                Some(command) = self.commands.recv() => self.on_command(command).await,
+                // Boxed, as every rare step: its future (a callback report) would
+                // otherwise size the one each socket keeps for its whole life.
+                Some(command) = self.commands.recv() => Box::pin(self.on_command(command)).await,
                 message = self.socket.recv() => {
                     self.last_seen = Instant::now();
                     let flow = self.on_message(message).await;
@@ -296,7 +304,7 @@ impl Connection {
                 Flow::Gone => break None,
             }
         };
-        self.socket_closed().await;
+        Box::pin(self.socket_closed()).await;
         if let Some((code, reason)) = end {
             self.close(code, reason).await;
         }
@@ -878,35 +886,40 @@ impl Connection {
         }
     }
 
+    /// The session's UserSig expired: ends it and tells the client (`kicked`).
+    async fn usersig_expired(&mut self) -> Flow {
+        // The registry drops the slot and leaves the tombstone (by session, not
+        // instance id: the same instance may be on a newer socket by now); this socket
+        // ends itself rather than wait for the registry's command, which it would never
+        // get if the registry no longer knew the session (the timer would spin).
+        let s = self.session.take().expect("on_timeout found one").info;
+        tracing::debug!(user = %s.user, instance = %s.instance, "usersig expired");
+        self.state.metrics().kicked(KickReason::UserSigExpired);
+        let reported = match Box::pin(self.state.backend().expire(&s, Some(self.client))).await {
+            Ok(reported) => reported,
+            Err(e) => {
+                tracing::warn!(user = %s.user, error = %e, "expiry not recorded");
+                false
+            }
+        };
+        self.state.events().kicked(&s, KickReason::UserSigExpired);
+        if !reported {
+            self.state
+                .callbacks()
+                .report(&s, Change::Expired, Some(self.client))
+                .await;
+        }
+        self.send_kicked(KickReason::UserSigExpired).await
+    }
+
     async fn on_timeout(&mut self) -> Flow {
         if self
             .session
             .as_ref()
             .is_some_and(|s| Instant::now() >= s.expires)
         {
-            // The registry drops the slot and leaves the tombstone (by session, not
-            // instance id: the same instance may be on a newer socket by now); this socket
-            // ends itself rather than wait for the registry's command, which it would never
-            // get if the registry no longer knew the session (the timer would spin).
-            let s = self.session.take().expect("checked above").info;
-            tracing::debug!(user = %s.user, instance = %s.instance, "usersig expired");
-            self.state.metrics().kicked(KickReason::UserSigExpired);
-            let reported = match Box::pin(self.state.backend().expire(&s, Some(self.client))).await
-            {
-                Ok(reported) => reported,
-                Err(e) => {
-                    tracing::warn!(user = %s.user, error = %e, "expiry not recorded");
-                    false
-                }
-            };
-            self.state.events().kicked(&s, KickReason::UserSigExpired);
-            if !reported {
-                self.state
-                    .callbacks()
-                    .report(&s, Change::Expired, Some(self.client))
-                    .await;
-            }
-            return self.send_kicked(KickReason::UserSigExpired).await;
+            // Boxed: rare, and its callback report would size every socket's future.
+            return Box::pin(self.usersig_expired()).await;
         }
         let (now, idle) = (Instant::now(), self.idle_deadline());
         if let Some(s) = self.session.as_mut() {
