@@ -115,6 +115,8 @@ pub async fn ws_handler(
             let mut connection = Connection::new(state, socket, client);
             async move {
                 connection.run().await;
+                // The socket closes before its admission and its shutdown tracker end.
+                drop(connection);
                 drop(admitted);
                 drop(tracker);
             }
