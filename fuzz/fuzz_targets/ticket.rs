@@ -13,9 +13,8 @@ use sha2::Sha256;
 use tim_proto::Platform;
 use timd::policy::{LoginPolicy, LoginSettings};
 use timd::registry::Registry;
-use timd::session::{NewSession, OUTBOX_CAPACITY};
+use timd::session::{self, NewSession};
 use timd::ticket::{TicketClaims, Tickets};
-use tokio::sync::mpsc;
 
 const KEY: &str = "fuzz-app-key";
 const NOW: u64 = 1_700_000_000;
@@ -53,7 +52,7 @@ fn resume(claims: &TicketClaims) {
     };
     let mut keep = Vec::new();
     for (instance, platform) in [("tab", Platform::Web), ("phone", Platform::Android)] {
-        let (outbox, rx) = mpsc::channel(OUTBOX_CAPACITY);
+        let (outbox, rx) = session::commands();
         keep.push(rx);
         registry.login(
             NewSession {
@@ -69,7 +68,7 @@ fn resume(claims: &TicketClaims) {
             &settings,
         );
     }
-    let (outbox, _rx) = mpsc::channel(OUTBOX_CAPACITY);
+    let (outbox, _rx) = session::commands();
     let before = registry.online_count();
     if registry.resume(claims, outbox, &settings).is_ok() {
         assert!(registry.online_count() <= before + 1);

@@ -21,7 +21,6 @@ use tim_proto::{
     close, ClientFrame, ErrorFrame, KickReason, Login, LoginOk, ServerFrame, ERR_INTERNAL,
     ERR_INVALID_PARAMETERS, ERR_SERVER_TIMEOUT, ERR_USERSIG_RATE_LIMITED, MAX_FRAME_BYTES,
 };
-use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 use tracing::Instrument;
 
@@ -32,7 +31,7 @@ use crate::clock::unix_secs as unix_now;
 use crate::events::Disconnect;
 use crate::limits::{Admitted, Refusal};
 use crate::login::LoginError;
-use crate::session::{InstanceInfo, NewSession, ResumeRefused, SocketCommand, OUTBOX_CAPACITY};
+use crate::session::{self, Commands, InstanceInfo, NewSession, ResumeRefused, SocketCommand};
 use crate::state::AppState;
 
 /// Initial read buffer per socket. tungstenite's default (128 KiB, allocated up front)
@@ -192,8 +191,8 @@ enum Flow {
 struct Connection {
     state: AppState,
     socket: WebSocket,
-    outbox: mpsc::Sender<SocketCommand>,
-    commands: mpsc::Receiver<SocketCommand>,
+    outbox: session::Outbox,
+    commands: Commands,
     session: Option<Session>,
     /// While logged out: when the socket must have logged in.
     login_deadline: Instant,
@@ -207,7 +206,7 @@ struct Connection {
 
 impl Connection {
     fn new(state: AppState, socket: WebSocket, client: IpAddr) -> Connection {
-        let (outbox, commands) = mpsc::channel(OUTBOX_CAPACITY);
+        let (outbox, commands) = session::commands();
         let now = Instant::now();
         let login_deadline = now + state.config().login_timeout();
         Connection {
@@ -272,7 +271,7 @@ impl Connection {
                 _ = on_shutdown => Flow::Close(close::SERVICE_RESTART, "server restarting"),
                 // Boxed, as every rare step: its future (a callback report) would
                 // otherwise size the one each socket keeps for its whole life.
-                Some(command) = self.commands.recv() => Box::pin(self.on_command(command)).await,
+                command = self.commands.recv() => Box::pin(self.on_command(command)).await,
                 message = self.socket.recv() => {
                     self.last_seen = Instant::now();
                     let flow = self.on_message(message).await;

@@ -683,8 +683,6 @@ mod tests {
 
     use super::*;
     use crate::policy::LoginPolicy;
-    use crate::session::OUTBOX_CAPACITY;
-    use tokio::sync::mpsc;
 
     const WEB2: LoginSettings = LoginSettings {
         web_instances: 2,
@@ -696,8 +694,8 @@ mod tests {
         user: &str,
         instance: &str,
         platform: Platform,
-    ) -> (NewSession, mpsc::Receiver<SocketCommand>) {
-        let (outbox, rx) = mpsc::channel(OUTBOX_CAPACITY);
+    ) -> (NewSession, crate::session::Commands) {
+        let (outbox, rx) = crate::session::commands();
         let s = NewSession {
             app: 1,
             user: user.into(),
@@ -717,11 +715,7 @@ mod tests {
         user: &str,
         instance: &str,
         platform: Platform,
-    ) -> (
-        InstanceInfo,
-        Vec<InstanceInfo>,
-        mpsc::Receiver<SocketCommand>,
-    ) {
+    ) -> (InstanceInfo, Vec<InstanceInfo>, crate::session::Commands) {
         let (n, rx) = new(user, instance, platform);
         let (info, kicked) = r.login(n, s);
         (info, kicked, rx)
@@ -820,7 +814,7 @@ mod tests {
         ));
         assert!(!r.instances("alice")[0].attached);
         assert_eq!(r.online_count(), 2, "an away instance keeps its slot");
-        let (outbox, _rx) = mpsc::channel(OUTBOX_CAPACITY);
+        let (outbox, _rx) = crate::session::commands();
         let back = r.resume(&claims_of(&a1), outbox, &WEB2).unwrap();
         assert_eq!(back.since_ms, a1.since_ms);
         assert_ne!(back.session, a1.session, "a new attachment");
@@ -835,7 +829,7 @@ mod tests {
         let r = Registry::new();
         let s = LoginSettings::default();
         let (a, _, mut ra) = login(&r, &s, "alice", "a", Platform::Web);
-        let (outbox, _rx) = mpsc::channel(OUTBOX_CAPACITY);
+        let (outbox, _rx) = crate::session::commands();
         r.resume(&claims_of(&a), outbox, &s).unwrap();
         assert_eq!(
             ra.try_recv().unwrap(),
@@ -856,7 +850,7 @@ mod tests {
             ["a"],
             "the away instance is the earliest: it goes"
         );
-        let (outbox, _rx) = mpsc::channel(OUTBOX_CAPACITY);
+        let (outbox, _rx) = crate::session::commands();
         assert_eq!(
             r.resume(&claims_of(&a), outbox, &s),
             Err(ResumeRefused::Kicked(KickReason::MultipleAccount))
@@ -874,13 +868,13 @@ mod tests {
         let (b, _, _) = login(&old, &s, "alice", "b", Platform::Web); // kicked a
         let r = Registry::new();
         // b comes back first: room, resumed with its original login time.
-        let (o1, _r1) = mpsc::channel(OUTBOX_CAPACITY);
+        let (o1, _r1) = crate::session::commands();
         assert_eq!(
             r.resume(&claims_of(&b), o1, &s).unwrap().since_ms,
             b.since_ms
         );
         // a (kicked before the restart, tombstone lost) would need b's slot: refused.
-        let (o2, _r2) = mpsc::channel(OUTBOX_CAPACITY);
+        let (o2, _r2) = crate::session::commands();
         assert_eq!(
             r.resume(&claims_of(&a), o2, &s),
             Err(ResumeRefused::Kicked(KickReason::MultipleAccount))
@@ -893,7 +887,7 @@ mod tests {
             policy: LoginPolicy::Single,
             ..s
         };
-        let (o3, _r3) = mpsc::channel(OUTBOX_CAPACITY);
+        let (o3, _r3) = crate::session::commands();
         let claims = TicketClaims {
             instance: "p".into(),
             platform: Platform::Android,
@@ -911,7 +905,7 @@ mod tests {
         let s = LoginSettings::default();
         let (first, _, _) = login(&r, &s, "alice", "a", Platform::Web);
         let (_second, _, _) = login(&r, &s, "alice", "a", Platform::Web);
-        let (o, _rx) = mpsc::channel(OUTBOX_CAPACITY);
+        let (o, _rx) = crate::session::commands();
         assert_eq!(
             r.resume(&claims_of(&first), o, &s),
             Err(ResumeRefused::Replaced)
@@ -940,10 +934,10 @@ mod tests {
         assert_eq!(r.online_count(), 1);
         // a's grace ran out: it may come back if it fits (it does not: limit 3, but it was
         // never kicked, so a late resume is allowed when there is room).
-        let (o, _rx) = mpsc::channel(OUTBOX_CAPACITY);
+        let (o, _rx) = crate::session::commands();
         assert!(r.resume(&claims_of(&a), o, &s).is_ok());
         // b's UserSig expired while away: a late resume learns it.
-        let (o, _rx) = mpsc::channel(OUTBOX_CAPACITY);
+        let (o, _rx) = crate::session::commands();
         assert_eq!(
             r.resume(&claims_of(&b), o, &s),
             Err(ResumeRefused::Kicked(KickReason::UserSigExpired))
@@ -974,7 +968,7 @@ mod tests {
         assert!(rb.try_recv().is_err(), "detached: nothing to send to");
         assert!(rc.try_recv().is_err());
         assert_eq!(r.online_count(), 1);
-        let (o, _rx) = mpsc::channel(OUTBOX_CAPACITY);
+        let (o, _rx) = crate::session::commands();
         assert_eq!(
             r.resume(&claims_of(&b), o, &s),
             Err(ResumeRefused::Kicked(KickReason::RestApi))

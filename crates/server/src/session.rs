@@ -2,15 +2,17 @@
 //! told, the snapshot of an instance, why a resume is refused, and the node-local link from
 //! a session to its socket (attached, or away and held for a resume).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use tim_proto::{KickReason, Platform};
-use tokio::sync::mpsc;
 
 use crate::ticket::TicketClaims;
 
-/// Capacity of a socket's command channel. A backend sends at most one command per
+/// Capacity of a socket's command queue. A backend sends at most one command per
 /// session and a socket has at most one live session, and the socket task drains commands
 /// before reading further frames, so this never fills in practice.
 pub const OUTBOX_CAPACITY: usize = 4;
@@ -49,8 +51,81 @@ pub enum SocketCommand {
     Lost { session: SessionId },
 }
 
-/// The sending side of a socket task's command channel.
-pub type Outbox = mpsc::Sender<SocketCommand>;
+/// The sending side of a socket task's command queue: cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct Outbox(Arc<Mutex<Queue>>);
+
+/// The socket task's end of its command queue. Dropped with the task: later commands are
+/// discarded, as they are for a socket that is gone.
+pub struct Commands(Arc<Mutex<Queue>>);
+
+/// A socket's commands: a kick or two in a session's life, so a lock around a queue that
+/// allocates only when used (a tokio channel allocated ~1 KiB up front for every socket,
+/// idle ones included, which is most of them).
+#[derive(Default)]
+struct Queue {
+    commands: VecDeque<SocketCommand>,
+    /// The socket task waiting for a command.
+    waker: Option<Waker>,
+    closed: bool,
+}
+
+/// A socket task's command queue: the outbox the backends send to and the task's end.
+pub fn commands() -> (Outbox, Commands) {
+    let queue = Arc::new(Mutex::new(Queue::default()));
+    (Outbox(Arc::clone(&queue)), Commands(queue))
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Outbox")
+    }
+}
+
+fn lock(queue: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
+    queue.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// [`Commands::try_recv`] found none.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Empty;
+
+impl Commands {
+    /// The next command, waiting for one (cancel-safe: a command is taken only when
+    /// returned).
+    pub async fn recv(&mut self) -> SocketCommand {
+        std::future::poll_fn(|cx| {
+            let mut queue = lock(&self.0);
+            if let Some(command) = queue.commands.pop_front() {
+                return Poll::Ready(command);
+            }
+            match &mut queue.waker {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                waker => *waker = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// The next command if one waits.
+    pub fn try_recv(&mut self) -> Result<SocketCommand, Empty> {
+        lock(&self.0).commands.pop_front().ok_or(Empty)
+    }
+}
+
+impl Drop for Commands {
+    fn drop(&mut self) {
+        let (commands, waker) = {
+            let mut queue = lock(&self.0);
+            queue.closed = true;
+            (std::mem::take(&mut queue.commands), queue.waker.take())
+        };
+        // Dropped outside the lock: a waker may hold the last reference to a task, whose
+        // drop could come back here.
+        drop((commands, waker));
+    }
+}
 
 /// A login to record (its UserSig already verified).
 #[derive(Debug)]
@@ -216,9 +291,89 @@ impl Local {
     }
 }
 
-/// Sends `command` to a socket task without waiting.
+/// Sends `command` to a socket task without waiting; nothing if the task is gone.
 pub fn send(outbox: &Outbox, command: SocketCommand) {
-    if let Err(mpsc::error::TrySendError::Full(command)) = outbox.try_send(command) {
-        tracing::warn!(?command, "socket outbox full; command dropped");
+    let waker = {
+        let mut queue = lock(&outbox.0);
+        if queue.closed {
+            return;
+        }
+        if queue.commands.len() >= OUTBOX_CAPACITY {
+            drop(queue);
+            tracing::warn!(?command, "socket outbox full; command dropped");
+            return;
+        }
+        queue.commands.push_back(command);
+        queue.waker.take()
+    };
+    // Woken outside the lock: the task may run at once on another thread and take it.
+    if let Some(waker) = waker {
+        waker.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kick(n: u64) -> SocketCommand {
+        SocketCommand::Superseded {
+            session: SessionId(n),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_waiting_task_is_woken_by_a_command_sent_from_another_thread() {
+        let (outbox, mut commands) = commands();
+        // Its own task: polled again only if woken (a timeout would poll it regardless).
+        let waiting = tokio::spawn(async move { commands.recv().await });
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            send(&outbox, kick(1));
+        });
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await;
+        assert_eq!(got.expect("woken").unwrap(), kick(1));
+        sender.join().unwrap();
+    }
+
+    #[tokio::test]
+    async fn commands_arrive_in_order_and_a_cancelled_recv_loses_none() {
+        let (outbox, mut commands) = commands();
+        // A recv dropped while pending (a select! that took another branch) takes nothing.
+        let pending = tokio::time::timeout(std::time::Duration::from_millis(10), commands.recv());
+        assert!(pending.await.is_err());
+        send(&outbox, kick(1));
+        send(&outbox.clone(), kick(2));
+        assert_eq!(commands.recv().await, kick(1));
+        assert_eq!(commands.try_recv(), Ok(kick(2)));
+        assert_eq!(commands.try_recv(), Err(Empty));
+    }
+
+    #[test]
+    fn a_full_queue_drops_what_comes_beyond_its_capacity() {
+        let (outbox, mut commands) = commands();
+        for n in 0..OUTBOX_CAPACITY as u64 + 2 {
+            send(&outbox, kick(n));
+        }
+        for n in 0..OUTBOX_CAPACITY as u64 {
+            assert_eq!(commands.try_recv(), Ok(kick(n)));
+        }
+        assert_eq!(commands.try_recv(), Err(Empty));
+    }
+
+    #[test]
+    fn commands_to_a_gone_socket_are_discarded() {
+        let (outbox, mut commands) = commands();
+        send(&outbox, kick(1));
+        let queue = Arc::clone(&commands.0);
+        assert_eq!(commands.try_recv(), Ok(kick(1)));
+        send(&outbox, kick(2));
+        drop(commands);
+        assert!(lock(&queue).commands.is_empty(), "a pending one is dropped");
+        send(&outbox, kick(3));
+        assert!(
+            lock(&queue).commands.is_empty(),
+            "nothing is kept for nobody"
+        );
     }
 }

@@ -274,8 +274,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::OUTBOX_CAPACITY;
-    use tokio::sync::mpsc;
 
     fn info(session: u64) -> InstanceInfo {
         InstanceInfo {
@@ -296,7 +294,7 @@ mod tests {
     fn a_notice_before_the_insert_is_applied_on_insert() {
         let held = HeldSessions::default();
         assert!(!held.apply(SessionId(7), Notice::Kick(KickReason::MultipleAccount)));
-        let (outbox, mut rx) = mpsc::channel(OUTBOX_CAPACITY);
+        let (outbox, mut rx) = crate::session::commands();
         held.insert(info(7), outbox);
         assert_eq!(
             rx.try_recv().unwrap(),
@@ -315,8 +313,8 @@ mod tests {
     #[test]
     fn apply_tells_an_attached_socket_only() {
         let held = HeldSessions::default();
-        let (o1, mut r1) = mpsc::channel(OUTBOX_CAPACITY);
-        let (o2, mut r2) = mpsc::channel(OUTBOX_CAPACITY);
+        let (o1, mut r1) = crate::session::commands();
+        let (o2, mut r2) = crate::session::commands();
         held.insert(info(1), o1);
         held.insert(info(2), o2);
         held.detach(SessionId(2), Instant::now());
@@ -337,7 +335,7 @@ mod tests {
         let held = HeldSessions::default();
         let now = Instant::now();
         for s in 1..=3 {
-            let (o, _r) = mpsc::channel(OUTBOX_CAPACITY);
+            let (o, _r) = crate::session::commands();
             let mut i = info(s);
             if s == 3 {
                 i.expire_at = 100;
