@@ -184,13 +184,32 @@ pub async fn run(args: ChaosArgs) -> bool {
             let name = "FLUSHALL (a loss the docs do not promise to survive)".to_owned();
             println!("    {:>6.1} s  {name}", log.elapsed().as_secs_f64());
             log.push(Op::FaultStart { name: name.clone() });
-            tokio::task::spawn_blocking(move || {
-                for primary in primaries {
-                    crate::redis::command(primary, &["FLUSHALL"]);
-                }
+            // Retried until each primary took it: a fault of the schedule may have the
+            // primary down at this moment (a kill -9 until its restart), and a FLUSHALL that
+            // never ran leaves the checker nothing to flag.
+            let flushed = tokio::task::spawn_blocking(move || {
+                let give_up = Instant::now() + Duration::from_secs(30);
+                primaries.into_iter().all(|primary| loop {
+                    if crate::redis::command(primary, &["FLUSHALL"]).as_deref() == Some("OK") {
+                        break true;
+                    }
+                    if Instant::now() > give_up {
+                        break false;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                })
             })
             .await
-            .ok();
+            .unwrap_or(false);
+            println!(
+                "    {:>6.1} s  FLUSHALL {}",
+                log.elapsed().as_secs_f64(),
+                if flushed {
+                    "done"
+                } else {
+                    "NOT DONE: Redis never took it"
+                }
+            );
             log.push(Op::FaultEnd { name });
         })
     });
