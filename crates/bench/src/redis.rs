@@ -92,14 +92,10 @@ impl Redis {
     }
 
     fn wait_ping(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.command(&["PING"]).as_deref() != Some("PONG") {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not answer PING"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        assert!(
+            command_until(self.addr, &["PING"], "PONG", Duration::from_secs(20)),
+            "redis-server did not answer PING"
+        );
     }
 
     /// kill -9, then the same server again on the same port and files (what its
@@ -161,6 +157,21 @@ impl Redis {
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
             .unwrap_or_else(|_| "redis-server ?".into())
+    }
+}
+
+/// Sends `args` to the Redis at `addr` until it answers `want` (it may be down or starting),
+/// for at most `within`; whether it did.
+pub fn command_until(addr: SocketAddr, args: &[&str], want: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if command(addr, args).as_deref() == Some(want) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

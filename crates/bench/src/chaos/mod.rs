@@ -188,15 +188,9 @@ pub async fn run(args: ChaosArgs) -> bool {
             // primary down at this moment (a kill -9 until its restart), and a FLUSHALL that
             // never ran leaves the checker nothing to flag.
             let flushed = tokio::task::spawn_blocking(move || {
-                let give_up = Instant::now() + Duration::from_secs(30);
-                primaries.into_iter().all(|primary| loop {
-                    if crate::redis::command(primary, &["FLUSHALL"]).as_deref() == Some("OK") {
-                        break true;
-                    }
-                    if Instant::now() > give_up {
-                        break false;
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
+                primaries.into_iter().all(|primary| {
+                    let within = Duration::from_secs(30);
+                    crate::redis::command_until(primary, &["FLUSHALL"], "OK", within)
                 })
             })
             .await
